@@ -1,0 +1,41 @@
+/** Generates gitops repositories of N app specs for the benchmarks. */
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** Spec file formats the benchmarks cover. */
+export type BenchFormat = "yaml" | "json" | "erlang";
+
+const FILE = { yaml: "app.yaml", json: "app.json", erlang: "app.config" } as const;
+
+function specText(i: number, format: BenchFormat): string {
+  const name = `app_${i}`;
+  const dep = i > 0 ? `app_${i - 1}` : undefined;
+  switch (format) {
+    case "yaml":
+      return `name: ${name}\nversion: "1.${i}.0"\ndescription: Benchmark app ${i}\nsource:\n  type: git\n  url: https://git.example.com/acme/${name}.git\n  ref: v1.${i}.0\nenv:\n  port: ${10000 + i}\n  pool_size: 10\n  log_level: info\nhealth:\n  type: http\n  path: /health\n  interval: 30s\n  timeout: 5s\ndepends_on: [${dep ?? ""}]\n`;
+    case "json":
+      return JSON.stringify({
+        name, version: `1.${i}.0`, description: `Benchmark app ${i}`,
+        source: { type: "git", url: `https://git.example.com/acme/${name}.git`, ref: `v1.${i}.0` },
+        env: { port: 10000 + i, pool_size: 10, log_level: "info" },
+        health: { type: "http", path: "/health", interval: "30s", timeout: "5s" },
+        depends_on: dep ? [dep] : [],
+      }, null, 2);
+    case "erlang":
+      return `#{\n  name => ${name},\n  version => <<"1.${i}.0">>,\n  description => <<"Benchmark app ${i}">>,\n  source => #{type => git, url => <<"https://git.example.com/acme/${name}.git">>, ref => <<"v1.${i}.0">>},\n  env => #{port => ${10000 + i}, pool_size => 10, log_level => info},\n  health => #{type => http, path => <<"/health">>, interval => 30000, timeout => 5000},\n  depends_on => [${dep ?? ""}]\n}.\n`;
+  }
+}
+
+/** Writes a repository with `count` specs of `format` under a new temp dir; returns the repo root. */
+export async function makeSpecRepo(count: number, format: BenchFormat, parent?: string): Promise<string> {
+  const root = await mkdtemp(join(parent ?? tmpdir(), `bc-gitops-bench-${format}-${count}-`));
+  await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const dir = join(root, "apps", `app_${i}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, FILE[format]), specText(i, format));
+    }),
+  );
+  return root;
+}

@@ -1,0 +1,118 @@
+/**
+ * The one place that reads the `Bun` and `Deno` globals. Everything runtime-specific is decided
+ * here, so the rest of the code stays plain TypeScript on Node built-ins.
+ */
+import { basename } from "node:path";
+
+interface BunGlobal {
+  version: string;
+  YAML?: { parse(text: string): unknown };
+  serve(options: {
+    hostname: string;
+    port: number;
+    development: boolean;
+    reusePort: boolean;
+    fetch(request: Request): Promise<Response>;
+    error(error: unknown): Response;
+  }): { hostname: string; port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+}
+interface DenoGlobal {
+  version: { deno: string };
+  execPath(): string;
+  serve(
+    options: { hostname: string; port: number; onListen(): void; onError(error: unknown): Response },
+    handler: (request: Request) => Promise<Response>,
+  ): { addr: { hostname: string; port: number }; shutdown(): Promise<void> };
+}
+
+const bun = (globalThis as { Bun?: BunGlobal }).Bun;
+const deno = (globalThis as { Deno?: DenoGlobal }).Deno;
+
+/** Which JavaScript runtime this process runs on. */
+export const runtimeName: "bun" | "deno" | "node" = bun ? "bun" : deno ? "deno" : "node";
+
+/** The runtime's version, e.g. `1.4.5`. */
+export const runtimeVersion: string = bun?.version ?? deno?.version.deno ?? process.versions.node;
+
+/**
+ * Bun's native YAML parser (about 30x faster than the `yaml` package on spec-sized files), or
+ * `undefined` elsewhere. It is only a fast path: it reports no positions and takes the last of
+ * duplicate keys, so callers fall back to the `yaml` package for errors and suspicious input.
+ */
+export const nativeYamlParse: ((text: string) => unknown) | undefined = bun?.YAML?.parse
+  ? (text) => bun.YAML!.parse(text)
+  : undefined;
+
+/**
+ * True inside a `bun build --compile` executable: Bun is the runtime but the process is not the
+ * `bun` binary itself, so the `bun` CLI is only reachable by re-running this executable with
+ * `BUN_BE_BUN=1`.
+ */
+export const isCompiledBun: boolean = bun !== undefined && !/^bun(\.exe)?$/i.test(basename(process.execPath));
+
+/** How to install a package's dependencies: run `command args…` in the package directory with `env` added. */
+export interface DependencyInstaller {
+  name: "bun" | "deno" | "npm";
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * The dependency installer of the current runtime, so no other package manager needs to be on the
+ * server: the running Bun (or this compiled executable acting as `bun`, via `BUN_BE_BUN=1`) runs
+ * `bun install --production --no-save` (no lockfile needed, none written); the running Deno runs
+ * `deno install` (package.json dependencies into `node_modules`); Node uses `npm install
+ * --omit=dev`. `registry`, when given, overrides the user's configured npm registry for this install.
+ */
+export function dependencyInstaller(registry?: string): DependencyInstaller {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  if (bun) {
+    if (isCompiledBun) env.BUN_BE_BUN = "1";
+    const args = ["install", "--production", "--no-save", "--no-progress"];
+    if (registry !== undefined) args.push(`--registry=${registry}`);
+    return { name: "bun", command: process.execPath, args, env };
+  }
+  if (deno) {
+    if (registry !== undefined) env.NPM_CONFIG_REGISTRY = registry;
+    return { name: "deno", command: deno.execPath(), args: ["install"], env };
+  }
+  if (registry !== undefined) env.npm_config_registry = registry;
+  return { name: "npm", command: "npm", args: ["install", "--omit=dev", "--no-audit", "--no-fund"], env };
+}
+
+/** A server started by {@link nativeServe}. */
+export interface NativeServer {
+  /** The address actually bound (the OS-assigned port when 0 was asked for). */
+  hostname: string;
+  port: number;
+  /** Stops accepting and drains; `force` drops connections with requests in flight (Deno: stops waiting for them). */
+  close(force: boolean): Promise<void>;
+}
+
+/**
+ * Serves `handler` with the runtime's own HTTP server (`Bun.serve`, `Deno.serve`), which is
+ * faster than their `node:http` layers; `undefined` on Node, where the caller uses `node:http`.
+ * Throws the runtime's error (`code` `EADDRINUSE`, …) when the address cannot be bound.
+ * `onError` answers for a handler that throws.
+ */
+export const nativeServe:
+  | ((handler: (request: Request) => Promise<Response>, options: { hostname: string; port: number; onError: (error: unknown) => Response }) => NativeServer)
+  | undefined = bun
+  ? (handler, { hostname, port, onError }) => {
+      // reusePort: Bun 1.4 turns SO_REUSEPORT on with development: false, so a second agent on
+      // the same port would silently share it instead of failing with EADDRINUSE.
+      const server = bun.serve({ hostname, port, development: false, reusePort: false, fetch: handler, error: onError });
+      return { hostname: server.hostname, port: server.port, close: (force) => server.stop(force) };
+    }
+  : deno
+    ? (handler, { hostname, port, onError }) => {
+        // onListen: Deno otherwise prints "Listening on …" to stdout, which is the CLI's to own.
+        const server = deno.serve({ hostname, port, onListen: () => {}, onError }, handler);
+        let shutdown: Promise<void> | undefined;
+        // Deno cannot drop busy connections: a forced close stops waiting for them instead.
+        const close = (force: boolean) => ((shutdown ??= server.shutdown()), force ? Promise.resolve() : shutdown);
+        return { hostname: server.addr.hostname, port: server.addr.port, close };
+      }
+    : undefined;
+

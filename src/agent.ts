@@ -1,0 +1,315 @@
+/**
+ * The library entry point (SPEC section 10): `createAgent(options)` wires configuration, the git
+ * source, the runtime, the reconciler, the loop and telemetry, and exposes the agent's API.
+ */
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { AgentConfig } from "./config.ts";
+import { GitopsError } from "./errors.ts";
+import { GitSource } from "./git.ts";
+import { serve, type HttpServer } from "./http-server.ts";
+import { silentLogger, type Logger } from "./logger.ts";
+import { Loop } from "./loop.ts";
+import { Reconciler, type TickResult } from "./reconciler.ts";
+import { registerSecret } from "./redact.ts";
+import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
+import { controlApiAddress, createHandler } from "./server.ts";
+import { AppSpec, type AppSpecInput } from "./spec.ts";
+import { readState, statePath } from "./state.ts";
+import type { AgentStatus } from "./status.ts";
+import { Telemetry, type EventHandler, type EventName } from "./telemetry.ts";
+
+/** A runtime given to {@link createAgent}: the object, a factory, `"default"`, or a module path whose default export is one of those. */
+export type RuntimeOption = "default" | string | Runtime | ((context: RuntimeContext) => Runtime | Promise<Runtime>);
+
+/** Options of {@link createAgent}: the configuration keys of SPEC section 6 in camelCase, plus injected collaborators. */
+export interface AgentOptions {
+  repoUrl: string;
+  branch?: string;
+  localPath?: string;
+  appsDir?: string;
+  /** Milliseconds or a duration string (`"60s"`). */
+  reconcileInterval?: number | string;
+  runtime?: RuntimeOption;
+  /** Control API address, or `"off"`. */
+  listen?: string;
+  token?: string;
+  webhookSecret?: string;
+  verify?: AgentConfig["verify"];
+  /** Deadline of every git call (ms or duration string). */
+  gitTimeout?: number | string;
+  /** Hot reloads of an embedded app before status warns to use `worker` isolation. */
+  reloadBudget?: number;
+  /** Where the library logs (default: nowhere). */
+  logger?: Logger;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+/** The agent (SPEC section 10). */
+export interface Agent {
+  /** Clones, restores remembered apps, runs the first reconcile and starts the loop; resolves after the first tick. */
+  start(): Promise<TickResult>;
+  /** Stops the loop, then every app (dependents first). */
+  stop(): Promise<void>;
+  status(): Promise<AgentStatus>;
+  /** Runs a tick now (or the follow-up tick if one is running) and returns its result. */
+  reconcile(): Promise<TickResult>;
+  /** Alias of {@link Agent.reconcile}. */
+  sync(): Promise<TickResult>;
+  getDesiredState(): Promise<Record<string, AppSpec>>;
+  getCurrentState(): Promise<Record<string, AppState>>;
+  getAppStatus(name: string): Promise<AppState | undefined>;
+  /** Deploys a spec now, bypassing git; the next reconcile brings the app back in line with the repository. */
+  deploy(spec: AppSpecInput): Promise<AppState>;
+  remove(name: string): Promise<void>;
+  upgrade(name: string, version: string): Promise<AppState>;
+  hotReload(name: string): Promise<HotReloadResult>;
+  /** Subscribes to a telemetry event (or `"*"`); returns the unsubscribe function. */
+  on(name: EventName | "*", handler: EventHandler): () => void;
+  /** The validated configuration. */
+  readonly config: AgentConfig;
+  /** Where the control API listens once started (`127.0.0.1:PORT`, the real port when `listen` asked for 0); `undefined` when off or not started. */
+  readonly address: string | undefined;
+}
+
+/** Creates an agent. Validates the options at once (throws `GitopsError` E_CONFIG); does nothing else until `start()`. */
+export function createAgent(options: AgentOptions): Agent {
+  const parsed = AgentConfig.safeParse(
+    Object.fromEntries(
+      Object.entries({
+        repo_url: options.repoUrl,
+        branch: options.branch,
+        local_path: options.localPath,
+        apps_dir: options.appsDir,
+        reconcile_interval: options.reconcileInterval,
+        runtime: typeof options.runtime === "function" ? "default" : options.runtime,
+        listen: options.listen,
+        token: options.token,
+        webhook_secret: options.webhookSecret,
+        verify: options.verify,
+        git_timeout: options.gitTimeout,
+        reload_budget: options.reloadBudget,
+      }).filter(([, v]) => v !== undefined),
+    ),
+  );
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new GitopsError(`invalid agent option ${issue.path.join(".")}: ${issue.message}`, { code: "E_CONFIG", retry: "stalled" });
+  }
+  const config = parsed.data;
+  config.local_path = resolve(config.local_path);
+  controlApiAddress(config.listen, config.token); // refuses a non-loopback address without a token now, not at start()
+  registerSecret(config.token);
+  registerSecret(config.webhook_secret);
+  return new AgentImpl(config, options);
+}
+
+class AgentImpl implements Agent {
+  readonly config: AgentConfig;
+  readonly #options: AgentOptions;
+  readonly #telemetry = new Telemetry();
+  readonly #logger: Logger;
+  #runtime: Runtime | undefined;
+  #reconciler: Reconciler | undefined;
+  #loop: Loop<TickResult> | undefined;
+  #starting: Promise<TickResult> | undefined;
+  #stopped = false;
+  #server: HttpServer | undefined;
+
+  constructor(config: AgentConfig, options: AgentOptions) {
+    this.config = config;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  get address(): string | undefined {
+    return this.#server?.address;
+  }
+
+  start(): Promise<TickResult> {
+    return (this.#starting ??= this.#start());
+  }
+
+  async #start(): Promise<TickResult> {
+    const { config } = this;
+    const listen = controlApiAddress(config.listen, config.token);
+    // Created first so its metrics count the restore and the first tick.
+    const api = listen && createHandler(this, { logger: this.#logger });
+    await mkdir(config.local_path, { recursive: true });
+    const now = this.#options.now ?? Date.now;
+    const git = new GitSource({
+      repoUrl: config.repo_url,
+      branch: config.branch,
+      dir: join(config.local_path, "git"),
+      timeoutMs: config.git_timeout,
+      logger: this.#logger,
+      emit: this.#telemetry.emit,
+    });
+    const file = statePath(config.local_path);
+    const state = await readState(file, this.#logger);
+    let reconciler!: Reconciler;
+    this.#runtime = await loadRuntime(this.#options.runtime ?? config.runtime, {
+      localPath: config.local_path,
+      repoDir: () => reconciler?.repoDir,
+      logger: this.#logger,
+      emit: this.#telemetry.emit,
+    });
+    reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file });
+    this.#reconciler = reconciler;
+    await reconciler.primeFromSnapshot();
+    await reconciler.restore();
+    this.#loop = new Loop<TickResult>({ tick: (signal) => reconciler.tick(signal), nextDelay: () => reconciler.nextDelay() });
+    if (this.#stopped) throw new GitopsError("the agent was stopped while starting", { code: "E_ABORTED", retry: "stalled" });
+    if (listen && api) {
+      // Before the first tick, so /healthz and /status answer during a long first reconcile.
+      this.#server = await serve(api, { ...listen, onError: (error) => this.#logger.error(`control API: ${(error as Error).message}`) });
+      this.#logger.info(`control API listening on http://${this.#server.address}`);
+    }
+    return this.#loop.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#starting?.catch(() => {});
+    await this.#loop?.stop();
+    await this.#server?.close();
+    if (this.#runtime?.stopAll) {
+      await this.#runtime.stopAll();
+    } else if (this.#runtime && this.#reconciler) {
+      // No stopAll: stop apps one by one, dependents before their dependencies. They stay in
+      // state.json, so the next start brings them back.
+      for (const name of this.#reconciler.stopOrder()) {
+        await this.#runtime.remove(name).catch((error) => this.#logger.warn(`stopping ${name} failed: ${(error as Error).message}`));
+      }
+    }
+    this.#logger.info("agent stopped");
+  }
+
+  async status(): Promise<AgentStatus> {
+    return this.#reconciler?.status() ?? {
+      status: "initializing",
+      last_commit: null,
+      app_count: 0,
+      healthy_count: 0,
+      last_reconcile: { at: null, duration_ms: null, error: null },
+      errors: [],
+    };
+  }
+
+  reconcile(): Promise<TickResult> {
+    if (!this.#loop) return this.start();
+    return this.#loop.trigger();
+  }
+
+  sync(): Promise<TickResult> {
+    return this.reconcile();
+  }
+
+  async getDesiredState(): Promise<Record<string, AppSpec>> {
+    return this.#reconciler?.desiredSpecs() ?? {};
+  }
+
+  async getCurrentState(): Promise<Record<string, AppState>> {
+    return this.#reconciler?.apps() ?? {};
+  }
+
+  async getAppStatus(name: string): Promise<AppState | undefined> {
+    return this.#reconciler?.apps()[name];
+  }
+
+  async deploy(input: AppSpecInput): Promise<AppState> {
+    const spec = AppSpec.parse(input);
+    const reconciler = this.#started();
+    const current = reconciler.apps()[spec.name];
+    const deployed = await this.getDeployedSpec(spec.name);
+    if (current && deployed) {
+      await reconciler.applyManual({ type: "upgrade", app: spec.name, spec, from: deployed, reason: "manual deploy" });
+    } else {
+      await reconciler.applyManual({ type: "deploy", app: spec.name, spec });
+    }
+    return reconciler.apps()[spec.name]!;
+  }
+
+  async remove(name: string): Promise<void> {
+    const reconciler = this.#started();
+    const deployed = await this.getDeployedSpec(name);
+    if (!deployed) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
+    await reconciler.applyManual({ type: "remove", app: name, from: deployed });
+  }
+
+  async upgrade(name: string, version: string): Promise<AppState> {
+    const reconciler = this.#started();
+    const from = await this.getDeployedSpec(name);
+    if (!from) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
+    const spec = AppSpec.parse({ ...from, version });
+    await reconciler.applyManual({ type: "upgrade", app: name, spec, from, reason: `version ${from.version} -> ${version} (manual)` });
+    return reconciler.apps()[name]!;
+  }
+
+  async hotReload(name: string): Promise<HotReloadResult> {
+    const reconciler = this.#started();
+    const spec = await this.getDeployedSpec(name);
+    if (!spec) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
+    const runtime = this.#runtime!;
+    if (!runtime.hotReload) throw new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled", details: { unsupported: "hot_reload" } });
+    const started = Date.now();
+    this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
+    try {
+      const result = await runtime.hotReload(spec);
+      await reconciler.recordRevision(name, result.revision);
+      this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
+      return result;
+    } catch (error) {
+      this.#telemetry.emit("bc_gitops:hot_reload:error", { duration_ms: Date.now() - started }, { app: name, error: (error as Error).message });
+      throw error;
+    }
+  }
+
+  on(name: EventName | "*", handler: EventHandler): () => void {
+    return this.#telemetry.on(name, handler);
+  }
+
+  /** @internal The spec an app was last applied from. */
+  async getDeployedSpec(name: string): Promise<AppSpec | undefined> {
+    return this.#reconciler?.deployedSpec(name);
+  }
+
+  #started(): Reconciler {
+    if (!this.#reconciler) throw new GitopsError("the agent is not started: call agent.start() first", { code: "E_RUNTIME", retry: "stalled" });
+    return this.#reconciler;
+  }
+}
+
+/** Resolves the `runtime` option into a runtime object. */
+async function loadRuntime(
+  option: RuntimeOption,
+  context: RuntimeContext & { logger: Logger; emit: Telemetry["emit"] },
+): Promise<Runtime> {
+  if (typeof option === "function") return option(context);
+  if (typeof option === "object") return option;
+  if (option === "default") {
+    const { createDefaultRuntime } = await import("./runtimes/default.ts");
+    return createDefaultRuntime(context);
+  }
+  let module: { default?: unknown };
+  try {
+    module = (await import(pathToFileURL(resolve(option)).href)) as { default?: unknown };
+  } catch (error) {
+    throw new GitopsError(`cannot load the runtime module ${option}: ${(error as Error).message}`, { code: "E_CONFIG", retry: "stalled", cause: error });
+  }
+  const exported = module.default;
+  const runtime = typeof exported === "function" ? await (exported as (c: RuntimeContext) => Runtime | Promise<Runtime>)(context) : exported;
+  const missing = ["deploy", "remove", "upgrade", "reconfigure", "getCurrentState"].filter(
+    (m) => typeof (runtime as Record<string, unknown> | undefined)?.[m] !== "function",
+  );
+  if (missing.length) {
+    throw new GitopsError(`the runtime module ${option} must export (default) a runtime object or a function returning one; missing: ${missing.join(", ")}`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+    });
+  }
+  return runtime as Runtime;
+}

@@ -1,0 +1,45 @@
+/**
+ * Exponential backoff per key (an app, or the git remote): after each failure the next attempt
+ * waits twice as long, from `baseMs` up to `maxMs`; a success resets it. Pure bookkeeping: the
+ * caller passes the clock.
+ */
+export class Backoff {
+  readonly #entries = new Map<string, { failures: number; retryAt: number }>();
+
+  constructor(
+    readonly baseMs: number,
+    /** The cap; may change at run time (it is the reconcile interval). */
+    public maxMs: number,
+  ) {}
+
+  /** Records a failure at `now`; returns when the next attempt is due. */
+  fail(key: string, now: number): number {
+    const failures = (this.#entries.get(key)?.failures ?? 0) + 1;
+    const delay = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(failures - 1, 30));
+    const retryAt = now + delay;
+    this.#entries.set(key, { failures, retryAt });
+    return retryAt;
+  }
+
+  /** Forgets the failures of `key` (it succeeded, or is gone). */
+  reset(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  /** Whether `key` must still wait at `now`. */
+  waiting(key: string, now: number): boolean {
+    return (this.#entries.get(key)?.retryAt ?? 0) > now;
+  }
+
+  /** Consecutive failures of `key`. */
+  failures(key: string): number {
+    return this.#entries.get(key)?.failures ?? 0;
+  }
+
+  /** The earliest pending retry time after `now`, if any. */
+  nextRetry(now: number): number | undefined {
+    let next: number | undefined;
+    for (const { retryAt } of this.#entries.values()) if (retryAt > now && (next === undefined || retryAt < next)) next = retryAt;
+    return next;
+  }
+}

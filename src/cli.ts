@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+/**
+ * The bc-gitops command line. The only module that prints for humans and calls `process.exit`;
+ * everything it does is a call into the library.
+ */
+import { cac } from "cac";
+import { colors } from "consola/utils";
+import { createAgent } from "./agent.ts";
+import { loadConfig } from "./config.ts";
+import { createConsoleLogger } from "./console-logger.ts";
+import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
+import { formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
+import { preview } from "./preview.ts";
+import type { TickResult } from "./reconciler.ts";
+import { planReport, statusReport, tickReport } from "./report.ts";
+import type { AppState, HotReloadResult } from "./runtime.ts";
+import { scaffold } from "./scaffold.ts";
+import type { AgentStatus } from "./status.ts";
+import { appSpecJsonSchema } from "./spec.ts";
+import { VERSION } from "./version.ts";
+
+/** An error the user can act on: printed as one line, no stack trace. */
+class UsageError extends Error {}
+
+const cli = cac("bc-gitops");
+cli.option("--debug", "Print stack traces on errors");
+
+cli
+  .command("validate [path]", "Lint a gitops repository (or its apps directory) offline; exit 1 on any error")
+  .option("--strict", "Treat warnings as errors")
+  .option("--json", "Print { apps, errors, warnings } as JSON")
+  .option("--apps-dir <dir>", "Apps directory inside the repository (default apps)")
+  .action(async (path: string | undefined, options: { strict?: boolean; json?: boolean; appsDir?: string }) => {
+    const target = path ?? ".";
+    const where = await resolveAppsDir(target, options.appsDir ?? "apps");
+    if (!where) throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
+    const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
+    if (options.json) {
+      const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
+      print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
+    } else {
+      for (const issue of result.errors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
+      for (const issue of result.warnings) print(`${colors.yellow("warning")} ${formatIssue(issue)}`);
+      print(summary(result.apps.length, result.errors, result.warnings));
+    }
+    return result.errors.length > 0 ? 1 : 0;
+  });
+
+/** The configuration flags shared by `run` and `plan` (SPEC section 6). */
+function configFlags<T extends ReturnType<typeof cli.command>>(command: T): T {
+  return command
+    .option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)")
+    .option("--repo-url <url>", "Git URL or local path of the gitops repository")
+    .option("--branch <branch>", "Branch to track (default main)")
+    .option("--local-path <dir>", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)")
+    .option("--apps-dir <dir>", "Directory of app specs inside the repository (default apps)")
+    .option("--reconcile-interval <duration>", "Time between reconciles, ms or e.g. 60s (default 60s)")
+    .option("--runtime <runtime>", "default, or a module path exporting a custom runtime")
+    .option("--listen <addr>", "Control API address, or off (default 127.0.0.1:9477)")
+    .option("--token <token>", "Bearer token for mutating API calls")
+    .option("--webhook-secret <secret>", "HMAC secret for POST /webhook")
+    .option("--log-level <level>", "debug, info, warn or error (default info)")
+    .option("--log-format <format>", "pretty or json (default pretty)") as T;
+}
+
+configFlags(cli.command("run", "Run the agent in the foreground")).action(async (options: Record<string, unknown>) => {
+  const config = await loadConfig({ file: options.config as string | undefined, flags: options });
+  const logger = createConsoleLogger({ level: config.log_level, format: config.log_format });
+  const agent = createAgent({
+    repoUrl: config.repo_url,
+    branch: config.branch,
+    localPath: config.local_path,
+    appsDir: config.apps_dir,
+    reconcileInterval: config.reconcile_interval,
+    runtime: config.runtime,
+    listen: config.listen,
+    token: config.token,
+    webhookSecret: config.webhook_secret,
+    verify: config.verify,
+    gitTimeout: config.git_timeout,
+    reloadBudget: config.reload_budget,
+    logger,
+  });
+  logger.info(`bc-gitops ${VERSION} tracking ${config.branch} of ${config.repo_url} every ${config.reconcile_interval / 1000}s`);
+  // Keep the process alive until a signal stops it, whatever else holds the event loop.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  const stopped = new Promise<number>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`${signal}: stopping apps and the agent`);
+      agent.stop().then(
+        () => resolveStop(0),
+        (error: unknown) => {
+          logger.error(`stop failed: ${(error as Error).message}`);
+          resolveStop(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+  process.on("SIGHUP", () => {
+    logger.info("SIGHUP: reconciling now");
+    agent.reconcile().catch(() => {});
+  });
+  try {
+    const first = await agent.start();
+    logger.info(`first reconcile: ${first.status} at ${first.commit?.slice(0, 12) ?? "no commit"} in ${first.duration_ms} ms`);
+  } catch (error) {
+    clearInterval(keepAlive);
+    await agent.stop().catch(() => {});
+    throw error;
+  }
+  const code = await stopped;
+  clearInterval(keepAlive);
+  return code;
+});
+
+/** Options of the commands that talk to a running agent. */
+function clientFlags<T extends ReturnType<typeof cli.command>>(command: T): T {
+  return command
+    .option("--url <url>", `Control API of the agent (default ${DEFAULT_API_URL}, or BC_GITOPS_URL)`)
+    .option("--token <token>", "Bearer token (default BC_GITOPS_TOKEN)") as T;
+}
+
+function client(options: { url?: string; token?: string }): ClientOptions {
+  return {
+    url: options.url ?? process.env.BC_GITOPS_URL ?? apiUrlFor(process.env.BC_GITOPS_LISTEN),
+    token: options.token ?? process.env.BC_GITOPS_TOKEN,
+  };
+}
+
+clientFlags(cli.command("status [app]", "Show the agent's status and its apps (a table, or --json)"))
+  .option("--json", "Print JSON (the status, or one app's state)")
+  .action(async (app: string | undefined, options: { url?: string; token?: string; json?: boolean }) => {
+    const api = client(options);
+    if (app) {
+      const state = await apiRequest<AppState>(api, "GET", `/apps/${encodeURIComponent(app)}`);
+      print(options.json ? JSON.stringify(state, null, 2) : statusReport(await apiRequest<AgentStatus>(api, "GET", "/status"), [state]));
+      return 0;
+    }
+    const [status, { apps }] = await Promise.all([apiRequest<AgentStatus>(api, "GET", "/status"), apiRequest<{ apps: AppState[] }>(api, "GET", "/apps")]);
+    print(options.json ? JSON.stringify({ ...status, apps }, null, 2) : statusReport(status, apps));
+    return status.status === "error" ? 1 : 0;
+  });
+
+clientFlags(cli.command("reconcile", "Reconcile now, wait for the result and print it"))
+  .option("--json", "Print the result as JSON")
+  .action(async (options: { url?: string; token?: string; json?: boolean }) => {
+    const result = await apiRequest<TickResult>(client(options), "POST", "/reconcile");
+    print(options.json ? JSON.stringify(result, null, 2) : tickReport(result));
+    return result.status === "error" || result.actions.some((a) => a.outcome === "failed") ? 1 : 0;
+  });
+
+clientFlags(cli.command("reload <app>", "Hot-reload one app now (same version, changed code)"))
+  .option("--json", "Print the result as JSON")
+  .action(async (app: string, options: { url?: string; token?: string; json?: boolean }) => {
+    const result = await apiRequest<HotReloadResult>(client(options), "POST", `/apps/${encodeURIComponent(app)}/reload`);
+    if (options.json) print(JSON.stringify(result, null, 2));
+    else print(result.modules.length ? `reloaded ${result.app} at ${result.revision.slice(0, 12)}: ${result.modules.join(", ")}` : `${result.app}: nothing changed, nothing reloaded`);
+    return 0;
+  });
+
+configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")))
+  .option("--json", "Print { commit, actions, errors } as JSON")
+  .action(async (options: Record<string, unknown>) => {
+    const config = await loadConfig({ file: options.config as string | undefined, flags: { ...options, token: undefined } });
+    const api = client({ url: (options.url as string | undefined) ?? apiUrlFor(config.listen), token: (options.token as string | undefined) ?? config.token });
+    const result = await preview(config, api);
+    if (options.json) {
+      const actions = result.actions.map(({ type, app, ...rest }) => ({ type, app, ...("reason" in rest ? { reason: rest.reason } : {}) }));
+      print(JSON.stringify({ commit: result.commit, live: result.live, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
+    } else {
+      for (const issue of result.specErrors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
+      print(planReport(result.actions, result.errors));
+      if (!result.live) print(colors.dim(`(no agent answered at ${api.url}: compared with ${config.local_path}/state.json, assuming deployed apps run)`));
+    }
+    if (result.errors.length > 0 || result.specErrors.length > 0) return 1;
+    return result.actions.length > 0 ? 2 : 0;
+  });
+
+cli.command("init [dir]", "Create a gitops repository with one example app that runs").action(async (dir: string | undefined) => {
+  const target = dir ?? "gitops";
+  const { commit, files } = await scaffold(target);
+  print(`created ${target} (${files.length} files, commit ${commit.slice(0, 12)}):`);
+  for (const file of files) print(`  ${file}`);
+  print(`\nrun it:  bc-gitops run --repo-url ${target}\nthen:    curl http://127.0.0.1:8080/?name=you`);
+  return 0;
+});
+
+cli.command("schema", "Print the JSON Schema of the app spec (for editors and the YAML language server)").action(() => {
+  print(JSON.stringify(appSpecJsonSchema(), null, 2));
+  return 0;
+});
+
+cli.help();
+cli.version(VERSION);
+
+function summary(valid: number, errors: SpecIssue[], warnings: SpecIssue[]): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const text = `${plural(valid, "valid app")}, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`;
+  return errors.length ? colors.red(`✖ ${text}`) : colors.green(`✔ ${text}`);
+}
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    cli.parse(argv, { run: false });
+    if (cli.options.help || cli.options.version) return 0;
+    if (!cli.matchedCommand) {
+      if (cli.args.length > 0) throw new UsageError(`unknown command "${cli.args[0]}"; run bc-gitops --help`);
+      cli.outputHelp();
+      return 0;
+    }
+    const code = await cli.runMatchedCommand();
+    return typeof code === "number" ? code : 0;
+  } catch (error) {
+    const debug = argv.includes("--debug");
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${colors.red("error")} ${message}\n`);
+    if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,169 @@
+/**
+ * Agent configuration (SPEC section 6): a YAML file, `BC_GITOPS_<KEY>` environment variables and
+ * command-line flags, merged as flags > env > file > defaults and validated with errors that name
+ * where the bad value came from.
+ */
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+import { GitopsError } from "./errors.ts";
+import type { Runtime } from "./runtime.ts";
+import { suggest } from "./suggest.ts";
+
+/** Every configuration key, as written in the file (env: `BC_GITOPS_` + upper case; flags: `--` + dashes). */
+export const CONFIG_KEYS = [
+  "repo_url",
+  "branch",
+  "local_path",
+  "apps_dir",
+  "reconcile_interval",
+  "runtime",
+  "listen",
+  "token",
+  "webhook_secret",
+  "verify",
+  "log_level",
+  "log_format",
+  "git_timeout",
+  "reload_budget",
+] as const;
+/** A configuration key. */
+export type ConfigKey = (typeof CONFIG_KEYS)[number];
+
+const duration = (what: string) =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: "custom", message: `expected a duration like 60000 or "60s" for ${what}, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const noDash = (what: string) =>
+  z.string().min(1, { error: `expected ${what}` }).refine((s) => !s.startsWith("-"), { error: `${what} must not start with "-"` });
+
+/** The validated agent configuration. */
+export const AgentConfig = z.strictObject({
+  repo_url: noDash("a git URL or path of the gitops repository"),
+  branch: noDash("a branch name").default("main"),
+  local_path: z.string().min(1).default(defaultLocalPath),
+  apps_dir: z
+    .string()
+    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), { error: "apps_dir must be a relative path inside the repository" })
+    .default("apps"),
+  reconcile_interval: duration("reconcile_interval").default(60_000),
+  runtime: z.union([z.string(), z.custom<Runtime>((v) => typeof v === "object" && v !== null)]).default("default"),
+  listen: z.string().default("127.0.0.1:9477"),
+  token: z.string().min(8, { error: "token must be at least 8 characters" }).optional(),
+  webhook_secret: z.string().min(8, { error: "webhook_secret must be at least 8 characters" }).optional(),
+  verify: z
+    .strictObject({
+      mode: z.enum(["ssh", "gpg"]),
+      allowed_signers: z.string().optional(),
+      keyring: z.string().optional(),
+    })
+    .optional(),
+  log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  log_format: z.enum(["pretty", "json"]).default("pretty"),
+  git_timeout: duration("git_timeout").default(60_000),
+  reload_budget: z.number().int().positive().default(100),
+});
+/** A validated agent configuration (snake_case keys, durations in ms). */
+export type AgentConfig = z.output<typeof AgentConfig>;
+
+/** `/var/lib/bc-gitops` as root, else `$XDG_STATE_HOME/bc-gitops` or `~/.local/state/bc-gitops`. */
+export function defaultLocalPath(): string {
+  if (process.getuid?.() === 0) return "/var/lib/bc-gitops";
+  return join(process.env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "bc-gitops");
+}
+
+/** Where each layer of configuration comes from. */
+export interface ConfigSources {
+  /** Path of the YAML file (`--config`); when absent, `./bc-gitops.yaml` is read if it exists. */
+  file?: string;
+  /** Environment (default `process.env`); only `BC_GITOPS_*` keys are read. */
+  env?: Record<string, string | undefined>;
+  /** Flags, camelCase as cac gives them (`repoUrl`) or snake_case. Unknown flags are ignored. */
+  flags?: Record<string, unknown>;
+}
+
+/** Reads, merges and validates the configuration; throws a `GitopsError` (E_CONFIG) naming the source, key and fix. */
+export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConfig> {
+  const origin = new Map<string, string>();
+  const merged: Record<string, unknown> = {};
+  const fileLayer = await readConfigFile(sources.file);
+  for (const [key, value] of Object.entries(fileLayer.values)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
+      const hint = suggest(key, CONFIG_KEYS);
+      throw configError(`${fileLayer.path}: unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}`);
+    }
+    merged[key] = value;
+    origin.set(key, fileLayer.path);
+  }
+  const env = sources.env ?? process.env;
+  for (const key of CONFIG_KEYS) {
+    const value = env[`BC_GITOPS_${key.toUpperCase()}`];
+    if (value === undefined || value === "") continue;
+    merged[key] = key === "reload_budget" ? Number(value) : key === "verify" ? parseJsonEnv(key, value) : value;
+    origin.set(key, `BC_GITOPS_${key.toUpperCase()}`);
+  }
+  for (const key of CONFIG_KEYS) {
+    const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const value = sources.flags?.[camel] ?? sources.flags?.[key];
+    if (value === undefined) continue;
+    merged[key] = key === "reload_budget" ? Number(value) : typeof value === "number" || typeof value === "object" ? value : String(value);
+    origin.set(key, `--${key.replace(/_/g, "-")}`);
+  }
+  if (merged.repo_url === undefined) {
+    throw configError("repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml");
+  }
+  const parsed = AgentConfig.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? "");
+    throw configError(`${origin.get(key) ?? "configuration"}: ${key}${issue.path.length > 1 ? `.${issue.path.slice(1).join(".")}` : ""}: ${issue.message}`);
+  }
+  const config = parsed.data;
+  // A local repository path is resolved once, so a later chdir cannot change what is tracked.
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(config.repo_url) && !/^[^/]+@[^/]+:/.test(config.repo_url)) {
+    config.repo_url = resolve(config.repo_url);
+  }
+  config.local_path = resolve(config.local_path);
+  return config;
+}
+
+async function readConfigFile(file: string | undefined): Promise<{ path: string; values: Record<string, unknown> }> {
+  const path = file ?? "bc-gitops.yaml";
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if (file === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") return { path, values: {} };
+    throw configError(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  const { parse } = await import("yaml");
+  let values: unknown;
+  try {
+    values = parse(text);
+  } catch (error) {
+    throw configError(`${path}: invalid YAML: ${(error as Error).message.split("\n")[0]}`);
+  }
+  if (values === null || values === undefined) return { path, values: {} };
+  if (typeof values !== "object" || Array.isArray(values)) throw configError(`${path}: expected a mapping of settings (repo_url: …)`);
+  return { path, values: values as Record<string, unknown> };
+}
+
+function parseJsonEnv(key: string, value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw configError(`BC_GITOPS_${key.toUpperCase()}: expected JSON, e.g. {"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}`);
+  }
+}
+
+function configError(message: string): GitopsError {
+  return new GitopsError(message, { code: "E_CONFIG", retry: "stalled" });
+}

@@ -1,0 +1,444 @@
+/**
+ * The git source of the reconciler: a bare clone of one branch of the gitops repository, and
+ * read-only snapshots of given commits that are created atomically, so apps are always read from
+ * a checkout that is never half-updated.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { GitopsError, messageOf } from "./errors.ts";
+import { exec } from "./exec.ts";
+import type { ExecResult } from "./exec.ts";
+import type { Logger } from "./logger.ts";
+import { silentLogger } from "./logger.ts";
+import { redact } from "./redact.ts";
+import type { Emit } from "./telemetry.ts";
+import { noEmit } from "./telemetry.ts";
+
+/** Options of {@link GitSource}. */
+export interface GitSourceOptions {
+  /** URL or local path of the repository; must not start with "-". Relative paths are resolved against the cwd. */
+  repoUrl: string;
+  /** Branch to track; must be a valid branch name (`git check-ref-format --branch` rules). */
+  branch: string;
+  /** Working area owned by the source: it holds `repo` (the bare clone) and `snapshots/<commit>/`. */
+  dir: string;
+  /** Deadline of every git call (default 60 000 ms). */
+  timeoutMs?: number;
+  logger?: Logger;
+  /** Receives `bc_gitops:git:clone_start|clone_stop` and `bc_gitops:git:pull` (when commits were fetched). */
+  emit?: Emit;
+}
+
+/** The outcome of {@link GitSource.fetch}. */
+export interface FetchResult {
+  /** The branch head now in the local clone. */
+  commit: string;
+  /** `commit` differs from the `known` commit passed in. */
+  changed: boolean;
+  /** The local clone was created from scratch during this call (first use, or a missing/damaged/foreign one). */
+  recloned: boolean;
+}
+
+/** A full object name: SHA-1 (40 hex digits) or SHA-256 (64). */
+const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** A remote, a clone and its snapshots of one branch, all kept under `dir`. */
+export class GitSource {
+  readonly #url: string;
+  readonly #shownUrl: string;
+  readonly #branch: string;
+  readonly #ref: string;
+  /** `dir`, the clone in it and the snapshots directory, all absolute. */
+  readonly #dir: string;
+  readonly #repo: string;
+  readonly #snapshots: string;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+  readonly #emit: Emit;
+  /** Fingerprint of the clone when it was last verified; lets a no-change tick skip git entirely. */
+  #trusted: string | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #tidied = false;
+
+  /** Validates the options (E_CONFIG); touches nothing on disk. */
+  constructor(options: GitSourceOptions) {
+    const { repoUrl, branch, dir } = options;
+    const config = (message: string) => new GitopsError(redact(message), { code: "E_CONFIG", retry: "stalled" });
+    if (typeof repoUrl !== "string" || repoUrl.trim() === "") throw config("repo_url is empty");
+    if (repoUrl.startsWith("-")) throw config(`repo_url ${repoUrl} must not start with "-"`);
+    if (/[\u0000-\u001f\u007f]/.test(repoUrl)) throw config(`repo_url ${JSON.stringify(repoUrl)} contains a control character`);
+    const why = invalidBranch(branch);
+    if (why) throw config(`branch ${JSON.stringify(branch)} is not a valid branch name: ${why} (see git check-ref-format --branch)`);
+    if (typeof dir !== "string" || dir === "") throw config("the git working directory is empty");
+    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0)) throw config("git timeout must be a positive number of ms");
+    this.#url = isLocalPath(repoUrl) ? resolve(repoUrl) : repoUrl;
+    this.#shownUrl = redact(this.#url);
+    this.#branch = branch;
+    this.#ref = `refs/heads/${branch}`;
+    this.#dir = resolve(dir);
+    this.#repo = join(this.#dir, "repo");
+    this.#snapshots = join(this.#dir, "snapshots");
+    this.#timeoutMs = options.timeoutMs ?? 60_000;
+    this.#logger = options.logger ?? silentLogger;
+    this.#emit = options.emit ?? noEmit;
+  }
+
+  /**
+   * Returns the remote branch head, bringing the local clone up to it. Clones the first time;
+   * re-clones a missing or damaged clone, or one whose origin is not `repoUrl`; follows
+   * force-pushes. When the head equals `known` and the clone is intact it runs one `git ls-remote`
+   * and nothing else. Throws E_GIT_UNREACHABLE (backoff) when the remote cannot be read, leaving
+   * the clone and snapshots as they were; E_GIT_REF (stalled) when the branch does not exist;
+   * E_ABORTED when `signal` aborts.
+   */
+  async fetch(known: string | undefined, signal?: AbortSignal): Promise<FetchResult> {
+    const remote = await this.#lsRemote(signal);
+    return this.#exclusive(async () => {
+      if (remote === known && (await this.#isTrusted())) return { commit: remote, changed: false, recloned: false };
+      const state = await this.#verify(signal);
+      if (!state.ok) {
+        const commit = await this.#clone(state.reason, signal);
+        return { commit, changed: commit !== known, recloned: true };
+      }
+      if (state.commit === remote) return { commit: remote, changed: remote !== known, recloned: false };
+      const started = performance.now();
+      let commit: string;
+      try {
+        const refspec = `+${this.#ref}:${this.#ref}`; // "+": a force-push replaces the ref
+        await this.#git(["fetch", "--force", "--no-tags", "--", "origin", refspec], signal, { GIT_DIR: this.#repo });
+        commit = await this.#head(this.#repo, signal);
+      } catch (error) {
+        if (isAbort(error)) throw error;
+        // The remote answered ls-remote a moment ago, so a failing fetch most likely means local damage.
+        const commit = await this.#clone(reasonOf(error), signal);
+        return { commit, changed: commit !== known, recloned: true };
+      }
+      this.#emit("bc_gitops:git:pull", { duration_ms: performance.now() - started }, { commit });
+      this.#logger.debug(`fetched ${this.#branch} at ${commit}`, { url: this.#shownUrl });
+      return { commit, changed: commit !== known, recloned: false };
+    });
+  }
+
+  /**
+   * A complete checkout of `commit` at `<dir>/snapshots/<commit>`, returned at once if it exists,
+   * else materialised into a temp directory and renamed into place. A clone that cannot produce
+   * the commit is re-cloned once. Throws E_UNSAFE for anything but a full hex object name, E_GIT
+   * (stalled) when the commit is not in the repository.
+   */
+  async snapshot(commit: string, signal?: AbortSignal): Promise<string> {
+    if (typeof commit !== "string" || !COMMIT.test(commit)) {
+      const shown = JSON.stringify(redact(String(commit)));
+      throw new GitopsError(`refusing to snapshot ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
+    }
+    const target = join(this.#snapshots, commit);
+    if (await isDirectory(target)) return target;
+    return this.#exclusive(async () => {
+      if (await isDirectory(target)) return target;
+      await mkdir(this.#snapshots, { recursive: true });
+      try {
+        await this.#materialise(commit, target, signal);
+        return target;
+      } catch (error) {
+        if (isAbort(error)) throw error;
+        // A sound clone (its branch resolves) that lacks the commit cannot be helped by a re-clone.
+        const state = await this.#verify(signal);
+        const sound = state.ok && state.commit !== undefined;
+        if (sound && !(await this.#hasCommit(commit, signal))) throw this.#missingCommit(commit, error);
+        await this.#clone(state.ok ? `cannot check out ${commit}: ${reasonOf(error)}` : state.reason, signal);
+        try {
+          await this.#materialise(commit, target, signal);
+        } catch (again) {
+          if (isAbort(again)) throw again;
+          throw this.#missingCommit(commit, again);
+        }
+        return target;
+      }
+    });
+  }
+
+  /** Removes every snapshot (and leftover temp directory) whose name is not in `keep`. */
+  async prune(keep: readonly string[]): Promise<void> {
+    const wanted = new Set(keep);
+    await this.#exclusive(async () => {
+      let names: string[];
+      try {
+        names = await readdir(this.#snapshots);
+      } catch {
+        return;
+      }
+      for (const name of names) {
+        if (wanted.has(name) || (name.startsWith(".tmp-") && !isAbandoned(name))) continue;
+        await rm(join(this.#snapshots, name), { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** The remote head of the branch, by one `git ls-remote`. */
+  async #lsRemote(signal: AbortSignal | undefined): Promise<string> {
+    await mkdir(this.#dir, { recursive: true });
+    let result: ExecResult;
+    try {
+      result = await this.#git(["ls-remote", "--refs", "--exit-code", "--", this.#url, this.#ref], signal, {}, [0, 2]);
+    } catch (error) {
+      throw this.#unreachable(error);
+    }
+    for (const line of result.stdout.split("\n")) {
+      const [sha, ref] = line.trim().split("\t");
+      if (ref === this.#ref && sha !== undefined && COMMIT.test(sha)) return sha;
+    }
+    throw this.#branchMissing();
+  }
+
+  /** Is the clone there and in the state it was in when last verified (no subprocess)? */
+  async #isTrusted(): Promise<boolean> {
+    return this.#trusted !== undefined && (await this.#fingerprint()) === this.#trusted;
+  }
+
+  async #fingerprint(): Promise<string | undefined> {
+    try {
+      const [head, config] = await Promise.all([
+        readFile(join(this.#repo, "HEAD"), "utf8"),
+        readFile(join(this.#repo, "config"), "utf8"),
+        stat(join(this.#repo, "objects")),
+        stat(join(this.#repo, "refs")),
+      ]);
+      return `${head}\0${config}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Checks that the clone is a readable repository of `repoUrl`; `commit` is its branch head, if any. */
+  async #verify(signal: AbortSignal | undefined): Promise<{ ok: true; commit: string | undefined } | { ok: false; reason: string }> {
+    this.#trusted = undefined;
+    if (!(await isDirectory(this.#repo))) return { ok: false, reason: "no local clone" };
+    let head: ExecResult;
+    let origin: ExecResult;
+    try {
+      [head, origin] = await Promise.all([
+        this.#git(["rev-parse", "--verify", "--quiet", `${this.#ref}^{commit}`], signal, { GIT_DIR: this.#repo }, [0, 1]),
+        this.#git(["config", "--get", "remote.origin.url"], signal, { GIT_DIR: this.#repo }, [0, 1]),
+      ]);
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      return { ok: false, reason: `the local clone is damaged: ${reasonOf(error)}` };
+    }
+    const url = origin.stdout.trim();
+    if (url !== this.#url) return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#shownUrl}` };
+    const sha = head.stdout.trim();
+    this.#trusted = await this.#fingerprint();
+    return { ok: true, commit: COMMIT.test(sha) ? sha : undefined };
+  }
+
+  /** Clones the branch into a temp directory and swaps it in; the old clone survives a failure. */
+  async #clone(reason: string, signal: AbortSignal | undefined): Promise<string> {
+    const started = performance.now();
+    const tmp = join(this.#dir, tempName(".tmp-clone-"));
+    const old = join(this.#dir, tempName(".old-"));
+    this.#trusted = undefined;
+    this.#logger[reason === "no local clone" ? "info" : "warn"](`cloning ${this.#shownUrl} (branch ${this.#branch}): ${reason}`);
+    this.#emit("bc_gitops:git:clone_start", {}, { url: this.#shownUrl, branch: this.#branch, reason });
+    try {
+      await mkdir(this.#dir, { recursive: true });
+      try {
+        await this.#git(
+          ["clone", "--bare", "--single-branch", "--no-tags", `--branch=${this.#branch}`, "--template=",
+            "-c", "gc.auto=0", "-c", "maintenance.auto=false", "--", this.#url, tmp],
+          signal,
+        );
+      } catch (error) {
+        if (error instanceof GitopsError && /Remote branch .* not found/i.test(String(error.details.stderr))) {
+          throw this.#branchMissing();
+        }
+        throw this.#unreachable(error);
+      }
+      const commit = await this.#head(tmp, signal);
+      let moved = true;
+      await rename(this.#repo, old).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT") throw error;
+        moved = false;
+      });
+      await rename(tmp, this.#repo).catch(async (error: unknown) => {
+        if (moved) await rename(old, this.#repo).catch(() => {});
+        throw error;
+      });
+      this.#trusted = await this.#fingerprint();
+      this.#emit("bc_gitops:git:clone_stop", { duration_ms: performance.now() - started }, { commit });
+      return commit;
+    } catch (error) {
+      this.#emit("bc_gitops:git:clone_stop", { duration_ms: performance.now() - started }, { error: reasonOf(error) });
+      throw error;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+      await rm(old, { recursive: true, force: true });
+    }
+  }
+
+  /** Writes the tree of `commit` into a temp directory (its own index, the clone untouched), then renames it. */
+  async #materialise(commit: string, target: string, signal: AbortSignal | undefined): Promise<void> {
+    const tmp = join(this.#snapshots, tempName(".tmp-"));
+    const index = `${tmp}.index`;
+    try {
+      await mkdir(tmp);
+      // One process, and unlike `git archive` it ignores export-ignore: the snapshot is the whole tree.
+      await this.#git(["read-tree", "--reset", "-u", commit], signal, { GIT_DIR: this.#repo, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: index });
+      await rename(tmp, target).catch(async (error: NodeJS.ErrnoException) => {
+        if (!(await isDirectory(target))) throw error;
+      });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+      await rm(index, { force: true });
+    }
+  }
+
+  async #head(gitDir: string, signal: AbortSignal | undefined): Promise<string> {
+    const { stdout } = await this.#git(["rev-parse", "--verify", `${this.#ref}^{commit}`], signal, { GIT_DIR: gitDir });
+    const sha = stdout.trim();
+    if (!COMMIT.test(sha)) throw new GitopsError(`git rev-parse printed ${JSON.stringify(sha)}, not a commit id`, { code: "E_GIT" });
+    return sha;
+  }
+
+  async #hasCommit(commit: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const { exitCode } = await this.#git(["cat-file", "-e", `${commit}^{commit}`], signal, { GIT_DIR: this.#repo }, [0, 1, 128]);
+    return exitCode === 0;
+  }
+
+  /** Runs git with no prompts, a C locale, no repository discovery above `dir`, and the deadline. */
+  #git(args: string[], signal: AbortSignal | undefined, env: Record<string, string> = {}, allowExitCodes?: number[]) {
+    return exec("git", args, {
+      cwd: this.#dir,
+      timeoutMs: this.#timeoutMs,
+      ...(signal ? { signal } : {}),
+      ...(allowExitCodes ? { allowExitCodes } : {}),
+      env: { ...GIT_ENV, GIT_ASKPASS: process.env.GIT_ASKPASS || "false", GIT_CEILING_DIRECTORIES: dirname(this.#dir), ...env },
+    });
+  }
+
+  /** Serialises operations on the clone and the snapshots; the first one sweeps leftovers of a crash. */
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      if (!this.#tidied) {
+        this.#tidied = true;
+        await this.#sweep();
+      }
+      return task();
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  async #sweep(): Promise<void> {
+    for (const [parent, prefixes] of [[this.#dir, [".tmp-clone-", ".old-"]], [this.#snapshots, [".tmp-"]]] as const) {
+      const names = await readdir(parent).catch(() => [] as string[]);
+      for (const name of names) {
+        if (prefixes.some((prefix) => name.startsWith(prefix)) && isAbandoned(name)) {
+          await rm(join(parent, name), { recursive: true, force: true });
+        }
+      }
+    }
+  }
+
+  #unreachable(error: unknown): unknown {
+    if (!(error instanceof GitopsError) || (error.code !== "E_EXEC" && error.code !== "E_TIMEOUT")) return error;
+    const stderr = typeof error.details.stderr === "string" ? error.details.stderr : "";
+    const why = error.code === "E_TIMEOUT" ? `timed out after ${this.#timeoutMs} ms` : stderr || error.message;
+    return new GitopsError(redact(`cannot reach ${this.#shownUrl} (branch ${this.#branch}): ${why}`), {
+      code: "E_GIT_UNREACHABLE",
+      retry: "backoff",
+      cause: error,
+      details: { url: this.#shownUrl, branch: this.#branch, stderr: redact(stderr) },
+    });
+  }
+
+  #branchMissing(): GitopsError {
+    const details = { url: this.#shownUrl, branch: this.#branch };
+    const message = `branch "${this.#branch}" not found on ${this.#shownUrl}: check \`branch\``;
+    return new GitopsError(message, { code: "E_GIT_REF", retry: "stalled", details });
+  }
+
+  #missingCommit(commit: string, cause: unknown): GitopsError {
+    const details = { url: this.#shownUrl, branch: this.#branch, commit };
+    const message = `commit ${commit} cannot be checked out from ${this.#shownUrl} (branch ${this.#branch}): ${reasonOf(cause)}`;
+    return new GitopsError(redact(message), { code: "E_GIT", retry: "stalled", cause, details });
+  }
+}
+
+/**
+ * Never prompt (stdin is /dev/null too, and the child has no terminal), C messages, and unset the
+ * inherited variables that would point git at another repository, index or object store.
+ */
+const GIT_ENV: Record<string, string | undefined> = {
+  GIT_TERMINAL_PROMPT: "0",
+  SSH_ASKPASS_REQUIRE: "never",
+  LC_ALL: "C",
+  ...Object.fromEntries(["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE"].map((name) => [name, undefined])),
+};
+
+/**
+ * Why `branch` is not a valid branch name (the rules of `git check-ref-format --branch`), or
+ * `undefined` when it is.
+ */
+export function invalidBranch(branch: unknown): string | undefined {
+  if (typeof branch !== "string" || branch === "") return "it is empty";
+  return BRANCH_RULES.find(([pattern]) => pattern.test(branch))?.[1];
+}
+
+const BRANCH_RULES: [RegExp, string][] = [
+  [/^-/, 'it starts with "-"'],
+  [/^HEAD$/, '"HEAD" is not a branch'],
+  [/[\u0000-\u0020\u007f~^:?*[\\]/, "it contains a space, a control character or one of ~ ^ : ? * [ \\"],
+  [/\.\.|@\{/, 'it contains ".." or "@{"'],
+  [/^\/|\/$|\/\//, "it has an empty path component"],
+  [/\.$/, 'it ends with "."'],
+  [/(?:^|\/)\./, 'a path component starts with "."'],
+  [/\.lock(?:\/|$)/, 'a path component ends with ".lock"'],
+];
+
+/**
+ * `<prefix><pid>-<random>`: temp entries carry their creator's pid, so that a second process using
+ * the same directory (a CLI next to the agent) never sweeps away work in progress.
+ */
+function tempName(prefix: string): string {
+  return `${prefix}${process.pid}-${randomBytes(6).toString("hex")}`;
+}
+
+/** A temp entry whose creator is gone (or that has no readable pid); one of a live process is left alone. */
+function isAbandoned(name: string): boolean {
+  const pid = Number(/^\.[a-z-]+?-(\d+)-[0-9a-f]+(?:\.index)?$/.exec(name)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+/** git's rule: `scheme://…` and `host:path` (colon before any slash) are remote; anything else is a path. */
+function isLocalPath(url: string): boolean {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[a-z][a-z0-9+.-]*::/i.test(url)) return false;
+  if (/^[a-z]:[\\/]/i.test(url)) return true;
+  const colon = url.indexOf(":");
+  const slash = url.indexOf("/");
+  return !(colon > 0 && (slash < 0 || colon < slash));
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof GitopsError && error.code === "E_ABORTED";
+}
+
+/** A one-line, redacted reason for logs and wrapped errors. */
+function reasonOf(error: unknown): string {
+  return redact(messageOf(error));
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}

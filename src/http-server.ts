@@ -1,0 +1,197 @@
+/**
+ * Serves a web-standard `Request -> Response` handler on a TCP address: `Bun.serve` on Bun,
+ * `Deno.serve` on Deno, `node:http` on Node (the choice is made here, once). Also parses and
+ * classifies `listen` addresses (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT`).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { Readable } from "node:stream";
+import { nativeServe } from "./_platform.ts";
+import { GitopsError, messageOf } from "./errors.ts";
+
+/** A handler in the shape of `fetch`: the control API, or an app's default export. */
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+/** A host and port to bind. */
+export interface ListenAddress {
+  hostname: string;
+  port: number;
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions extends ListenAddress {
+  /** `native` (default): Bun.serve / Deno.serve where available, else node:http. `node`: always node:http. */
+  engine?: "native" | "node";
+  /** How long `close()` lets in-flight requests finish before dropping their connections (ms, default 5000). */
+  graceMs?: number;
+  /** Called with anything the handler throws (the client gets a bare 500). */
+  onError?: (error: unknown) => void;
+}
+
+/** A listening server. */
+export interface HttpServer {
+  /** The bound address, `127.0.0.1:PORT` or `[::1]:PORT`, with the real port when 0 was asked for. */
+  readonly address: string;
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops accepting connections and resolves once the server is closed; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Parses a `listen` value: `HOST:PORT`, `[IPV6]:PORT`, `:PORT` (every interface) or a bare `PORT`
+ * (loopback). `localhost` binds 127.0.0.1. Throws `GitopsError` E_CONFIG on anything else.
+ */
+export function parseListen(listen: string): ListenAddress {
+  const text = listen.trim();
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]*))?:(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) {
+    throw new GitopsError(`listen: expected HOST:PORT (e.g. 127.0.0.1:9477), :PORT, PORT or "off", got ${JSON.stringify(listen)}`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+    });
+  }
+  const bare = /^\d+$/.test(text);
+  const host = match[1] ?? match[2] ?? "";
+  const hostname = bare ? "127.0.0.1" : host === "" ? "0.0.0.0" : host.toLowerCase() === "localhost" ? "127.0.0.1" : host;
+  return { hostname, port };
+}
+
+/** Whether `hostname` only accepts connections from this host (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host === "::1" || /^(::ffff:)?127(\.\d{1,3}){3}$/.test(host);
+}
+
+/** `host:port`, with IPv6 hosts in brackets. */
+export function formatAddress(hostname: string, port: number): string {
+  return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+}
+
+/**
+ * Starts serving `handler` on `hostname:port` (port 0: the OS picks one; see `address`). Throws
+ * `GitopsError` E_CONFIG when the address cannot be bound (in use, not an address of this host).
+ */
+export async function serve(handler: FetchHandler, options: ServeOptions): Promise<HttpServer> {
+  const { hostname, port, graceMs = 5000, onError = () => {} } = options;
+  const safe = async (request: Request): Promise<Response> => {
+    try {
+      return await handler(request);
+    } catch (error) {
+      onError(error);
+      return internalError();
+    }
+  };
+  try {
+    if (nativeServe && options.engine !== "node") {
+      const server = nativeServe(safe, { hostname, port, onError: (error) => (onError(error), internalError()) });
+      return handle(server.hostname, server.port, () => drain(server.close(false), graceMs, () => server.close(true)));
+    }
+    return await serveNode(safe, hostname, port, graceMs);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const why = code === "EADDRINUSE" ? "the address is already in use" : code === "EADDRNOTAVAIL" ? "not an address of this host" : messageOf(error);
+    throw new GitopsError(`cannot listen on ${formatAddress(hostname, port)}: ${why}`, { code: "E_CONFIG", retry: "stalled", cause: error });
+  }
+}
+
+function handle(hostname: string, port: number, close: () => Promise<void>): HttpServer {
+  let closing: Promise<void> | undefined;
+  return { hostname, port, address: formatAddress(hostname, port), close: () => (closing ??= close()) };
+}
+
+function internalError(): Response {
+  return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/** Waits for `graceful`; past `ms`, runs `force` and waits for it instead. */
+async function drain(graceful: Promise<void>, ms: number, force: () => Promise<void>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const forced = new Promise<void>((resolve, reject) => {
+    timer = setTimeout(() => force().then(resolve, reject), ms);
+  });
+  try {
+    await Promise.race([graceful, forced]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function serveNode(handler: (request: Request) => Promise<Response>, hostname: string, port: number, graceMs: number): Promise<HttpServer> {
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => void respond(handler, req, res, origin).catch(() => res.destroy()));
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  const actual = bound && typeof bound === "object" ? { hostname: bound.address, port: bound.port } : { hostname, port };
+  const origin = `http://${formatAddress(actual.hostname, actual.port)}`;
+  return handle(actual.hostname, actual.port, () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections?.();
+    return drain(closed, graceMs, () => {
+      server.closeAllConnections?.();
+      for (const socket of sockets) socket.destroy();
+      return closed;
+    });
+  });
+}
+
+/** Bridges one node:http exchange to the handler: IncomingMessage -> Request, Response -> ServerResponse. */
+async function respond(handler: (request: Request) => Promise<Response>, req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
+  const abort = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  let request: Request;
+  try {
+    const headers = new Headers();
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+    const method = req.method ?? "GET";
+    const hasBody = method !== "GET" && method !== "HEAD";
+    request = new Request(new URL(req.url ?? "/", origin), {
+      method,
+      headers,
+      signal: abort.signal,
+      ...(hasBody ? { body: Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>, duplex: "half" } : {}),
+    } as RequestInit);
+  } catch {
+    res.writeHead(400, { "content-type": "text/plain; charset=utf-8" }).end("bad request\n");
+    return;
+  }
+  const response = await handler(request);
+  const headers: Record<string, string | string[]> = {};
+  response.headers.forEach((value, key) => {
+    if (key !== "set-cookie") headers[key] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) headers["set-cookie"] = cookies;
+  res.writeHead(response.status, headers);
+  if (!response.body || req.method === "HEAD") {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || res.destroyed) break;
+      // Back-pressure: wait for the socket to drain (or close) before reading more.
+      if (!res.write(value)) await new Promise<void>((resolve) => (res.once("drain", resolve), res.once("close", resolve)));
+    }
+    res.end();
+  } catch {
+    res.destroy();
+  } finally {
+    reader.releaseLock();
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * Loading the desired state: every `apps_dir/<app>/` spec file, parsed and validated. One bad file
+ * never hides the others: the result holds every valid app, every error and every warning, and
+ * the names of apps whose specs are broken (so the reconciler leaves those apps alone).
+ */
+import { readdirSync, readFileSync, type Dirent } from "node:fs";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { join, relative } from "node:path";
+import type { z } from "zod";
+import { AppSpec, KNOWN_KEYS } from "./spec.ts";
+import {
+  SPEC_FILE_NAMES,
+  SpecSyntaxError,
+  decodeSpec,
+  formatOf,
+  parseSpecText,
+  type ParsedFile,
+  type SpecFormat,
+} from "./spec-file.ts";
+import { suggest } from "./suggest.ts";
+
+/** One problem found in a spec file. `file` is relative to the directory given to {@link loadApps}'s `root`. */
+export interface SpecIssue {
+  file: string;
+  line?: number;
+  column?: number;
+  /** The field path, e.g. `health.interval` or `depends_on[1]`. */
+  path?: string;
+  message: string;
+}
+
+/** A valid app spec and the file it came from. */
+export interface LoadedApp {
+  spec: AppSpec;
+  file: string;
+}
+
+/** Everything loading found: valid apps, errors, warnings, and the names of apps whose spec is broken. */
+export interface LoadResult {
+  apps: LoadedApp[];
+  errors: SpecIssue[];
+  warnings: SpecIssue[];
+  /** Directory names and (where readable) `name` fields of apps whose spec did not validate. */
+  invalid: string[];
+}
+
+/** Options of {@link loadApps}. */
+export interface LoadOptions {
+  /** Issue paths are relative to this directory (default: the apps directory's parent). */
+  root?: string;
+  /** Warnings become errors (`validate --strict`). */
+  strict?: boolean;
+  /** Reuses results for files whose content did not change (a running agent re-reading its repo). */
+  cache?: SpecCache;
+}
+
+type FileIssue = Omit<SpecIssue, "file">;
+interface FileResult {
+  spec?: AppSpec;
+  /** The `name` the file gives, even when the rest is invalid. */
+  name?: string;
+  errors: FileIssue[];
+  warnings: FileIssue[];
+}
+
+/**
+ * Remembers the validation result of each distinct file content, so re-reading an unchanged
+ * repository costs only the file reads. Results are shared: treat returned specs as read-only.
+ */
+export class SpecCache {
+  readonly #entries = new Map<string, FileResult>();
+  constructor(readonly maxEntries = 10_000) {}
+  /** @internal */
+  get(key: string): FileResult | undefined {
+    return this.#entries.get(key);
+  }
+  /** @internal */
+  set(key: string, result: FileResult): void {
+    if (this.#entries.size >= this.maxEntries) this.#entries.clear();
+    this.#entries.set(key, result);
+  }
+}
+
+/** Loads and validates every app spec under `appsDir`. Never throws for bad specs; throws only if `appsDir` cannot be read. */
+export async function loadApps(appsDir: string, options: LoadOptions = {}): Promise<LoadResult> {
+  const root = options.root ?? join(appsDir, "..");
+  const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [] };
+  const entries = readdirSync(appsDir, { withFileTypes: true });
+  const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).map((e) => e.name).sort();
+
+  // Synchronous reads in small batches: several times faster than promise-based fs on Deno and as
+  // fast on Bun, while yielding often enough that apps served in-process never stall for long.
+  const files = [];
+  for (let i = 0; i < dirs.length; i++) {
+    if (i > 0 && i % 100 === 0) await yieldToEventLoop();
+    const dir = dirs[i]!;
+    const found = findSpecFile(join(appsDir, dir));
+    if (!found) continue;
+    const path = join(appsDir, dir, found);
+    files.push({ dir, path, file: relative(root, path) || found, outcome: await loadFile(path, formatOf(found), options) });
+  }
+
+  const byName = new Map<string, LoadedApp[]>();
+  const paths = new Map<string, string>();
+  for (const entry of files) {
+    const { dir, file, outcome } = entry;
+    result.errors.push(...outcome.errors.map((i) => ({ file, ...i })));
+    result.warnings.push(...outcome.warnings.map((i) => ({ file, ...i })));
+    if (outcome.spec) {
+      const list = byName.get(outcome.spec.name) ?? [];
+      list.push({ spec: outcome.spec, file });
+      paths.set(file, entry.path);
+      byName.set(outcome.spec.name, list);
+    } else {
+      result.invalid.push(dir);
+      if (outcome.name && outcome.name !== dir) result.invalid.push(outcome.name);
+    }
+  }
+  for (const [name, apps] of byName) {
+    if (apps.length === 1) {
+      result.apps.push(apps[0]!);
+      continue;
+    }
+    for (const app of apps) {
+      const at = await locateName(paths.get(app.file)!);
+      const others = apps.filter((a) => a !== app).map((a) => a.file).join(", ");
+      result.errors.push({ file: app.file, ...at, path: "name", message: `duplicate app name "${name}": also used by ${others}; app names must be unique` });
+    }
+    result.invalid.push(name);
+  }
+  if (options.strict) {
+    result.errors.push(...result.warnings);
+    const warned = new Set(result.warnings.map((w) => w.file));
+    result.apps = result.apps.filter((app) => !warned.has(app.file) || void result.invalid.push(app.spec.name));
+    result.warnings = [];
+  }
+  result.invalid = [...new Set(result.invalid)].sort();
+  result.errors.sort(byPosition);
+  result.warnings.sort(byPosition);
+  return result;
+}
+
+/** The spec file an app directory uses, by the priority of {@link SPEC_FILE_NAMES}; `undefined` if none. */
+export function findSpecFile(dir: string): string | undefined {
+  let names: Set<string>;
+  try {
+    names = new Set(readdirSync(dir, { withFileTypes: true }).filter((e: Dirent) => e.isFile()).map((e) => e.name));
+  } catch {
+    return undefined;
+  }
+  return SPEC_FILE_NAMES.find((name) => names.has(name));
+}
+
+/** Where a (valid, so parseable) spec file writes its name; only needed for the rare duplicate-name error. */
+async function locateName(path: string): Promise<{ line?: number; column?: number }> {
+  const text = decodeSpec(readFileSync(path));
+  return (await (await parseSpecText(text, formatOf(path))).locate(["name"])) ?? {};
+}
+
+async function loadFile(path: string, format: SpecFormat, options: LoadOptions): Promise<FileResult> {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    return { errors: [{ message: `cannot read file: ${(error as Error).message}` }], warnings: [] };
+  }
+  let text: string;
+  try {
+    text = decodeSpec(bytes);
+  } catch (error) {
+    return { errors: [{ message: (error as Error).message }], warnings: [] };
+  }
+  const key = `${format}\0${text}`;
+  const cached = options.cache?.get(key);
+  if (cached) return cached;
+  const outcome = await validateText(text, format);
+  options.cache?.set(key, outcome);
+  return outcome;
+}
+
+/** Parses and validates one spec file's text (exported for tests and `validate` of a single file). */
+export async function validateText(text: string, format: SpecFormat): Promise<FileResult> {
+  let parsed: ParsedFile;
+  try {
+    parsed = await parseSpecText(text, format);
+  } catch (error) {
+    if (!(error instanceof SpecSyntaxError)) throw error;
+    return { errors: [{ ...position(error), message: error.message }], warnings: [] };
+  }
+  const { value } = parsed;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    const got = value === null ? "nothing" : Array.isArray(value) ? "a list" : `the ${typeof value} ${JSON.stringify(value)}`;
+    return { errors: [{ ...(await parsed.locate([])), message: `expected a mapping of spec fields (name, version, …), got ${got}` }], warnings: [] };
+  }
+  const input = dropNulls(value as Record<string, unknown>);
+  const name = typeof input.name === "string" ? input.name : undefined;
+  const warnings: FileIssue[] = [];
+  let outcome = AppSpec.safeParse(input);
+  // Unknown keys are warnings (real bc_gitops repos carry extra keys such as `license`): report, drop, validate again.
+  if (!outcome.success && outcome.error.issues.some((i) => i.code === "unrecognized_keys")) {
+    for (const issue of outcome.error.issues) {
+      if (issue.code !== "unrecognized_keys") continue;
+      const known = KNOWN_KEYS[issue.path.join(".")] ?? [];
+      for (const key of issue.keys) {
+        const hint = suggest(key, known);
+        warnings.push({
+          ...(await parsed.locate([...issue.path, key], "key")),
+          path: formatPath([...issue.path, key]),
+          message: `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}; it is ignored`,
+        });
+        deleteAt(input, [...issue.path, key]);
+      }
+    }
+    outcome = AppSpec.safeParse(input);
+  }
+  if (!outcome.success) {
+    return { name, errors: await Promise.all(outcome.error.issues.map((i) => toIssue(i, parsed))), warnings };
+  }
+  return {
+    spec: outcome.data,
+    name,
+    errors: [],
+    warnings: [...warnings, ...(await lint(outcome.data, parsed))],
+  };
+}
+
+/** Semantic warnings: fields that are valid but have no effect as written. */
+async function lint(spec: AppSpec, parsed: ParsedFile): Promise<FileIssue[]> {
+  const out: FileIssue[] = [];
+  if (spec.command && spec.isolation !== "process") {
+    out.push({ ...(await parsed.locate(["command"])), path: "command", message: `command is only used with isolation: process (this app is ${spec.isolation}); it is ignored` });
+  }
+  if (spec.limits && spec.isolation === "embedded") {
+    out.push({ ...(await parsed.locate(["limits"])), path: "limits", message: "limits apply to worker and process isolation only; embedded apps share the agent's heap" });
+  }
+  return out;
+}
+
+async function toIssue(issue: z.core.$ZodIssue, parsed: ParsedFile): Promise<FileIssue> {
+  const path = issue.code === "invalid_union" && issue.path.at(-1) === "source" ? [...issue.path, "type"] : issue.path;
+  return { ...(await parsed.locate(path)), ...(path.length ? { path: formatPath(path) } : {}), message: issue.message };
+}
+
+/** `["depends_on", 1]` -> `depends_on[1]`, `["health", "interval"]` -> `health.interval`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, part) => (typeof part === "number" ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)), "");
+}
+
+/** `file:line:col path: message`, as every bc-gitops error about a spec is printed. */
+export function formatIssue(issue: SpecIssue): string {
+  const where = [issue.file, issue.line, issue.line ? issue.column : undefined].filter((p) => p !== undefined).join(":");
+  return `${where} ${issue.path ? `${issue.path}: ` : ""}${issue.message}`;
+}
+
+function position(error: SpecSyntaxError): { line?: number; column?: number } {
+  return error.line === undefined ? {} : { line: error.line, ...(error.column === undefined ? {} : { column: error.column }) };
+}
+
+function byPosition(a: SpecIssue, b: SpecIssue): number {
+  return a.file.localeCompare(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0);
+}
+
+/** Erlang `undefined` and YAML `~` mean "not set": drop them, except inside `env` where null is a value. */
+function dropNulls(value: Record<string, unknown>, depth = 0): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (v === null || v === undefined) continue;
+    out[key] = depth < 2 && key !== "env" && typeof v === "object" && !Array.isArray(v) ? dropNulls(v as Record<string, unknown>, depth + 1) : v;
+  }
+  return out;
+}
+
+function deleteAt(target: Record<string, unknown>, path: readonly PropertyKey[]): void {
+  let node: unknown = target;
+  for (const part of path.slice(0, -1)) node = (node as Record<PropertyKey, unknown>)?.[part];
+  if (node && typeof node === "object") delete (node as Record<PropertyKey, unknown>)[path.at(-1)!];
+}
+
+/**
+ * Where the specs of `path` are: `path/<appsDir>` when `path` is a gitops repository, else `path`
+ * itself when it already is an apps directory. Issue paths are reported relative to `path`.
+ */
+export async function resolveAppsDir(path: string, appsDir = "apps"): Promise<{ appsDir: string; root: string } | undefined> {
+  const candidate = join(path, appsDir);
+  if (await isDirectory(candidate)) return { appsDir: candidate, root: path };
+  if (await isDirectory(path)) return { appsDir: path, root: path };
+  return undefined;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    readdirSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,325 @@
+/**
+ * The reconciler's planner (SPEC section 4): pure functions from desired state (the repo) and current
+ * state (what runs) to an ordered list of actions. No I/O, no clock, no randomness, and inputs are
+ * never mutated: the same inputs always give the same plan.
+ */
+import type { AppSpec } from "./spec.ts";
+import type { AppHealth, AppStatus } from "./runtime.ts";
+
+/** An app as the repo wants it. `revision` is the code revision its source resolves to now, when known (git branch head, path content hash). */
+export interface DesiredApp {
+  spec: AppSpec;
+  revision?: string;
+}
+
+/** An app as it runs: the spec it was last successfully applied from, and what the runtime observes. */
+export interface CurrentApp {
+  spec: AppSpec;
+  revision?: string;
+  status: AppStatus;
+  health: AppHealth;
+}
+
+/** What the repo wants. */
+export interface DesiredState {
+  apps: Readonly<Record<string, DesiredApp>>;
+  /** Names of apps whose spec file is broken: they are left exactly as they are (never removed, never changed). */
+  invalid: ReadonlySet<string>;
+}
+
+/** What runs, by app name. */
+export type CurrentState = Readonly<Record<string, CurrentApp>>;
+
+/** One step of a plan. `reason`s are for humans (status, logs); env key lists are sorted. */
+export type Action =
+  | { type: "deploy"; app: string; spec: AppSpec; revision?: string }
+  | { type: "upgrade"; app: string; spec: AppSpec; from: AppSpec; revision?: string; reason: string }
+  | { type: "reconfigure"; app: string; spec: AppSpec; from: AppSpec; changed: string[]; added: string[]; removed: string[] }
+  | { type: "hot_reload"; app: string; spec: AppSpec; fromRevision: string; toRevision: string }
+  | { type: "remove"; app: string; from: AppSpec }
+  | { type: "restart"; app: string; spec: AppSpec; reason: string };
+
+/** Why an app's actions were dropped by `order()`. */
+export interface PlanError {
+  app: string;
+  message: string;
+}
+
+/** Fields that define the code an app runs: changing any of them needs a fresh start. Version first, so reasons lead with it. */
+const CODE_FIELDS = ["version", "source", "entry", "isolation", "command", "limits"] as const;
+/** Fields that are neither code nor env: the runtime applies them (metadata, health settings) without touching the app. */
+const NOT_OTHER: ReadonlySet<string> = new Set<string>([...CODE_FIELDS, "env", "name"]);
+
+/**
+ * Compares desired with current, one action per app at most, sorted by app name (`order()` does the
+ * dependency ordering). Apps in `desired.invalid` get no action whatever their state. For an app in
+ * both: a code change (version, source, entry, isolation, command, limits) is an `upgrade`; else an
+ * env change is a `reconfigure` with the changed/added/removed key names; else any other spec change
+ * is a `reconfigure` with empty key lists; else two known, different revisions are a `hot_reload`
+ * (a new revision together with an env or spec change is an `upgrade`, "code and spec changed");
+ * else a `failed` or `stopped` app gets a `restart`.
+ */
+export function plan(desired: DesiredState, current: CurrentState): Action[] {
+  const names = [...new Set([...Object.keys(desired.apps), ...Object.keys(current)])].sort(byName);
+  const actions: Action[] = [];
+  for (const app of names) {
+    if (desired.invalid.has(app)) continue;
+    const want = own(desired.apps, app);
+    const have = own(current, app);
+    const action = want ? (have ? change(app, want, have) : deploy(app, want)) : have ? remove(app, have) : undefined;
+    if (action) actions.push(action);
+  }
+  return actions;
+}
+
+/**
+ * Orders actions and drops the ones that cannot be applied: removes first (dependents before their
+ * dependencies, using the running apps' own `depends_on`, so an app the repo no longer has is still
+ * removed before what it used), then everything else in dependency order (dependencies first, using
+ * desired specs). Every desired app on a dependency cycle, and every desired app that depends on an
+ * app that is neither in the repository (valid or not) nor staying, gets one error and its actions
+ * are dropped (a running app keeps running as it is). Apps that merely depend on such an app keep
+ * their actions: `waitingOn()` holds them pending. Ties are broken by app name; actions for one app
+ * keep their relative order.
+ */
+export function order(
+  actions: readonly Action[],
+  desired: DesiredState,
+  current: CurrentState,
+): { actions: Action[]; errors: PlanError[] } {
+  const problems = graphProblems(desired);
+  const removes = actions.filter((a): a is Extract<Action, { type: "remove" }> => a.type === "remove");
+  const others = actions.filter((a) => a.type !== "remove" && !problems.has(a.app));
+
+  const removed = [...new Set(removes.map((a) => a.app))];
+  const runningDeps = (app: string): readonly string[] =>
+    own(current, app)?.spec.depends_on ?? removes.find((a) => a.app === app)?.from.depends_on ?? [];
+  // A removed app must wait for every removed app that depends on it (dependents go first).
+  const removeRank = rankOf(topo(removed, (app) => removed.filter((other) => runningDeps(other).includes(app))));
+
+  const nodes = [...new Set([...Object.keys(desired.apps), ...others.map((a) => a.app)])].filter((app) => !problems.has(app));
+  const nodeSet = new Set(nodes);
+  const deps = (app: string): string[] =>
+    [...(own(desired.apps, app)?.spec.depends_on ?? specOf(others.find((a) => a.app === app))?.depends_on ?? [])].filter((d) =>
+      nodeSet.has(d),
+    );
+  const startRank = rankOf(topo(nodes, deps));
+
+  const errors = [...problems].sort(([a], [b]) => byName(a, b)).map(([app, messages]) => ({ app, message: messages.join("; ") }));
+  return { actions: [...sortBy(removes, removeRank), ...sortBy(others, startRank)], errors };
+}
+
+/**
+ * Dependencies of `spec` that are not running and healthy right now, in `depends_on` order (empty =
+ * free to start). A running dependency with no health check (`health.type: none`) and `unknown`
+ * health counts as ready: nothing will ever make it healthy, and running is all it can promise.
+ */
+export function waitingOn(spec: AppSpec, current: CurrentState): string[] {
+  return spec.depends_on.filter((dep) => !ready(own(current, dep)));
+}
+
+/** Human-readable pending reason for the names returned by `waitingOn`, e.g. `waiting for db (not deployed), cache (running, unhealthy)`; "" for none. */
+export function pendingReason(waiting: readonly string[], current: CurrentState): string {
+  if (waiting.length === 0) return "";
+  const describe = (name: string): string => {
+    const app = own(current, name);
+    return app ? `${name} (${app.status}, ${app.health})` : `${name} (not deployed)`;
+  };
+  return `waiting for ${waiting.map(describe).join(", ")}`;
+}
+
+function ready(app: CurrentApp | undefined): boolean {
+  if (app === undefined || app.status !== "running") return false;
+  return app.health === "healthy" || (app.health === "unknown" && app.spec.health?.type === "none");
+}
+
+function deploy(app: string, want: DesiredApp): Action {
+  return { type: "deploy", app, spec: want.spec, ...revisionOf(want.revision) };
+}
+
+function remove(app: string, have: CurrentApp): Action {
+  return { type: "remove", app, from: have.spec };
+}
+
+function change(app: string, want: DesiredApp, have: CurrentApp): Action | undefined {
+  const spec = want.spec;
+  const from = have.spec;
+  const upgrade = (reason: string): Action => ({ type: "upgrade", app, spec, from, ...revisionOf(want.revision), reason });
+
+  const code = CODE_FIELDS.filter((field) => !same(spec[field], from[field]));
+  if (code.length > 0) {
+    return upgrade(code.map((f) => (f === "version" ? `version ${from.version} -> ${spec.version}` : `${f} changed`)).join(", "));
+  }
+  const env = envDiff(from.env, spec.env);
+  const envChanged = env.changed.length + env.added.length + env.removed.length > 0;
+  const specChanged = envChanged || otherFieldsDiffer(from, spec);
+  const { revision: to } = want;
+  const { revision: was } = have;
+  const codeMoved = to !== undefined && was !== undefined && to !== was;
+  // A hot reload only swaps code; it cannot also apply new settings, so both together restart the app.
+  if (codeMoved && specChanged) return upgrade("code and spec changed");
+  if (specChanged) return { type: "reconfigure", app, spec, from, ...env };
+  if (codeMoved) return { type: "hot_reload", app, spec, fromRevision: was, toRevision: to };
+  if (have.status === "failed" || have.status === "stopped") return { type: "restart", app, spec, reason: `status ${have.status}` };
+  return undefined;
+}
+
+function envDiff(before: Readonly<Record<string, unknown>>, after: Readonly<Record<string, unknown>>) {
+  const was = new Set(definedKeys(before));
+  const now = definedKeys(after);
+  const nowSet = new Set(now);
+  return {
+    changed: now.filter((k) => was.has(k) && !same(before[k], after[k])).sort(byName),
+    added: now.filter((k) => !was.has(k)).sort(byName),
+    removed: [...was].filter((k) => !nowSet.has(k)).sort(byName),
+  };
+}
+
+function otherFieldsDiffer(a: AppSpec, b: AppSpec): boolean {
+  const ra = a as unknown as Record<string, unknown>;
+  const rb = b as unknown as Record<string, unknown>;
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)].filter((k) => !NOT_OTHER.has(k)));
+  for (const key of keys) {
+    // depends_on is a set: reordering it in the file changes nothing.
+    const differs = key === "depends_on" ? !same([...a.depends_on].sort(byName), [...b.depends_on].sort(byName)) : !same(ra[key], rb[key]);
+    if (differs) return true;
+  }
+  return false;
+}
+
+/**
+ * Per desired app, why it cannot be applied: missing dependencies and dependency cycles. A dependency
+ * is known when the repo has it, valid or invalid (an invalid one keeps running as it is, or keeps the
+ * dependent pending); a running app the repo dropped is being removed, so it does not count.
+ */
+function graphProblems(desired: DesiredState): Map<string, string[]> {
+  const problems = new Map<string, string[]>();
+  const add = (app: string, message: string) => problems.set(app, [...(problems.get(app) ?? []), message]);
+  const names = Object.keys(desired.apps).sort(byName);
+  const depsOf = (app: string): string[] => [...(own(desired.apps, app)?.spec.depends_on ?? [])].sort(byName);
+
+  for (const app of names) {
+    for (const dep of depsOf(app)) {
+      if (!own(desired.apps, dep) && !desired.invalid.has(dep)) add(app, `depends on "${dep}", which is not in the repository`);
+    }
+  }
+
+  // Peel off apps whose dependencies all resolve; what is left is on a cycle or depends on one.
+  const placed = new Set(topo(names, depsOf, false));
+  const tangled = names.filter((app) => !placed.has(app));
+  const tangledSet = new Set(tangled);
+  for (const app of tangled) {
+    const cycle = shortestCycle(app, (n) => depsOf(n).filter((d) => tangledSet.has(d)));
+    if (cycle) add(app, `dependency cycle: ${[...cycle, cycle[0]].join(" -> ")}`);
+  }
+  return problems;
+}
+
+/** The shortest dependency path from `start` back to itself (neighbours by name), rotated to begin at its smallest name. */
+function shortestCycle(start: string, next: (app: string) => string[]): string[] | undefined {
+  const parent = new Map<string, string>();
+  const queue = [start];
+  for (let i = 0; i < queue.length; i++) {
+    const at = queue[i] as string;
+    for (const dep of next(at)) {
+      if (dep === start) {
+        const path = [at];
+        while (path[0] !== start) path.unshift(parent.get(path[0] as string) as string);
+        const min = path.reduce((a, b) => (byName(a, b) <= 0 ? a : b));
+        const i0 = path.indexOf(min);
+        return [...path.slice(i0), ...path.slice(0, i0)];
+      }
+      if (!parent.has(dep)) {
+        parent.set(dep, at);
+        queue.push(dep);
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Kahn's topological sort: each node after every node `before(node)` names (restricted to `nodes`),
+ * ties by name. When stuck on a cycle it either breaks it at the smallest name (`breakCycles`) or
+ * stops, returning only the nodes it could place.
+ */
+function topo(nodes: readonly string[], before: (node: string) => readonly string[], breakCycles = true): string[] {
+  const set = new Set(nodes);
+  const waitingFor = new Map<string, number>();
+  const after = new Map<string, string[]>();
+  for (const node of set) {
+    const prereqs = [...new Set(before(node))].filter((p) => set.has(p) && p !== node);
+    waitingFor.set(node, prereqs.length);
+    for (const p of prereqs) after.set(p, [...(after.get(p) ?? []), node]);
+  }
+  const out: string[] = [];
+  const done = new Set<string>();
+  const ready = [...set].filter((n) => waitingFor.get(n) === 0).sort(byName);
+  while (out.length < set.size) {
+    let node = ready.shift();
+    if (node === undefined) {
+      if (!breakCycles) break;
+      node = [...set].filter((n) => !done.has(n)).sort(byName)[0] as string;
+    }
+    if (done.has(node)) continue;
+    done.add(node);
+    out.push(node);
+    for (const next of after.get(node) ?? []) {
+      const left = (waitingFor.get(next) ?? 0) - 1;
+      waitingFor.set(next, left);
+      if (left === 0 && !done.has(next)) {
+        ready.push(next);
+        ready.sort(byName);
+      }
+    }
+  }
+  return out;
+}
+
+function rankOf(sequence: readonly string[]): Map<string, number> {
+  return new Map(sequence.map((name, i) => [name, i]));
+}
+
+/** Stable sort by rank; apps without a rank go last, by name. */
+function sortBy<T extends Action>(actions: readonly T[], rank: ReadonlyMap<string, number>): T[] {
+  const key = (a: T) => rank.get(a.app) ?? Number.MAX_SAFE_INTEGER;
+  return actions
+    .map((action, i) => ({ action, i }))
+    .sort((x, y) => key(x.action) - key(y.action) || byName(x.action.app, y.action.app) || x.i - y.i)
+    .map((x) => x.action);
+}
+
+function specOf(action: Action | undefined): AppSpec | undefined {
+  return action && "spec" in action ? action.spec : undefined;
+}
+
+function revisionOf(revision: string | undefined): { revision?: string } {
+  return revision === undefined ? {} : { revision };
+}
+
+/** Own-property lookup: app names like "constructor" must not find Object.prototype members. */
+function own<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+function definedKeys(value: object): string[] {
+  return Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined);
+}
+
+/** Deep equality for parsed spec data: key order and undefined-valued keys do not matter, array order does. */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b || (Number.isNaN(a) && Number.isNaN(b))) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
+  }
+  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  const ka = definedKeys(a);
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  return ka.length === definedKeys(b).length && ka.every((k) => same(ra[k], rb[k]));
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

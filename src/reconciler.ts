@@ -1,0 +1,506 @@
+/**
+ * One reconcile tick (SPEC section 4): fetch the branch, read the specs when the commit changed,
+ * plan against what runs, apply in dependency order with per-app failure isolation and backoff,
+ * and remember what was deployed. The reconciler owns the agent's view of desired and current
+ * state; the loop decides when it runs.
+ */
+import { join } from "node:path";
+import { Backoff } from "./backoff.ts";
+import type { AgentConfig } from "./config.ts";
+import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
+import type { GitSource } from "./git.ts";
+import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
+import type { Logger } from "./logger.ts";
+import { order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
+import { redact } from "./redact.ts";
+import type { AppState, Runtime } from "./runtime.ts";
+import type { AppSpec } from "./spec.ts";
+import { writeState, type DurableState } from "./state.ts";
+import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
+import type { Emit, EventName } from "./telemetry.ts";
+
+/** What happened to one planned action in a tick. */
+export interface ActionOutcome {
+  type: Action["type"];
+  app: string;
+  outcome: "ok" | "failed" | "pending" | "skipped";
+  reason?: string;
+  error?: string;
+  duration_ms?: number;
+}
+
+/** The result of one tick (what `agent.reconcile()` and `POST /reconcile` return). */
+export interface TickResult {
+  commit: string | null;
+  /** A new commit was read in this tick. */
+  changed: boolean;
+  duration_ms: number;
+  actions: ActionOutcome[];
+  errors: StatusError[];
+  status: AgentStatus["status"];
+}
+
+/** Collaborators of the reconciler; every side effect comes through here. */
+export interface ReconcilerDeps {
+  config: AgentConfig;
+  git: GitSource;
+  runtime: Runtime;
+  emit: Emit;
+  logger: Logger;
+  now: () => number;
+  state: DurableState;
+  statePath: string;
+}
+
+interface AppInfo {
+  status?: "pending" | "failed";
+  last_error?: string;
+  pending_reason?: string;
+  restarts: number;
+}
+
+const FLOATING_REF = /^[0-9a-f]{40}$/;
+
+/** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
+export class Reconciler {
+  readonly #d: ReconcilerDeps;
+  readonly #cache = new SpecCache();
+  readonly #backoff: Backoff;
+  readonly #info = new Map<string, AppInfo>();
+  #desired: { commit: string; apps: Record<string, DesiredApp>; invalid: Set<string>; load: LoadResult; repoDir: string } | undefined;
+  #runtimeState: Record<string, AppState> = {};
+  #repoError: string | undefined;
+  #planErrors: PlanError[] = [];
+  #workPending = false;
+  #lastTick: { at: number; duration_ms: number; error: string | null } | undefined;
+  #savedState = "";
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+    this.#backoff = new Backoff(1000, deps.config.reconcile_interval);
+    this.#savedState = JSON.stringify(deps.state);
+  }
+
+  /** The checkout the current specs were read from (path sources are relative to it). */
+  get repoDir(): string | undefined {
+    return this.#desired?.repoDir;
+  }
+
+  /** When the next tick should run at the latest, for retries and pending apps (ms from now). */
+  nextDelay(): number {
+    const interval = this.#d.config.reconcile_interval;
+    const now = this.#d.now();
+    const retry = this.#backoff.nextRetry(now);
+    let delay = retry === undefined ? interval : Math.min(interval, retry - now);
+    if (this.#repoError) delay = Math.min(delay, Math.max(1000, this.#backoff.nextRetry(now) ?? interval));
+    if ([...this.#info.values()].some((i) => i.status === "pending")) delay = Math.min(delay, 1000);
+    return Math.max(50, delay);
+  }
+
+  /**
+   * Reads the specs of the last applied commit from its local snapshot, if it is still there, so a
+   * restarted agent knows what the repo wants before it can reach the remote.
+   */
+  async primeFromSnapshot(signal?: AbortSignal): Promise<void> {
+    const commit = this.#d.state.commit;
+    if (!commit) return;
+    try {
+      await this.#read(commit, signal);
+    } catch (error) {
+      this.#d.logger.debug(`no local snapshot of ${commit.slice(0, 12)} to start from: ${messageOf(error)}`);
+    }
+  }
+
+  /** Starts the apps remembered in state.json from their cached workspaces, dependencies first. */
+  async restore(signal?: AbortSignal): Promise<void> {
+    const remembered = Object.values(this.#d.state.apps);
+    if (remembered.length === 0) return;
+    this.#d.logger.info(`restoring ${remembered.length} app(s) from ${this.#d.statePath}`);
+    const desired = { apps: Object.fromEntries(remembered.map((a) => [a.spec.name, { spec: a.spec }])), invalid: new Set<string>() };
+    const { actions } = order(remembered.map((a) => ({ type: "deploy" as const, app: a.spec.name, spec: a.spec })), desired, {});
+    for (const action of actions) {
+      if (signal?.aborted) return;
+      const app = this.#d.state.apps[action.app]!;
+      try {
+        const state = await this.#d.runtime.deploy(app.spec);
+        this.#runtimeState[action.app] = state;
+        this.#d.logger.info(`restored ${action.app} ${app.version}`);
+      } catch (error) {
+        this.#fail(action.app, error);
+        this.#d.logger.warn(`could not restore ${action.app}: ${redact(messageOf(error))}`);
+      }
+    }
+  }
+
+  /** One tick. Never throws for app or repository failures: they are in the result and in status. */
+  async tick(signal: AbortSignal): Promise<TickResult> {
+    const started = this.#d.now();
+    const { emit } = this.#d;
+    emit("bc_gitops:reconcile:start", {}, { commit: this.#desired?.commit });
+    let changed = false;
+    const outcomes: ActionOutcome[] = [];
+    try {
+      changed = await this.#syncSource(signal);
+      this.#runtimeState = await this.#d.runtime.getCurrentState();
+      if (this.#desired && !signal.aborted) {
+        const desired = { apps: await this.#withRevisions(this.#desired.apps, signal), invalid: this.#desired.invalid };
+        const current = this.#current();
+        const planned = order(plan(desired, current), desired, current);
+        this.#planErrors = planned.errors;
+        for (const problem of planned.errors) this.#info.set(problem.app, { ...this.#infoOf(problem.app), status: "failed", last_error: problem.message });
+        this.#workPending = planned.actions.length > 0;
+        for (const action of planned.actions) {
+          if (signal.aborted) break;
+          outcomes.push(await this.#apply(action, current));
+        }
+        this.#d.state.commit = this.#desired.commit;
+        if (outcomes.length > 0) this.#runtimeState = await this.#d.runtime.getCurrentState();
+        this.#workPending = outcomes.some((o) => o.outcome !== "ok");
+      }
+      await this.#saveState();
+    } catch (error) {
+      // Unexpected (a runtime's getCurrentState threw, state.json could not be written): report, keep going next tick.
+      this.#repoError ??= redact(messageOf(error));
+      emit("bc_gitops:reconcile:error", {}, { error: redact(messageOf(error)) });
+      this.#d.logger.error(`reconcile failed: ${redact(messageOf(error))}`);
+    } finally {
+      this.#lastTick = { at: started, duration_ms: this.#d.now() - started, error: this.#repoError ?? null };
+    }
+    const status = this.status();
+    emit("bc_gitops:reconcile:stop", { duration_ms: this.#lastTick.duration_ms }, { commit: status.last_commit ?? undefined, status: status.status });
+    return {
+      commit: this.#desired?.commit ?? null,
+      changed,
+      duration_ms: this.#lastTick.duration_ms,
+      actions: outcomes,
+      errors: status.errors,
+      status: status.status,
+    };
+  }
+
+  /** The agent status (`GET /status`). */
+  status(): AgentStatus {
+    const apps = Object.values(this.apps());
+    const errors = this.errors();
+    return {
+      status: statusName({
+        initialized: this.#lastTick !== undefined,
+        repoError: this.#repoError !== undefined,
+        apps,
+        errors: errors.length,
+        workPending: this.#workPending,
+      }),
+      last_commit: this.#desired?.commit ?? this.#d.state.commit ?? null,
+      app_count: apps.length,
+      healthy_count: apps.filter((a) => a.status === "running" && a.health === "healthy").length,
+      last_reconcile: {
+        at: this.#lastTick ? new Date(this.#lastTick.at).toISOString() : null,
+        duration_ms: this.#lastTick?.duration_ms ?? null,
+        error: this.#lastTick?.error ?? null,
+      },
+      errors,
+    };
+  }
+
+  /** Every problem status shows: the repository's, spec errors, plan errors and app failures. */
+  errors(): StatusError[] {
+    const out: StatusError[] = [];
+    if (this.#repoError) out.push({ message: this.#repoError });
+    for (const e of this.#desired?.load.errors ?? []) out.push({ ...e });
+    const planned = new Set(this.#planErrors.map((p) => p.app));
+    for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
+    for (const [app, info] of this.#info) if (info.last_error && !planned.has(app)) out.push({ app, message: info.last_error });
+    return out;
+  }
+
+  /** Every app the agent knows (desired, deployed or running), as `AppState` views. */
+  apps(): Record<string, AppState> {
+    const names = new Set([...Object.keys(this.#desired?.apps ?? {}), ...Object.keys(this.#d.state.apps), ...Object.keys(this.#runtimeState)]);
+    const out: Record<string, AppState> = {};
+    for (const name of [...names].sort()) {
+      const deployed = this.#d.state.apps[name];
+      const spec = deployed?.spec ?? this.#desired?.apps[name]?.spec;
+      const info = this.#infoOf(name);
+      out[name] = appView(name, spec, this.#runtimeState[name], { ...info, revision: deployed?.revision, path: deployed?.workspace });
+    }
+    return out;
+  }
+
+  /** Deployed apps in the order to stop them: dependents before their dependencies. */
+  stopOrder(): string[] {
+    const apps = this.#d.state.apps;
+    const removes = Object.values(apps).map((a) => ({ type: "remove" as const, app: a.spec.name, from: a.spec }));
+    const current = this.#current();
+    return order(removes, { apps: {}, invalid: new Set() }, current).actions.map((a) => a.app);
+  }
+
+  /** The spec an app was last applied from, if it is deployed. */
+  deployedSpec(name: string): AppSpec | undefined {
+    return this.#d.state.apps[name]?.spec;
+  }
+
+  /** The desired specs (`GET /state/desired`). */
+  desiredSpecs(): Record<string, AppSpec> {
+    return Object.fromEntries(Object.entries(this.#desired?.apps ?? {}).map(([name, d]) => [name, d.spec]));
+  }
+
+  /** Applies one action outside the git flow (library `deploy`/`remove`/`upgrade`); throws on failure. */
+  async applyManual(action: Action): Promise<ActionOutcome> {
+    this.#runtimeState = await this.#d.runtime.getCurrentState();
+    this.#backoff.reset(action.app);
+    const outcome = await this.#apply(action, this.#current());
+    this.#runtimeState = await this.#d.runtime.getCurrentState();
+    await this.#saveState();
+    if (outcome.outcome !== "ok") {
+      throw new GitopsError(`${action.type} ${action.app}: ${outcome.error ?? outcome.reason ?? outcome.outcome}`, { code: "E_RUNTIME" });
+    }
+    return outcome;
+  }
+
+  /** Records the outcome of a hot reload done outside a tick (`agent.hotReload`). */
+  async recordRevision(app: string, revision: string): Promise<void> {
+    const deployed = this.#d.state.apps[app];
+    if (deployed) deployed.revision = revision;
+    await this.#saveState();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Fetches the branch and re-reads the specs when needed; returns whether a new commit was read. */
+  async #syncSource(signal: AbortSignal): Promise<boolean> {
+    const known = this.#desired?.commit;
+    let commit: string;
+    try {
+      const fetched = await this.#d.git.fetch(known, signal);
+      commit = fetched.commit;
+      this.#backoff.reset("\0git");
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#repoError = redact(messageOf(error));
+      this.#backoff.fail("\0git", this.#d.now());
+      this.#d.emit("bc_gitops:reconcile:error", {}, { error: this.#repoError });
+      this.#d.logger.warn(`cannot fetch ${this.#d.config.branch}: ${this.#repoError}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`);
+      return false;
+    }
+    const mustRead = commit !== known || !this.#desired || this.#desired.load.errors.length > 0 || this.#repoError !== undefined;
+    if (!mustRead) return false;
+    try {
+      await this.#read(commit, signal);
+      this.#repoError = undefined;
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#repoError = redact(messageOf(error));
+      this.#d.logger.warn(`cannot read the specs of ${commit.slice(0, 12)}: ${this.#repoError}`);
+      return false;
+    }
+    if (commit !== known) {
+      // A new commit may fix what failed: retry every app now rather than after its backoff.
+      for (const name of Object.keys(this.#desired?.apps ?? {})) this.#backoff.reset(name);
+      this.#d.logger.info(`applying commit ${commit.slice(0, 12)}`);
+    }
+    return commit !== known;
+  }
+
+  async #read(commit: string, signal?: AbortSignal): Promise<void> {
+    const { emit, git, config } = this.#d;
+    const repoDir = await git.snapshot(commit, signal);
+    const started = this.#d.now();
+    emit("bc_gitops:parse:start", {}, { commit });
+    let load: LoadResult;
+    try {
+      load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir, cache: this.#cache });
+    } catch (error) {
+      throw new GitopsError(`cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`, { code: "E_SPEC", retry: "stalled", cause: error });
+    }
+    emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
+    for (const e of load.errors) this.#d.logger.warn(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`);
+    this.#desired = {
+      commit,
+      repoDir,
+      load,
+      apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])),
+      invalid: new Set(load.invalid),
+    };
+    await git.prune([commit, ...(this.#d.state.commit && this.#d.state.commit !== commit ? [this.#d.state.commit] : [])]).catch(() => {});
+  }
+
+  /** Desired apps with the code revision their floating sources (git branches, paths) point at now. */
+  async #withRevisions(apps: Record<string, DesiredApp>, signal: AbortSignal): Promise<Record<string, DesiredApp>> {
+    const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
+    const repoDir = this.#desired?.repoDir;
+    if (!resolve || !repoDir) return apps;
+    const out: Record<string, DesiredApp> = { ...apps };
+    const floating = Object.values(apps).filter(({ spec }) =>
+      spec.source.type === "path" || (spec.source.type === "git" && !FLOATING_REF.test(spec.source.ref ?? "")),
+    );
+    for (let i = 0; i < floating.length; i += 8) {
+      await Promise.all(
+        floating.slice(i, i + 8).map(async ({ spec }) => {
+          try {
+            const revision = await resolve(spec, { repoDir, signal });
+            if (revision) out[spec.name] = { spec, revision };
+          } catch (error) {
+            this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${redact(messageOf(error))}`);
+          }
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** What runs, for the planner: the spec each app was last applied from, and what the runtime observes now. */
+  #current(): Record<string, CurrentApp> {
+    const out: Record<string, CurrentApp> = {};
+    for (const [name, deployed] of Object.entries(this.#d.state.apps)) {
+      const observed = this.#runtimeState[name];
+      out[name] = {
+        spec: deployed.spec,
+        ...(deployed.revision ? { revision: deployed.revision } : {}),
+        status: observed?.status ?? "stopped",
+        health: observed?.health ?? "unknown",
+      };
+    }
+    return out;
+  }
+
+  async #apply(action: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
+    const { app } = action;
+    const now = this.#d.now();
+    if (this.#backoff.waiting(app, now)) {
+      const wait = Math.ceil(((this.#backoff.nextRetry(now) ?? now) - now) / 1000);
+      return { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.#backoff.failures(app)} failure(s); next try in about ${wait}s` };
+    }
+    if (action.type !== "remove" && action.type !== "reconfigure") {
+      const waiting = waitingOn(action.spec, current);
+      if (waiting.length > 0) {
+        const reason = pendingReason(waiting, current);
+        this.#info.set(app, { ...this.#infoOf(app), ...(current[app] ? {} : { status: "pending" }), pending_reason: reason });
+        return { type: action.type, app, outcome: "pending", reason };
+      }
+    }
+    const event = action.type;
+    const meta = this.#metadata(action);
+    const started = this.#d.now();
+    this.#d.emit(`bc_gitops:${event}:start` as EventName, {}, meta);
+    try {
+      const state = await this.#run(action);
+      const duration_ms = this.#d.now() - started;
+      this.#succeeded(action, state, current);
+      this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, meta);
+      this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
+      return { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
+    } catch (error) {
+      const message = redact(messageOf(error));
+      const duration_ms = this.#d.now() - started;
+      this.#fail(app, error);
+      this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, { ...meta, error: message });
+      this.#d.logger.error(`${describe(action)} failed: ${message}`);
+      return { type: action.type, app, outcome: "failed", error: message, duration_ms };
+    }
+  }
+
+  async #run(action: Action): Promise<AppState | undefined> {
+    const { runtime } = this.#d;
+    switch (action.type) {
+      case "deploy":
+        return runtime.deploy(action.spec);
+      case "upgrade":
+        return runtime.upgrade(action.spec, action.from.version);
+      case "reconfigure":
+        return runtime.reconfigure(action.spec);
+      case "remove":
+        await runtime.remove(action.app);
+        return undefined;
+      case "hot_reload":
+        if (!runtime.hotReload) return runtime.upgrade(action.spec, action.spec.version);
+        await runtime.hotReload(action.spec);
+        return undefined;
+      case "restart":
+        this.#infoOf(action.app).restarts++;
+        return runtime.restart ? runtime.restart(action.spec) : runtime.deploy(action.spec);
+    }
+  }
+
+  #succeeded(action: Action, state: AppState | undefined, current: Record<string, CurrentApp>): void {
+    const { app } = action;
+    this.#backoff.reset(app);
+    const info = this.#infoOf(app);
+    delete info.status;
+    delete info.last_error;
+    delete info.pending_reason;
+    if (action.type === "remove") {
+      delete this.#d.state.apps[app];
+      delete current[app];
+      delete this.#runtimeState[app];
+      this.#info.delete(app);
+      return;
+    }
+    const previous = this.#d.state.apps[app];
+    const revision = action.type === "hot_reload" ? action.toRevision : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
+    if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
+    this.#d.state.apps[app] = {
+      spec: action.spec,
+      version: action.spec.version,
+      ...(revision ? { revision } : {}),
+      ...(state?.path ?? previous?.workspace ? { workspace: state?.path ?? previous?.workspace } : {}),
+      deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
+    };
+    if (state) this.#runtimeState[app] = state;
+    current[app] = {
+      spec: action.spec,
+      ...(revision ? { revision } : {}),
+      status: state?.status ?? current[app]?.status ?? "running",
+      health: state?.health ?? current[app]?.health ?? "unknown",
+    };
+  }
+
+  #fail(app: string, error: unknown): void {
+    const info = this.#infoOf(app);
+    info.status = "failed";
+    info.last_error = redact(messageOf(error));
+    delete info.pending_reason;
+    this.#backoff.fail(app, this.#d.now());
+  }
+
+  #infoOf(app: string): AppInfo {
+    let info = this.#info.get(app);
+    if (!info) this.#info.set(app, (info = { restarts: 0 }));
+    return info;
+  }
+
+  #metadata(action: Action): Record<string, unknown> {
+    const commit = this.#desired?.commit;
+    switch (action.type) {
+      case "upgrade":
+        return { app: action.app, version: action.spec.version, from_version: action.from.version, to_version: action.spec.version, commit, reason: action.reason };
+      case "reconfigure":
+        return { app: action.app, version: action.spec.version, commit, changed: action.changed, added: action.added, removed: action.removed };
+      case "remove":
+        return { app: action.app, version: action.from.version, commit };
+      case "hot_reload":
+        return { app: action.app, version: action.spec.version, commit, from_revision: action.fromRevision, to_revision: action.toRevision };
+      default:
+        return { app: action.app, version: action.spec.version, commit };
+    }
+  }
+
+  async #saveState(): Promise<void> {
+    const text = JSON.stringify(this.#d.state);
+    if (text === this.#savedState) return;
+    await writeState(this.#d.statePath, this.#d.state);
+    this.#savedState = text;
+  }
+}
+
+function describe(action: Action): string {
+  switch (action.type) {
+    case "upgrade":
+      return `upgrade ${action.app} (${action.reason})`;
+    case "hot_reload":
+      return `hot reload ${action.app} ${action.fromRevision.slice(0, 12)} -> ${action.toRevision.slice(0, 12)}`;
+    case "restart":
+      return `restart ${action.app} (${action.reason})`;
+    default:
+      return `${action.type} ${action.app}`;
+  }
+}

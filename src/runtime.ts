@@ -1,0 +1,77 @@
+/**
+ * The runtime interface (SPEC section 10): what the reconciler asks of whatever actually runs apps,
+ * and the shape of an app's observed state.
+ */
+import type { AppSpec, Source } from "./spec.ts";
+
+/** Lifecycle status of an app (SPEC section 8). */
+export type AppStatus = "pending" | "starting" | "running" | "upgrading" | "stopped" | "failed";
+/** Health of an app (SPEC section 8). */
+export type AppHealth = "healthy" | "unhealthy" | "unknown";
+
+/** What runs, as the API and `agent.getAppStatus()` report it (SPEC section 8). */
+export interface AppState {
+  name: string;
+  version: string;
+  description?: string;
+  icon?: { type: "identicon" | "url" | "base64"; value: string; mime_type?: string };
+  status: AppStatus;
+  health: AppHealth;
+  /** The code revision running (a git commit, a content hash, or the version for npm). */
+  revision?: string;
+  source?: Source;
+  isolation?: AppSpec["isolation"];
+  /** ISO-8601 time the current instance started. */
+  started_at?: string;
+  pid?: number;
+  /** The workspace directory the app runs from. */
+  path?: string;
+  env?: Record<string, unknown>;
+  /** Hot reloads applied to this instance. */
+  reloads?: number;
+  /** Crash restarts since the last deploy or upgrade. */
+  restarts?: number;
+  last_error?: string;
+  pending_reason?: string;
+  [extra: string]: unknown;
+}
+
+/** The result of a hot reload (SPEC section 5). */
+export interface HotReloadResult {
+  app: string;
+  revision: string;
+  /** Changed module paths relative to the app root; empty when nothing changed (and nothing reloaded). */
+  modules: string[];
+}
+
+/**
+ * What runs apps. The default runtime implements all of it; a custom runtime needs the five
+ * required methods (each async, returning `AppState` where bc_gitops returns `{ok, AppState}` and
+ * throwing where it returns `{error, Reason}`).
+ */
+export interface Runtime {
+  deploy(spec: AppSpec): Promise<AppState>;
+  remove(name: string): Promise<void>;
+  upgrade(spec: AppSpec, oldVersion: string): Promise<AppState>;
+  reconfigure(spec: AppSpec): Promise<AppState>;
+  getCurrentState(): Promise<Record<string, AppState>>;
+  /** Hot-reloads same-version code changes in place. Optional: without it, a code change is an upgrade. */
+  hotReload?(spec: AppSpec): Promise<HotReloadResult>;
+  /**
+   * The code revision `spec` resolves to right now (a git branch head, a path's content hash),
+   * so the planner can see same-version code changes. Optional.
+   */
+  resolveRevision?(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined>;
+  /** Restarts a crashed or stopped app. Optional: without it the reconciler redeploys. */
+  restart?(spec: AppSpec): Promise<AppState>;
+  /** Stops everything the runtime runs (agent shutdown). Optional. */
+  stopAll?(): Promise<void>;
+}
+
+/** Context the agent hands to a runtime factory (module path runtimes and the default runtime). */
+export interface RuntimeContext {
+  /** `<local_path>`: the runtime keeps its workspaces, data and logs under it. */
+  localPath: string;
+  /** The checkout of the gitops repo the current specs were read from (path sources are relative to it). */
+  repoDir: () => string | undefined;
+}

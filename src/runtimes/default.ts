@@ -1,0 +1,411 @@
+/**
+ * The default runtime (SPEC sections 3-4): materialises each app's code in a workspace per
+ * revision, runs it through the driver of its isolation, watches its health, and upgrades with
+ * rollback. Operations on one app run one at a time; different apps never wait for each other.
+ *
+ * Health: `deploy`, `restart` and `reconfigure` return once the app started and one immediate check
+ * ran (so dependents can start in the same tick when it passed); health is then monitored in the
+ * background and dependents wait for `healthy` (the reconciler). `upgrade` waits for `healthy`
+ * within the start window and rolls back to the previous version when it does not get there.
+ */
+import { readFile } from "node:fs/promises";
+import { envChange, isEmptyChange } from "../app-context.ts";
+import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
+import { HealthMonitor, probeFor } from "../health.ts";
+import { silentLogger, type Logger } from "../logger.ts";
+import type { AppHealth, AppState, AppStatus, Runtime, RuntimeContext } from "../runtime.ts";
+import type { AppSpec } from "../spec.ts";
+import { statePath } from "../state.ts";
+import { noEmit, type Emit } from "../telemetry.ts";
+import { Workspaces, type PreparedWorkspace } from "../workspace.ts";
+import type { Driver, Instance, Isolation } from "./driver.ts";
+import { EmbeddedDriver } from "./embedded.ts";
+
+export type { Driver, DriverStartOptions, Instance, Isolation } from "./driver.ts";
+
+/** Options of {@link createDefaultRuntime} beyond the agent's runtime context. */
+export interface DefaultRuntimeOptions {
+  logger?: Logger;
+  emit?: Emit;
+  /** Hot reloads of an embedded app before status warns (used by hot reload). */
+  reloadBudget?: number;
+  /** How long an app's `stop` may take before it is considered stopped (default 10 000 ms). */
+  stopTimeoutMs?: number;
+  /** How long an app's `start` (or `reconfigure`) may take (default 60 000 ms). */
+  startTimeoutMs?: number;
+  /** How long an upgraded app has to become healthy before it is rolled back (default: max(10 s, 3 × health.timeout)). */
+  startWindowMs?: number;
+  /** Failed checks in a row that make an app unhealthy (default 3). */
+  healthThreshold?: number;
+  /** Drivers by isolation level; default: `embedded` only. */
+  drivers?: Partial<Record<Isolation, Driver>>;
+  /** The workspaces to use (default: under `localPath`). */
+  workspaces?: Workspaces;
+}
+
+/** The default runtime: every optional method of {@link Runtime} but `hotReload`, plus `checkNow`. */
+export interface DefaultRuntime extends Runtime {
+  resolveRevision(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined>;
+  restart(spec: AppSpec): Promise<AppState>;
+  stopAll(): Promise<void>;
+  /** Runs `app`'s health check now and returns its health (`unknown` for an app that does not run). */
+  checkNow(app: string): Promise<AppHealth>;
+}
+
+interface Running {
+  spec: AppSpec;
+  prepared: PreparedWorkspace;
+  status: AppStatus;
+  instance?: Instance;
+  monitor?: HealthMonitor;
+  startedAt?: string;
+  restarts: number;
+  lastError?: string;
+}
+
+/** Creates the default runtime (the agent's `runtime: default`). Touches nothing until an app is deployed. */
+export function createDefaultRuntime(context: RuntimeContext & DefaultRuntimeOptions): DefaultRuntime {
+  return new DefaultRuntimeImpl(context);
+}
+
+class DefaultRuntimeImpl implements DefaultRuntime {
+  readonly #c: RuntimeContext & DefaultRuntimeOptions;
+  readonly #logger: Logger;
+  readonly #emit: Emit;
+  readonly #ws: Workspaces;
+  readonly #drivers: Partial<Record<Isolation, Driver>>;
+  readonly #apps = new Map<string, Running>();
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  constructor(context: RuntimeContext & DefaultRuntimeOptions) {
+    this.#c = context;
+    this.#logger = context.logger ?? silentLogger;
+    this.#emit = context.emit ?? noEmit;
+    this.#ws = context.workspaces ?? new Workspaces({ localPath: context.localPath, logger: this.#logger, emit: this.#emit });
+    this.#drivers = { embedded: new EmbeddedDriver({ logger: this.#logger }), ...context.drivers };
+  }
+
+  deploy(spec: AppSpec): Promise<AppState> {
+    return this.#serial(spec.name, () => this.#deploy(spec));
+  }
+
+  upgrade(spec: AppSpec, oldVersion: string): Promise<AppState> {
+    return this.#serial(spec.name, async () => {
+      const old = this.#apps.get(spec.name);
+      if (!old?.instance) return this.#deploy(spec);
+      this.#driver(spec);
+      const what = `upgrade ${spec.name} ${oldVersion} -> ${spec.version}`;
+      let prepared: PreparedWorkspace;
+      try {
+        prepared = await this.#prepare(spec);
+      } catch (error) {
+        throw new GitopsError(`${what} failed: ${messageOf(error)}; ${oldVersion} keeps running`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
+      }
+      old.status = "upgrading";
+      await this.#halt(old);
+      const next: Running = { spec, prepared, status: "starting", restarts: 0 };
+      this.#apps.set(spec.name, next);
+      let reason: string | undefined;
+      try {
+        await this.#start(next);
+        const window = this.#c.startWindowMs ?? Math.max(10_000, 3 * spec.health.timeout);
+        if (!(await this.#becomesHealthy(next, window))) {
+          reason = `it did not become healthy within ${window} ms${next.monitor?.lastError ? ` (${next.monitor.lastError})` : ""}`;
+        }
+      } catch (error) {
+        reason = messageOf(error);
+      }
+      if (reason === undefined) {
+        next.monitor?.start(spec.health.interval);
+        await this.#prune(spec.name, [prepared.revision, old.prepared.revision]);
+        return this.#state(next);
+      }
+      this.#logger.warn(`${what} failed: ${reason}; rolling back to ${oldVersion}`);
+      await this.#halt(next);
+      this.#apps.set(spec.name, old);
+      try {
+        await this.#launch(old);
+      } catch (error) {
+        old.lastError = `${what} failed: ${reason}; rolling back to ${oldVersion} failed too: ${messageOf(error)}`;
+        throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "backoff", cause: error });
+      }
+      old.lastError = `${what} failed: ${reason}; rolled back to ${oldVersion}`;
+      throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "stalled" });
+    });
+  }
+
+  reconfigure(spec: AppSpec): Promise<AppState> {
+    return this.#serial(spec.name, async () => {
+      const app = this.#apps.get(spec.name);
+      if (!app?.instance) return this.#deploy(spec);
+      const change = envChange(app.spec.env, spec.env);
+      const healthChanged = JSON.stringify(app.spec.health) !== JSON.stringify(spec.health);
+      const inPlace = isEmptyChange(change) || (app.status === "running" && (await app.instance.reconfigure?.(change)) === true);
+      if (inPlace) {
+        app.spec = spec;
+        if (healthChanged && app.status === "running") {
+          app.monitor?.stop();
+          app.monitor = this.#monitor(app, app.instance);
+          await app.monitor?.checkNow();
+          app.monitor?.start(spec.health.interval);
+        }
+        return this.#state(app);
+      }
+      this.#logger.info(`${spec.name} has no reconfigure(): restarting it with the new env`);
+      await this.#halt(app);
+      app.spec = spec;
+      await this.#launch(app);
+      return this.#state(app);
+    });
+  }
+
+  restart(spec: AppSpec): Promise<AppState> {
+    return this.#serial(spec.name, async () => {
+      const app = this.#apps.get(spec.name);
+      if (!app) return this.#deploy(spec);
+      await this.#halt(app);
+      app.spec = spec;
+      app.restarts++;
+      await this.#launch(app);
+      return this.#state(app);
+    });
+  }
+
+  remove(name: string): Promise<void> {
+    return this.#serial(name, async () => {
+      const app = this.#apps.get(name);
+      if (app) await this.#halt(app);
+      this.#apps.delete(name);
+      await this.#ws.remove(name);
+    });
+  }
+
+  async getCurrentState(): Promise<Record<string, AppState>> {
+    return Object.fromEntries([...this.#apps].map(([name, app]) => [name, this.#state(app)]));
+  }
+
+  async resolveRevision(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined> {
+    return this.#ws.resolveRevision(spec, context);
+  }
+
+  async checkNow(name: string): Promise<AppHealth> {
+    const app = this.#apps.get(name);
+    if (app?.monitor && app.status === "running") await app.monitor.checkNow();
+    return app ? this.#state(app).health : "unknown";
+  }
+
+  async stopAll(): Promise<void> {
+    const left = new Set(this.#apps.keys());
+    while (left.size > 0) {
+      // Dependents first: stop the apps no remaining app depends on, then what they used.
+      const needed = new Set([...left].flatMap((name) => this.#apps.get(name)?.spec.depends_on ?? []));
+      const batch = [...left].filter((name) => !needed.has(name));
+      const wave = batch.length > 0 ? batch : [...left]; // a cycle: stop the rest together
+      await Promise.all(wave.map((name) => this.#serial(name, async () => {
+        const app = this.#apps.get(name);
+        if (app) await this.#halt(app);
+        this.#apps.delete(name);
+      })));
+      for (const name of wave) left.delete(name);
+    }
+    for (const driver of Object.values(this.#drivers)) await driver?.dispose?.();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #deploy(spec: AppSpec): Promise<AppState> {
+    this.#driver(spec);
+    const existing = this.#apps.get(spec.name);
+    if (existing) await this.#halt(existing);
+    const prepared = await this.#prepare(spec);
+    const app: Running = { spec, prepared, status: "starting", restarts: 0 };
+    this.#apps.set(spec.name, app);
+    try {
+      await this.#launch(app);
+    } catch (error) {
+      this.#apps.delete(spec.name);
+      throw error;
+    }
+    const others = (await this.#ws.revisions(spec.name).catch(() => [])).filter((r) => r !== prepared.revision);
+    await this.#prune(spec.name, [prepared.revision, ...others.slice(-1)]);
+    return this.#state(app);
+  }
+
+  /** Starts `app`, runs one health check, and starts monitoring. */
+  async #launch(app: Running): Promise<void> {
+    await this.#start(app);
+    await app.monitor?.checkNow();
+    app.monitor?.start(app.spec.health.interval);
+  }
+
+  /** Starts `app`'s instance and creates (but does not start) its health monitor. On failure the app is `failed`. */
+  async #start(app: Running): Promise<void> {
+    const { spec, prepared } = app;
+    const driver = this.#driver(spec);
+    app.status = "starting";
+    let instance: Instance | undefined;
+    try {
+      instance = await driver.start({
+        spec,
+        prepared,
+        dataDir: await this.#ws.dataDir(spec.name),
+        logger: this.#logger,
+        emit: this.#emit,
+        stopTimeoutMs: this.#c.stopTimeoutMs ?? 10_000,
+        startTimeoutMs: this.#c.startTimeoutMs ?? 60_000,
+        onCrash: (error) => this.#crashed(app, instance, error),
+      });
+    } catch (error) {
+      app.status = "failed";
+      app.lastError = messageOf(error);
+      throw error;
+    }
+    app.instance = instance;
+    app.status = "running";
+    app.startedAt = new Date().toISOString();
+    delete app.lastError;
+    try {
+      app.monitor = this.#monitor(app, instance);
+    } catch (error) {
+      await this.#halt(app);
+      app.status = "failed";
+      throw new GitopsError(`${spec.name}: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "stalled", cause: error });
+    }
+  }
+
+  /** Stops `app`'s monitor and instance; a stop that hangs or throws is reported, and the app is stopped all the same. */
+  async #halt(app: Running): Promise<void> {
+    app.monitor?.stop();
+    delete app.monitor;
+    const instance = app.instance;
+    delete app.instance;
+    if (app.status !== "failed") app.status = "stopped";
+    if (!instance) return;
+    try {
+      await instance.stop();
+      this.#logger.debug(`[${app.spec.name}] stopped ${app.spec.version}`);
+    } catch (error) {
+      this.#logger.warn(`[${app.spec.name}] ${messageOf(error)}`);
+    }
+  }
+
+  #crashed(app: Running, instance: Instance | undefined, error: unknown): void {
+    // During start (no instance yet) the driver's error is enough; a replaced instance's crash is history.
+    if (!instance || app.instance !== instance || this.#apps.get(app.spec.name) !== app) return;
+    app.status = "failed";
+    app.lastError = `crashed: ${messageOf(error)}`;
+    app.monitor?.stop();
+  }
+
+  #monitor(app: Running, instance: Instance): HealthMonitor | undefined {
+    const { spec } = app;
+    const env = spec.env;
+    const host = typeof env.host === "string" && !["", "0.0.0.0", "::", "[::]"].includes(env.host) ? env.host : undefined;
+    // An app on an OS-assigned port (env.port 0) is checked where it actually listens, unless health.port says otherwise.
+    const port = (env.port === 0 || env.port === "0") && spec.health.port === 8080 ? instance.port : undefined;
+    const probe = probeFor(spec.health, {
+      ...(host ? { host } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(instance.health ? { module: () => instance.health!() } : {}),
+    });
+    if (!probe) return undefined;
+    return new HealthMonitor({
+      app: spec.name,
+      probe,
+      intervalMs: spec.health.interval,
+      timeoutMs: spec.health.timeout,
+      threshold: this.#c.healthThreshold ?? 3,
+      emit: this.#emit,
+      logger: this.#logger,
+    });
+  }
+
+  /** Checks `app` until it is healthy or `windowMs` passed; true when healthy. */
+  async #becomesHealthy(app: Running, windowMs: number): Promise<boolean> {
+    const monitor = app.monitor;
+    if (!monitor) return app.status === "running";
+    const until = Date.now() + windowMs;
+    const pause = Math.min(app.spec.health.interval, 250);
+    for (;;) {
+      if ((await monitor.checkNow()) === "healthy") return app.status === "running";
+      if (app.status !== "running" || Date.now() + pause >= until) return false;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
+  #driver(spec: AppSpec): Driver {
+    const driver = this.#drivers[spec.isolation];
+    if (!driver) {
+      throw new GitopsError(`${spec.name}: isolation: ${spec.isolation} is not available yet; use embedded`, { code: "E_RUNTIME", retry: "stalled" });
+    }
+    return driver;
+  }
+
+  /**
+   * The workspace of `spec`. When its revision cannot be resolved or fetched (a git remote or
+   * registry that is down), the revision this same spec ran last time (state.json) is used if its
+   * workspace is still complete, so a restarted agent brings apps back offline.
+   */
+  async #prepare(spec: AppSpec): Promise<PreparedWorkspace> {
+    const repoDir = this.#c.repoDir();
+    try {
+      return await this.#ws.prepare(spec, repoDir ? { repoDir } : {});
+    } catch (error) {
+      const remembered = await this.#remembered(spec);
+      if (!remembered) throw error;
+      const prepared = await this.#ws.prepare(spec, { ...(repoDir ? { repoDir } : {}), revision: remembered }).catch(() => undefined);
+      if (!prepared?.reused) throw error;
+      this.#logger.warn(`[${spec.name}] ${messageOf(error)}; starting the cached revision ${remembered}`);
+      return prepared;
+    }
+  }
+
+  async #remembered(spec: AppSpec): Promise<string | undefined> {
+    try {
+      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as {
+        apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }>;
+      };
+      const app = state.apps?.[spec.name];
+      const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
+      return same ? app.revision : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #prune(app: string, keep: string[]): Promise<void> {
+    await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`[${app}] pruning old workspaces failed: ${messageOf(error)}`));
+  }
+
+  #state(app: Running): AppState {
+    const { spec, prepared } = app;
+    const health: AppHealth =
+      app.status === "running" ? (app.monitor?.health ?? "healthy") : app.status === "failed" ? "unhealthy" : "unknown";
+    const state: AppState = {
+      name: spec.name,
+      version: spec.version,
+      status: app.status,
+      health,
+      revision: prepared.revision,
+      source: spec.source,
+      isolation: spec.isolation,
+      path: prepared.dir,
+      env: spec.env,
+      reloads: 0,
+      restarts: app.restarts,
+    };
+    if (spec.description !== undefined) state.description = spec.description;
+    if (app.startedAt) state.started_at = app.startedAt;
+    if (app.instance?.port !== undefined) state.port = app.instance.port;
+    if (app.lastError) state.last_error = app.lastError;
+    return state;
+  }
+
+  #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.#queues.get(app) ?? Promise.resolve()).then(task, task);
+    const tail = run.then(() => {}, () => {});
+    this.#queues.set(app, tail);
+    void tail.then(() => this.#queues.get(app) === tail && this.#queues.delete(app));
+    return run;
+  }
+}

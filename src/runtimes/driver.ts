@@ -1,0 +1,57 @@
+/**
+ * The seam between the default runtime and the isolation levels (SPEC section 2, `isolation`): a
+ * driver starts instances of an app in its own way (`embedded`: in the agent's process; `worker`
+ * and `process` later), and the runtime handles everything around them (workspaces, health,
+ * upgrades with rollback, ordering). Types only.
+ */
+import type { EnvChange } from "../app-context.ts";
+import type { Emit } from "../telemetry.ts";
+import type { FetchHandler } from "../http-listener.ts";
+import type { Logger } from "../logger.ts";
+import type { AppSpec } from "../spec.ts";
+import type { PreparedWorkspace } from "../workspace.ts";
+
+/** An isolation level (`vm` is already `process` after validation). */
+export type Isolation = AppSpec["isolation"];
+
+/** What a driver needs to start one app instance. */
+export interface DriverStartOptions {
+  spec: AppSpec;
+  prepared: PreparedWorkspace;
+  /** `<local_path>/data/<app>`, created. */
+  dataDir: string;
+  /** The runtime's logger (the driver tags it with the app name for the app). */
+  logger: Logger;
+  emit: Emit;
+  /** How long `stop` may take before the instance is considered stopped anyway. */
+  stopTimeoutMs: number;
+  /** How long `start` (and other app calls) may take. */
+  startTimeoutMs: number;
+  /** The driver calls this when the running instance crashes (uncaught error, worker error, process exit). */
+  onCrash(error: unknown): void;
+}
+
+/** One running instance of an app, as a driver controls it. */
+export interface Instance {
+  readonly kind: "lifecycle" | "fetch" | "process";
+  /** The port it serves on, when known (a fetch app's listener; a lifecycle instance's numeric `port` property). */
+  readonly port?: number;
+  /** The address a fetch app's listener is bound to. */
+  readonly host?: string;
+  /** A fetch app's current handler. */
+  readonly fetch?: FetchHandler;
+  /** Stops it. Rejects (`E_TIMEOUT`, `E_RUNTIME`) when the app's `stop` hung or threw; it is stopped all the same. Idempotent. */
+  stop(): Promise<void>;
+  /** Applies an env change in place; `false` = not supported, restart it. */
+  reconfigure?(change: EnvChange): Promise<boolean>;
+  /** The app's own health check (`health` export), for `health.type: module`. */
+  health?(): Promise<unknown>;
+}
+
+/** Starts instances of one isolation level. */
+export interface Driver {
+  readonly isolation: Isolation;
+  start(options: DriverStartOptions): Promise<Instance>;
+  /** Releases what the driver holds across instances (process handlers, worker pools). */
+  dispose?(): Promise<void>;
+}

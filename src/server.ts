@@ -1,0 +1,281 @@
+/**
+ * The control API (SPEC section 8) as one web-standard handler, `createHandler(agent) ->
+ * (Request) => Promise<Response>`, testable without a socket; `http-server.ts` puts it on an
+ * address. JSON everywhere except `/healthz`, `/readyz` (text) and `/metrics` (Prometheus text).
+ * Every string in a response passes through `redact()`, and env values of secret-looking keys are
+ * masked, so credentials never leave through the API.
+ */
+import type { Agent } from "./agent.ts";
+import { GitopsError, messageOf } from "./errors.ts";
+import { isLoopback, parseListen, type ListenAddress } from "./http-server.ts";
+import { silentLogger, type Logger } from "./logger.ts";
+import { METRICS_CONTENT_TYPE, Metrics } from "./metrics.ts";
+import { redact } from "./redact.ts";
+import { maskEnv } from "./status.ts";
+import { constantTimeEqual, parseWebhook, pushTargets, verifyWebhook } from "./webhook.ts";
+
+/** Options of {@link createHandler}; each defaults to the agent's configuration. */
+export interface HandlerOptions {
+  /** Bearer token required by mutating calls (default `agent.config.token`; none: open). */
+  token?: string;
+  /** Secret of `POST /webhook` (default `agent.config.webhook_secret`; none: webhooks are refused). */
+  webhookSecret?: string;
+  /** The tracked branch: only pushes to it trigger a reconcile (default `agent.config.branch`). */
+  branch?: string;
+  /** Largest webhook body accepted, in bytes (default 25 MiB, GitHub's own cap). */
+  maxBodyBytes?: number;
+  /** Where metrics are kept (default: a new {@link Metrics} subscribed to every agent event). */
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+/** The control API handler. */
+export type ControlHandler = (request: Request) => Promise<Response>;
+
+type Params = Record<string, string>;
+type Route = { method: "GET" | "POST"; path: RegExp; auth?: boolean; run: (request: Request, params: Params) => Promise<Response> };
+
+/**
+ * The `listen` address the control API binds, or `undefined` for `"off"`. Throws `GitopsError`
+ * E_CONFIG for a malformed address, and for a non-loopback one without a token (SPEC section 11).
+ */
+export function controlApiAddress(listen: string, token: string | undefined): ListenAddress | undefined {
+  if (listen.trim().toLowerCase() === "off") return undefined;
+  const address = parseListen(listen);
+  if (!isLoopback(address.hostname) && !token) {
+    throw new GitopsError(`listen: refusing to serve the control API on ${listen} without a token: set token (--token, BC_GITOPS_TOKEN) or listen on 127.0.0.1`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+    });
+  }
+  return address;
+}
+
+/**
+ * Creates the control API handler for `agent`. It subscribes a metrics collector to the agent's
+ * events at once (create it before `agent.start()` to count the first tick). The handler never
+ * throws: failures are JSON `{ error, code? }` answers without stack traces.
+ */
+export function createHandler(agent: Agent, options: HandlerOptions = {}): ControlHandler {
+  const token = options.token ?? agent.config.token;
+  const secret = options.webhookSecret ?? agent.config.webhook_secret;
+  const branch = options.branch ?? agent.config.branch;
+  const maxBody = options.maxBodyBytes ?? 25 * 1024 * 1024;
+  const logger = options.logger ?? silentLogger;
+  const metrics = options.metrics ?? new Metrics();
+  if (!options.metrics) agent.on("*", metrics.observe);
+
+  const trigger = (why: string) =>
+    void agent.reconcile().catch((error: unknown) => logger.warn(`reconcile triggered by ${why} failed: ${redact(messageOf(error))}`));
+
+  const routes: Route[] = [
+    { method: "GET", path: /^\/healthz$/, run: async () => text("ok") },
+    {
+      method: "GET",
+      path: /^\/readyz$/,
+      run: async () => ((await agent.status()).last_reconcile.at !== null ? text("ready") : text("not ready: the first reconcile has not completed", 503)),
+    },
+    { method: "GET", path: /^\/status$/, run: async () => json(await agent.status()) },
+    { method: "GET", path: /^\/apps$/, run: async () => json({ apps: Object.values(await agent.getCurrentState()) }) },
+    {
+      method: "GET",
+      path: /^\/apps\/([^/]+)$/,
+      run: async (_, { 1: name = "" }) => {
+        const app = await agent.getAppStatus(name);
+        return app ? json(app) : error(404, `no app named "${name}"`);
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/apps\/([^/]+)\/reload$/,
+      auth: true,
+      run: async (_, { 1: name = "" }) => {
+        if (!(await agent.getAppStatus(name))) return error(404, `no app named "${name}"`);
+        try {
+          return json(await agent.hotReload(name));
+        } catch (e) {
+          if (e instanceof GitopsError && e.details.unsupported === "hot_reload") return error(501, messageOf(e), e.code);
+          // Known but not deployed (pending, never started): nothing to reload yet.
+          if (e instanceof GitopsError && e.code === "E_NOT_FOUND") return error(409, messageOf(e), e.code);
+          throw e;
+        }
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/state\/desired$/,
+      run: async () => {
+        const specs = await agent.getDesiredState();
+        const apps = Object.fromEntries(Object.entries(specs).map(([name, spec]) => [name, spec.env ? { ...spec, env: maskEnv(spec.env) } : spec]));
+        return json({ apps });
+      },
+    },
+    { method: "GET", path: /^\/state\/current$/, run: async () => json({ apps: await agent.getCurrentState() }) },
+    {
+      method: "POST",
+      path: /^\/reconcile$/,
+      auth: true,
+      run: async () => {
+        try {
+          return json(await agent.reconcile());
+        } catch (e) {
+          // A tick reports failures in its result; a rejection means the loop is stopped.
+          return error(503, messageOf(e), e instanceof GitopsError ? e.code : undefined);
+        }
+      },
+    },
+    { method: "POST", path: /^\/webhook$/, run: (request) => webhook(request) },
+    {
+      method: "GET",
+      path: /^\/metrics$/,
+      run: async () => {
+        const body = metrics.render({ status: await agent.status(), apps: await agent.getCurrentState() });
+        return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" } });
+      },
+    },
+  ];
+
+  async function webhook(request: Request): Promise<Response> {
+    if (!secret) return error(403, "webhook_secret is not configured: unsigned webhooks are never accepted");
+    const body = await readBody(request, maxBody);
+    if (!body) return error(413, `the webhook body exceeds ${maxBody} bytes`);
+    const verified = verifyWebhook(request.headers, body, secret);
+    if (!verified.ok) {
+      logger.warn(`webhook refused: ${verified.reason}`);
+      return error(401, verified.reason);
+    }
+    const event = parseWebhook(request.headers, body);
+    switch (event.kind) {
+      case "ping":
+        return json({ pong: true, provider: event.provider });
+      case "invalid":
+        return error(400, event.reason);
+      case "ignored":
+        return json({ triggered: false, provider: event.provider, reason: event.reason });
+      case "push":
+        if (!pushTargets(event, branch)) {
+          return json({ triggered: false, provider: event.provider, ref: event.ref, reason: `push to ${event.ref}; tracking refs/heads/${branch}` });
+        }
+        logger.info(`webhook from ${event.provider}: push${event.ref ? ` to ${event.ref}` : ""}${event.commit ? ` (${event.commit.slice(0, 12)})` : ""}; reconciling`);
+        trigger(`a ${event.provider} webhook`);
+        return json({ triggered: true, provider: event.provider, ...(event.ref ? { ref: event.ref } : {}), ...(event.commit ? { commit: event.commit } : {}) }, 202);
+    }
+  }
+
+  function authorize(request: Request): Response | undefined {
+    if (!token) {
+      // No token: only non-browser clients may mutate. Browsers always send Origin on a POST, so
+      // this stops any web page (or a DNS-rebinding one) from driving a loopback agent.
+      return request.headers.has("origin") ? error(403, "requests from a browser need the API token (configure token)") : undefined;
+    }
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(request.headers.get("authorization") ?? "");
+    if (!match) return error(401, "missing bearer token: send Authorization: Bearer <token>", undefined, { "www-authenticate": 'Bearer realm="bc-gitops"' });
+    if (!constantTimeEqual(match[1]!, token)) return error(401, "invalid bearer token", undefined, { "www-authenticate": 'Bearer realm="bc-gitops", error="invalid_token"' });
+    return undefined;
+  }
+
+  return async (request) => {
+    const method = request.method.toUpperCase();
+    try {
+      const url = new URL(request.url);
+      const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, "") : url.pathname;
+      const matching = routes.flatMap((route) => {
+        const m = route.path.exec(path);
+        return m ? [{ route, params: decodeParams(m) }] : [];
+      });
+      if (matching.length === 0) return error(404, `no such endpoint: ${method} ${url.pathname}`);
+      const found = matching.find(({ route }) => route.method === method || (method === "HEAD" && route.method === "GET"));
+      if (!found) {
+        const allow = [...new Set(matching.flatMap(({ route }) => (route.method === "GET" ? ["GET", "HEAD"] : [route.method])))].join(", ");
+        return error(405, `${method} is not allowed on ${url.pathname}; use ${allow}`, undefined, { allow });
+      }
+      if (!found.params) return error(400, `malformed path ${url.pathname}`);
+      const denied = found.route.auth ? authorize(request) : undefined;
+      if (denied) return denied;
+      const response = await found.route.run(request, found.params);
+      return method === "HEAD" ? new Response(null, { status: response.status, headers: response.headers }) : response;
+    } catch (e) {
+      const status = statusOf(e);
+      const message = redact(messageOf(e));
+      if (status >= 500) logger.warn(`${method} ${safePath(request.url)} failed: ${message}`);
+      return error(status, message, e instanceof GitopsError ? e.code : undefined);
+    }
+  };
+}
+
+function decodeParams(match: RegExpExecArray): Params | undefined {
+  const params: Params = {};
+  try {
+    match.forEach((value, i) => {
+      if (i > 0 && value !== undefined) params[i] = decodeURIComponent(value);
+    });
+  } catch {
+    return undefined;
+  }
+  return params;
+}
+
+function statusOf(e: unknown): number {
+  if (!(e instanceof GitopsError)) return 500;
+  if (e.code === "E_NOT_FOUND") return 404;
+  if (e.code === "E_ABORTED") return 503;
+  if (e.code === "E_TIMEOUT") return 504;
+  return 500;
+}
+
+function safePath(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return "?";
+  }
+}
+
+/** Every string in `value`, at any depth, through `redact()`. */
+function redactDeep(value: unknown): unknown {
+  if (typeof value === "string") return redact(value);
+  if (Array.isArray(value)) return value.map(redactDeep);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v)]));
+  return value;
+}
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(`${JSON.stringify(redactDeep(body))}\n`, {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+function error(status: number, message: string, code?: string, headers: Record<string, string> = {}): Response {
+  return json({ error: message, ...(code ? { code } : {}) }, status, headers);
+}
+
+function text(body: string, status = 200): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/** The body bytes, or `undefined` when they exceed `limit` (the rest is not read). */
+async function readBody(request: Request, limit: number): Promise<Uint8Array | undefined> {
+  if (Number(request.headers.get("content-length") ?? 0) > limit) return undefined;
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}

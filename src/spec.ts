@@ -1,0 +1,254 @@
+/**
+ * The app spec (SPEC section 2): one zod schema that is both the validator and the TypeScript type.
+ * Input is what a spec file holds after format parsing; output has every default filled in.
+ */
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+/** App names become directory names: nothing in them may escape a directory. */
+export const APP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+const show = (value: unknown): string => {
+  if (value === undefined) return "nothing";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
+  return Array.isArray(value) ? "a list" : "a mapping";
+};
+
+const typeName = (value: unknown): string =>
+  value === undefined ? "nothing" : value === null ? "null" : Array.isArray(value) ? "a list" : typeof value === "object" ? "a mapping" : `the ${typeof value} ${show(value)}`;
+
+const text = (what: string) =>
+  z.string({ error: (iss) => `expected ${what}, got ${typeName(iss.input)}` });
+
+/** An app name (`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`). */
+export const AppName = text("an app name").regex(APP_NAME, {
+  error: (iss) =>
+    `${show(iss.input)} is not a valid app name: use 1-64 letters, digits, "_", "." or "-", starting with a letter or digit`,
+});
+
+const Duration = z
+  .union([z.number(), z.string()], {
+    error: (iss) => `expected a duration like 30000 or "30s", got ${show(iss.input)}`,
+  })
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `expected a duration like 30000 or "30s", got ${show(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const Port = z
+  .number({ error: (iss) => `expected a port number, got ${typeName(iss.input)}` })
+  .int({ error: "expected a whole port number" })
+  .min(1, { error: "expected a port from 1 to 65535" })
+  .max(65535, { error: "expected a port from 1 to 65535" });
+
+/** A relative path inside a package or repository: no absolute paths, no `..` segments. */
+const InnerPath = text("a relative path").refine((p) => p.length > 0 && !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), {
+  error: (iss) => `${show(iss.input)} must be a relative path inside the app (no leading "/", no "..")`,
+});
+
+const noDash = (what: string) =>
+  text(what).min(1, { error: `expected ${what}, got an empty string` }).refine((s) => !s.startsWith("-"), {
+    error: `must not start with "-" (it would be read as an option)`,
+  });
+
+const NpmSource = z.strictObject({
+  type: z.literal("npm"),
+  package: text("an npm package name").regex(/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i, {
+    error: (iss) => `${show(iss.input)} is not an npm package name (e.g. "web" or "@acme/web")`,
+  }).optional(),
+  registry: z.url({ error: (iss) => `expected a registry URL like https://registry.npmjs.org/, got ${show(iss.input)}` }).optional(),
+});
+
+const GitSource = z.strictObject({
+  type: z.literal("git"),
+  url: noDash("a git URL or path"),
+  ref: noDash("a branch, tag or commit").optional(),
+  subdir: InnerPath.optional(),
+});
+
+const PathSource = z.strictObject({
+  type: z.literal("path"),
+  path: text("a directory path").min(1, { error: "expected a directory path, got an empty string" }),
+});
+
+const TarballSource = z
+  .strictObject({
+    type: z.literal("tarball"),
+    url: noDash("a tarball URL or path"),
+    sha256: text("a sha256 hex digest").regex(/^[0-9a-f]{64}$/i, { error: "expected 64 hex characters (sha256sum of the tarball)" }).optional(),
+    integrity: text("an SRI integrity string").regex(/^sha(256|384|512)-[A-Za-z0-9+/]+={0,2}$/, {
+      error: 'expected an SRI string like "sha512-…" (the integrity field of package-lock.json)',
+    }).optional(),
+  })
+  .refine((s) => s.sha256 !== undefined || s.integrity !== undefined, {
+    error: "a tarball source needs sha256 or integrity, so the download can be verified",
+    path: ["sha256"],
+  });
+
+const SOURCE_TYPES = ["npm", "git", "path", "tarball"] as const;
+
+/** Where an app's code comes from. */
+export const Source = z.preprocess(
+  // bc_gitops's `release` source (url + sha256) is our tarball source.
+  (v) => {
+    if (typeof v === "string") return { type: v }; // `source: npm` shorthand
+    return isRecord(v) && v.type === "release" ? { ...v, type: "tarball" } : v;
+  },
+  z.discriminatedUnion("type", [NpmSource, GitSource, PathSource, TarballSource], {
+    error: (iss) => {
+      const type = isRecord(iss.input) ? iss.input.type : undefined;
+      if (type === "hex" || type === "mesh") {
+        return `source type "${type}" is a BEAM package source; publish the app to npm and use type: npm`;
+      }
+      if (!isRecord(iss.input)) return `expected a mapping with a type (${SOURCE_TYPES.join(", ")}), got ${typeName(iss.input)}`;
+      return `expected type to be one of ${SOURCE_TYPES.join(", ")}, got ${show(type)}`;
+    },
+  }),
+);
+/** A validated source. */
+export type Source = z.output<typeof Source>;
+
+const HEALTH_TYPES = ["http", "tcp", "module", "none"] as const;
+
+/** Health check settings. */
+export const Health = z.strictObject({
+  type: z
+    .preprocess((v) => (v === "custom" ? "module" : v), z.enum(HEALTH_TYPES, {
+      error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
+    }))
+    .default("none"),
+  port: Port.optional(),
+  path: text("a URL path").startsWith("/", { error: 'expected a URL path starting with "/"' }).optional(),
+  interval: Duration.default(30_000),
+  timeout: Duration.default(5_000),
+  /** bc_gitops's custom-check module name; accepted for compatibility, unused. */
+  module: z.string().optional(),
+});
+
+const ICON_TYPES = ["identicon", "url", "base64"] as const;
+
+/** The app's icon; identicon when absent. */
+export const Icon = z
+  .strictObject({
+    type: z.enum(ICON_TYPES, { error: (iss) => `expected one of ${ICON_TYPES.join(", ")}, got ${show(iss.input)}` }).default("identicon"),
+    value: text("the icon URL or base64 data").optional(),
+    mime_type: text("a MIME type like image/png").optional(),
+  })
+  .refine((icon) => icon.type === "identicon" || icon.value !== undefined, {
+    error: "a url or base64 icon needs a value",
+    path: ["value"],
+  });
+
+const ISOLATIONS = ["embedded", "worker", "process", "vm"] as const;
+
+/** `depends_on` entries become names whatever the format wrote (strings, atoms, `{name: x}`). */
+const dependencyNames = (v: unknown): unknown => {
+  if (typeof v === "string") return [v];
+  if (!Array.isArray(v)) return v;
+  return v.map((d) => (isRecord(d) && typeof d.name === "string" ? d.name : d));
+};
+
+/** The app spec object, before the defaults that need other fields are filled in. */
+export const AppSpecObject = z.strictObject({
+  name: AppName,
+  version: z
+    .string({
+      error: (iss) =>
+        typeof iss.input === "number"
+          ? `expected a string, got the number ${iss.input}: quote it (version: "1.0", not version: 1.0) so it is not read as a number`
+          : `expected a version string like "1.0.0", got ${typeName(iss.input)}`,
+    })
+    .min(1, { error: 'expected a version string like "1.0.0", got an empty string' }),
+  description: text("a description").optional(),
+  icon: Icon.optional(),
+  source: Source.optional(),
+  entry: InnerPath.optional(),
+  isolation: z
+    .enum(ISOLATIONS, { error: (iss) => `expected one of embedded, worker, process (or vm), got ${show(iss.input)}` })
+    .default("embedded")
+    .transform((v) => (v === "vm" ? "process" : v)),
+  command: z
+    .array(text("a command argument"), { error: (iss) => `expected a list like ["node", "server.js"], got ${typeName(iss.input)}` })
+    .min(1, { error: 'expected at least the program, like ["node", "server.js"]' })
+    .optional(),
+  limits: z
+    .strictObject({
+      memory_mb: z.number({ error: (iss) => `expected megabytes as a number, got ${typeName(iss.input)}` }).int().positive().optional(),
+    })
+    .optional(),
+  env: z
+    .preprocess(
+      (v) => (Array.isArray(v) && v.length === 0 ? {} : v),
+      z.record(z.string(), z.unknown(), { error: (iss) => `expected a mapping of settings, got ${typeName(iss.input)}` }),
+    )
+    .default({}),
+  health: Health.optional(),
+  depends_on: z
+    .preprocess(dependencyNames, z.array(AppName, { error: (iss) => `expected a list of app names, got ${typeName(iss.input)}` }))
+    .default([]),
+  reload_signal: z
+    .enum(["SIGHUP", "SIGUSR1", "SIGUSR2"], { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" })
+    .optional(),
+});
+
+/** The app spec: validates a parsed spec file and fills in every default (SPEC section 2). */
+export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
+  const seen = new Set<string>();
+  spec.depends_on.forEach((dep, i) => {
+    if (dep === spec.name) ctx.addIssue({ code: "custom", path: ["depends_on", i], message: "an app cannot depend on itself" });
+    else if (seen.has(dep)) ctx.addIssue({ code: "custom", path: ["depends_on", i], message: `"${dep}" is listed twice` });
+    seen.add(dep);
+  });
+}).transform((spec) => {
+  const source: Source = spec.source ?? { type: "npm" };
+  const envPort = Number(spec.env.port);
+  const healthType = spec.health?.type ?? "none";
+  return {
+    ...spec,
+    source: source.type === "npm" ? { ...source, package: source.package ?? spec.name } : source,
+    health: {
+      ...(spec.health ?? { interval: 30_000, timeout: 5_000 }),
+      type: healthType,
+      port: spec.health?.port ?? (Number.isInteger(envPort) && envPort > 0 && envPort < 65536 ? envPort : 8080),
+      path: spec.health?.path ?? "/",
+    },
+  };
+});
+
+/** A validated app spec with every default filled in. */
+export type AppSpec = z.output<typeof AppSpec>;
+/** What a spec file may contain (before defaults). */
+export type AppSpecInput = z.input<typeof AppSpec>;
+
+/** Known keys per object path, for unknown-key warnings with a did-you-mean hint. */
+export const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = {
+  "": Object.keys(AppSpecObject.shape),
+  source: [...new Set([NpmSource, GitSource, PathSource, TarballSource].flatMap(keysOf))],
+  health: Object.keys(Health.shape),
+  icon: ["type", "value", "mime_type"],
+  limits: ["memory_mb"],
+};
+
+function keysOf(schema: unknown): string[] {
+  const shape = (schema as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A JSON Schema (draft 2020-12) of the spec file, for editors and the YAML language server (`bc-gitops schema`). */
+export function appSpecJsonSchema(): Record<string, unknown> {
+  return {
+    ...z.toJSONSchema(AppSpecObject, { io: "input", unrepresentable: "any" }),
+    $id: "https://bc-gitops.dev/schema/app-spec.json",
+    title: "bc-gitops app spec",
+    description: "apps/<name>/app.yaml of a bc-gitops repository (SPEC section 2)",
+  };
+}

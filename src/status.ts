@@ -1,0 +1,101 @@
+/**
+ * The agent's status model (SPEC section 8): the overall status word, per-app `AppState` views as
+ * the API shows them (secret-looking env values masked), and the error list.
+ */
+import { iconFor } from "./identicon.ts";
+import { SECRET_KEY } from "./redact.ts";
+import type { AppState } from "./runtime.ts";
+import type { AppSpec } from "./spec.ts";
+
+/** The agent's overall status. */
+export type AgentStatusName = "initializing" | "synced" | "out_of_sync" | "degraded" | "error";
+
+/** One problem shown in status: a spec error, an app's failure, or the repository's. */
+export interface StatusError {
+  app?: string;
+  file?: string;
+  line?: number;
+  column?: number;
+  path?: string;
+  message: string;
+}
+
+/** `GET /status` and `agent.status()`. */
+export interface AgentStatus {
+  status: AgentStatusName;
+  last_commit: string | null;
+  app_count: number;
+  healthy_count: number;
+  last_reconcile: { at: string | null; duration_ms: number | null; error: string | null };
+  errors: StatusError[];
+  [extra: string]: unknown;
+}
+
+/**
+ * The status word, most severe first: `initializing` until a reconcile completed; `error` when the
+ * repository could not be fetched or read; `degraded` when an app failed, is unhealthy, or its spec
+ * is invalid; `out_of_sync` while work is pending; else `synced`.
+ */
+export function statusName(input: {
+  initialized: boolean;
+  repoError: boolean;
+  apps: readonly Pick<AppState, "status" | "health">[];
+  errors: number;
+  workPending: boolean;
+}): AgentStatusName {
+  if (!input.initialized) return "initializing";
+  if (input.repoError) return "error";
+  if (input.errors > 0 || input.apps.some((a) => a.status === "failed" || a.health === "unhealthy")) return "degraded";
+  if (input.workPending || input.apps.some((a) => a.status !== "running" || a.health !== "healthy")) return "out_of_sync";
+  return "synced";
+}
+
+/** Env with the values of secret-looking keys (`/secret|token|password|key/i`) replaced by `"***"`, at any depth. */
+export function maskEnv(env: Record<string, unknown> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(env ?? {})) {
+    out[key] = SECRET_KEY.test(key)
+      ? "***"
+      : value && typeof value === "object" && !Array.isArray(value)
+        ? maskEnv(value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+/**
+ * The API view of one app: what the runtime reports, completed from the spec (for apps that do not
+ * run yet) and from the agent's own bookkeeping (pending reason, last error, restarts).
+ */
+export function appView(
+  name: string,
+  spec: AppSpec | undefined,
+  runtime: AppState | undefined,
+  info: { status?: AppState["status"]; last_error?: string; pending_reason?: string; restarts?: number; revision?: string; path?: string },
+): AppState {
+  const base: AppState = runtime
+    ? { ...runtime }
+    : { name, version: spec?.version ?? "", status: info.status ?? "pending", health: "unknown", reloads: 0 };
+  const view: AppState = {
+    ...base,
+    name,
+    version: base.version || spec?.version || "",
+    description: base.description ?? spec?.description,
+    icon: base.icon ?? iconFor(name, spec?.icon),
+    status: info.status && (!runtime || info.status === "failed" && runtime.status !== "running") ? info.status : base.status,
+    revision: base.revision ?? info.revision,
+    source: base.source ?? spec?.source,
+    isolation: base.isolation ?? spec?.isolation,
+    started_at: base.started_at,
+    path: base.path ?? info.path,
+    env: maskEnv(base.env ?? spec?.env),
+    reloads: base.reloads ?? 0,
+    restarts: base.restarts ?? info.restarts ?? 0,
+  };
+  if (info.last_error ?? base.last_error) view.last_error = info.last_error ?? base.last_error;
+  else delete view.last_error;
+  if (info.pending_reason) view.pending_reason = info.pending_reason;
+  else delete view.pending_reason;
+  for (const key of Object.keys(view)) if (view[key] === undefined) delete view[key];
+  return view;
+}

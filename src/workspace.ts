@@ -1,0 +1,628 @@
+/**
+ * Workspaces: an app's code materialised on disk, one directory per revision
+ * (`<localPath>/workspace/<app>/<revision>/`), built in a temp directory and renamed into place
+ * only when complete, so a crash never leaves a half-installed workspace that is later used.
+ * Sources (SPEC section 2): npm (integrity-checked registry tarball), git (a commit's tree),
+ * path (a copy) and tarball (checksum verified before anything is unpacked).
+ */
+import { Buffer } from "node:buffer";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile,
+} from "node:fs/promises";
+import { homedir } from "node:os";
+import { isAbsolute, join, posix, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { dependencyInstaller, runtimeName } from "./_platform.ts";
+import { GitopsError, messageOf } from "./errors.ts";
+import type { ErrorCode, RetryClass } from "./errors.ts";
+import { exec } from "./exec.ts";
+import type { Logger } from "./logger.ts";
+import { silentLogger } from "./logger.ts";
+import { redact, registerSecret } from "./redact.ts";
+import { APP_NAME } from "./spec.ts";
+import type { AppSpec, Source } from "./spec.ts";
+import type { Emit } from "./telemetry.ts";
+import { noEmit } from "./telemetry.ts";
+
+/** A complete workspace, ready to import. */
+export interface PreparedWorkspace {
+  app: string;
+  /** What was materialised: npm version, git commit, or `sha256-<hex16>` content/checksum hash. */
+  revision: string;
+  /** `<localPath>/workspace/<app>/<revision>`: the package root (a git `subdir` is the root). */
+  dir: string;
+  /** Absolute path of the module to import (spec `entry`, else package.json exports/module/main, else index.js|ts|mjs). */
+  entry: string;
+  /** True when an existing complete workspace was reused: no network, no install. */
+  reused: boolean;
+}
+
+/** Options of {@link Workspaces}. */
+export interface WorkspacesOptions {
+  /** The agent's `local_path`; workspaces go to `workspace/`, app data to `data/`. */
+  localPath: string;
+  logger?: Logger;
+  /** Receives `bc_gitops:deps:start|stop`. */
+  emit?: Emit;
+  /** Deadline of each subprocess and download (default 120 000 ms). */
+  timeoutMs?: number;
+}
+
+/** File written into every complete workspace; a revision directory without it is never used. */
+export const WORKSPACE_MARKER = ".bc-gitops-workspace.json";
+
+const REVISION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+const FULL_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
+const SKIP = new Set(["node_modules", ".git"]);
+const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
+/** What decides an install's result: when none of it changed, the previous revision's node_modules is reused. */
+const LOCKFILES = ["package-lock.json", "npm-shrinkwrap.json", "bun.lock", "bun.lockb", "deno.lock", "yarn.lock", "pnpm-lock.yaml"];
+const DEP_FIELDS = [
+  "dependencies", "optionalDependencies", "peerDependencies", "bundleDependencies", "bundledDependencies",
+  "overrides", "resolutions", "trustedDependencies", "workspaces",
+];
+/** Export conditions honoured when picking the entry, in package.json key order (Node's algorithm). */
+const CONDITIONS = new Set([runtimeName, "node", "import", "module", "default"]);
+/** Variables that would point git at another repository; always unset. */
+const GIT_ENV = {
+  GIT_DIR: undefined, GIT_WORK_TREE: undefined, GIT_INDEX_FILE: undefined, GIT_OBJECT_DIRECTORY: undefined,
+  GIT_ALTERNATE_OBJECT_DIRECTORIES: undefined, GIT_TERMINAL_PROMPT: "0",
+};
+
+interface Marker { format: 1; source: string; deps: string | null }
+interface Packument {
+  "dist-tags"?: Record<string, string>;
+  versions?: Record<string, { dist?: { tarball?: string; integrity?: string; shasum?: string } }>;
+}
+interface Context { repoDir?: string; signal?: AbortSignal }
+
+const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown, details?: Record<string, unknown>) =>
+  new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
+
+/** Materialises, lists and deletes app workspaces under one `local_path`. */
+export class Workspaces {
+  readonly #root: string;
+  readonly #data: string;
+  readonly #logger: Logger;
+  readonly #emit: Emit;
+  readonly #timeoutMs: number;
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  /** Touches nothing on disk. */
+  constructor(options: WorkspacesOptions) {
+    if (!options.localPath) throw fail("local_path is empty", "E_CONFIG", "stalled");
+    this.#root = resolve(options.localPath, "workspace");
+    this.#data = resolve(options.localPath, "data");
+    this.#logger = options.logger ?? silentLogger;
+    this.#emit = options.emit ?? noEmit;
+    this.#timeoutMs = options.timeoutMs ?? 120_000;
+  }
+
+  /**
+   * The revision `spec`'s source points at now: npm → the exact version; git → the full commit sha
+   * of `ref` (a full sha as is, else `git ls-remote`; default the remote's HEAD); path → `sha256-<hex16>`
+   * over the sorted relative paths and contents (node_modules and .git skipped); tarball →
+   * `sha256-<hex16>` of the declared checksum. Relative paths and git urls are relative to `repoDir`.
+   */
+  async resolveRevision(spec: AppSpec, context: Context = {}): Promise<string> {
+    const source = spec.source;
+    if (source.type === "npm") return checkRevision(spec.version);
+    if (source.type === "git") return this.#gitRevision(source, context);
+    if (source.type === "path") {
+      const dir = local(source.path, context.repoDir);
+      if (!(await isDir(dir))) throw fail(`path source ${dir} of ${spec.name} is not a directory`, "E_NOT_FOUND", "stalled");
+      return treeHash(dir);
+    }
+    const digest = source.sha256?.toLowerCase() ?? createHash("sha256").update(source.integrity ?? "").digest("hex");
+    return `sha256-${digest.slice(0, 16)}`;
+  }
+
+  /**
+   * The complete workspace of `spec` at `revision` (default: {@link resolveRevision}), reused when it
+   * exists; else built in `<app>/.tmp-<random>/` and renamed into place once complete. Stale `.tmp-*`
+   * directories of the app are deleted first. Calls for the same app run one at a time. For npm the
+   * revision is the version fetched, for git the commit; for path and tarball sources a given
+   * revision only selects an existing workspace, and a new one is named by its content.
+   */
+  async prepare(spec: AppSpec, context: Context & { revision?: string } = {}): Promise<PreparedWorkspace> {
+    const app = checkApp(spec.name);
+    return this.#serial(app, async () => {
+      let revision = checkRevision(context.revision ?? (await this.resolveRevision(spec, context)));
+      const appDir = join(this.#root, app);
+      await mkdir(appDir, { recursive: true });
+      for (const name of await readdir(appDir)) {
+        if (name.startsWith(".tmp-")) await rm(join(appDir, name), { recursive: true, force: true });
+      }
+      const key = sourceKey(spec.source);
+      const reuse = async (rev: string) => {
+        const dir = join(appDir, rev);
+        const marker = await readMarker(dir);
+        return marker?.source === key ? { app, revision: rev, dir, entry: await entryOf(dir, spec), reused: true } : undefined;
+      };
+      const existing = await reuse(revision);
+      if (existing) return existing;
+
+      const started = performance.now();
+      const tmp = await mkdtemp(join(appDir, ".tmp-"));
+      try {
+        const root = await this.#materialise(spec, revision, tmp, context);
+        await checkLinks(root);
+        // Path and tarball revisions name content: what was copied (files may have changed since the
+        // revision was resolved) or what the checksum pins, whatever revision the caller asked for.
+        const type = spec.source.type;
+        const actual = type === "path" ? await treeHash(root) : type === "tarball" ? await this.resolveRevision(spec) : revision;
+        if (actual !== revision) {
+          revision = actual;
+          const same = await reuse(revision);
+          if (same) return same;
+        }
+        const deps = await this.#dependencies(spec, appDir, root, context.signal);
+        // A package without a usable entry never becomes a workspace.
+        const entry = relative(root, await entryOf(root, spec));
+        await writeFile(join(root, WORKSPACE_MARKER), JSON.stringify({ format: 1, source: key, deps } satisfies Marker));
+        const dir = join(appDir, revision);
+        if (await exists(dir)) await rename(dir, join(tmp, "replaced"));
+        await rename(root, dir);
+        this.#logger.debug(`prepared ${app} ${revision} in ${Math.round(performance.now() - started)} ms`, { app, revision, dir });
+        return { app, revision, dir, entry: join(dir, entry), reused: false };
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** The complete revisions present for `app`, oldest first. */
+  async revisions(app: string): Promise<string[]> {
+    const appDir = join(this.#root, checkApp(app));
+    const found: { name: string; at: number }[] = [];
+    for (const name of await readdir(appDir).catch(() => [])) {
+      if (!REVISION.test(name)) continue;
+      const marker = join(appDir, name, WORKSPACE_MARKER);
+      const info = await stat(marker).catch(() => undefined);
+      if (info?.isFile() && (await readMarker(join(appDir, name)))) found.push({ name, at: info.mtimeMs });
+    }
+    return found.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : 1)).map((r) => r.name);
+  }
+
+  /** Deletes every revision (and leftover) of `app` except those in `keep`. */
+  async prune(app: string, keep: readonly string[]): Promise<void> {
+    const appDir = join(this.#root, checkApp(app));
+    return this.#serial(app, async () => {
+      const doomed = (await readdir(appDir).catch(() => [])).filter((name) => !keep.includes(name));
+      if (doomed.length === 0) return;
+      // Renamed away first: a half-deleted directory must never look like a revision.
+      const trash = await mkdtemp(join(appDir, ".tmp-prune-"));
+      for (const name of doomed) await rename(join(appDir, name), join(trash, name));
+      await rm(trash, { recursive: true, force: true });
+    });
+  }
+
+  /** Deletes all of `app`'s workspaces (its data directory stays). */
+  async remove(app: string): Promise<void> {
+    checkApp(app);
+    return this.#serial(app, async () => {
+      await mkdir(this.#root, { recursive: true });
+      for (const name of await readdir(this.#root)) {
+        if (name.startsWith(`.tmp-remove~${app}~`)) await rm(join(this.#root, name), { recursive: true, force: true });
+      }
+      const trash = join(this.#root, `.tmp-remove~${app}~${randomBytes(6).toString("hex")}`);
+      if (!(await exists(join(this.#root, app)))) return;
+      await rename(join(this.#root, app), trash);
+      await rm(trash, { recursive: true, force: true });
+    });
+  }
+
+  /** `<localPath>/data/<app>`, created on demand; survives upgrades and workspace removal. */
+  async dataDir(app: string): Promise<string> {
+    const dir = join(this.#data, checkApp(app));
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.#queues.get(app) ?? Promise.resolve()).then(task, task);
+    const tail = run.then(() => {}, () => {});
+    this.#queues.set(app, tail);
+    void tail.then(() => this.#queues.get(app) === tail && this.#queues.delete(app));
+    return run;
+  }
+
+  /** Puts the source's files into a directory under `tmp` and returns that package root. */
+  async #materialise(spec: AppSpec, revision: string, tmp: string, context: Context): Promise<string> {
+    const source = spec.source;
+    const tree = join(tmp, "tree");
+    if (source.type === "path") {
+      await copyTree(local(source.path, context.repoDir), tree);
+      return tree;
+    }
+    if (source.type === "git") {
+      const repo = join(tmp, "repo.git");
+      await this.#git(["init", "-q", "--bare", repo], tmp, context.signal);
+      await this.#gitFetch(repo, gitUrl(source.url, context.repoDir), revision, source.ref, context.signal);
+      const subdir = source.subdir === undefined ? "" : posix.normalize(source.subdir).replace(/^\.\/|\/$/g, "");
+      if (subdir.split("/").includes("..")) throw fail(`subdir ${subdir} leaves the repository`, "E_UNSAFE", "stalled");
+      const archive = join(tmp, "tree.tar");
+      const treeish = subdir && subdir !== "." ? `${revision}:${subdir}` : revision;
+      await this.#git(["-C", repo, "archive", "--format=tar", "-o", archive, treeish], tmp, context.signal).catch((error) => {
+        if (treeish === revision) throw error;
+        throw fail(`subdir ${subdir} is not a directory in commit ${revision} of ${source.url}`, "E_NOT_FOUND", "stalled", error);
+      });
+      await this.#unpack(archive, tree, context.signal);
+      return tree;
+    }
+    const archive = join(tmp, "download.tgz");
+    if (source.type === "npm") {
+      await writeFile(archive, await this.#npmTarball(source.package ?? spec.name, revision, source.registry, context.signal));
+    } else {
+      const bytes = await this.#read(source.url, context);
+      const expected = source.sha256 ? [`sha256-${Buffer.from(source.sha256, "hex").toString("base64")}`] : [];
+      for (const sri of [...expected, ...(source.integrity ? [source.integrity] : [])]) {
+        verify(bytes, sri, `tarball ${source.url} of ${spec.name}`, "stalled");
+      }
+      await writeFile(archive, bytes);
+    }
+    await this.#unpack(archive, tree, context.signal);
+    // npm tarballs hold `package/`, release tarballs `<name>-<version>/`: one top directory is the root.
+    const top = await readdir(tree, { withFileTypes: true });
+    return top.length === 1 && top[0]?.isDirectory() ? join(tree, top[0].name) : tree;
+  }
+
+  async #npmTarball(name: string, version: string, explicit: string | undefined, signal?: AbortSignal): Promise<Uint8Array> {
+    const npmrc = await readNpmrc();
+    const env = (key: string) => process.env[`npm_config_${key}`] ?? process.env[`NPM_CONFIG_${key.toUpperCase()}`];
+    const scope = name.startsWith("@") ? name.split("/")[0] : undefined;
+    let registry = explicit ?? (scope && npmrc[`${scope}:registry`]) ?? env("registry") ?? npmrc.registry ?? DEFAULT_REGISTRY;
+    if (!registry.endsWith("/")) registry += "/";
+    const packumentUrl = new URL(name.replace("/", "%2f"), registry).href;
+    const accept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"; // the small packument will do
+    const response = await this.#fetch(packumentUrl, signal, npmrc, { accept });
+    if (response.status === 404) throw fail(`package ${name} is not in the registry ${registry}`, "E_NOT_FOUND", "stalled");
+    if (!response.ok) throw fail(`registry ${registry} answered ${response.status} for ${name}`, "E_RUNTIME", "backoff");
+    const packument = (await response.json()) as Packument;
+    const dist = packument.versions?.[version]?.dist;
+    if (!dist?.tarball) {
+      const latest = packument["dist-tags"]?.latest;
+      throw fail(`version ${version} of ${name} is not in ${registry}${latest ? ` (latest is ${latest})` : ""}`, "E_NOT_FOUND", "stalled");
+    }
+    const sri = dist.integrity ?? (dist.shasum ? `sha1-${Buffer.from(dist.shasum, "hex").toString("base64")}` : undefined);
+    if (!sri) throw fail(`${name}@${version} has no integrity or shasum in ${registry}; refusing it unverified`, "E_RUNTIME", "stalled");
+    const tarball = await this.#fetch(dist.tarball, signal, npmrc);
+    if (!tarball.ok) throw fail(`downloading ${dist.tarball} failed: HTTP ${tarball.status}`, "E_RUNTIME", "backoff");
+    const bytes = new Uint8Array(await tarball.arrayBuffer());
+    verify(bytes, sri, `${name}@${version} from ${dist.tarball}`, "backoff");
+    return bytes;
+  }
+
+  /** GET with the per-call deadline, the caller's signal and any npmrc `_authToken` for that registry. */
+  async #fetch(url: string, signal: AbortSignal | undefined, npmrc: Record<string, string>, headers: Record<string, string> = {}) {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw fail(`refusing to download ${url}: only http(s) is supported`, "E_UNSAFE", "stalled");
+    }
+    // npm's rule: the longest `//host/path/:_authToken` that prefixes the URL.
+    const scoped = `//${parsed.host}${parsed.pathname}`;
+    const tokenKey = Object.keys(npmrc)
+      .filter((k) => k.endsWith(":_authToken") && scoped.startsWith(k.slice(0, -":_authToken".length)))
+      .sort((a, b) => b.length - a.length)[0];
+    const token = tokenKey ? npmrc[tokenKey] : undefined;
+    registerSecret(token);
+    if (token) headers = { ...headers, authorization: `Bearer ${token}` };
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    try {
+      return await fetch(url, { headers, signal: signal ? AbortSignal.any([deadline, signal]) : deadline, redirect: "follow" });
+    } catch (error) {
+      if (signal?.aborted) throw fail(`downloading ${url} was aborted`, "E_ABORTED", "backoff", error);
+      if (deadline.aborted) throw fail(`cannot download ${url}: no answer within ${this.#timeoutMs} ms`, "E_TIMEOUT", "backoff", error);
+      throw fail(`cannot download ${url}: ${messageOf(error)}`, "E_RUNTIME", "backoff", error);
+    }
+  }
+
+  /** A tarball source's bytes: http(s) download, `file://` URL or a local path (relative to the repo). */
+  async #read(url: string, context: Context): Promise<Uint8Array> {
+    if (/^https?:\/\//i.test(url)) {
+      const response = await this.#fetch(url, context.signal, {});
+      if (!response.ok) throw fail(`downloading ${url} failed: HTTP ${response.status}`, "E_RUNTIME", "backoff");
+      return new Uint8Array(await response.arrayBuffer());
+    }
+    if (/^[a-z][a-z0-9+.-]+:/i.test(url) && !/^file:/i.test(url)) {
+      throw fail(`tarball url ${url}: use http(s)://, file:// or a path`, "E_SPEC", "stalled");
+    }
+    const file = /^file:/i.test(url) ? fileURLToPath(url) : local(url, context.repoDir);
+    return new Uint8Array(await readFile(file).catch((error) => {
+      throw fail(`cannot read tarball ${file}: ${messageOf(error)}`, "E_NOT_FOUND", "stalled", error);
+    }));
+  }
+
+  /** Lists the archive first and refuses absolute or `..` entries; only then extracts it. */
+  async #unpack(archive: string, into: string, signal?: AbortSignal): Promise<void> {
+    const options = { timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) };
+    const listing = await exec("tar", ["-tf", archive], options).catch((error) => {
+      throw fail(`cannot read the archive: ${messageOf(error)}`, "E_RUNTIME", "stalled", error);
+    });
+    const escapes = (entry: string) => isAbsolute(entry) || /^[A-Za-z]:/.test(entry) || entry.split(/[\\/]/).includes("..");
+    const bad = listing.stdout.split("\n").find(escapes);
+    if (bad !== undefined) {
+      throw fail(`the archive contains the entry ${JSON.stringify(bad)}, which would land outside the workspace`, "E_UNSAFE", "stalled");
+    }
+    await mkdir(into, { recursive: true });
+    await exec("tar", ["-xf", archive, "-C", into, "--no-same-owner"], options);
+  }
+
+  async #git(args: string[], cwd: string, signal?: AbortSignal) {
+    return exec("git", args, { cwd, env: GIT_ENV, timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) });
+  }
+
+  async #gitRevision(source: Extract<Source, { type: "git" }>, context: Context): Promise<string> {
+    if (source.ref !== undefined && FULL_SHA.test(source.ref)) return source.ref.toLowerCase();
+    const url = gitUrl(source.url, context.repoDir);
+    const ref = source.ref;
+    // Branch first, then an annotated tag's commit (`^{}`), then a lightweight tag.
+    const wanted = ref === undefined ? ["HEAD"]
+      : ref.startsWith("refs/") ? [ref, `${ref}^{}`]
+      : [`refs/heads/${ref}`, `refs/tags/${ref}^{}`, `refs/tags/${ref}`];
+    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal).catch((error) => {
+      throw fail(`cannot reach git repository ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
+    });
+    const refs = new Map(stdout.split("\n").map((line) => line.split("\t")).map(([sha, name]) => [name, sha]));
+    const sha = wanted.map((name) => refs.get(name)).find((s) => s !== undefined && FULL_SHA.test(s));
+    if (sha) return sha.toLowerCase();
+    const what = ref === undefined ? "HEAD" : `branch or tag ${ref} (for a commit, give its full sha)`;
+    throw fail(`${url} has no ${what}`, "E_GIT_REF", "stalled");
+  }
+
+  /** Fetches one commit: by sha, shallow (most servers allow it); else the whole ref and checks the commit is there. */
+  async #gitFetch(repo: string, url: string, sha: string, ref: string | undefined, signal?: AbortSignal): Promise<void> {
+    if (!FULL_SHA.test(sha)) throw fail(`git revision ${sha} is not a full commit sha`, "E_GIT_REF", "stalled");
+    try {
+      await this.#git(["-C", repo, "fetch", "-q", "--depth=1", "--no-tags", "--", url, sha], repo, signal);
+      return;
+    } catch (error) {
+      if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
+      this.#logger.debug(`fetching commit ${sha} by sha failed, fetching refs instead: ${messageOf(error)}`);
+    }
+    const refspecs = ref && !FULL_SHA.test(ref) ? [ref] : ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal).catch((error) => {
+      throw fail(`cannot fetch ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
+    });
+    await this.#git(["-C", repo, "cat-file", "-e", `${sha}^{commit}`], repo, signal).catch((error) => {
+      throw fail(`commit ${sha} is not in ${url}`, "E_GIT_REF", "stalled", error);
+    });
+  }
+
+  /**
+   * Installs the dependencies when package.json has any, reusing an earlier revision's
+   * `node_modules` (hard links) when the dependency manifests are unchanged. Returns their key.
+   */
+  async #dependencies(spec: AppSpec, appDir: string, root: string, signal?: AbortSignal): Promise<string | null> {
+    const pkg = await readJson(join(root, "package.json"));
+    const declared = { ...record(pkg?.dependencies), ...record(pkg?.optionalDependencies) };
+    if (Object.keys(declared).length === 0) return null;
+    const registry = spec.source.type === "npm" ? spec.source.registry : undefined;
+    const installer = dependencyInstaller(registry);
+    const manifest = JSON.stringify([installer.name, registry ?? "", DEP_FIELDS.map((f) => pkg?.[f] ?? null)]);
+    const hash = createHash("sha256").update(manifest);
+    for (const file of LOCKFILES) hash.update(`\0${file}\0`).update(await readFile(join(root, file)).catch(() => ""));
+    const key = hash.digest("hex");
+    if (!(await exists(join(root, "node_modules")))) {
+      for (const rev of (await this.revisions(spec.name)).reverse()) {
+        const from = join(appDir, rev);
+        if ((await readMarker(from))?.deps !== key || !(await isDir(join(from, "node_modules")))) continue;
+        try {
+          await linkTree(join(from, "node_modules"), join(root, "node_modules"));
+          this.#logger.debug(`${spec.name}: dependencies unchanged, reusing node_modules of revision ${rev}`);
+          return key;
+        } catch (error) {
+          this.#logger.debug(`${spec.name}: cannot reuse node_modules of ${rev}: ${messageOf(error)}`);
+          await rm(join(root, "node_modules"), { recursive: true, force: true });
+        }
+      }
+    }
+    const meta = { app: spec.name, version: spec.version };
+    this.#emit("bc_gitops:deps:start", {}, meta);
+    const started = performance.now();
+    try {
+      const options = { cwd: root, env: installer.env, timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) };
+      const result = await exec(installer.command, installer.args, options);
+      this.#logger.debug(`${spec.name}: ${installer.name} install\n${`${result.stdout}\n${result.stderr}`.trim()}`, meta);
+      this.#emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, meta);
+      return key;
+    } catch (error) {
+      this.#emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, { ...meta, error: messageOf(error) });
+      if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
+      const details = error instanceof GitopsError ? error.details : {};
+      const message = `installing the dependencies of ${spec.name} with ${installer.name} failed: ${messageOf(error)}`;
+      throw fail(message, "E_RUNTIME", "backoff", error, details);
+    }
+  }
+}
+
+function checkApp(app: string): string {
+  if (typeof app !== "string" || !APP_NAME.test(app)) {
+    throw fail(`${JSON.stringify(app)} is not a valid app name`, "E_UNSAFE", "stalled");
+  }
+  return app;
+}
+
+function checkRevision(revision: string): string {
+  if (typeof revision !== "string" || !REVISION.test(revision)) {
+    const why = 'use letters, digits, ".", "_", "+" or "-", starting with a letter or digit';
+    throw fail(`${JSON.stringify(revision)} cannot be a revision: ${why}`, "E_UNSAFE", "stalled");
+  }
+  return revision;
+}
+
+/** What besides the revision decides a workspace's content (another package or subdir at the same revision is another workspace). */
+function sourceKey(source: Source): string {
+  if (source.type === "npm") return `npm:${source.package ?? ""}`;
+  return source.type === "git" ? `git:${source.subdir ?? ""}` : source.type;
+}
+
+function local(path: string, repoDir: string | undefined): string {
+  return resolve(repoDir ?? process.cwd(), path);
+}
+
+/** Relative local git urls are relative to the gitops repo; `scheme://` and `host:path` urls are remote. */
+function gitUrl(url: string, repoDir: string | undefined): string {
+  if (url.startsWith("-")) throw fail(`git url ${url} must not start with "-"`, "E_UNSAFE", "stalled");
+  const colon = url.indexOf(":");
+  const remote = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || (colon > 1 && !url.slice(0, colon).includes("/"));
+  return remote ? url : local(url, repoDir);
+}
+
+/** Throws unless `bytes` match the SRI string `sri` (the strongest of its hashes). */
+function verify(bytes: Uint8Array, sri: string, what: string, retry: RetryClass): void {
+  const rank = ["sha1", "sha256", "sha384", "sha512"];
+  const algorithmOf = (hash: string) => hash.slice(0, Math.max(0, hash.indexOf("-")));
+  const hashes = sri.trim().split(/\s+/).map((h) => h.split("?")[0] ?? "").filter((h) => rank.includes(algorithmOf(h)));
+  const best = hashes.sort((a, b) => rank.indexOf(algorithmOf(b)) - rank.indexOf(algorithmOf(a)))[0];
+  if (!best) throw fail(`${what}: unsupported integrity ${sri}`, "E_RUNTIME", "stalled");
+  const algorithm = algorithmOf(best);
+  const actual = `${algorithm}-${createHash(algorithm).update(bytes).digest("base64")}`;
+  if (actual !== best) {
+    const show = (s: string) => (algorithm === "sha256" ? `sha256 ${Buffer.from(s.slice(7), "base64").toString("hex")}` : s);
+    const message = `${what} failed verification: expected ${show(best)}, got ${show(actual)}; nothing was unpacked`;
+    throw fail(message, "E_RUNTIME", retry, undefined, { expected: best, actual });
+  }
+}
+
+/** `sha256-<hex16>` over the sorted relative paths and contents under `dir` (node_modules, .git skipped). */
+async function treeHash(dir: string): Promise<string> {
+  const entries = (await walk(dir, SKIP)).filter((e) => e.kind !== "dir").sort((a, b) => (a.rel < b.rel ? -1 : 1));
+  const hash = createHash("sha256");
+  for (const entry of entries) {
+    const content = entry.kind === "link" ? `->${await readlink(join(dir, entry.rel))}` : await readFile(join(dir, entry.rel));
+    hash.update(`${entry.kind}\0${entry.rel}\0${content.length}\0`).update(content);
+  }
+  return `sha256-${hash.digest("hex").slice(0, 16)}`;
+}
+
+interface Entry { rel: string; kind: "file" | "dir" | "link" }
+
+/** Every file, directory and symlink under `dir` (symlinks are not followed), parents before children. */
+async function walk(dir: string, skip: ReadonlySet<string>, rel = "", out: Entry[] = []): Promise<Entry[]> {
+  for (const dirent of await readdir(join(dir, rel), { withFileTypes: true })) {
+    if (skip.has(dirent.name)) continue;
+    const path = rel ? `${rel}/${dirent.name}` : dirent.name;
+    if (dirent.isSymbolicLink()) out.push({ rel: path, kind: "link" });
+    else if (dirent.isDirectory()) {
+      out.push({ rel: path, kind: "dir" });
+      await walk(dir, skip, path, out);
+    } else if (dirent.isFile()) out.push({ rel: path, kind: "file" });
+  }
+  return out;
+}
+
+async function copyTree(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const entry of await walk(from, SKIP)) {
+    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
+    if (entry.kind === "dir") await mkdir(dst);
+    else if (entry.kind === "link") await symlink(await readlink(src), dst);
+    else await copyFile(src, dst);
+  }
+}
+
+/** A copy of `from` made of hard links (copies across devices); symlinks are recreated as they were. */
+async function linkTree(from: string, to: string): Promise<void> {
+  await mkdir(to);
+  for (const entry of await walk(from, new Set())) {
+    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
+    if (entry.kind === "dir") await mkdir(dst);
+    else if (entry.kind === "link") await symlink(await readlink(src), dst);
+    else await link(src, dst).catch(() => copyFile(src, dst));
+  }
+}
+
+/** Refuses symlinks that lead outside `root`: absolute targets, and `..` targets that do not resolve inside. */
+async function checkLinks(root: string): Promise<void> {
+  const real = await realpath(root);
+  for (const entry of await walk(root, new Set())) {
+    if (entry.kind !== "link") continue;
+    const path = join(root, entry.rel);
+    const target = await readlink(path);
+    // Relative targets without `..` only descend; `..` ones must really resolve inside (a dangling one cannot).
+    const escapes = isAbsolute(target) || (target.split(/[\\/]/).includes("..") && !inside(real, await realpath(path).catch(() => "")));
+    if (escapes) throw fail(`the symlink ${entry.rel} -> ${target} leads outside the workspace`, "E_UNSAFE", "stalled");
+  }
+}
+
+function inside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return path !== "" && !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
+}
+
+/** The module to import, inside `root` (spec entry, package.json exports/module/main, index.js|ts|mjs). */
+async function entryOf(root: string, spec: AppSpec): Promise<string> {
+  const pkg = await readJson(join(root, "package.json"));
+  let chosen = spec.entry ?? exportsEntry(pkg?.exports) ?? text(pkg?.module) ?? text(pkg?.main);
+  if (chosen === undefined) {
+    for (const name of ["index.js", "index.ts", "index.mjs"]) {
+      if (chosen === undefined && (await isFile(join(root, name)))) chosen = name;
+    }
+  }
+  if (chosen === undefined) {
+    const hint = "set entry in the spec, or exports/module/main in package.json, or add index.js";
+    throw fail(`${spec.name} has no entry: ${hint}`, "E_NOT_FOUND", "stalled");
+  }
+  const outside = () => fail(`the entry ${chosen} of ${spec.name} is outside its package`, "E_UNSAFE", "stalled");
+  const base = resolve(root, chosen);
+  if (!inside(root, base)) throw outside();
+  // Like Node's `main`: the file, then with `.js`, then the directory's index.js.
+  for (const candidate of [base, `${base}.js`, join(base, "index.js")]) {
+    if (!(await isFile(candidate))) continue;
+    if (!inside(await realpath(root), await realpath(candidate))) throw outside();
+    return candidate;
+  }
+  throw fail(`the entry ${chosen} of ${spec.name} does not exist in its package`, "E_NOT_FOUND", "stalled");
+}
+
+/** The `.` export of package.json `exports` (string, conditions object, `{ ".": … }` map, or array). */
+function exportsEntry(exports: unknown): string | undefined {
+  const map = record(exports);
+  return Object.keys(map).some((k) => k.startsWith(".")) ? conditional(map["."]) : conditional(exports);
+}
+
+function conditional(target: unknown): string | undefined {
+  if (typeof target === "string") return target;
+  if (Array.isArray(target)) return target.map(conditional).find((t) => t !== undefined);
+  if (typeof target !== "object" || target === null) return undefined;
+  for (const [condition, value] of Object.entries(target)) {
+    const found = CONDITIONS.has(condition) ? conditional(value) : undefined;
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The user's npmrc (`NPM_CONFIG_USERCONFIG` or `~/.npmrc`) as key/value pairs, `${VAR}` expanded. */
+async function readNpmrc(): Promise<Record<string, string>> {
+  const file = process.env.NPM_CONFIG_USERCONFIG ?? process.env.npm_config_userconfig ?? join(homedir(), ".npmrc");
+  const out: Record<string, string> = {};
+  for (const line of (await readFile(file, "utf8").catch(() => "")).split(/\r?\n/)) {
+    const match = /^\s*([^#;=\s][^=]*?)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!match?.[1] || match[2] === undefined) continue;
+    out[match[1]] = match[2].replace(/^"(.*)"$/, "$1").replace(/\$\{([^}]+)\}/g, (_, name: string) => process.env[name] ?? "");
+  }
+  return out;
+}
+
+async function readMarker(dir: string): Promise<Marker | undefined> {
+  const marker = (await readJson(join(dir, WORKSPACE_MARKER))) as Partial<Marker> | undefined;
+  return marker?.format === 1 && typeof marker.source === "string" ? (marker as Marker) : undefined;
+}
+
+async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const value: unknown = JSON.parse(await readFile(file, "utf8"));
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? record(value) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const record = (v: unknown): Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+const text = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
+const exists = (path: string) => lstat(path).then(() => true, () => false);
+const isDir = (path: string) => stat(path).then((s) => s.isDirectory(), () => false);
+const isFile = (path: string) => stat(path).then((s) => s.isFile(), () => false);

@@ -1,0 +1,119 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { createAgent } from "../src/agent.ts";
+import { runCli } from "./helpers/cli.ts";
+import { FakeRuntime } from "./helpers/fake-runtime.ts";
+import { git, gitopsRepo, yamlSpec } from "./helpers/gitops-repo.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+async function runningAgent(t: TestContext, token?: string) {
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": yamlSpec("db", "1.0.0"),
+    "apps/web/app.yaml": yamlSpec("web", "2.0.0", "depends_on: [db]\nenv: { api_token: s3cr3t-value }\n"),
+  });
+  const runtime = new FakeRuntime();
+  const localPath = join(repo.root, "local");
+  const agent = createAgent({ repoUrl: repo.bare, localPath, runtime, reconcileInterval: "1h", listen: "127.0.0.1:0", token });
+  t.after(() => agent.stop());
+  await agent.start();
+  return { repo, runtime, agent, localPath, url: `http://${agent.address}` };
+}
+
+test("status prints a table of the apps and the agent's status word", async (t) => {
+  const { url } = await runningAgent(t);
+  const result = await runCli(["status", "--url", url]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /^synced {2}commit [0-9a-f]{12} {2}2\/2 healthy/);
+  assert.match(result.stdout, /APP +VERSION +STATUS +HEALTH +REVISION +SINCE +LAST ERROR/);
+  assert.match(result.stdout, /\ndb +1\.0\.0 +running +healthy/);
+  assert.match(result.stdout, /\nweb +2\.0\.0 +running +healthy/);
+});
+
+test("status --json and status APP --json print the API's shapes, secrets masked", async (t) => {
+  const { url } = await runningAgent(t);
+  const all = JSON.parse((await runCli(["status", "--json", "--url", url])).stdout);
+  assert.equal(all.status, "synced");
+  assert.deepEqual(all.apps.map((a: { name: string }) => a.name), ["db", "web"]);
+  const web = JSON.parse((await runCli(["status", "web", "--json", "--url", url])).stdout);
+  assert.equal(web.version, "2.0.0");
+  assert.deepEqual(web.env, { api_token: "***" });
+  const missing = await runCli(["status", "nope", "--url", url]);
+  assert.equal(missing.exitCode, 1);
+  assert.match(missing.stderr, /404/);
+});
+
+test("reconcile waits for a tick and prints what it did", async (t) => {
+  const { url, repo } = await runningAgent(t);
+  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.1.0") });
+  const result = await runCli(["reconcile", "--url", url]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /✔ upgrade db: version 1\.0\.0 -> 1\.1\.0/);
+  assert.match(result.stdout, /synced at [0-9a-f]{12} in \d+ ms/);
+});
+
+test("mutating commands need the token when the agent has one", async (t) => {
+  const { url } = await runningAgent(t, "a-long-enough-token");
+  const refused = await runCli(["reconcile", "--url", url]);
+  assert.equal(refused.exitCode, 1);
+  assert.match(refused.stderr, /401.*pass --token or set BC_GITOPS_TOKEN/);
+  const allowed = await runCli(["reconcile", "--url", url], { env: { BC_GITOPS_TOKEN: "a-long-enough-token" } });
+  assert.equal(allowed.exitCode, 0, allowed.stderr);
+});
+
+test("reload reports a runtime that cannot hot-reload as one clear error", async (t) => {
+  const { url } = await runningAgent(t);
+  const result = await runCli(["reload", "web", "--url", url]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /cannot hot-reload/);
+});
+
+test("a command with no agent to talk to says where it looked", async () => {
+  const result = await runCli(["status", "--url", "http://127.0.0.1:1"]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:1 .*is `bc-gitops run` running there\?/);
+});
+
+test("plan exits 0 when the host matches the repo, 2 with changes, 1 on errors", async (t) => {
+  const { url, repo, localPath } = await runningAgent(t);
+  const flags = ["--repo-url", repo.bare, "--local-path", localPath, "--url", url];
+  const none = await runCli(["plan", ...flags]);
+  assert.equal(none.exitCode, 0, none.stderr + none.stdout);
+  assert.match(none.stdout, /nothing to do/);
+  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.2.0"), "apps/new/app.yaml": yamlSpec("new", "0.1.0") });
+  const some = await runCli(["plan", ...flags]);
+  assert.equal(some.exitCode, 2, some.stderr);
+  assert.match(some.stdout, /~ upgrade db: version 1\.0\.0 -> 1\.2\.0/);
+  assert.match(some.stdout, /\+ deploy new 0\.1\.0/);
+  const json = JSON.parse((await runCli(["plan", ...flags, "--json"])).stdout);
+  assert.deepEqual(json.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`), ["upgrade db", "deploy new"]);
+  await repo.commit({ "apps/new/app.yaml": "name: new\nversion: 1\n" });
+  const broken = await runCli(["plan", ...flags]);
+  assert.equal(broken.exitCode, 1);
+  assert.match(broken.stdout, /apps\/new\/app\.yaml:2:10 version: expected a string/);
+});
+
+test("plan without a running agent compares with state.json and says so", async (t) => {
+  const { repo, localPath, agent } = await runningAgent(t);
+  await agent.stop();
+  const result = await runCli(["plan", "--repo-url", repo.bare, "--local-path", localPath, "--url", "http://127.0.0.1:1"]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /no agent answered .* compared with .*state\.json/);
+});
+
+test("init creates a committed gitops repository whose specs validate", async (t) => {
+  const dir = join(await tempDir(t), "my-gitops");
+  const result = await runCli(["init", dir]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /apps\/hello\/app\.yaml/);
+  assert.equal(await git(dir, "status", "--porcelain"), "", "everything is committed");
+  assert.match(await git(dir, "log", "--oneline"), /Initial gitops repository/);
+  const validate = await runCli(["validate", dir]);
+  assert.equal(validate.exitCode, 0, validate.stdout);
+  assert.match(await readFile(join(dir, "apps/hello/app.yaml"), "utf8"), /type: path/);
+  const again = await runCli(["init", dir]);
+  assert.equal(again.exitCode, 1);
+  assert.match(again.stderr, /is not empty/);
+});

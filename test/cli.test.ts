@@ -1,0 +1,115 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCli } from "./helpers/cli.ts";
+import { tempDir, writeTree } from "./helpers/tmp.ts";
+
+const EXAMPLE = fileURLToPath(new URL("../examples/gitops-repo", import.meta.url));
+
+test("validate passes on the bundled example repository", async () => {
+  const result = await runCli(["validate", EXAMPLE]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /✔ 3 valid apps, 0 errors, 0 warnings/);
+});
+
+test("validate prints each error as file:line:col path: message and exits 1", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, {
+    "apps/web/app.yaml": 'name: web\nversion: "1"\nhealth:\n  type: http\n  interval: soon\n',
+    "apps/ok/app.yaml": 'name: ok\nversion: "1"\nlisence: MIT\n',
+  });
+  const result = await runCli(["validate", root]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stdout, /error {3}apps\/web\/app\.yaml:5:13 health\.interval: expected a duration like 30000 or "30s", got "soon"/);
+  assert.match(result.stdout, /warning apps\/ok\/app\.yaml:3:1 lisence: unknown key "lisence"/);
+  assert.match(result.stdout, /✖ 1 valid app, 1 error, 1 warning/);
+});
+
+test("validate --strict fails on warnings, and --json prints apps, errors and warnings", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, { "apps/ok/app.yaml": 'name: ok\nversion: "1"\nlicense: MIT\n' });
+  const lenient = await runCli(["validate", root, "--json"]);
+  assert.equal(lenient.exitCode, 0);
+  assert.deepEqual(JSON.parse(lenient.stdout), {
+    apps: [{ name: "ok", version: "1", file: "apps/ok/app.yaml" }],
+    errors: [],
+    warnings: [{ file: "apps/ok/app.yaml", line: 3, column: 1, path: "license", message: 'unknown key "license"; it is ignored' }],
+  });
+  const strict = await runCli(["validate", root, "--strict", "--json"]);
+  assert.equal(strict.exitCode, 1);
+  assert.equal(JSON.parse(strict.stdout).errors.length, 1);
+});
+
+test("validate on a missing directory is one clear line on stderr, no stack trace", async () => {
+  const result = await runCli(["validate", "/nonexistent/gitops"]);
+  assert.equal(result.exitCode, 1);
+  assert.equal(result.stderr.trim(), "error cannot read /nonexistent/gitops: no such directory; pass a gitops repository or its apps directory");
+});
+
+test("schema prints a JSON Schema that describes the spec", async () => {
+  const result = await runCli(["schema"]);
+  assert.equal(result.exitCode, 0);
+  const schema = JSON.parse(result.stdout);
+  assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
+  assert.deepEqual(schema.required, ["name", "version"]);
+  assert.equal(schema.properties.name.pattern, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
+  assert.deepEqual(schema.properties.isolation.enum, ["embedded", "worker", "process", "vm"]);
+});
+
+test("--version prints the package version and --help lists the commands", async () => {
+  const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
+  const version = await runCli(["--version"]);
+  assert.match(version.stdout, new RegExp(pkg.version.replace(/\./g, "\\.")));
+  const help = await runCli(["--help"]);
+  for (const command of ["run", "validate", "schema"]) assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
+});
+
+test("an unknown command and bad configuration are one clear line each", async () => {
+  const unknown = await runCli(["frobnicate"]);
+  assert.equal(unknown.exitCode, 1);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  const config = await runCli(["run", "--repo-url", "/tmp/x", "--reconcile-interval", "soon"]);
+  assert.equal(config.exitCode, 1);
+  assert.match(config.stderr, /--reconcile-interval: reconcile_interval: expected a duration/);
+  assert.doesNotMatch(config.stderr, /\n\s+at /, "no stack trace");
+});
+
+test("run deploys the repository's apps, logs JSON lines, and stops cleanly on SIGTERM", async (t) => {
+  const { gitopsRepo } = await import("./helpers/gitops-repo.ts");
+  const repo = await gitopsRepo(t, { "apps/a/app.yaml": 'name: a\nversion: "1"\n' });
+  const runtime = join(repo.root, "runtime.mjs");
+  const marker = join(repo.root, "deployed.txt");
+  await writeTree(repo.root, {
+    "runtime.mjs": `import { appendFileSync } from "node:fs";
+const apps = new Map();
+export default {
+  async deploy(spec) { appendFileSync(${JSON.stringify(marker)}, "deploy " + spec.name + "\\n"); const s = { name: spec.name, version: spec.version, status: "running", health: "healthy" }; apps.set(spec.name, s); return s; },
+  async remove(name) { appendFileSync(${JSON.stringify(marker)}, "stop " + name + "\\n"); apps.delete(name); },
+  async upgrade(spec) { return this.deploy(spec); },
+  async reconfigure(spec) { return this.deploy(spec); },
+  async getCurrentState() { return Object.fromEntries(apps); },
+};
+`,
+  });
+  const { cliCommand } = await import("./helpers/cli.ts");
+  const { spawn } = await import("node:child_process");
+  const [command, prefix] = cliCommand();
+  const child = spawn(command, [...prefix, "run", "--repo-url", repo.bare, "--local-path", join(repo.root, "local"), "--runtime", runtime, "--listen", "off", "--log-format", "json"], { stdio: ["ignore", "pipe", "pipe"] });
+  t.after(() => child.kill("SIGKILL"));
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("first reconcile") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.match(out, /first reconcile: synced/);
+  // By pid: Deno's ChildProcess.kill() escalates, and the agent must get the plain SIGTERM a supervisor sends.
+  process.kill(child.pid!, "SIGTERM");
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on("exit", (c, s) => resolve(c ?? (s as unknown as number))));
+  assert.equal(stderr, "", "nothing on stderr");
+  assert.equal(code, 0);
+  for (const line of out.trim().split("\n")) assert.doesNotThrow(() => JSON.parse(line), line);
+  assert.equal(await readFile(marker, "utf8"), "deploy a\nstop a\n");
+});

@@ -1,0 +1,80 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { defaultLocalPath, loadConfig } from "../src/config.ts";
+import { tempDir, writeTree } from "./helpers/tmp.ts";
+
+test("defaults fill every key but repo_url", async () => {
+  const config = await loadConfig({ file: undefined, env: {}, flags: { repoUrl: "https://git.example.com/gitops.git" } });
+  assert.deepEqual(config, {
+    repo_url: "https://git.example.com/gitops.git",
+    branch: "main",
+    local_path: defaultLocalPath(),
+    apps_dir: "apps",
+    reconcile_interval: 60000,
+    runtime: "default",
+    listen: "127.0.0.1:9477",
+    log_level: "info",
+    log_format: "pretty",
+    git_timeout: 60000,
+    reload_budget: 100,
+  });
+});
+
+test("flags beat env, env beats the file, the file beats defaults", async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, "bc-gitops.yaml");
+  await writeTree(dir, { "bc-gitops.yaml": "repo_url: /srv/file-repo\nbranch: from-file\napps_dir: deploy\nreconcile_interval: 30s\nlog_format: json\n" });
+  const config = await loadConfig({
+    file,
+    env: { BC_GITOPS_BRANCH: "from-env", BC_GITOPS_APPS_DIR: "env-apps", BC_GITOPS_RELOAD_BUDGET: "7", UNRELATED: "x" },
+    flags: { branch: "from-flag", reconcileInterval: "5m" },
+  });
+  assert.equal(config.repo_url, "/srv/file-repo");
+  assert.equal(config.branch, "from-flag");
+  assert.equal(config.apps_dir, "env-apps");
+  assert.equal(config.reconcile_interval, 300000);
+  assert.equal(config.log_format, "json");
+  assert.equal(config.reload_budget, 7);
+});
+
+test("a relative repository path and local path are made absolute", async () => {
+  const config = await loadConfig({ env: {}, flags: { repoUrl: "./gitops", localPath: "state" } });
+  assert.equal(config.repo_url, join(process.cwd(), "gitops"));
+  assert.equal(config.local_path, join(process.cwd(), "state"));
+  const remote = await loadConfig({ env: {}, flags: { repoUrl: "git@github.com:acme/gitops.git" } });
+  assert.equal(remote.repo_url, "git@github.com:acme/gitops.git");
+});
+
+const BAD: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
+  ["a missing repo_url", { env: {}, flags: {} }, /repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml/],
+  ["a repo_url that looks like an option", { env: {}, flags: { repoUrl: "--upload-pack=touch /tmp/x" } }, /--repo-url: repo_url: a git URL or path of the gitops repository must not start with "-"/],
+  ["a bad interval from the environment", { env: { BC_GITOPS_RECONCILE_INTERVAL: "often" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_RECONCILE_INTERVAL: reconcile_interval: expected a duration/],
+  ["an apps_dir that escapes the repository", { env: {}, flags: { repoUrl: "/r", appsDir: "../etc" } }, /apps_dir must be a relative path inside the repository/],
+  ["a bad log format", { env: {}, flags: { repoUrl: "/r", logFormat: "xml" } }, /--log-format: log_format/],
+  ["a short token", { env: {}, flags: { repoUrl: "/r", token: "abc" } }, /token must be at least 8 characters/],
+  ["verify JSON that does not parse", { env: { BC_GITOPS_VERIFY: "{mode" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_VERIFY: expected JSON/],
+  ["a missing config file given explicitly", { file: "/nonexistent/bc-gitops.yaml", env: {}, flags: {} }, /cannot read config file \/nonexistent\/bc-gitops.yaml/],
+];
+
+for (const [name, sources, message] of BAD) {
+  test(`${name} is refused with a message naming where it came from`, async () => {
+    await assert.rejects(loadConfig(sources), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "E_CONFIG");
+      assert.match(error.message, message);
+      return true;
+    });
+  });
+}
+
+test("an unknown key in the config file is refused with a did-you-mean hint", async (t) => {
+  const dir = await tempDir(t);
+  await writeTree(dir, { "c.yaml": "repo_url: /r\nreconcile_intervall: 10s\n" });
+  await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), /c\.yaml: unknown key "reconcile_intervall" \(did you mean "reconcile_interval"\?\)/);
+});
+
+test("a config file that is not a mapping is refused", async (t) => {
+  const dir = await tempDir(t);
+  await writeTree(dir, { "c.yaml": "- repo_url\n" });
+  await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), /expected a mapping of settings/);
+});
