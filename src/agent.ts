@@ -153,6 +153,8 @@ class AgentImpl implements Agent {
     this.#runtime = await loadRuntime(this.#options.runtime ?? config.runtime, {
       localPath: config.local_path,
       repoDir: () => reconciler?.repoDir,
+      requestReconcile: () => void this.#loop?.trigger().catch(() => {}),
+      reloadBudget: config.reload_budget,
       logger: this.#logger,
       emit: this.#telemetry.emit,
     });
@@ -286,7 +288,7 @@ class AgentImpl implements Agent {
 /** Resolves the `runtime` option into a runtime object. */
 async function loadRuntime(
   option: RuntimeOption,
-  context: RuntimeContext & { logger: Logger; emit: Telemetry["emit"] },
+  context: RuntimeContext & { logger: Logger; emit: Telemetry["emit"]; reloadBudget: number },
 ): Promise<Runtime> {
   if (typeof option === "function") return option(context);
   if (typeof option === "object") return option;

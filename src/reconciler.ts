@@ -57,6 +57,8 @@ interface AppInfo {
   last_error?: string;
   pending_reason?: string;
   restarts: number;
+  /** The last failure was of retry class `stalled`: retrying cannot help until a new commit. */
+  stalled?: boolean;
 }
 
 const FLOATING_REF = /^[0-9a-f]{40}$/;
@@ -148,6 +150,7 @@ export class Reconciler {
         const planned = order(plan(desired, current), desired, current);
         this.#planErrors = planned.errors;
         for (const problem of planned.errors) this.#info.set(problem.app, { ...this.#infoOf(problem.app), status: "failed", last_error: problem.message });
+        this.#clearSettled(planned.actions, planned.errors);
         this.#workPending = planned.actions.length > 0;
         for (const action of planned.actions) {
           if (signal.aborted) break;
@@ -248,6 +251,7 @@ export class Reconciler {
   async applyManual(action: Action): Promise<ActionOutcome> {
     this.#runtimeState = await this.#d.runtime.getCurrentState();
     this.#backoff.reset(action.app);
+    delete this.#infoOf(action.app).stalled;
     const outcome = await this.#apply(action, this.#current());
     this.#runtimeState = await this.#d.runtime.getCurrentState();
     await this.#saveState();
@@ -295,7 +299,10 @@ export class Reconciler {
     }
     if (commit !== known) {
       // A new commit may fix what failed: retry every app now rather than after its backoff.
-      for (const name of Object.keys(this.#desired?.apps ?? {})) this.#backoff.reset(name);
+      for (const name of Object.keys(this.#desired?.apps ?? {})) {
+        this.#backoff.reset(name);
+        delete this.#infoOf(name).stalled;
+      }
       this.#d.logger.info(`applying commit ${commit.slice(0, 12)}`);
     }
     return commit !== known;
@@ -366,6 +373,9 @@ export class Reconciler {
   async #apply(action: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
     const { app } = action;
     const now = this.#d.now();
+    if (this.#infoOf(app).stalled) {
+      return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.#infoOf(app).last_error ?? "the last attempt failed"}` };
+    }
     if (this.#backoff.waiting(app, now)) {
       const wait = Math.ceil(((this.#backoff.nextRetry(now) ?? now) - now) / 1000);
       return { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.#backoff.failures(app)} failure(s); next try in about ${wait}s` };
@@ -459,7 +469,21 @@ export class Reconciler {
     info.status = "failed";
     info.last_error = redact(messageOf(error));
     delete info.pending_reason;
-    this.#backoff.fail(app, this.#d.now());
+    if (retryClassOf(error) === "stalled") info.stalled = true;
+    else this.#backoff.fail(app, this.#d.now());
+  }
+
+  /** Apps the plan leaves alone and that run: whatever failed before is settled (e.g. the repo was reverted). */
+  #clearSettled(actions: readonly Action[], errors: readonly PlanError[]): void {
+    const busy = new Set([...actions.map((a) => a.app), ...errors.map((e) => e.app)]);
+    for (const [app, info] of this.#info) {
+      if (busy.has(app) || this.#runtimeState[app]?.status !== "running") continue;
+      delete info.status;
+      delete info.last_error;
+      delete info.pending_reason;
+      delete info.stalled;
+      this.#backoff.reset(app);
+    }
   }
 
   #infoOf(app: string): AppInfo {

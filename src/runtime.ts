@@ -74,4 +74,6 @@ export interface RuntimeContext {
   localPath: string;
   /** The checkout of the gitops repo the current specs were read from (path sources are relative to it). */
   repoDir: () => string | undefined;
+  /** Asks the agent for a reconcile soon (e.g. an app crashed and should be restarted); coalesced by the loop. */
+  requestReconcile?: () => void;
 }

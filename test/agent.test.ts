@@ -343,3 +343,53 @@ test("invalid options are refused at once with a clear message", () => {
   assert.throws(() => createAgent({ repoUrl: "--upload-pack=evil" }), /must not start with "-"/);
   assert.throws(() => createAgent({ repoUrl: "/r", reconcileInterval: "soon" }), /reconcile_interval.*expected a duration/);
 });
+
+test("a stalled failure is not retried until a new commit", async (t) => {
+  let clock = 5_000_000;
+  const h = await harness(t, { "apps/db/app.yaml": db() }, { now: () => clock });
+  const { GitopsError } = await import("../src/errors.ts");
+  h.runtime.failNext.set("db", new GitopsError("checksum mismatch", { code: "E_RUNTIME", retry: "stalled" }));
+  await h.agent.start();
+  clock += 3_600_000;
+  const later = await h.agent.reconcile();
+  assert.equal(later.actions[0]?.outcome, "skipped");
+  assert.match(later.actions[0]?.reason ?? "", /stalled until a new commit: checksum mismatch/);
+  await h.repo.commit({ "apps/db/app.yaml": db("1.0.1") });
+  const fixed = await h.agent.reconcile();
+  assert.deepEqual(fixed.actions.map((a) => [a.type, a.outcome]), [["deploy", "ok"]]);
+});
+
+test("reverting the repo to what runs clears the failure of an upgrade that was rolled back", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db() });
+  await h.agent.start();
+  h.runtime.failNext.set("db", new Error("2.0.0 never became healthy; rolled back to 1.0.0"));
+  await h.repo.commit({ "apps/db/app.yaml": db("2.0.0") });
+  await h.agent.reconcile();
+  assert.match((await h.agent.getAppStatus("db"))?.last_error ?? "", /rolled back/);
+  assert.equal((await h.agent.status()).status, "degraded");
+  await h.repo.commit({ "apps/db/app.yaml": db("1.0.0") });
+  const reverted = await h.agent.reconcile();
+  assert.deepEqual(reverted.actions, []);
+  assert.equal((await h.agent.getAppStatus("db"))?.last_error, undefined);
+  assert.equal((await h.agent.status()).status, "synced");
+});
+
+test("a runtime can ask for a reconcile (a crashed app is restarted without waiting for the interval)", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/db/app.yaml": db() });
+  const runtime = new FakeRuntime();
+  let request: (() => void) | undefined;
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    reconcileInterval: "1h",
+    listen: "off",
+    runtime: (context) => ((request = context.requestReconcile), runtime),
+  });
+  t.after(() => agent.stop());
+  await agent.start();
+  runtime.crash("db");
+  const restarted = new Promise<void>((resolve) => agent.on("bc_gitops:restart:stop", () => resolve()));
+  request?.();
+  await Promise.race([restarted, new Promise((_, reject) => setTimeout(() => reject(new Error("no restart within 10 s")), 10_000))]);
+  assert.equal(runtime.calls.at(-1), "restart db 1.0.0");
+});

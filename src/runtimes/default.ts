@@ -295,6 +295,8 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     app.status = "failed";
     app.lastError = `crashed: ${messageOf(error)}`;
     app.monitor?.stop();
+    // Self-healing should not wait for the next timed tick; the reconciler's backoff paces restarts.
+    this.#c.requestReconcile?.();
   }
 
   #monitor(app: Running, instance: Instance): HealthMonitor | undefined {

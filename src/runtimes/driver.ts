@@ -46,6 +46,15 @@ export interface Instance {
   reconfigure?(change: EnvChange): Promise<boolean>;
   /** The app's own health check (`health` export), for `health.type: module`. */
   health?(): Promise<unknown>;
+  /**
+   * Hot reload (SPEC section 5): replaces this instance's code with the revision in
+   * `options.prepared` without a full restart of the app's host, and resolves with the instance
+   * now serving (this one, or a new one that replaced it). Throws to leave this instance serving
+   * the old code. Absent: the runtime restarts the app on the new revision instead.
+   */
+  reload?(options: DriverStartOptions): Promise<Instance>;
+  /** Memory attributable to this instance in bytes, when the driver can tell (a worker's heap, a process's RSS). */
+  memory?(): Promise<number | undefined>;
 }
 
 /** Starts instances of one isolation level. */

@@ -15,7 +15,7 @@ const git = (cwd, ...args) => execFileSync("git", args, { cwd, env: gitEnv, enco
 
 test("the built library exports the documented API and the package version", async () => {
   const lib = await import("../../dist/index.js");
-  for (const name of ["createAgent", "loadApps", "plan", "order", "AppSpec", "appSpecJsonSchema", "identiconDataUri", "GitopsError", "VERSION"]) {
+  for (const name of ["createAgent", "defaultRuntime", "createHandler", "loadApps", "plan", "order", "AppSpec", "appSpecJsonSchema", "identiconDataUri", "GitopsError", "VERSION"]) {
     assert.ok(name in lib, `${name} is exported`);
   }
   const pkg = JSON.parse(await readFile(join(root, "package.json"), "utf8"));
