@@ -95,8 +95,10 @@ export class GitSource {
   async fetch(known: string | undefined, signal?: AbortSignal): Promise<FetchResult> {
     const remote = await this.#lsRemote(signal);
     return this.#exclusive(async () => {
-      if (remote === known && (await this.#isTrusted())) return { commit: remote, changed: false, recloned: false };
-      const state = await this.#verify(signal);
+      const trusted = await this.#isTrusted();
+      if (remote === known && trusted) return { commit: remote, changed: false, recloned: false };
+      // A clone unchanged on disk since it was last verified needs no second look; a fetch that fails re-clones anyway.
+      const state = trusted ? { ok: true as const, commit: undefined } : await this.#verify(signal);
       if (!state.ok) {
         const commit = await this.#clone(state.reason, signal);
         return { commit, changed: commit !== known, recloned: true };

@@ -157,6 +157,8 @@ export class Reconciler {
           outcomes.push(await this.#apply(action, current));
         }
         this.#d.state.commit = this.#desired.commit;
+        // Old snapshots go after the apply, off the tick's critical path (git serialises it with the next fetch).
+        if (changed) void this.#d.git.prune([this.#desired.commit]).catch(() => {});
         if (outcomes.length > 0) this.#runtimeState = await this.#d.runtime.getCurrentState();
         this.#workPending = outcomes.some((o) => o.outcome !== "ok");
       }
@@ -328,7 +330,6 @@ export class Reconciler {
       apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])),
       invalid: new Set(load.invalid),
     };
-    await git.prune([commit, ...(this.#d.state.commit && this.#d.state.commit !== commit ? [this.#d.state.commit] : [])]).catch(() => {});
   }
 
   /** Desired apps with the code revision their floating sources (git branches, paths) point at now. */

@@ -23,6 +23,9 @@ push a change and the agent applies it:
 
 Check a change before pushing: \`bc-gitops validate .\`
 `,
+    "apps/README.md": `One directory per app, each with one spec file (app.yaml). Keep this file: it keeps apps/
+in git when every app is removed (a missing apps directory is an error, never "remove everything").
+`,
     "apps/hello/app.yaml": `# yaml-language-server: $schema=https://bc-gitops.dev/schema/app-spec.json
 name: hello
 version: "1.0.0"
