@@ -148,6 +148,10 @@ export class Metrics {
     for (const a of apps) out.sample("bc_gitops_app_restarts", { app: a.name }, a.restarts ?? 0);
     out.family("bc_gitops_app_reloads", "gauge", "Hot reloads applied to each app's running instance.");
     for (const a of apps) out.sample("bc_gitops_app_reloads", { app: a.name }, a.reloads ?? 0);
+    out.family("bc_gitops_app_memory_bytes", "gauge", "Memory of each app as its status reports it: a worker's heap, a process's RSS, or for embedded apps the agent heap's growth from the app's start to its last reload (an estimate).");
+    for (const a of apps) {
+      if (typeof a.memory_mb === "number") out.sample("bc_gitops_app_memory_bytes", { app: a.name, isolation: String(a.isolation ?? "") }, Math.round(a.memory_mb * 1024 * 1024));
+    }
 
     const memory = process.memoryUsage();
     out.family("bc_gitops_process_resident_memory_bytes", "gauge", "Resident memory of the agent process (embedded apps included).");

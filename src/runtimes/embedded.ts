@@ -28,6 +28,21 @@ interface Owner {
   onCrash(error: unknown): void;
 }
 
+/** One loaded revision of an app inside an {@link Instance} (hot reload replaces it). */
+interface Generation {
+  mod: AppModule;
+  ctx: AppContext;
+  /** Aborted when this generation ends; a `hotReload` hand-over carries the previous ones along. */
+  controllers: AbortController[];
+  owner: Owner;
+  /** What the lifecycle app's `start`/`hotReload` returned. */
+  value: unknown;
+  /** Fetch requests running on this generation's handler. */
+  inflight: number;
+  /** Called when `inflight` drops to 0. */
+  idle?: () => void;
+}
+
 /** How many stopped instances are still recognised in stacks (their leftover timers may still throw). */
 const RETIRED_KEPT = 50;
 
@@ -49,52 +64,26 @@ export class EmbeddedDriver implements Driver {
    */
   async start(options: DriverStartOptions): Promise<Instance> {
     const { spec, prepared } = options;
-    const app = spec.name;
-    const fail = (what: string, error: unknown, retry: "stalled" | "backoff" = "backoff") =>
-      new GitopsError(`${what}: ${messageOf(error)}`, { code: "E_RUNTIME", retry, cause: error });
-    const loadStarted = performance.now();
-    let exports: Record<string, unknown>;
-    try {
-      exports = (await import(pathToFileURL(prepared.entry).href)) as Record<string, unknown>;
-    } catch (error) {
-      throw fail(`cannot load ${prepared.entry}`, error, "stalled");
-    }
-    options.emit("bc_gitops:code:load", { duration_ms: performance.now() - loadStarted }, { app, version: spec.version, revision: prepared.revision });
-    const mod = checkAppModule(exports, prepared.entry);
-    if (spec.health.type === "module" && !mod.health) {
-      throw new GitopsError(`${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`, { code: "E_RUNTIME", retry: "stalled" });
-    }
-    const controller = new AbortController();
-    const ctx: AppContext = {
-      name: app,
-      version: spec.version,
-      revision: prepared.revision,
-      env: structuredClone(spec.env),
-      log: tagged(options.logger, app),
-      signal: controller.signal,
-      dataDir: options.dataDir,
-    };
-    const owner = await this.#watch(app, prepared.dir, options.onCrash);
-    let instance: unknown;
+    const mod = await this.#load(options);
+    const gen = await this.#generation(mod, options);
     let listener: HttpListener | undefined;
     try {
       if (mod.kind === "lifecycle") {
-        instance = await deadline(() => mod.start!(ctx), options.startTimeoutMs, `start() of ${app} did not finish within ${options.startTimeoutMs} ms`);
+        gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`);
       } else {
         listener = await listen({
-          host: hostOf(ctx.env),
-          port: portOf(ctx.env, prepared.entry),
-          handler: (request) => mod.handler!.fetch(request, ctx),
-          onError: (error) => ctx.log.error(`fetch failed: ${stackOf(error)}`),
+          host: hostOf(gen.ctx.env),
+          port: portOf(gen.ctx.env, prepared.entry),
+          handler: serve(gen),
+          onError: (error) => gen.ctx.log.error(`fetch failed: ${stackOf(error)}`),
           closeTimeoutMs: Math.min(options.stopTimeoutMs, 5000),
         });
       }
     } catch (error) {
-      controller.abort();
-      this.#retire(owner);
-      throw error instanceof GitopsError ? error : fail(`start() of ${app} ${spec.version} failed`, error);
+      this.#end(gen);
+      throw startFailure(spec, error);
     }
-    return this.#instance(mod, ctx, controller, owner, instance, listener, options.stopTimeoutMs, options.startTimeoutMs);
+    return this.#instance(gen, listener, options);
   }
 
   /** Removes the process handlers (agent shutdown). Apps started later install them again. */
@@ -105,50 +94,191 @@ export class EmbeddedDriver implements Driver {
     this.#installed = false;
   }
 
-  #instance(
-    mod: AppModule,
-    ctx: AppContext,
-    controller: AbortController,
-    owner: Owner,
-    instance: unknown,
-    listener: HttpListener | undefined,
-    stopTimeoutMs: number,
-    callTimeoutMs: number,
-  ): Instance {
-    const app = ctx.name;
-    const reportedPort = (instance as { port?: unknown } | null | undefined)?.port;
+  /** Imports `options.prepared.entry` (a new directory is a new module graph) and checks it is an app. */
+  async #load(options: DriverStartOptions): Promise<AppModule> {
+    const { spec, prepared } = options;
+    const loadStarted = performance.now();
+    let exports: Record<string, unknown>;
+    try {
+      exports = (await import(pathToFileURL(prepared.entry).href)) as Record<string, unknown>;
+    } catch (error) {
+      throw new GitopsError(`cannot load ${prepared.entry}: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "stalled", cause: error });
+    }
+    options.emit("bc_gitops:code:load", { duration_ms: performance.now() - loadStarted }, { app: spec.name, version: spec.version, revision: prepared.revision });
+    const mod = checkAppModule(exports, prepared.entry);
+    if (spec.health.type === "module" && !mod.health) {
+      throw new GitopsError(`${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`, { code: "E_RUNTIME", retry: "stalled" });
+    }
+    return mod;
+  }
+
+  /** A new generation of `mod`: its context (fresh signal) and its crash owner. */
+  async #generation(mod: AppModule, options: DriverStartOptions): Promise<Generation> {
+    const { spec, prepared } = options;
+    const controller = new AbortController();
+    const ctx: AppContext = {
+      name: spec.name,
+      version: spec.version,
+      revision: prepared.revision,
+      env: structuredClone(spec.env),
+      log: tagged(options.logger, spec.name),
+      signal: controller.signal,
+      dataDir: options.dataDir,
+    };
+    const owner = await this.#watch(spec.name, prepared.dir, options.onCrash);
+    return { mod, ctx, controllers: [controller], owner, value: undefined, inflight: 0 };
+  }
+
+  /** Aborts a generation's signals and stops attributing crashes to it. */
+  #end(gen: Generation): void {
+    for (const controller of gen.controllers) controller.abort();
+    this.#retire(gen.owner);
+  }
+
+  #instance(first: Generation, listener: HttpListener | undefined, started: DriverStartOptions): Instance {
+    const app = first.ctx.name;
+    const kind = first.mod.kind;
+    const stopTimeoutMs = started.stopTimeoutMs;
+    const callTimeoutMs = started.startTimeoutMs;
+    let gen = first;
     let stopping: Promise<void> | undefined;
-    return {
-      kind: mod.kind,
-      ...(listener ? { port: listener.port, host: listener.host, fetch: listener.handler } : typeof reportedPort === "number" ? { port: reportedPort } : {}),
+    /** Old fetch generations finishing their requests after a swap. */
+    const draining = new Set<Promise<void>>();
+    const stopGen = async (g: Generation) => {
+      if (g.mod.stop) await deadline(() => g.mod.stop!(g.value, g.ctx), stopTimeoutMs, `stop() of ${app} did not finish within ${stopTimeoutMs} ms; it is considered stopped`, "E_TIMEOUT");
+    };
+    const driver = this;
+    const instance: Instance = {
+      kind,
+      get port() {
+        if (listener) return listener.port;
+        const reported = (gen.value as { port?: unknown } | null | undefined)?.port;
+        return typeof reported === "number" ? reported : undefined;
+      },
+      ...(listener ? { host: listener.host } : {}),
+      get fetch() {
+        return listener?.handler;
+      },
       stop: () =>
         (stopping ??= (async () => {
           try {
             await listener?.close();
-            if (mod.stop) await deadline(() => mod.stop!(instance, ctx), stopTimeoutMs, `stop() of ${app} did not finish within ${stopTimeoutMs} ms; it is considered stopped`, "E_TIMEOUT");
+            await Promise.all(draining);
+            await stopGen(gen);
           } catch (error) {
             throw error instanceof GitopsError ? error : new GitopsError(`stop() of ${app} failed: ${messageOf(error)}`, { code: "E_RUNTIME", cause: error });
           } finally {
-            controller.abort();
-            this.#retire(owner);
+            this.#end(gen);
           }
         })()),
       reconfigure: async (change: EnvChange) => {
         // A fetch app on a new address needs a new listener: only a restart gives it one.
-        if (listener && (hostOf(change.env) !== listener.host || portOf(change.env, "") !== portOf(ctx.env, ""))) return false;
+        if (listener && (hostOf(change.env) !== listener.host || portOf(change.env, "") !== portOf(gen.ctx.env, ""))) return false;
+        const { mod, ctx } = gen;
         if (!mod.reconfigure) return false;
         const before = ctx.env;
         ctx.env = structuredClone(change.env);
         try {
-          await deadline(() => mod.reconfigure!(instance, { ...change, env: ctx.env }, ctx), callTimeoutMs, `reconfigure() of ${app} did not finish within ${callTimeoutMs} ms`);
+          await deadline(() => mod.reconfigure!(gen.value, { ...change, env: ctx.env }, ctx), callTimeoutMs, `reconfigure() of ${app} did not finish within ${callTimeoutMs} ms`);
         } catch (error) {
           ctx.env = before;
           throw new GitopsError(`reconfigure() of ${app} failed: ${messageOf(error)}`, { code: "E_RUNTIME", cause: error });
         }
         return true;
       },
-      ...(mod.health ? { health: async () => mod.health!(instance, ctx) } : {}),
+      get health() {
+        const { mod } = gen;
+        return mod.health ? async () => mod.health!(gen.value, gen.ctx) : undefined;
+      },
+      /**
+       * Fetch app: the listener's handler is swapped (the same port keeps serving; requests that
+       * started on the old handler finish there). Lifecycle app: the new module's
+       * `hotReload(previous, ctx)`, else `stop(old)` then `start(new)`; when the new `start` fails,
+       * the old module is started again. Throws with the old code serving.
+       */
+      async reload(options: DriverStartOptions): Promise<Instance> {
+        if (stopping) throw new GitopsError(`${app} is stopping; nothing to reload`, { code: "E_RUNTIME", retry: "backoff" });
+        const mod = await driver.#load(options);
+        if (mod.kind !== kind) {
+          const why = `${app}'s new revision is a ${mod.kind} app and the running one a ${kind} app: a hot reload cannot change that; bump the version to upgrade it`;
+          throw new GitopsError(why, { code: "E_RUNTIME", retry: "stalled" });
+        }
+        const next = await driver.#generation(mod, options);
+        const previous = gen;
+        if (listener) {
+          if (hostOf(options.spec.env) !== listener.host || portOf(options.spec.env, "") !== portOf(previous.ctx.env, "")) {
+            driver.#end(next);
+            throw new GitopsError(`${app}: a hot reload cannot move a fetch app to another address; change env to reconfigure it`, { code: "E_RUNTIME", retry: "stalled" });
+          }
+          listener.handler = serve(next);
+          gen = next;
+          const drained = driver.#drain(previous, stopTimeoutMs, stopGen).finally(() => draining.delete(drained));
+          draining.add(drained);
+          return instance;
+        }
+        if (mod.hotReload) {
+          try {
+            next.value = await deadline(() => mod.hotReload!(previous.value, next.ctx), callTimeoutMs, `hotReload() of ${app} did not finish within ${callTimeoutMs} ms`);
+          } catch (error) {
+            driver.#end(next);
+            throw new GitopsError(`hotReload() of ${app} failed: ${messageOf(error)}; the previous revision keeps running`, { code: "E_RUNTIME", retry: "backoff", cause: error });
+          }
+          // The new instance may have taken over what the old one opened against the old signals: they abort on the final stop.
+          next.controllers.unshift(...previous.controllers);
+          driver.#retire(previous.owner);
+          gen = next;
+          return instance;
+        }
+        try {
+          await stopGen(previous);
+        } catch (error) {
+          previous.ctx.log.warn(messageOf(error));
+        }
+        for (const controller of previous.controllers) controller.abort();
+        try {
+          next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`);
+        } catch (error) {
+          driver.#end(next);
+          const failure = startFailure(options.spec, error);
+          gen = await driver.#restartOld(previous, callTimeoutMs).catch((again: unknown) => {
+            previous.owner.onCrash(new Error(`${failure.message}; starting the previous revision again failed too: ${messageOf(again)}`));
+            return previous;
+          });
+          throw new GitopsError(`${failure.message}; the previous revision was started again`, { code: "E_RUNTIME", retry: failure.retry, cause: error });
+        }
+        driver.#retire(previous.owner);
+        gen = next;
+        return instance;
+      },
     };
+    return instance;
+  }
+
+  /** Starts an already loaded (old) module again with a fresh signal, after a failed stop-then-start reload. */
+  async #restartOld(old: Generation, timeoutMs: number): Promise<Generation> {
+    const controller = new AbortController();
+    const ctx: AppContext = { ...old.ctx, signal: controller.signal };
+    const value = await deadline(() => old.mod.start!(ctx), timeoutMs, `start() of ${ctx.name} did not finish within ${timeoutMs} ms`);
+    return { ...old, ctx, controllers: [controller], value };
+  }
+
+  /** Waits (up to `timeoutMs`) for a swapped-out fetch generation's requests, then stops and retires it. */
+  async #drain(old: Generation, timeoutMs: number, stop: (g: Generation) => Promise<void>): Promise<void> {
+    if (old.inflight > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        old.idle = resolve;
+        timer = setTimeout(resolve, timeoutMs);
+      });
+      clearTimeout(timer);
+    }
+    try {
+      await stop(old);
+    } catch (error) {
+      old.ctx.log.warn(messageOf(error));
+    } finally {
+      this.#end(old);
+    }
   }
 
   readonly #onError = (error: unknown): void => {
@@ -184,6 +314,23 @@ export class EmbeddedDriver implements Driver {
     const retired = this.#owners.filter((o) => !o.active);
     for (const old of retired.slice(RETIRED_KEPT)) this.#owners.splice(this.#owners.indexOf(old), 1);
   }
+}
+
+/** The listener handler of a fetch generation: counts its requests so a swap can wait for them. */
+function serve(gen: Generation): (request: Request) => Promise<Response> {
+  return async (request) => {
+    gen.inflight++;
+    try {
+      return await gen.mod.handler!.fetch(request, gen.ctx);
+    } finally {
+      if (--gen.inflight === 0) gen.idle?.();
+    }
+  };
+}
+
+function startFailure(spec: DriverStartOptions["spec"], error: unknown): GitopsError {
+  if (error instanceof GitopsError) return error;
+  return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "backoff", cause: error });
 }
 
 /** Runs `call` and rejects with `message` if it has not settled after `ms` (the call itself cannot be cancelled). */
