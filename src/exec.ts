@@ -2,7 +2,9 @@
  * The one subprocess runner of bc-gitops (the only module that imports tinyexec). Commands are
  * always an argument vector, never a shell string; every call has a timeout, honours an
  * AbortSignal, and reports failures as {@link GitopsError}s whose text is redacted.
+ * {@link spawnProcess} starts the long-running children that process isolation supervises.
  */
+import { spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { setTimeout as setTimer, clearTimeout as clearTimer } from "node:timers";
@@ -11,6 +13,8 @@ import type { Output, Result } from "tinyexec";
 import { GitopsError } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
 import { redact } from "./redact.ts";
+import { groupMembers, hasProc } from "./_proc.ts";
+import type { Readable } from "node:stream";
 
 /** Options of {@link exec}. */
 export interface ExecOptions {
@@ -231,4 +235,136 @@ function trackGroup(pid: number): void {
       }
     }
   });
+}
+
+/** Options of {@link spawnProcess}. */
+export interface SpawnOptions {
+  /** Working directory of the child (default: the current one). */
+  cwd?: string;
+  /** The child's complete environment: nothing is merged in, so the caller decides what it inherits. */
+  env: Record<string, string>;
+}
+
+/** How a long-running child ended: an exit code, or the signal that killed it. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** From spawn to exit. */
+  durationMs: number;
+}
+
+/** A long-running child started by {@link spawnProcess}, leading its own process group (POSIX). */
+export interface SpawnedProcess {
+  readonly pid: number;
+  /** The child's output, not yet consumed: read it, or the child blocks once the pipe is full. */
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Resolves once the child itself exited (its process group may outlive it). Never rejects. */
+  readonly exited: Promise<ProcessExit>;
+  /** How it exited, once it has. */
+  readonly exit: ProcessExit | undefined;
+  /** Sends `signal` to the child alone (e.g. a reload signal). False when it is gone. */
+  signal(signal: NodeJS.Signals): boolean;
+  /** Sends `signal` to the child's whole process group. False when nothing of it is left. */
+  killGroup(signal: NodeJS.Signals): boolean;
+  /** True while the child or anything else in its group still runs (zombies do not count where `/proc` tells). */
+  groupAlive(): Promise<boolean>;
+  /**
+   * Ends the whole group: SIGTERM, then SIGKILL once `graceMs` passed with anything of it still
+   * running. Resolves when the child has exited and its group is empty (at most about 5 s after the
+   * SIGKILL), with `killed: true` when SIGKILL was needed. Safe to call more than once.
+   */
+  terminate(graceMs: number): Promise<{ killed: boolean }>;
+}
+
+/** How often {@link SpawnedProcess.terminate} looks whether the group is gone. */
+const GROUP_POLL_MS = 50;
+
+/**
+ * Starts `command args…` as a long-running child with piped stdout/stderr (stdin is `/dev/null`)
+ * and resolves once it runs. On POSIX it leads a new process group (and session), so
+ * {@link SpawnedProcess.terminate} reaches every process it started, and a normal exit of this
+ * process kills whatever group is still running. Throws a {@link GitopsError} `E_EXEC` when the
+ * command cannot be spawned (not found on PATH, not executable, missing cwd).
+ */
+export async function spawnProcess(command: string, args: readonly string[], options: SpawnOptions): Promise<SpawnedProcess> {
+  const fail: Fail = (message, code, extra, cause) =>
+    new GitopsError(redact(message), { code, cause, details: { command, args: args.map(redact), ...extra } });
+  const started = performance.now();
+  const child = spawn(command, [...args], {
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    env: options.env,
+    detached: !isWindows,
+    stdio: ["ignore", "pipe", "pipe"],
+    windowsHide: true,
+  });
+  let exit: ProcessExit | undefined;
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once("exit", (code, signal) => resolve((exit = { code, signal, durationMs: performance.now() - started })));
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once("spawn", resolve);
+      child.once("error", reject);
+    });
+  } catch (error) {
+    throw await spawnError(command, options.cwd, error, fail);
+  }
+  // Later errors (a failed kill) are reported through the exit; an unhandled 'error' event would crash us.
+  child.on("error", () => {});
+  const pid = child.pid!;
+  if (!isWindows) trackGroup(pid);
+
+  const send = (target: number, signal: NodeJS.Signals | 0): boolean => {
+    try {
+      process.kill(target, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const groupAlive = async (): Promise<boolean> => {
+    if (isWindows) return exit === undefined;
+    if (!send(-pid, 0)) return false;
+    // kill(-pgid, 0) also succeeds for zombies nobody reaps; /proc tells them apart.
+    return !hasProc || exit === undefined || (await groupMembers(pid)).length > 0;
+  };
+  let terminating: Promise<{ killed: boolean }> | undefined;
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimer(resolve, ms));
+  const terminate = (graceMs: number) =>
+    (terminating ??= (async () => {
+      try {
+        if (!(await groupAlive())) return { killed: false };
+        if (isWindows) child.kill("SIGTERM");
+        else send(-pid, "SIGTERM");
+        const deadline = performance.now() + graceMs;
+        for (;;) {
+          const left = deadline - performance.now();
+          if (left <= 0) break;
+          await Promise.race([exited, sleep(Math.min(GROUP_POLL_MS, left))]);
+          if (exit && !(await groupAlive())) return { killed: false };
+        }
+        if (isWindows) child.kill("SIGKILL");
+        else send(-pid, "SIGKILL");
+        const until = performance.now() + KILL_GRACE_MS;
+        while ((!exit || (await groupAlive())) && performance.now() < until) await Promise.race([exited, sleep(GROUP_POLL_MS)]);
+        return { killed: true };
+      } finally {
+        if (exit) liveGroups.delete(pid);
+      }
+    })());
+
+  return {
+    pid,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exited,
+    get exit() {
+      return exit;
+    },
+    signal: (signal) => exit === undefined && send(pid, signal),
+    killGroup: (signal) => (isWindows ? exit === undefined && child.kill(signal) : send(-pid, signal)),
+    groupAlive,
+    terminate,
+  };
 }

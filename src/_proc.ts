@@ -1,0 +1,85 @@
+/**
+ * Readers of Linux's `/proc` for supervising child processes: which processes of a process group
+ * are still alive (zombies do not count: an init that never reaps them is common in containers),
+ * a process's resident memory and start time, and whether a set of processes listens on a TCP
+ * port. Every function answers `undefined`/empty instead of throwing where `/proc` is missing.
+ */
+import { existsSync } from "node:fs";
+import { readdir, readFile, readlink } from "node:fs/promises";
+
+/** True where `/proc/<pid>/stat` can be read (Linux). */
+export const hasProc: boolean = existsSync("/proc/self/stat");
+
+/** The fields of `/proc/<pid>/stat` the supervisor needs. */
+export interface ProcStat {
+  /** `R`, `S`, `D`, `Z` (zombie), `T`, … */
+  state: string;
+  ppid: number;
+  pgrp: number;
+  /** Start time in clock ticks since boot: with the pid, it identifies a process across pid reuse. */
+  startTime: string;
+}
+
+/** `/proc/<pid>/stat` parsed, or `undefined` when the process does not exist (or there is no `/proc`). */
+export async function procStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, "utf8");
+    // The command name may contain spaces and parentheses: the fields start after the last ")".
+    const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: rest[0] ?? "?", ppid: Number(rest[1]), pgrp: Number(rest[2]), startTime: rest[19] ?? "" };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live (not zombie) processes of process group `pgid`, by scanning `/proc`. Empty without `/proc`. */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  if (!hasProc) return [];
+  const pids = (await readdir("/proc").catch(() => [] as string[])).filter((name) => /^\d+$/.test(name)).map(Number);
+  const out: number[] = [];
+  await Promise.all(
+    pids.map(async (pid) => {
+      const stat = await procStat(pid);
+      if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") out.push(pid);
+    }),
+  );
+  return out.sort((a, b) => a - b);
+}
+
+/** Resident memory of `pid` in bytes (`VmRSS`), or `undefined`. */
+export async function residentBytes(pid: number): Promise<number | undefined> {
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether one of `pids` holds a TCP socket listening on `port` (any address, IPv4 or IPv6).
+ * Unlike connecting to the port, this tells two processes sharing it (`SO_REUSEPORT`) apart.
+ */
+export async function listensOn(pids: readonly number[], port: number): Promise<boolean> {
+  const listening = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await readFile(table, "utf8").catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      // cols: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      const local = cols[1];
+      if (!local || cols[3] !== "0A") continue; // 0A = LISTEN
+      if (Number.parseInt(local.slice(local.lastIndexOf(":") + 1), 16) === port && cols[9]) listening.add(cols[9]);
+    }
+  }
+  if (listening.size === 0) return false;
+  for (const pid of pids) {
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode && listening.has(inode)) return true;
+    }
+  }
+  return false;
+}

@@ -1,0 +1,294 @@
+/**
+ * One run of a process app (the `process` driver's building block): the command and environment
+ * of the child (SPEC section 3), its output as tagged agent log lines and a rotating log file, the
+ * memory watchdog where the runtime cannot cap its own heap, a pid file so a later agent can clean
+ * up after a crash of this one, `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by
+ * SIGSEGV", …).
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { scriptCommand } from "../_platform.ts";
+import { groupMembers, hasProc, procStat, residentBytes } from "../_proc.ts";
+import { GitopsError } from "../errors.ts";
+import { spawnProcess, type ProcessExit, type SpawnedProcess } from "../exec.ts";
+import type { RotatingLog } from "../log-file.ts";
+import type { Logger } from "../logger.ts";
+import { exportEnv } from "../process-env.ts";
+import type { AppSpec } from "../spec.ts";
+import type { Emit } from "../telemetry.ts";
+import type { PreparedWorkspace } from "../workspace.ts";
+
+/** How a run ended, as status shows it (`last_exit`). */
+export interface ExitInfo {
+  pid: number;
+  code: number | null;
+  signal: string | null;
+  /** `exited with code 1`, `killed by SIGSEGV`, `out of memory (limit 64 MB)`, `stopped`. */
+  reason: string;
+  /** ISO-8601 time of the exit. */
+  at: string;
+  duration_ms: number;
+}
+
+/** What {@link startRun} needs. */
+export interface RunOptions {
+  spec: AppSpec;
+  prepared: PreparedWorkspace;
+  dataDir: string;
+  /** The port exported as `PORT` (an OS-assigned one when `env.port` is 0). */
+  port: number | undefined;
+  /** `<local_path>/run/<app>`: pid files and the `current` symlink. */
+  runDir: string;
+  log: RotatingLog;
+  logger: Logger;
+  emit: Emit;
+  /** How often RSS is compared with `limits.memory_mb` when the runtime cannot cap its heap. */
+  memoryCheckMs: number;
+  /** Output lines per second copied into the agent's log (the file gets every line). */
+  linesPerSecond: number;
+  /** How long stragglers of the group get after an unexpected exit before SIGKILL. */
+  reapGraceMs: number;
+}
+
+/** A running (or ended) child of a process app. */
+export interface Run {
+  readonly child: SpawnedProcess;
+  readonly pid: number;
+  readonly dir: string;
+  /** `Date.now()` at spawn. */
+  readonly startedAt: number;
+  /** Set before stopping it on purpose, so the exit is reported as a stop. */
+  expected: boolean;
+  /** Resolves once it exited, its group is reaped and its output flushed. */
+  readonly ended: Promise<ExitInfo>;
+  /** The last lines it printed (stdout and stderr), for error messages. */
+  tail(): string;
+}
+
+/** Longest line kept whole; longer output is cut into lines of this size. */
+const MAX_LINE = 16 * 1024;
+/** Output kept to explain an exit. */
+const TAIL = 4096;
+/** What V8 (Node, Deno) and JavaScriptCore (Bun) print when a heap runs out. */
+const OOM = /heap out of memory|JavaScript out of memory|Reached heap limit|RangeError: Out of memory/i;
+
+/** Variables of the agent's own configuration (a token, a repo URL with credentials) never reach apps. */
+const AGENT_PREFIX = "BC_GITOPS_";
+
+/** The argv of a run: `command` as given, else the entry with the agent's runtime. */
+export function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: string; args: string[]; env: Record<string, string>; heapCapped: boolean } {
+  const mb = spec.limits?.memory_mb;
+  if (!spec.command) return scriptCommand(prepared.entry, mb === undefined ? {} : { heapMb: mb });
+  const [command, ...args] = spec.command as [string, ...string[]];
+  return { command, args, env: {}, heapCapped: false };
+}
+
+/**
+ * The child's environment: the agent's (without its own `BC_GITOPS_*` settings), the app's `env`
+ * exported (SPEC section 3; `port` is the real port), `BC_GITOPS_APP`, `_VERSION`, `_REVISION`,
+ * `_DATA_DIR`, `_CURRENT` (a symlink to the revision directory that always points at the newest
+ * code), the runtime's own variables, and for a custom `command` with `limits.memory_mb` the heap
+ * limit in `NODE_OPTIONS` (and `BUN_JSC_forceRAMSize`).
+ */
+export function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
+  const appEnv = o.port === undefined ? o.spec.env : { ...o.spec.env, port: o.port };
+  Object.assign(env, exportEnv(appEnv), {
+    BC_GITOPS_APP: o.spec.name,
+    BC_GITOPS_VERSION: o.spec.version,
+    BC_GITOPS_REVISION: o.prepared.revision,
+    BC_GITOPS_DATA_DIR: o.dataDir,
+    BC_GITOPS_CURRENT: join(o.runDir, "current"),
+  }, extra);
+  const mb = o.spec.limits?.memory_mb;
+  if (o.spec.command && mb !== undefined) {
+    env.NODE_OPTIONS = [env.NODE_OPTIONS, `--max-old-space-size=${mb}`].filter(Boolean).join(" ");
+    env.BUN_JSC_forceRAMSize = String(mb * 1024 * 1024);
+  }
+  return env;
+}
+
+/** Why a run ended, in words. */
+export function exitReason(exit: ProcessExit, facts: { tail: string; limitMb?: number; memoryKilled: boolean; expected: boolean }): string {
+  const limit = facts.limitMb === undefined ? "" : ` (limit ${facts.limitMb} MB)`;
+  if (facts.memoryKilled || ((exit.signal !== null || exit.code !== 0) && OOM.test(facts.tail))) return `out of memory${limit}`;
+  if (facts.expected) return exit.signal ? `stopped (${exit.signal})` : `stopped (exit code ${exit.code})`;
+  return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+/** Spawns one run of the app in `o.prepared.dir` and wires its output, watchdog and pid file. Throws `E_EXEC` when it cannot spawn. */
+export async function startRun(o: RunOptions): Promise<Run> {
+  const { spec, prepared } = o;
+  const app = spec.name;
+  const cmd = commandOf(spec, prepared);
+  await mkdir(join(o.runDir, "pids"), { recursive: true });
+  const child = await spawnProcess(cmd.command, cmd.args, { cwd: prepared.dir, env: childEnv(o, cmd.env) });
+  const pid = child.pid;
+  const startedAt = Date.now();
+  const pidFile = join(o.runDir, "pids", `${pid}.json`);
+  const stat = await procStat(pid);
+  await writeFile(pidFile, JSON.stringify({ pid, start: stat?.startTime ?? null })).catch(() => {});
+  note(o.log, `started pid ${pid}: ${app} ${spec.version} (${prepared.revision}) in ${prepared.dir}`);
+  o.emit("bc_gitops:process:spawn", {}, { app, pid, version: spec.version, revision: prepared.revision });
+
+  let tail = "";
+  const output = wireOutput(child, o, pid, (text) => void (tail = (tail + text).slice(-TAIL)));
+
+  // Bun cannot cap its heap: the agent watches the resident size of what it started itself.
+  const limitMb = spec.limits?.memory_mb;
+  let memoryKilled = false;
+  const watchdog = limitMb !== undefined && !cmd.heapCapped && !spec.command
+    ? setInterval(async () => {
+        const rss = await residentBytes(pid);
+        if (rss === undefined || rss <= limitMb * 1024 * 1024 || memoryKilled) return;
+        memoryKilled = true;
+        o.logger.warn(`[${app}] uses ${Math.round(rss / 1048576)} MB, over its limit of ${limitMb} MB: killing pid ${pid}`);
+        child.killGroup("SIGKILL");
+      }, o.memoryCheckMs)
+    : undefined;
+  watchdog?.unref?.();
+
+  const run: Run = {
+    child,
+    pid,
+    dir: prepared.dir,
+    startedAt,
+    expected: false,
+    tail: () => tail.trim().split("\n").slice(-5).join(" | ").slice(-1500),
+    ended: child.exited.then(async (exit) => {
+      clearInterval(watchdog);
+      // Whatever else of the group still runs goes too: the app is its main process.
+      await child.terminate(o.reapGraceMs);
+      await output;
+      await rm(pidFile, { force: true });
+      const reason = exitReason(exit, { tail, ...(limitMb === undefined ? {} : { limitMb }), memoryKilled, expected: run.expected });
+      const info: ExitInfo = { pid, code: exit.code, signal: exit.signal, reason, at: new Date().toISOString(), duration_ms: Math.round(exit.durationMs) };
+      note(o.log, `pid ${pid} ${reason} after ${(exit.durationMs / 1000).toFixed(1)} s`);
+      return info;
+    }),
+  };
+  return run;
+}
+
+/**
+ * Splits the child's stdout and stderr into lines for the agent's log (tagged `[app]`, at most
+ * `linesPerSecond` a second, the rest counted) and the log file (timestamped, stderr marked).
+ * A full file queue pauses the pipes, so a slow disk slows the app, never the agent. Resolves when
+ * both pipes ended (bounded: a pipe held open by a killed group's leftover is given up on).
+ */
+function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (text: string) => void): Promise<void> {
+  const tag = `[${o.spec.name}]`;
+  let window = 0;
+  let shown = 0;
+  let dropped = 0;
+  const toAgent = (line: string, stream: "stdout" | "stderr") => {
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== window) {
+      if (dropped > 0) o.logger.warn(`${tag} ${dropped} output line(s) not shown here; all are in ${o.log.path}`);
+      window = second;
+      shown = 0;
+      dropped = 0;
+    }
+    if (++shown > o.linesPerSecond) dropped++;
+    else o.logger.info(`${tag} ${line}`, { app: o.spec.name, pid, stream });
+  };
+  const pipe = (stream: NodeJS.ReadableStream & { pause(): void; resume(): void }, name: "stdout" | "stderr") =>
+    new Promise<void>((resolve) => {
+      let partial = "";
+      const mark = name === "stderr" ? " [stderr]" : "";
+      const emit = (lines: string[]) => {
+        if (lines.length === 0) return;
+        const at = new Date().toISOString();
+        for (const line of lines) toAgent(line, name);
+        if (!o.log.write(lines.map((line) => `${at}${mark} ${line}\n`).join(""))) {
+          stream.pause();
+          void o.log.drained().then(() => stream.resume());
+        }
+      };
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk: string) => {
+        keep(chunk);
+        const parts = (partial + chunk).split("\n");
+        partial = parts.pop() ?? "";
+        while (partial.length > MAX_LINE) {
+          parts.push(partial.slice(0, MAX_LINE));
+          partial = partial.slice(MAX_LINE);
+        }
+        emit(parts.map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line)));
+      });
+      const done = () => {
+        if (partial !== "") emit([partial]);
+        partial = "";
+        resolve();
+      };
+      stream.once("end", done);
+      stream.once("close", done);
+      stream.once("error", done);
+    });
+  const both = Promise.all([pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then(() => {});
+  // After the exit and the reaping, a pipe can only stay open through a process outside the group.
+  return child.exited.then(() => Promise.race([both, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref?.())]));
+}
+
+/** A line of the agent's own in the app's log file. */
+export function note(log: RotatingLog, text: string): void {
+  log.write(`${new Date().toISOString()} [bc-gitops] ${text}\n`);
+}
+
+/** The port the child gets as `PORT`: `env.port`, a free one when it is 0, none without. */
+export async function portFor(spec: AppSpec): Promise<number | undefined> {
+  const raw = spec.env.port;
+  if (raw === undefined || raw === null || raw === "") return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new GitopsError(`${spec.name}: env.port must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`, { code: "E_RUNTIME", retry: "stalled" });
+  }
+  if (port !== 0) return port;
+  // The child cannot tell us which port the OS gave it, so it gets one that was free a moment ago.
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, hostFor(spec), () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** The address the app listens on as seen from here: `env.host` unless it is a wildcard, else 127.0.0.1. */
+export function hostFor(spec: AppSpec): string {
+  const host = spec.env.host;
+  return typeof host === "string" && !["", "0.0.0.0", "::", "[::]"].includes(host) ? host : "127.0.0.1";
+}
+
+/** SIGTERM to group `pgid`, SIGKILL after `graceMs` if anything of it is left. */
+export async function endGroup(pgid: number, graceMs: number): Promise<void> {
+  const alive = async () => {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return false;
+    }
+    return !hasProc || (await groupMembers(pgid)).length > 0;
+  };
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && (await alive())) await sleep(50);
+  if (await alive()) {
+    try {
+      process.kill(-pgid, "SIGKILL");
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,178 @@
+/**
+ * The `process` isolation driver (`vm` is its alias): each app runs as a supervised child process
+ * in its own process group, from its revision's directory (see `_process-run.ts` for the command,
+ * environment, output and memory watchdog).
+ *
+ * Supervision lives here, in the instance, not in the reconciler: a child that exits while it
+ * should run is restarted in place after 1 s, doubling up to 60 s, the delay reset once a run
+ * stayed up 60 s. Five exits within 60 s are a crash loop: the instance gives up, reports the app
+ * crashed (the default runtime marks it `failed` with the reason), and refuses to start the same
+ * code with the same settings again for a cool-down of 60 s, so the reconciler's restarts (and its
+ * own backoff) pace a crash loop at a few spawns a minute; any change of code or settings, or the
+ * end of the cool-down, lets it start at once. Stopping sends SIGTERM to the whole group, then
+ * SIGKILL after the stop timeout: nothing the app started survives it.
+ */
+import { readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { hasProc, procStat } from "../_proc.ts";
+import { GitopsError } from "../errors.ts";
+import { RotatingLog } from "../log-file.ts";
+import { silentLogger, type Logger } from "../logger.ts";
+import type { AppSpec } from "../spec.ts";
+import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
+import { keyOf, ProcessInstance, type AppRecord, type InstanceHost, type Policy } from "./_process-instance.ts";
+import { endGroup, portFor } from "./_process-run.ts";
+
+/** Options of {@link ProcessDriver}; the numbers are the supervision policy (tests use small ones). */
+export interface ProcessDriverOptions {
+  /** `<local_path>`: logs go to `logs/<app>.log`, pid files and the `current` symlink to `run/<app>/`. */
+  localPath: string;
+  logger?: Logger;
+  /** Delay before the first restart after an unexpected exit (default 1000 ms); doubles per exit. */
+  restartDelayMs?: number;
+  /** Longest restart delay (default 60 000 ms). */
+  maxRestartDelayMs?: number;
+  /** A run that stayed up this long resets the restart delay (default 60 000 ms). */
+  resetAfterMs?: number;
+  /** Exits within {@link crashLoopWindowMs} that make a crash loop (default 5). */
+  crashLoopExits?: number;
+  crashLoopWindowMs?: number;
+  /** How long the same code and settings are not started again after a crash loop (default 60 000 ms). */
+  crashLoopCooldownMs?: number;
+  /** With health `none`: how long a new child must live for its start to count (default 500 ms). */
+  settleMs?: number;
+  /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
+  memoryCheckMs?: number;
+  /** Log file rotation (defaults 10 MiB, 3 files kept). */
+  logMaxBytes?: number;
+  logKeep?: number;
+  /** Output lines per second and app copied into the agent's log (default 200; the file gets all). */
+  linesPerSecond?: number;
+}
+
+const DEFAULTS: Policy = {
+  restartDelayMs: 1000,
+  maxRestartDelayMs: 60_000,
+  resetAfterMs: 60_000,
+  crashLoopExits: 5,
+  crashLoopWindowMs: 60_000,
+  crashLoopCooldownMs: 60_000,
+  settleMs: 500,
+  memoryCheckMs: 1000,
+  linesPerSecond: 200,
+};
+
+/** Runs apps as supervised child processes. One per runtime. */
+export class ProcessDriver implements Driver, InstanceHost {
+  readonly isolation = "process" as const;
+  readonly localPath: string;
+  readonly logger: Logger;
+  readonly policy: Policy;
+  readonly #log: { maxBytes?: number; keep?: number };
+  readonly #apps = new Map<string, AppRecord>();
+
+  constructor(options: ProcessDriverOptions) {
+    this.localPath = options.localPath;
+    this.logger = options.logger ?? silentLogger;
+    const given = Object.keys(DEFAULTS).flatMap((key) => {
+      const value = (options as unknown as Record<string, unknown>)[key];
+      return typeof value === "number" ? [[key, value]] : [];
+    });
+    this.policy = { ...DEFAULTS, ...(Object.fromEntries(given) as Partial<Policy>) };
+    this.#log = { ...(options.logMaxBytes ? { maxBytes: options.logMaxBytes } : {}), ...(options.logKeep !== undefined ? { keep: options.logKeep } : {}) };
+  }
+
+  /**
+   * Spawns the app and resolves once it is ready: listening on its health port (http/tcp health),
+   * or still alive after `settleMs` (no health check). Throws `E_RUNTIME` when it exits first or
+   * the same code crash-looped less than the cool-down ago, `E_TIMEOUT` when it does not listen
+   * within `startTimeoutMs` (it is killed), `E_EXEC` when it cannot be spawned.
+   */
+  async start(options: DriverStartOptions): Promise<Instance> {
+    const { spec } = options;
+    const record = this.record(spec.name);
+    const key = keyOf(options);
+    if (record.gaveUp) {
+      const left = record.gaveUp.at + this.policy.crashLoopCooldownMs - Date.now();
+      if (record.gaveUp.key === key && left > 0) {
+        throw new GitopsError(
+          `${spec.name} is in a crash loop (${record.gaveUp.reason}); it is started again in ${Math.ceil(left / 1000)} s, or at once when its code or settings change`,
+          { code: "E_RUNTIME", retry: "backoff" },
+        );
+      }
+      delete record.gaveUp;
+    }
+    if (spec.health.type === "module") {
+      options.logger.warn(`[${spec.name}] health.type module cannot call into a separate process; it is checked as "the process runs"`);
+    }
+    if (record.live.size === 0) await this.#sweep(spec.name, options.stopTimeoutMs);
+    const instance = new ProcessInstance(this, options, await portFor(spec));
+    await instance.boot();
+    return instance;
+  }
+
+  /**
+   * True when a new instance of `to` may start while one of `from` still runs (upgrades and
+   * restarts on new code then start the new process first and stop the old one once the new one
+   * is ready): the app opts in with `env.reuse_port: true` (it binds with `SO_REUSEPORT`), and
+   * `/proc` can tell which of the two listens.
+   */
+  overlaps(from: AppSpec, to: AppSpec): boolean {
+    return hasProc && from.isolation === "process" && to.isolation === "process" && to.env.reuse_port === true && from.env.reuse_port === true;
+  }
+
+  /** Stops whatever instance is still running (agent shutdown after the runtime stopped its apps) and closes the log files. */
+  async dispose(): Promise<void> {
+    const live = [...this.#apps.values()].flatMap((r) => [...r.live]);
+    await Promise.all(live.map((i) => i.stop().catch(() => {})));
+  }
+
+  /** The driver's memory of `app`. */
+  record(app: string): AppRecord {
+    let record = this.#apps.get(app);
+    if (!record) this.#apps.set(app, (record = { live: new Set() }));
+    return record;
+  }
+
+  /** The app's log file, shared by its instances (an upgrade's two processes write to one file). */
+  openLog(app: string): RotatingLog {
+    const record = this.record(app);
+    if (!record.log) {
+      const file = new RotatingLog({
+        path: join(this.localPath, "logs", `${app}.log`),
+        ...this.#log,
+        onError: (message) => this.logger.warn(`[${app}] ${message}`),
+      });
+      record.log = { file, users: 0 };
+    }
+    record.log.users++;
+    return record.log.file;
+  }
+
+  /** Gives back one use of the app's log file; the last one closes it (after writing what is queued). */
+  async closeLog(app: string): Promise<void> {
+    const record = this.record(app);
+    if (!record.log || --record.log.users > 0) return;
+    const { file } = record.log;
+    delete record.log;
+    await file.close();
+  }
+
+  /**
+   * Ends processes a previous agent started and left behind (it was killed, or crashed): pid files
+   * whose process is still the same one (pid and start time) get their group stopped.
+   */
+  async #sweep(app: string, graceMs: number): Promise<void> {
+    const dir = join(this.localPath, "run", app, "pids");
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const file = join(dir, name);
+      const saved = (await readFile(file, "utf8").then(JSON.parse).catch(() => undefined)) as { pid?: number; start?: string } | undefined;
+      const stat = saved?.pid ? await procStat(saved.pid) : undefined;
+      if (saved?.pid && stat && saved.start && stat.startTime === saved.start && stat.pgrp === saved.pid) {
+        this.logger.warn(`[${app}] stopping pid ${saved.pid}, left running by a previous agent`);
+        await endGroup(saved.pid, graceMs);
+      }
+      await rm(file, { force: true });
+    }
+  }
+}
