@@ -116,3 +116,37 @@ export const nativeServe:
       }
     : undefined;
 
+
+/** How to run a script as a program with the runtime this process runs on. */
+export interface ScriptCommand {
+  command: string;
+  args: string[];
+  /** Variables to add to the child's environment. */
+  env: Record<string, string>;
+  /** True when the runtime itself aborts once the JS heap passes `heapMb` (V8's `--max-old-space-size`). */
+  heapCapped: boolean;
+}
+
+/**
+ * The argv that runs `entry` with the current runtime: `bun <entry>` (inside a `bun build
+ * --compile` executable: the executable itself with `BUN_BE_BUN=1`), `deno run -A <entry>`, or
+ * `node <entry>`. With `heapMb`, Node and Deno get `--max-old-space-size` (through `--v8-flags`
+ * on Deno) and abort with "heap out of memory" past it; Bun has no heap cap (JavaScriptCore's
+ * `forceRAMSize` only makes the GC work harder near it, oven-sh/bun#34917), so `heapCapped` is
+ * false and the caller has to watch the process's memory itself.
+ */
+export function scriptCommand(entry: string, options: { heapMb?: number } = {}): ScriptCommand {
+  const mb = options.heapMb;
+  if (bun) {
+    const env: Record<string, string> = {};
+    if (isCompiledBun) env.BUN_BE_BUN = "1";
+    if (mb !== undefined) env.BUN_JSC_forceRAMSize = String(mb * 1024 * 1024);
+    return { command: process.execPath, args: [entry], env, heapCapped: false };
+  }
+  const flag = mb === undefined ? [] : [`--max-old-space-size=${mb}`];
+  if (deno) {
+    const v8 = flag.length > 0 ? [`--v8-flags=${flag[0]}`] : [];
+    return { command: deno.execPath(), args: ["run", "-A", ...v8, entry], env: {}, heapCapped: mb !== undefined };
+  }
+  return { command: process.execPath, args: [...flag, entry], env: {}, heapCapped: mb !== undefined };
+}

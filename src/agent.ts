@@ -2,7 +2,7 @@
  * The library entry point (SPEC section 10): `createAgent(options)` wires configuration, the git
  * source, the runtime, the reconciler, the loop and telemetry, and exposes the agent's API.
  */
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AgentConfig } from "./config.ts";
@@ -17,6 +17,7 @@ import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runti
 import { controlApiAddress, createHandler } from "./server.ts";
 import { AppSpec, type AppSpecInput } from "./spec.ts";
 import { readState, statePath } from "./state.ts";
+import { checkVerifyConfig } from "./verify.ts";
 import type { AgentStatus } from "./status.ts";
 import { Telemetry, type EventHandler, type EventName } from "./telemetry.ts";
 
@@ -116,6 +117,7 @@ class AgentImpl implements Agent {
   #loop: Loop<TickResult> | undefined;
   #starting: Promise<TickResult> | undefined;
   #stopped = false;
+  readonly #abort = new AbortController();
   #server: HttpServer | undefined;
 
   constructor(config: AgentConfig, options: AgentOptions) {
@@ -129,15 +131,21 @@ class AgentImpl implements Agent {
   }
 
   start(): Promise<TickResult> {
-    return (this.#starting ??= this.#start());
+    if (this.#stopped) {
+      return Promise.reject(new GitopsError("the agent is stopped; create a new one to start again", { code: "E_ABORTED", retry: "stalled" }));
+    }
+    return (this.#starting ??= this.#start(this.#abort.signal));
   }
 
-  async #start(): Promise<TickResult> {
+  async #start(signal: AbortSignal): Promise<TickResult> {
     const { config } = this;
     const listen = controlApiAddress(config.listen, config.token);
     // Created first so its metrics count the restore and the first tick.
     const api = listen && createHandler(this, { logger: this.#logger });
-    await mkdir(config.local_path, { recursive: true });
+    // Private: the clone's config can hold the credentials of repo_url, and state.json lists what runs.
+    await mkdir(config.local_path, { recursive: true, mode: 0o700 });
+    await mkdir(join(config.local_path, "git"), { recursive: true, mode: 0o700 });
+    await chmod(join(config.local_path, "git"), 0o700);
     const now = this.#options.now ?? Date.now;
     const git = new GitSource({
       repoUrl: config.repo_url,
@@ -147,6 +155,7 @@ class AgentImpl implements Agent {
       logger: this.#logger,
       emit: this.#telemetry.emit,
     });
+    if (config.verify) await checkVerifyConfig(config.verify);
     const file = statePath(config.local_path);
     const state = await readState(file, this.#logger);
     let reconciler!: Reconciler;
@@ -160,23 +169,28 @@ class AgentImpl implements Agent {
     });
     reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file });
     this.#reconciler = reconciler;
-    await reconciler.primeFromSnapshot();
-    await reconciler.restore();
-    this.#loop = new Loop<TickResult>({ tick: (signal) => reconciler.tick(signal), nextDelay: () => reconciler.nextDelay() });
-    if (this.#stopped) throw new GitopsError("the agent was stopped while starting", { code: "E_ABORTED", retry: "stalled" });
     if (listen && api) {
-      // Before the first tick, so /healthz and /status answer during a long first reconcile.
+      // Before any app starts: a taken port fails here, and /healthz and /status answer during a
+      // long restore or first reconcile.
       this.#server = await serve(api, { ...listen, onError: (error) => this.#logger.error(`control API: ${(error as Error).message}`) });
       this.#logger.info(`control API listening on http://${this.#server.address}`);
     }
+    const stopped = () => new GitopsError("the agent was stopped while starting", { code: "E_ABORTED", retry: "stalled" });
+    await reconciler.primeFromSnapshot(signal);
+    if (signal.aborted) throw stopped();
+    await reconciler.restore(signal);
+    if (signal.aborted) throw stopped();
+    this.#loop = new Loop<TickResult>({ tick: (tickSignal) => reconciler.tick(tickSignal), nextDelay: () => reconciler.nextDelay() });
     return this.#loop.start();
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    await this.#starting?.catch(() => {});
+    // Abort first: a restore or first tick in progress ends after the app it is working on, not after all of them.
+    this.#abort.abort();
     await this.#loop?.stop();
+    await this.#starting?.catch(() => {});
     await this.#server?.close();
     if (this.#runtime?.stopAll) {
       await this.#runtime.stopAll();
@@ -219,7 +233,8 @@ class AgentImpl implements Agent {
   }
 
   async getAppStatus(name: string): Promise<AppState | undefined> {
-    return this.#reconciler?.apps()[name];
+    const apps = this.#reconciler?.apps();
+    return apps && Object.hasOwn(apps, name) ? apps[name] : undefined;
   }
 
   async deploy(input: AppSpecInput): Promise<AppState> {
@@ -260,7 +275,8 @@ class AgentImpl implements Agent {
     const started = Date.now();
     this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
     try {
-      const result = await runtime.hotReload(spec);
+      // Serialised with ticks and manual operations: they share the runtime's and the agent's state.
+      const result = await reconciler.exclusive(() => runtime.hotReload!(spec));
       await reconciler.recordRevision(name, result.revision);
       this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
       return result;

@@ -9,7 +9,7 @@ import { createAgent } from "./agent.ts";
 import { loadConfig } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
-import { formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
+import { dependencyIssues, formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
 import { preview } from "./preview.ts";
 import type { TickResult } from "./reconciler.ts";
 import { planReport, statusReport, tickReport } from "./report.ts";
@@ -36,6 +36,7 @@ cli
     const where = await resolveAppsDir(target, options.appsDir ?? "apps");
     if (!where) throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
     const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
+    result.errors.push(...dependencyIssues(result));
     if (options.json) {
       const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
       print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
@@ -228,6 +229,21 @@ cli.command("schema", "Print the JSON Schema of the app spec (for editors and th
 cli.help();
 cli.version(VERSION);
 
+/**
+ * cac turns numeric-looking values into numbers (`--branch 1.10` would become 1.1, `--token 123`
+ * a number); options are text, so put back exactly what was typed.
+ */
+function keepRawValues(options: Record<string, unknown>, argv: readonly string[]): void {
+  for (const [key, value] of Object.entries(options)) {
+    if (typeof value !== "number") continue;
+    const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    for (let i = 0; i < argv.length; i++) {
+      if (argv[i] === flag && i + 1 < argv.length) options[key] = argv[i + 1];
+      else if (argv[i]!.startsWith(`${flag}=`)) options[key] = argv[i]!.slice(flag.length + 1);
+    }
+  }
+}
+
 function summary(valid: number, errors: SpecIssue[], warnings: SpecIssue[]): string {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const text = `${plural(valid, "valid app")}, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`;
@@ -241,6 +257,7 @@ function print(text: string): void {
 async function main(argv: string[]): Promise<number> {
   try {
     cli.parse(argv, { run: false });
+    keepRawValues(cli.options, argv);
     if (cli.options.help || cli.options.version) return 0;
     if (!cli.matchedCommand) {
       if (cli.args.length > 0) throw new UsageError(`unknown command "${cli.args[0]}"; run bc-gitops --help`);

@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
 import { GitopsError } from "./errors.ts";
+import { isLocalPath } from "./git.ts";
 import type { Runtime } from "./runtime.ts";
 import { suggest } from "./suggest.ts";
 
@@ -74,6 +75,8 @@ export const AgentConfig = z.strictObject({
 /** A validated agent configuration (snake_case keys, durations in ms). */
 export type AgentConfig = z.output<typeof AgentConfig>;
 
+const DURATION_KEYS: ReadonlySet<string> = new Set(["reconcile_interval", "git_timeout"]);
+
 /** `/var/lib/bc-gitops` as root, else `$XDG_STATE_HOME/bc-gitops` or `~/.local/state/bc-gitops`. */
 export function defaultLocalPath(): string {
   if (process.getuid?.() === 0) return "/var/lib/bc-gitops";
@@ -114,7 +117,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
     const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
     const value = sources.flags?.[camel] ?? sources.flags?.[key];
     if (value === undefined) continue;
-    merged[key] = key === "reload_budget" ? Number(value) : typeof value === "number" || typeof value === "object" ? value : String(value);
+    merged[key] = key === "reload_budget" ? Number(value) : typeof value === "object" || DURATION_KEYS.has(key) ? value : String(value);
     origin.set(key, `--${key.replace(/_/g, "-")}`);
   }
   if (merged.repo_url === undefined) {
@@ -128,9 +131,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
   }
   const config = parsed.data;
   // A local repository path is resolved once, so a later chdir cannot change what is tracked.
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(config.repo_url) && !/^[^/]+@[^/]+:/.test(config.repo_url)) {
-    config.repo_url = resolve(config.repo_url);
-  }
+  if (isLocalPath(config.repo_url)) config.repo_url = resolve(config.repo_url);
   config.local_path = resolve(config.local_path);
   return config;
 }

@@ -84,6 +84,11 @@ export class GitSource {
     this.#emit = options.emit ?? noEmit;
   }
 
+  /** The bare clone's directory (for commit verification). */
+  get gitDir(): string {
+    return this.#repo;
+  }
+
   /**
    * Returns the remote branch head, bringing the local clone up to it. Clones the first time;
    * re-clones a missing or damaged clone, or one whose origin is not `repoUrl`; follows
@@ -420,7 +425,8 @@ function isAbandoned(name: string): boolean {
 }
 
 /** git's rule: `scheme://…` and `host:path` (colon before any slash) are remote; anything else is a path. */
-function isLocalPath(url: string): boolean {
+/** Whether a repo URL is a local path (not `scheme://…`, `host:path` scp-style, or `transport::address`). */
+export function isLocalPath(url: string): boolean {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[a-z][a-z0-9+.-]*::/i.test(url)) return false;
   if (/^[a-z]:[\\/]/i.test(url)) return true;
   const colon = url.indexOf(":");

@@ -18,6 +18,7 @@ import {
   type SpecFormat,
 } from "./spec-file.ts";
 import { suggest } from "./suggest.ts";
+import { order, plan } from "./plan.ts";
 
 /** One problem found in a spec file. `file` is relative to the directory given to {@link loadApps}'s `root`. */
 export interface SpecIssue {
@@ -138,6 +139,16 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
   result.errors.sort(byPosition);
   result.warnings.sort(byPosition);
   return result;
+}
+
+/**
+ * Repository-level problems the agent would report: dependency cycles and dependencies that are
+ * not in the repository, one issue per app involved (at its `depends_on`).
+ */
+export function dependencyIssues(result: Pick<LoadResult, "apps" | "invalid">): SpecIssue[] {
+  const desired = { apps: Object.fromEntries(result.apps.map(({ spec }) => [spec.name, { spec }])), invalid: new Set(result.invalid) };
+  const files = new Map(result.apps.map(({ spec, file }) => [spec.name, file]));
+  return order(plan(desired, {}), desired, {}).errors.map((e) => ({ file: files.get(e.app) ?? e.app, path: "depends_on", message: e.message }));
 }
 
 /** The spec file an app directory uses, by the priority of {@link SPEC_FILE_NAMES}; `undefined` if none. */

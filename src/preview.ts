@@ -12,9 +12,11 @@ import type { AgentConfig } from "./config.ts";
 import { GitSource } from "./git.ts";
 import { loadApps, type SpecIssue } from "./loader.ts";
 import { silentLogger } from "./logger.ts";
-import { order, plan, type Action, type CurrentApp, type PlanError } from "./plan.ts";
+import { order, plan, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
 import type { AppState } from "./runtime.ts";
+import { hasFloatingSource } from "./spec.ts";
 import { readState, statePath } from "./state.ts";
+import { Workspaces } from "./workspace.ts";
 
 /** What `plan` found. */
 export interface Preview {
@@ -34,7 +36,14 @@ export async function preview(config: AgentConfig, client: ClientOptions): Promi
     const { commit } = await git.fetch(undefined);
     const repoDir = await git.snapshot(commit);
     const load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir });
-    const desired = { apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])), invalid: new Set(load.invalid) };
+    // Same-version code changes show as hot_reload, as the agent would plan them.
+    const workspaces = new Workspaces({ localPath: join(scratch, "local") });
+    const apps: Record<string, DesiredApp> = {};
+    for (const { spec } of load.apps) {
+      const revision = hasFloatingSource(spec) ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined) : undefined;
+      apps[spec.name] = revision ? { spec, revision } : { spec };
+    }
+    const desired = { apps, invalid: new Set(load.invalid) };
 
     const state = await readState(statePath(config.local_path), silentLogger);
     let observed: Record<string, AppState> = {};

@@ -4,7 +4,7 @@
  * and remember what was deployed. The reconciler owns the agent's view of desired and current
  * state; the loop decides when it runs.
  */
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { Backoff } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
@@ -13,9 +13,10 @@ import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
 import { order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
-import type { AppState, Runtime } from "./runtime.ts";
-import type { AppSpec } from "./spec.ts";
+import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
+import { hasFloatingSource, type AppSpec } from "./spec.ts";
 import { writeState, type DurableState } from "./state.ts";
+import { verifyCommit } from "./verify.ts";
 import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
 import type { Emit, EventName } from "./telemetry.ts";
 
@@ -59,9 +60,9 @@ interface AppInfo {
   restarts: number;
   /** The last failure was of retry class `stalled`: retrying cannot help until a new commit. */
   stalled?: boolean;
+  /** `last_error` is why the app last crashed; it was restarted, so once running it is history, not a failure. */
+  crashed?: boolean;
 }
-
-const FLOATING_REF = /^[0-9a-f]{40}$/;
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
 export class Reconciler {
@@ -76,6 +77,12 @@ export class Reconciler {
   #workPending = false;
   #lastTick: { at: number; duration_ms: number; error: string | null } | undefined;
   #savedState = "";
+  #pendingTicks = 0;
+  readonly #verifiedCommits = new Set<string>();
+  /** Ticks and manual operations run one at a time: they share state and state.json. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** The spec file each desired app came from (`apps/web/app.yaml`). */
+  #files = new Map<string, string>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -95,7 +102,10 @@ export class Reconciler {
     const retry = this.#backoff.nextRetry(now);
     let delay = retry === undefined ? interval : Math.min(interval, retry - now);
     if (this.#repoError) delay = Math.min(delay, Math.max(1000, this.#backoff.nextRetry(now) ?? interval));
-    if ([...this.#info.values()].some((i) => i.status === "pending")) delay = Math.min(delay, 1000);
+    // Pending apps are re-checked soon, then less and less often (1 s, 2 s, 4 s… up to the interval).
+    if ([...this.#info.values()].some((i) => i.status === "pending")) {
+      delay = Math.min(delay, Math.min(interval, 1000 * 2 ** Math.min(this.#pendingTicks++, 16)));
+    } else this.#pendingTicks = 0;
     return Math.max(50, delay);
   }
 
@@ -106,6 +116,7 @@ export class Reconciler {
   async primeFromSnapshot(signal?: AbortSignal): Promise<void> {
     const commit = this.#d.state.commit;
     if (!commit) return;
+    this.#verifiedCommits.add(commit); // it was applied, so it passed verification then
     try {
       await this.#read(commit, signal);
     } catch (error) {
@@ -123,6 +134,12 @@ export class Reconciler {
     for (const action of actions) {
       if (signal?.aborted) return;
       const app = this.#d.state.apps[action.app]!;
+      const waiting = waitingOn(app.spec, this.#current());
+      if (waiting.length > 0) {
+        // The first tick plans a (gated) restart for it once its dependencies are running and healthy.
+        this.#d.logger.info(`${action.app} waits: ${pendingReason(waiting, this.#current())}`);
+        continue;
+      }
       try {
         const state = await this.#d.runtime.deploy(app.spec);
         this.#runtimeState[action.app] = state;
@@ -134,8 +151,19 @@ export class Reconciler {
     }
   }
 
+  /** Runs `task` after every tick and manual operation before it has finished (one at a time). */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(task, task);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
   /** One tick. Never throws for app or repository failures: they are in the result and in status. */
-  async tick(signal: AbortSignal): Promise<TickResult> {
+  tick(signal: AbortSignal): Promise<TickResult> {
+    return this.exclusive(() => this.#tick(signal));
+  }
+
+  async #tick(signal: AbortSignal): Promise<TickResult> {
     const started = this.#d.now();
     const { emit } = this.#d;
     emit("bc_gitops:reconcile:start", {}, { commit: this.#desired?.commit });
@@ -214,7 +242,11 @@ export class Reconciler {
     for (const e of this.#desired?.load.errors ?? []) out.push({ ...e });
     const planned = new Set(this.#planErrors.map((p) => p.app));
     for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
-    for (const [app, info] of this.#info) if (info.last_error && !planned.has(app)) out.push({ app, message: info.last_error });
+    for (const [app, info] of this.#info) {
+      if (!info.last_error || planned.has(app)) continue;
+      if (info.crashed && this.#runtimeState[app]?.status === "running") continue; // restarted: shown in the app's state only
+      out.push({ app, message: info.last_error });
+    }
     return out;
   }
 
@@ -250,7 +282,11 @@ export class Reconciler {
   }
 
   /** Applies one action outside the git flow (library `deploy`/`remove`/`upgrade`); throws on failure. */
-  async applyManual(action: Action): Promise<ActionOutcome> {
+  applyManual(action: Action): Promise<ActionOutcome> {
+    return this.exclusive(() => this.#applyManual(action));
+  }
+
+  async #applyManual(action: Action): Promise<ActionOutcome> {
     this.#runtimeState = await this.#d.runtime.getCurrentState();
     this.#backoff.reset(action.app);
     delete this.#infoOf(action.app).stalled;
@@ -263,10 +299,17 @@ export class Reconciler {
     return outcome;
   }
 
-  /** Records the outcome of a hot reload done outside a tick (`agent.hotReload`). */
-  async recordRevision(app: string, revision: string): Promise<void> {
+  /** Records the outcome of a hot reload done outside a tick (`agent.hotReload`): the revision, its workspace, the runtime's view. */
+  recordRevision(app: string, revision: string): Promise<void> {
+    return this.exclusive(() => this.#recordRevision(app, revision));
+  }
+
+  async #recordRevision(app: string, revision: string): Promise<void> {
+    this.#runtimeState = await this.#d.runtime.getCurrentState();
     const deployed = this.#d.state.apps[app];
     if (deployed) deployed.revision = revision;
+    const path = this.#runtimeState[app]?.path;
+    if (deployed && path) deployed.workspace = path;
     await this.#saveState();
   }
 
@@ -290,6 +333,7 @@ export class Reconciler {
     }
     const mustRead = commit !== known || !this.#desired || this.#desired.load.errors.length > 0 || this.#repoError !== undefined;
     if (!mustRead) return false;
+    if (commit !== known && !(await this.#verified(commit, signal))) return false;
     try {
       await this.#read(commit, signal);
       this.#repoError = undefined;
@@ -310,6 +354,27 @@ export class Reconciler {
     return commit !== known;
   }
 
+  /**
+   * With `verify` set, whether `commit` is signed by an allowed key. A rejected commit is not
+   * applied: the last verified commit keeps running and status says why (checked again each
+   * tick, since a fixed allowed_signers file can accept it without a new commit).
+   */
+  async #verified(commit: string, signal: AbortSignal): Promise<boolean> {
+    const verify = this.#d.config.verify;
+    if (!verify || this.#verifiedCommits.has(commit)) return true;
+    const verdict = await verifyCommit(this.#d.git.gitDir, commit, verify, { signal, timeoutMs: this.#d.config.git_timeout });
+    if (verdict.ok) {
+      this.#verifiedCommits.add(commit);
+      this.#d.logger.info(`commit ${commit.slice(0, 12)} is signed by ${verdict.signer}`);
+      return true;
+    }
+    const running = this.#desired?.commit;
+    this.#repoError = `not applying ${commit.slice(0, 12)}: ${verdict.reason}; ${running ? `still at the verified commit ${running.slice(0, 12)}` : "no verified commit yet"}`;
+    this.#d.emit("bc_gitops:reconcile:error", {}, { commit, error: this.#repoError });
+    this.#d.logger.warn(this.#repoError);
+    return false;
+  }
+
   async #read(commit: string, signal?: AbortSignal): Promise<void> {
     const { emit, git, config } = this.#d;
     const repoDir = await git.snapshot(commit, signal);
@@ -323,13 +388,14 @@ export class Reconciler {
     }
     emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
     for (const e of load.errors) this.#d.logger.warn(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`);
-    this.#desired = {
-      commit,
-      repoDir,
-      load,
-      apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])),
-      invalid: new Set(load.invalid),
-    };
+    // A deployed app whose spec directory is now broken is invalid too, even when the broken file
+    // no longer says its name: a bad spec never removes a running app.
+    const invalid = new Set(load.invalid);
+    for (const [name, deployed] of Object.entries(this.#d.state.apps)) {
+      if (deployed.file && invalid.has(basename(dirname(deployed.file)))) invalid.add(name);
+    }
+    this.#files = new Map(load.apps.map(({ spec, file }) => [spec.name, file]));
+    this.#desired = { commit, repoDir, load, apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])), invalid };
   }
 
   /** Desired apps with the code revision their floating sources (git branches, paths) point at now. */
@@ -338,9 +404,7 @@ export class Reconciler {
     const repoDir = this.#desired?.repoDir;
     if (!resolve || !repoDir) return apps;
     const out: Record<string, DesiredApp> = { ...apps };
-    const floating = Object.values(apps).filter(({ spec }) =>
-      spec.source.type === "path" || (spec.source.type === "git" && !FLOATING_REF.test(spec.source.ref ?? "")),
-    );
+    const floating = Object.values(apps).filter(({ spec }) => hasFloatingSource(spec));
     for (let i = 0; i < floating.length; i += 8) {
       await Promise.all(
         floating.slice(i, i + 8).map(async ({ spec }) => {
@@ -371,11 +435,18 @@ export class Reconciler {
     return out;
   }
 
-  async #apply(action: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
+  async #apply(planned: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
+    let action = planned;
     const { app } = action;
     const now = this.#d.now();
+    const running = current[app];
     if (this.#infoOf(app).stalled) {
-      return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.#infoOf(app).last_error ?? "the last attempt failed"}` };
+      const down = running && (running.status === "failed" || running.status === "stopped");
+      if (!down || action.type === "remove") {
+        return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.#infoOf(app).last_error ?? "the last attempt failed"}` };
+      }
+      // The change waits for a new commit, but what runs must not stay down: heal the deployed version.
+      action = { type: "restart", app, spec: running.spec, reason: `${running.status} while the change to it is stalled` };
     }
     if (this.#backoff.waiting(app, now)) {
       const wait = Math.ceil(((this.#backoff.nextRetry(now) ?? now) - now) / 1000);
@@ -389,15 +460,26 @@ export class Reconciler {
         return { type: action.type, app, outcome: "pending", reason };
       }
     }
+    if (action.type === "restart") {
+      // A crash is a failure: restarts of a crash-looping app are paced by the backoff, which
+      // resets only once the app has stayed up (see #clearSettled).
+      this.#backoff.fail(app, now);
+      // Keep why it went down in status after it comes back, until it has stayed up (#clearSettled).
+      const why = this.#runtimeState[app]?.last_error;
+      if (why) Object.assign(this.#infoOf(app), { last_error: redact(why), crashed: true });
+    }
     const event = action.type;
     const meta = this.#metadata(action);
     const started = this.#d.now();
     this.#d.emit(`bc_gitops:${event}:start` as EventName, {}, meta);
+    let reload: HotReloadResult | undefined;
     try {
-      const state = await this.#run(action);
+      const state = await this.#run(action, (result) => (reload = result));
       const duration_ms = this.#d.now() - started;
       this.#succeeded(action, state, current);
-      this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, meta);
+      // A hot reload's stop event says what it reloaded (`modules: []`: nothing changed, nothing reloaded).
+      const done = reload ? { ...meta, to_revision: reload.revision, modules: reload.modules } : meta;
+      this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, done);
       this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
       return { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
     } catch (error) {
@@ -410,7 +492,7 @@ export class Reconciler {
     }
   }
 
-  async #run(action: Action): Promise<AppState | undefined> {
+  async #run(action: Action, reloaded: (result: HotReloadResult) => void): Promise<AppState | undefined> {
     const { runtime } = this.#d;
     switch (action.type) {
       case "deploy":
@@ -422,10 +504,11 @@ export class Reconciler {
       case "remove":
         await runtime.remove(action.app);
         return undefined;
-      case "hot_reload":
+      case "hot_reload": {
         if (!runtime.hotReload) return runtime.upgrade(action.spec, action.spec.version);
-        await runtime.hotReload(action.spec);
-        return undefined;
+        reloaded(await runtime.hotReload(action.spec));
+        return (await runtime.getCurrentState())[action.app];
+      }
       case "restart":
         this.#infoOf(action.app).restarts++;
         return runtime.restart ? runtime.restart(action.spec) : runtime.deploy(action.spec);
@@ -434,11 +517,13 @@ export class Reconciler {
 
   #succeeded(action: Action, state: AppState | undefined, current: Record<string, CurrentApp>): void {
     const { app } = action;
-    this.#backoff.reset(app);
     const info = this.#infoOf(app);
     delete info.status;
-    delete info.last_error;
     delete info.pending_reason;
+    if (action.type !== "restart") {
+      this.#backoff.reset(app);
+      delete info.last_error;
+    }
     if (action.type === "remove") {
       delete this.#d.state.apps[app];
       delete current[app];
@@ -447,11 +532,13 @@ export class Reconciler {
       return;
     }
     const previous = this.#d.state.apps[app];
-    const revision = action.type === "hot_reload" ? action.toRevision : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
+    const revision = action.type === "hot_reload" ? (state?.revision ?? action.toRevision) : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
     if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
+    const file = this.#files.get(app) ?? previous?.file;
     this.#d.state.apps[app] = {
       spec: action.spec,
       version: action.spec.version,
+      ...(file ? { file } : {}),
       ...(revision ? { revision } : {}),
       ...(state?.path ?? previous?.workspace ? { workspace: state?.path ?? previous?.workspace } : {}),
       deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
@@ -470,19 +557,28 @@ export class Reconciler {
     info.status = "failed";
     info.last_error = redact(messageOf(error));
     delete info.pending_reason;
+    delete info.crashed;
     if (retryClassOf(error) === "stalled") info.stalled = true;
     else this.#backoff.fail(app, this.#d.now());
   }
 
-  /** Apps the plan leaves alone and that run: whatever failed before is settled (e.g. the repo was reverted). */
+  /**
+   * Apps the plan leaves alone and that have run for a while (the interval, at most a minute):
+   * whatever failed before is settled (the repo was reverted, a crash loop ended).
+   */
   #clearSettled(actions: readonly Action[], errors: readonly PlanError[]): void {
     const busy = new Set([...actions.map((a) => a.app), ...errors.map((e) => e.app)]);
+    const settledAfter = Math.min(60_000, this.#d.config.reconcile_interval);
     for (const [app, info] of this.#info) {
-      if (busy.has(app) || this.#runtimeState[app]?.status !== "running") continue;
+      const observed = this.#runtimeState[app];
+      if (busy.has(app) || observed?.status !== "running") continue;
+      const upFor = observed.started_at ? this.#d.now() - Date.parse(observed.started_at) : Infinity;
+      if (info.restarts > 0 && upFor < settledAfter) continue;
       delete info.status;
       delete info.last_error;
       delete info.pending_reason;
       delete info.stalled;
+      delete info.crashed;
       this.#backoff.reset(app);
     }
   }

@@ -37,7 +37,7 @@ const STATUS_COLOUR: Record<string, (s: string) => string> = {
 const paint = (word: string) => (STATUS_COLOUR[word] ?? ((s: string) => s))(word);
 
 /** "3m ago" style age of an ISO time relative to `now`. */
-export function since(iso: string | undefined, now = Date.now()): string {
+export function since(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "-";
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
   if (s < 60) return `${s}s`;

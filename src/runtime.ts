@@ -13,19 +13,19 @@ export type AppHealth = "healthy" | "unhealthy" | "unknown";
 export interface AppState {
   name: string;
   version: string;
-  description?: string;
+  description?: string | null;
   icon?: { type: "identicon" | "url" | "base64"; value: string; mime_type?: string };
   status: AppStatus;
   health: AppHealth;
   /** The code revision running (a git commit, a content hash, or the version for npm). */
-  revision?: string;
+  revision?: string | null;
   source?: Source;
   isolation?: AppSpec["isolation"];
   /** ISO-8601 time the current instance started. */
-  started_at?: string;
+  started_at?: string | null;
   pid?: number;
   /** The workspace directory the app runs from. */
-  path?: string;
+  path?: string | null;
   env?: Record<string, unknown>;
   /** Hot reloads applied to this instance. */
   reloads?: number;

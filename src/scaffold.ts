@@ -7,6 +7,7 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { GitopsError } from "./errors.ts";
 import { exec } from "./exec.ts";
+import { appSpecJsonSchema } from "./spec.ts";
 
 /** The example app's files, by path inside the repository. `port` is the port the app serves on. */
 export function exampleRepoFiles(port = 8080): Record<string, string> {
@@ -21,12 +22,14 @@ push a change and the agent applies it:
 - change the code under \`code/\` but not \`version\` -> hot reload in place
 - delete the app's directory -> remove
 
-Check a change before pushing: \`bc-gitops validate .\`
+Check a change before pushing: \`bc-gitops validate .\`. Editors with the YAML language server
+check specs against \`app-spec.schema.json\` (refresh it with \`bc-gitops schema > app-spec.schema.json\`).
 `,
     "apps/README.md": `One directory per app, each with one spec file (app.yaml). Keep this file: it keeps apps/
 in git when every app is removed (a missing apps directory is an error, never "remove everything").
 `,
-    "apps/hello/app.yaml": `# yaml-language-server: $schema=https://bc-gitops.dev/schema/app-spec.json
+    "app-spec.schema.json": `${JSON.stringify(appSpecJsonSchema(), null, 2)}\n`,
+    "apps/hello/app.yaml": `# yaml-language-server: $schema=../../app-spec.schema.json
 name: hello
 version: "1.0.0"
 description: Says hello over HTTP

@@ -243,6 +243,15 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Whether the code under `spec` can change without its spec changing: a path source (its files) or
+ * a git source tracking a branch or tag rather than a full commit. Their revision must be resolved
+ * to see same-version code changes (hot reload).
+ */
+export function hasFloatingSource(spec: AppSpec): boolean {
+  return spec.source.type === "path" || (spec.source.type === "git" && !/^[0-9a-f]{40}$/.test(spec.source.ref ?? ""));
+}
+
 /** A JSON Schema (draft 2020-12) of the spec file, for editors and the YAML language server (`bc-gitops schema`). */
 export function appSpecJsonSchema(): Record<string, unknown> {
   return {

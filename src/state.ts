@@ -15,6 +15,8 @@ export interface DeployedApp {
   version: string;
   revision?: string;
   workspace?: string;
+  /** The spec file it was deployed from (`apps/web/app.yaml`), so a broken file still protects it. */
+  file?: string;
   deployed_at: string;
 }
 

@@ -97,5 +97,7 @@ export function appView(
   if (info.pending_reason) view.pending_reason = info.pending_reason;
   else delete view.pending_reason;
   for (const key of Object.keys(view)) if (view[key] === undefined) delete view[key];
+  // SPEC section 8 lists these without "?": present as null when not known (a pending or failed app).
+  for (const key of ["description", "revision", "started_at", "path"] as const) view[key] ??= null;
   return view;
 }

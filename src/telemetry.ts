@@ -39,8 +39,8 @@ export interface TelemetryEvent {
   };
 }
 
-/** A subscriber callback. */
-export type EventHandler = (event: TelemetryEvent) => void;
+/** A subscriber callback (may be async; its errors are ignored). */
+export type EventHandler = (event: TelemetryEvent) => unknown;
 
 /** The function components call to emit an event (a narrow seam, easy to fake in tests). */
 export type Emit = (
@@ -73,7 +73,9 @@ export class Telemetry {
     for (const key of [name, "*"]) {
       for (const handler of this.#handlers.get(key) ?? []) {
         try {
-          handler(event);
+          // An async subscriber's rejection is swallowed too: it must not become an unhandled rejection.
+          const result = handler(event) as unknown;
+          if (result && typeof (result as PromiseLike<unknown>).then === "function") (result as Promise<unknown>).then(undefined, () => {});
         } catch {
           // A subscriber's bug must not break reconciliation.
         }

@@ -393,3 +393,96 @@ test("a runtime can ask for a reconcile (a crashed app is restarted without wait
   await Promise.race([restarted, new Promise((_, reject) => setTimeout(() => reject(new Error("no restart within 10 s")), 10_000))]);
   assert.equal(runtime.calls.at(-1), "restart db 1.0.0");
 });
+
+test("an app that does not run yet still shows every AppState field SPEC lists, unknown ones as null", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web() });
+  h.runtime.failAlways.add("db");
+  await h.agent.start();
+  const pending = await h.agent.getAppStatus("web");
+  for (const key of ["name", "version", "description", "icon", "status", "health", "revision", "source", "isolation", "started_at", "path", "env", "reloads"]) {
+    assert.ok(pending && key in pending, `${key} present`);
+  }
+  assert.equal(pending?.status, "pending");
+  assert.equal(pending?.started_at, null);
+  assert.equal(pending?.description, null);
+  assert.equal(await h.agent.getAppStatus("constructor"), undefined);
+  assert.equal(await h.agent.getAppStatus("__proto__"), undefined);
+});
+
+test("a crash-looping app is restarted with growing delays, and its crash stays in last_error", async (t) => {
+  let clock = 9_000_000;
+  const h = await harness(t, { "apps/db/app.yaml": db() }, { now: () => clock });
+  await h.agent.start();
+  const outcomes: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    h.runtime.crash("db");
+    const result = await h.agent.reconcile();
+    outcomes.push(result.actions.map((a) => `${a.type}:${a.outcome}`).join());
+    clock += 1500;
+  }
+  // Crashes 1.5 s apart: restarts wait 1 s, then 2 s, then 4 s, so the 3rd crash waits for the next try.
+  assert.deepEqual(outcomes, ["restart:ok", "restart:ok", "restart:skipped", "restart:ok"]);
+  assert.match((await h.agent.getAppStatus("db"))?.last_error ?? "", /exited with code 1/);
+});
+
+test("stop() during a slow first reconcile returns after the app in progress, not after all of them", async (t) => {
+  const h = await harness(t, { "apps/a/app.yaml": yamlSpec("a", "1"), "apps/b/app.yaml": yamlSpec("b", "1"), "apps/c/app.yaml": yamlSpec("c", "1") });
+  let release!: () => void;
+  h.runtime.gate = new Promise((r) => (release = r));
+  const starting = h.agent.start();
+  await new Promise((r) => setTimeout(r, 300));
+  const stopping = h.agent.stop();
+  release();
+  h.runtime.gate = undefined;
+  await stopping;
+  await starting.catch(() => {});
+  assert.ok(h.runtime.calls.filter((c) => c.startsWith("deploy")).length <= 1, h.runtime.calls.join(", "));
+  await assert.rejects(h.agent.start(), /the agent is stopped/);
+});
+
+test("a broken spec file protects its running app even when the file no longer says its name", async (t) => {
+  const h = await harness(t, { "apps/web-dir/app.yaml": yamlSpec("hello", "1.0.0") });
+  await h.agent.start();
+  await h.repo.commit({ "apps/web-dir/app.yaml": "source: {type: path, path: code/hello\n" });
+  const result = await h.agent.reconcile();
+  assert.deepEqual(result.actions, [], "hello is not removed");
+  assert.equal((await h.agent.getAppStatus("hello"))?.status, "running");
+});
+
+test("with verify set, an unsigned commit is not applied: the last verified one keeps running and status says why", async (t) => {
+  const { exec } = await import("../src/exec.ts");
+  const { GIT_ENV, git } = await import("./helpers/gitops-repo.ts");
+  const repo = await gitopsRepo(t);
+  const key = join(repo.root, "release-key");
+  await exec("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "release", "-f", key]);
+  const signers = join(repo.root, "allowed_signers");
+  await writeFile(signers, `test@example.com ${(await readFile(`${key}.pub`, "utf8")).trim()}\n`);
+  const commit = async (files: Record<string, string>, sign: boolean) => {
+    for (const [path, content] of Object.entries(files)) {
+      const { mkdir } = await import("node:fs/promises");
+      await mkdir(join(repo.work, path, ".."), { recursive: true });
+      await writeFile(join(repo.work, path), content);
+    }
+    await git(repo.work, "add", "-A");
+    const signing = sign ? ["-c", "gpg.format=ssh", "-c", `user.signingkey=${key}`] : [];
+    await exec("git", [...signing, "commit", "-q", ...(sign ? ["-S"] : []), "-m", "change"], { cwd: repo.work, env: GIT_ENV });
+    await git(repo.work, "push", "-q", "--force", repo.bare, "HEAD:refs/heads/main");
+  };
+  await commit({ "apps/db/app.yaml": db() }, true);
+  const runtime = new FakeRuntime();
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", verify: { mode: "ssh", allowed_signers: signers } });
+  t.after(() => agent.stop());
+  assert.equal((await agent.start()).status, "synced");
+  await commit({ "apps/db/app.yaml": db("6.6.6") }, false);
+  const refused = await agent.reconcile();
+  assert.equal(refused.status, "error");
+  assert.deepEqual(refused.actions, []);
+  assert.match((await agent.status()).last_reconcile.error ?? "", /not applying [0-9a-f]{12}: commit [0-9a-f]{12} is not signed; still at the verified commit/);
+  assert.deepEqual(runtime.calls, ["deploy db 1.0.0"]);
+  await commit({ "apps/db/app.yaml": db("1.1.0") }, true);
+  const accepted = await agent.reconcile();
+  assert.equal(accepted.status, "synced");
+  assert.equal(runtime.calls.at(-1), "upgrade db 1.1.0 from 1.0.0");
+  const missing = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local2"), runtime: new FakeRuntime(), listen: "off", verify: { mode: "ssh", allowed_signers: join(repo.root, "nope") } });
+  await assert.rejects(missing.start(), /allowed_signers file .*nope is missing/);
+});

@@ -117,3 +117,22 @@ test("init creates a committed gitops repository whose specs validate", async (t
   assert.equal(again.exitCode, 1);
   assert.match(again.stderr, /is not empty/);
 });
+
+test("plan shows a same-version code change as hot_reload, as the agent would do it", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/ticker/app.yaml": yamlSpec("ticker", "1.0.0", "source: { type: path, path: code/ticker }\n"),
+    "code/ticker/package.json": '{ "name": "ticker", "version": "1.0.0", "type": "module", "main": "index.js" }\n',
+    "code/ticker/index.js": "export async function start() { return {}; }\nexport async function stop() {}\n",
+  });
+  const localPath = join(repo.root, "local");
+  const agent = createAgent({ repoUrl: repo.bare, localPath, reconcileInterval: "1h", listen: "127.0.0.1:0" });
+  t.after(() => agent.stop());
+  assert.equal((await agent.start()).status, "synced");
+  const flags = ["--repo-url", repo.bare, "--local-path", localPath, "--url", `http://${agent.address}`];
+  const none = await runCli(["plan", ...flags]);
+  assert.equal(none.exitCode, 0, none.stdout + none.stderr);
+  await repo.commit({ "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n" });
+  const changed = await runCli(["plan", ...flags]);
+  assert.equal(changed.exitCode, 2, changed.stdout + changed.stderr);
+  assert.match(changed.stdout, /~ hot_reload ticker sha256-/);
+});

@@ -113,3 +113,25 @@ export default {
   for (const line of out.trim().split("\n")) assert.doesNotThrow(() => JSON.parse(line), line);
   assert.equal(await readFile(marker, "utf8"), "deploy a\nstop a\n");
 });
+
+test("numeric-looking flag values reach the configuration as typed", async (t) => {
+  const dir = await tempDir(t);
+  const result = await runCli(["plan", "--repo-url", join(dir, "missing"), "--branch", "1.10", "--token", "123456789", "--local-path", dir, "--url", "http://127.0.0.1:1"]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /branch 1\.10\)/, "the branch keeps its trailing zero");
+  assert.doesNotMatch(result.stderr, /expected string/);
+});
+
+test("validate reports dependency cycles and missing dependencies as the agent would", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, {
+    "apps/a/app.yaml": 'name: a\nversion: "1"\ndepends_on: [b]\n',
+    "apps/b/app.yaml": 'name: b\nversion: "1"\ndepends_on: [a]\n',
+    "apps/c/app.yaml": 'name: c\nversion: "1"\ndepends_on: [ghost]\n',
+  });
+  const result = await runCli(["validate", root]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stdout, /apps\/a\/app\.yaml depends_on: dependency cycle: a -> b -> a/);
+  assert.match(result.stdout, /apps\/b\/app\.yaml depends_on: dependency cycle: a -> b -> a/);
+  assert.match(result.stdout, /apps\/c\/app\.yaml depends_on: depends on "ghost", which is not in the repository/);
+});

@@ -78,3 +78,10 @@ test("a config file that is not a mapping is refused", async (t) => {
   await writeTree(dir, { "c.yaml": "- repo_url\n" });
   await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), /expected a mapping of settings/);
 });
+
+test("values that look like numbers stay text, and host aliases stay remote", async () => {
+  const config = await loadConfig({ env: {}, flags: { repoUrl: "github:acme/gitops.git", branch: "1.10", token: "123456789" } });
+  assert.equal(config.branch, "1.10");
+  assert.equal(config.token, "123456789");
+  assert.equal(config.repo_url, "github:acme/gitops.git");
+});

@@ -111,12 +111,13 @@ async function tree(dir: string, prefix = ""): Promise<Record<string, string>> {
  * returns the subcommands in order.
  */
 async function recordGitCalls(root: string, fn: () => Promise<void>): Promise<string[]> {
-  const realGit = (await exec("sh", ["-c", "command -v git"])).stdout.trim();
+  const realGit = (await exec("which", ["git"])).stdout.trim();
   const bin = join(root, "shim-bin");
   const log = join(root, "git-calls.log");
   await mkdir(bin, { recursive: true });
   await writeFile(log, "");
-  await writeFile(join(bin, "git"), `#!/bin/sh\necho "$1" >> '${log}'\nexec '${realGit}' "$@"\n`, { mode: 0o755 });
+  // Only calls made from inside this fixture count: tests running in parallel share process.env.PATH.
+  await writeFile(join(bin, "git"), `#!/bin/sh\ncase "$PWD" in '${root}'*) echo "$1" >> '${log}';; esac\nexec '${realGit}' "$@"\n`, { mode: 0o755 });
   const savedPath = process.env.PATH;
   process.env.PATH = `${bin}:${savedPath ?? ""}`;
   try {

@@ -9,17 +9,21 @@
  * within the start window and rolls back to the previous version when it does not get there.
  */
 import { readFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { envChange, isEmptyChange } from "../app-context.ts";
 import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
 import { HealthMonitor, probeFor } from "../health.ts";
 import { silentLogger, type Logger } from "../logger.ts";
-import type { AppHealth, AppState, AppStatus, Runtime, RuntimeContext } from "../runtime.ts";
+import type { AppHealth, AppState, AppStatus, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
 import { statePath } from "../state.ts";
 import { noEmit, type Emit } from "../telemetry.ts";
 import { Workspaces, type PreparedWorkspace } from "../workspace.ts";
-import type { Driver, Instance, Isolation } from "./driver.ts";
+import { reloadApp, reloadFields, withDependencyHomes } from "./_reload.ts";
+import type { Driver, DriverStartOptions, Instance, Isolation } from "./driver.ts";
 import { EmbeddedDriver } from "./embedded.ts";
+import { ProcessDriver } from "./process.ts";
+import { WorkerDriver } from "./worker.ts";
 
 export type { Driver, DriverStartOptions, Instance, Isolation } from "./driver.ts";
 
@@ -27,7 +31,7 @@ export type { Driver, DriverStartOptions, Instance, Isolation } from "./driver.t
 export interface DefaultRuntimeOptions {
   logger?: Logger;
   emit?: Emit;
-  /** Hot reloads of an embedded app before status warns (used by hot reload). */
+  /** Hot reloads of an embedded app before its status carries a `warning` to use `isolation: worker` (default 100). */
   reloadBudget?: number;
   /** How long an app's `stop` may take before it is considered stopped (default 10 000 ms). */
   stopTimeoutMs?: number;
@@ -37,14 +41,22 @@ export interface DefaultRuntimeOptions {
   startWindowMs?: number;
   /** Failed checks in a row that make an app unhealthy (default 3). */
   healthThreshold?: number;
-  /** Drivers by isolation level; default: `embedded` only. */
+  /** Drivers by isolation level, over the defaults (`embedded`, `worker`, `process`). */
   drivers?: Partial<Record<Isolation, Driver>>;
   /** The workspaces to use (default: under `localPath`). */
   workspaces?: Workspaces;
 }
 
-/** The default runtime: every optional method of {@link Runtime} but `hotReload`, plus `checkNow`. */
+/** The default runtime: every optional method of {@link Runtime}, plus `checkNow`. */
 export interface DefaultRuntime extends Runtime {
+  /**
+   * SPEC section 5: prepares the revision `spec` resolves to now in a new directory and lists the
+   * module files that differ from the running revision. None: records the revision and reloads
+   * nothing (`modules: []`). Else swaps the instance through the driver's `reload` (or stops and
+   * starts it on the new revision); when the new code fails to import or start, the old one keeps
+   * serving and this throws. Keeps the previous revision's workspace, prunes older ones.
+   */
+  hotReload(spec: AppSpec): Promise<HotReloadResult>;
   resolveRevision(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined>;
   restart(spec: AppSpec): Promise<AppState>;
   stopAll(): Promise<void>;
@@ -61,6 +73,11 @@ interface Running {
   startedAt?: string;
   restarts: number;
   lastError?: string;
+  /** Hot reloads since the app was deployed here (upgrades keep it: embedded module graphs stay in memory); see `ReloadStats`. */
+  reloads: number;
+  reloadedAt?: string;
+  heapBase?: number;
+  memory?: number;
 }
 
 /** Creates the default runtime (the agent's `runtime: default`). Touches nothing until an app is deployed. */
@@ -82,7 +99,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     this.#logger = context.logger ?? silentLogger;
     this.#emit = context.emit ?? noEmit;
     this.#ws = context.workspaces ?? new Workspaces({ localPath: context.localPath, logger: this.#logger, emit: this.#emit });
-    this.#drivers = { embedded: new EmbeddedDriver({ logger: this.#logger }), ...context.drivers };
+    this.#drivers = { embedded: new EmbeddedDriver({ logger: this.#logger }), worker: new WorkerDriver(), process: new ProcessDriver({ localPath: context.localPath, logger: this.#logger }), ...context.drivers };
   }
 
   deploy(spec: AppSpec): Promise<AppState> {
@@ -102,8 +119,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
         throw new GitopsError(`${what} failed: ${messageOf(error)}; ${oldVersion} keeps running`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
       }
       old.status = "upgrading";
-      await this.#halt(old);
-      const next: Running = { spec, prepared, status: "starting", restarts: 0 };
+      // A driver whose instances can run side by side (process apps sharing their port) starts the new one first.
+      const overlap = this.#driver(old.spec) === this.#driver(spec) && this.#driver(spec).overlaps?.(old.spec, spec) === true;
+      if (!overlap) await this.#halt(old);
+      const next: Running = { spec, prepared, status: "starting", restarts: 0, reloads: old.reloads, heapBase: old.heapBase, memory: old.memory };
       this.#apps.set(spec.name, next);
       let reason: string | undefined;
       try {
@@ -116,6 +135,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
         reason = messageOf(error);
       }
       if (reason === undefined) {
+        if (overlap) await this.#halt(old);
         next.monitor?.start(spec.health.interval);
         await this.#prune(spec.name, [prepared.revision, old.prepared.revision]);
         return this.#state(next);
@@ -124,7 +144,8 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       await this.#halt(next);
       this.#apps.set(spec.name, old);
       try {
-        await this.#launch(old);
+        if (overlap) old.status = "running";
+        else await this.#launch(old);
       } catch (error) {
         old.lastError = `${what} failed: ${reason}; rolling back to ${oldVersion} failed too: ${messageOf(error)}`;
         throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "backoff", cause: error });
@@ -180,7 +201,38 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     });
   }
 
+  hotReload(spec: AppSpec): Promise<HotReloadResult> {
+    return this.#serial(spec.name, async () => {
+      const app = this.#apps.get(spec.name);
+      if (!app) throw new GitopsError(`${spec.name} is not deployed: nothing to hot-reload`, { code: "E_NOT_FOUND", retry: "stalled" });
+      this.#driver(spec);
+      const result = await reloadApp(app, spec, {
+        prepare: (s) => this.#prepare(s),
+        options: (s, prepared, onCrash) => this.#startOptions(s, prepared, onCrash),
+        launch: () => this.#launch(app),
+        halt: () => this.#halt(app),
+        adopt: async (instance) => {
+          app.status = "running"; // also after a crash of the old code: the new code runs
+          app.monitor?.stop();
+          app.monitor = this.#monitor(app, instance);
+          await this.#watch(app);
+        },
+        crashed: (instance, error) => this.#crashed(app, instance, error),
+        prune: (keep) => this.#prune(spec.name, keep),
+        logger: this.#logger,
+      });
+      if (spec.isolation === "embedded" && result.modules.length > 0) {
+        // Sampled right after each reload, so status is stable in between (and says nothing before the first reload).
+        app.memory = Math.max(0, process.memoryUsage().heapUsed - (app.heapBase ?? 0));
+        if (app.reloads === (this.#c.reloadBudget ?? 100) + 1) this.#logger.warn(`[${spec.name}] ${String(this.#state(app).warning)}`);
+      }
+      return result;
+    });
+  }
+
   async getCurrentState(): Promise<Record<string, AppState>> {
+    const measure = async (app: Running) => void (app.memory = (await app.instance?.memory?.().catch(() => undefined)) ?? app.memory);
+    await Promise.all([...this.#apps.values()].map(measure));
     return Object.fromEntries([...this.#apps].map(([name, app]) => [name, this.#state(app)]));
   }
 
@@ -218,7 +270,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     const existing = this.#apps.get(spec.name);
     if (existing) await this.#halt(existing);
     const prepared = await this.#prepare(spec);
-    const app: Running = { spec, prepared, status: "starting", restarts: 0 };
+    const app: Running = { spec, prepared, status: "starting", restarts: 0, reloads: existing?.reloads ?? 0, heapBase: existing?.heapBase, memory: existing?.memory };
     this.#apps.set(spec.name, app);
     try {
       await this.#launch(app);
@@ -234,6 +286,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   /** Starts `app`, runs one health check, and starts monitoring. */
   async #launch(app: Running): Promise<void> {
     await this.#start(app);
+    await this.#watch(app);
+  }
+
+  async #watch(app: Running): Promise<void> {
     await app.monitor?.checkNow();
     app.monitor?.start(app.spec.health.interval);
   }
@@ -244,17 +300,9 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     const driver = this.#driver(spec);
     app.status = "starting";
     let instance: Instance | undefined;
+    app.heapBase ??= process.memoryUsage().heapUsed;
     try {
-      instance = await driver.start({
-        spec,
-        prepared,
-        dataDir: await this.#ws.dataDir(spec.name),
-        logger: this.#logger,
-        emit: this.#emit,
-        stopTimeoutMs: this.#c.stopTimeoutMs ?? 10_000,
-        startTimeoutMs: this.#c.startTimeoutMs ?? 60_000,
-        onCrash: (error) => this.#crashed(app, instance, error),
-      });
+      instance = await driver.start(await this.#startOptions(spec, prepared, (error) => this.#crashed(app, instance, error)));
     } catch (error) {
       app.status = "failed";
       app.lastError = messageOf(error);
@@ -273,11 +321,25 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     }
   }
 
+  async #startOptions(spec: AppSpec, prepared: PreparedWorkspace, onCrash: (error: unknown) => void): Promise<DriverStartOptions> {
+    return {
+      spec,
+      prepared,
+      dataDir: await this.#ws.dataDir(spec.name),
+      logger: this.#logger,
+      emit: this.#emit,
+      stopTimeoutMs: this.#c.stopTimeoutMs ?? 10_000,
+      startTimeoutMs: this.#c.startTimeoutMs ?? 60_000,
+      onCrash,
+    };
+  }
+
   /** Stops `app`'s monitor and instance; a stop that hangs or throws is reported, and the app is stopped all the same. */
   async #halt(app: Running): Promise<void> {
     app.monitor?.stop();
     delete app.monitor;
     const instance = app.instance;
+    app.restarts += instance?.info?.().restarts ?? 0;
     delete app.instance;
     if (app.status !== "failed") app.status = "stopped";
     if (!instance) return;
@@ -376,6 +438,9 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async #prune(app: string, keep: string[]): Promise<void> {
+    const dir = this.#apps.get(app)?.prepared.dir;
+    // Revisions whose node_modules a kept revision links to (hot reload shares them) stay too.
+    if (dir) keep = await withDependencyHomes(dirname(dir), keep).catch(() => keep);
     await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`[${app}] pruning old workspaces failed: ${messageOf(error)}`));
   }
 
@@ -393,12 +458,18 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       isolation: spec.isolation,
       path: prepared.dir,
       env: spec.env,
-      reloads: 0,
       restarts: app.restarts,
+      ...reloadFields({ ...app, isolation: spec.isolation, budget: this.#c.reloadBudget ?? 100 }),
     };
     if (spec.description !== undefined) state.description = spec.description;
     if (app.startedAt) state.started_at = app.startedAt;
     if (app.instance?.port !== undefined) state.port = app.instance.port;
+    const info = app.instance?.info?.();
+    if (info) {
+      const { restarts, status, ...extra } = info;
+      Object.assign(state, extra, { restarts: app.restarts + (restarts ?? 0) });
+      if (status && app.status === "running") Object.assign(state, { status, health: "unknown" });
+    }
     if (app.lastError) state.last_error = app.lastError;
     return state;
   }

@@ -55,12 +55,23 @@ export interface Instance {
   reload?(options: DriverStartOptions): Promise<Instance>;
   /** Memory attributable to this instance in bytes, when the driver can tell (a worker's heap, a process's RSS). */
   memory?(): Promise<number | undefined>;
+  /**
+   * Extra `AppState` fields (a process's `pid`, `last_exit`). `restarts` counts crash restarts the
+   * instance did itself (added to the runtime's own); `status: "starting"` says it is between two
+   * of them.
+   */
+  info?(): { restarts?: number; status?: "starting"; [field: string]: unknown };
 }
 
 /** Starts instances of one isolation level. */
 export interface Driver {
   readonly isolation: Isolation;
   start(options: DriverStartOptions): Promise<Instance>;
+  /**
+   * True when an instance of `to` may start while one of `from` still runs: an upgrade then starts
+   * the new instance first and stops the old one once the new one is healthy (default: stop, then start).
+   */
+  overlaps?(from: AppSpec, to: AppSpec): boolean;
   /** Releases what the driver holds across instances (process handlers, worker pools). */
   dispose?(): Promise<void>;
 }

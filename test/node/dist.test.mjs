@@ -54,3 +54,55 @@ test("the built agent clones a repository and deploys its apps through a runtime
   assert.equal(result.status, "synced");
   assert.deepEqual(calls, ["deploy db", "deploy web"]);
 });
+
+test("the built library hot-reloads a fetch app in place under Node, embedded and in a worker, with no failed request", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "bc-gitops-node-reload-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const work = join(dir, "work");
+  const write = async (files) => {
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(join(work, path, ".."), { recursive: true });
+      await writeFile(join(work, path), text);
+    }
+    git(work, "add", "-A");
+    git(work, "commit", "-q", "-m", "change");
+  };
+  const spec = (name, isolation) => `name: ${name}\nversion: "1.0.0"\nsource: { type: path, path: code }\nisolation: ${isolation}\nenv: { port: 0 }\n`;
+  await mkdir(work, { recursive: true });
+  git(dir, "init", "-q", "-b", "main", work);
+  await write({
+    "apps/inproc/app.yaml": spec("inproc", "embedded"),
+    "apps/inworker/app.yaml": spec("inworker", "worker"),
+    "code/package.json": '{ "type": "module", "main": "index.js" }',
+    "code/index.js": 'import { word } from "./lib/a.js";\nimport { isMainThread } from "node:worker_threads";\nexport default { fetch: () => Response.json({ word: word(), isMainThread }) };\n',
+    "code/lib/a.js": 'import { WORD } from "./b.js";\nexport const word = () => WORD;\n',
+    "code/lib/b.js": 'export const WORD = "one";\n',
+  });
+  const { createAgent } = await import("../../dist/index.js");
+  const agent = createAgent({ repoUrl: work, localPath: join(dir, "local"), reconcileInterval: "1h", listen: "off" });
+  t.after(() => agent.stop());
+  const first = await agent.start();
+  assert.deepEqual(first.actions.map((a) => [a.type, a.outcome]), [["deploy", "ok"], ["deploy", "ok"]]);
+  const get = async (app) => (await fetch(`http://127.0.0.1:${(await agent.getAppStatus(app)).port}/`, { signal: AbortSignal.timeout(5000) })).json();
+  assert.deepEqual(await get("inproc"), { word: "one", isMainThread: true });
+  assert.deepEqual(await get("inworker"), { word: "one", isMainThread: false });
+
+  let done = false;
+  let failures = 0;
+  const load = (app) => (async () => {
+    for (let i = 0; !done && i < 20_000; i++) await get(app).catch(() => failures++);
+  })();
+  const loops = [load("inproc"), load("inworker")];
+  try {
+    await write({ "code/lib/b.js": 'export const WORD = "two";\n' });
+    const result = await agent.reconcile();
+    assert.deepEqual(result.actions.map((a) => [a.type, a.app, a.outcome]), [["hot_reload", "inproc", "ok"], ["hot_reload", "inworker", "ok"]]);
+  } finally {
+    done = true;
+    await Promise.all(loops);
+  }
+  assert.equal(failures, 0);
+  assert.deepEqual(await get("inproc"), { word: "two", isMainThread: true });
+  assert.deepEqual(await get("inworker"), { word: "two", isMainThread: false });
+  assert.equal((await agent.getAppStatus("inworker")).reloads, 1);
+});

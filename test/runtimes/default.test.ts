@@ -267,7 +267,7 @@ test("a stop that hangs is reported after the timeout, its signal is aborted, an
 });
 
 test("fetch apps on a taken port, and isolation levels without a driver, fail with a clear error", async (t) => {
-  const h = await harness(t);
+  const h = await harness(t, { drivers: { worker: undefined, process: undefined } });
   const first = await h.runtime.deploy(api("1.0.0"));
   const clash = api("1.0.0", { port: first.port }, { name: "clash" });
   await assert.rejects(h.runtime.deploy(clash), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${first.port}: the address is in use`));
