@@ -69,7 +69,7 @@ export class EmbeddedDriver implements Driver {
     let listener: HttpListener | undefined;
     try {
       if (mod.kind === "lifecycle") {
-        gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`);
+        gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, gen.ctx));
       } else {
         listener = await listen({
           host: hostOf(gen.ctx.env),
@@ -236,7 +236,7 @@ export class EmbeddedDriver implements Driver {
         }
         for (const controller of previous.controllers) controller.abort();
         try {
-          next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`);
+          next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, next.ctx));
         } catch (error) {
           driver.#end(next);
           const failure = startFailure(options.spec, error);
@@ -258,7 +258,7 @@ export class EmbeddedDriver implements Driver {
   async #restartOld(old: Generation, timeoutMs: number): Promise<Generation> {
     const controller = new AbortController();
     const ctx: AppContext = { ...old.ctx, signal: controller.signal };
-    const value = await deadline(() => old.mod.start!(ctx), timeoutMs, `start() of ${ctx.name} did not finish within ${timeoutMs} ms`);
+    const value = await deadline(() => old.mod.start!(ctx), timeoutMs, `start() of ${ctx.name} did not finish within ${timeoutMs} ms`, "E_TIMEOUT", (late) => old.mod.stop?.(late, ctx));
     return { ...old, ctx, controllers: [controller], value };
   }
 
@@ -333,14 +333,27 @@ function startFailure(spec: DriverStartOptions["spec"], error: unknown): GitopsE
   return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "backoff", cause: error });
 }
 
-/** Runs `call` and rejects with `message` if it has not settled after `ms` (the call itself cannot be cancelled). */
-async function deadline<T>(call: () => T | Promise<T>, ms: number, message: string, code: "E_TIMEOUT" | "E_RUNTIME" = "E_TIMEOUT"): Promise<T> {
+/**
+ * Runs `call` and rejects with `message` if it has not settled after `ms` (the call itself cannot
+ * be cancelled). `onLate` receives what the call resolves with after the deadline, so an instance
+ * that finished starting too late can still be stopped instead of running unowned.
+ */
+async function deadline<T>(
+  call: () => T | Promise<T>,
+  ms: number,
+  message: string,
+  code: "E_TIMEOUT" | "E_RUNTIME" = "E_TIMEOUT",
+  onLate?: (value: T) => unknown,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let expired = false;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new GitopsError(message, { code, retry: "backoff" })), ms);
+    timer = setTimeout(() => ((expired = true), reject(new GitopsError(message, { code, retry: "backoff" }))), ms);
   });
+  const running = Promise.resolve().then(call);
+  if (onLate) void running.then((value) => expired && Promise.resolve().then(() => onLate(value)).catch(() => {}), () => {});
   try {
-    return await Promise.race([Promise.resolve().then(call), late]);
+    return await Promise.race([running, late]);
   } finally {
     clearTimeout(timer);
   }

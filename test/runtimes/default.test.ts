@@ -245,6 +245,23 @@ test("a start that throws fails the deploy with the app's message and leaves not
   assert.deepEqual(await h.runtime.getCurrentState(), {});
 });
 
+test("a start that finishes after its deadline is stopped, so nothing keeps running unowned", async (t) => {
+  const h = await harness(t, { startTimeoutMs: 100 });
+  const { createServer } = await import("node:net");
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port: free } = probe.address() as { port: number };
+      probe.close(() => resolve(free));
+    });
+  });
+  await assert.rejects(h.runtime.deploy(web("1.0.0", { slow_start: 300, port })), /did not finish within 100 ms/);
+  await new Promise((r) => setTimeout(r, 700)); // the late start completes at 300 ms, then is stopped
+  const free = await new Promise<boolean>((resolve) => {
+    const again = createServer().once("error", () => resolve(false)).listen(port, "127.0.0.1", () => again.close(() => resolve(true)));
+  });
+  assert.equal(free, true, "the late instance's server was closed");
+});
+
 test("an entry that is neither a lifecycle app nor a fetch app fails with what to export", async (t) => {
   const h = await harness(t);
   await writeTree(join(h.repo, "code", "odd"), { "package.json": '{ "type": "module", "main": "main.js" }', "main.js": "export const answer = 42;\n" });
