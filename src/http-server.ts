@@ -1,7 +1,10 @@
 /**
  * Serves a web-standard `Request -> Response` handler on a TCP address: `Bun.serve` on Bun,
- * `Deno.serve` on Deno, `node:http` on Node (the choice is made here, once). Also parses and
- * classifies `listen` addresses (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT`).
+ * `Deno.serve` on Deno, `node:http` on Node (the choice is made here, once; on `node:http`
+ * requests and responses are converted to and from `Request`/`Response`, bodies streamed).
+ * {@link serve} is the control API's server; {@link listen} is the one fetch apps get (SPEC
+ * section 3), with a swappable handler. Also parses and classifies `listen` addresses
+ * (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT`).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
@@ -35,6 +38,33 @@ export interface HttpServer {
   readonly hostname: string;
   readonly port: number;
   /** Stops accepting connections and resolves once the server is closed; idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link listen}. */
+export interface ListenOptions {
+  /** Address to bind, e.g. `127.0.0.1` or `0.0.0.0`. */
+  host: string;
+  /** Port to bind; 0 lets the OS choose (see {@link HttpListener.port}). */
+  port: number;
+  handler: FetchHandler;
+  /** Called with whatever a handler throws (or a non-Response it returns); the client gets a 500. */
+  onError?: (error: unknown) => void;
+  /** How long {@link HttpListener.close} waits for open requests before dropping them (default 5000 ms). */
+  closeTimeoutMs?: number;
+  /** `node` forces the `node:http` server even on Bun and Deno (tests of that path); default: the runtime's own. */
+  engine?: "native" | "node";
+}
+
+/** A listening HTTP server with a swappable handler (a fetch app's). */
+export interface HttpListener {
+  /** The host asked for, as given. */
+  readonly host: string;
+  /** The bound port (the OS-assigned one when asked for port 0). */
+  readonly port: number;
+  /** The current handler; assigning it takes effect for the next request. */
+  handler: FetchHandler;
+  /** Stops listening; waits up to `closeTimeoutMs` for open requests, then drops them. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -96,6 +126,47 @@ export async function serve(handler: FetchHandler, options: ServeOptions): Promi
   }
 }
 
+/**
+ * Binds `host:port` and serves a fetch app's `handler`, read once per request, so swapping it
+ * (hot reload) is atomic: a request runs entirely on the old or the new one. A handler that throws
+ * or returns no `Response` gives the client a 500 and `onError` the error. Rejects with a
+ * `GitopsError` (`E_RUNTIME`, `backoff`) naming the address when it cannot be bound.
+ */
+export async function listen(options: ListenOptions): Promise<HttpListener> {
+  let current = options.handler;
+  const checked = async (request: Request): Promise<Response> => {
+    const response: unknown = await current(request);
+    if (response instanceof Response) return response;
+    throw new TypeError(`the app's fetch() returned ${typeof response}, not a Response`);
+  };
+  let server: HttpServer;
+  try {
+    server = await serve(checked, {
+      hostname: options.host,
+      port: options.port,
+      graceMs: options.closeTimeoutMs ?? 5000,
+      ...(options.onError ? { onError: options.onError } : {}),
+      ...(options.engine ? { engine: options.engine } : {}),
+    });
+  } catch (error) {
+    // An app's port may be freed later (unlike the agent's own configured address): retry with backoff.
+    const cause = error instanceof GitopsError ? error.cause : error;
+    const why = (cause as { code?: unknown } | undefined)?.code === "EADDRINUSE" ? "the address is in use" : messageOf(cause);
+    throw new GitopsError(`cannot listen on ${options.host}:${options.port}: ${why}`, { code: "E_RUNTIME", retry: "backoff", cause });
+  }
+  return {
+    host: options.host,
+    port: server.port,
+    get handler() {
+      return current;
+    },
+    set handler(next: FetchHandler) {
+      current = next;
+    },
+    close: () => server.close(),
+  };
+}
+
 function handle(hostname: string, port: number, close: () => Promise<void>): HttpServer {
   let closing: Promise<void> | undefined;
   return { hostname, port, address: formatAddress(hostname, port), close: () => (closing ??= close()) };
@@ -146,19 +217,28 @@ async function serveNode(handler: (request: Request) => Promise<Response>, hostn
   });
 }
 
-/** Bridges one node:http exchange to the handler: IncomingMessage -> Request, Response -> ServerResponse. */
+/**
+ * Bridges one node:http exchange to the handler: IncomingMessage -> Request, Response -> ServerResponse.
+ * The request URL takes its host from the `Host` header, as Bun.serve and Deno.serve do, else `origin`.
+ */
 async function respond(handler: (request: Request) => Promise<Response>, req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
   const abort = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) abort.abort();
   });
+  const method = req.method ?? "GET";
   let request: Request;
   try {
     const headers = new Headers();
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-    const method = req.method ?? "GET";
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      try {
+        headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+      } catch {
+        // A header the Fetch API refuses (invalid characters) is dropped rather than failing the request.
+      }
+    }
     const hasBody = method !== "GET" && method !== "HEAD";
-    request = new Request(new URL(req.url ?? "/", origin), {
+    request = new Request(requestUrl(req, origin), {
       method,
       headers,
       signal: abort.signal,
@@ -175,8 +255,9 @@ async function respond(handler: (request: Request) => Promise<Response>, req: In
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) headers["set-cookie"] = cookies;
-  res.writeHead(response.status, headers);
-  if (!response.body || req.method === "HEAD") {
+  if (response.statusText) res.writeHead(response.status, response.statusText, headers);
+  else res.writeHead(response.status, headers);
+  if (!response.body || method === "HEAD") {
     res.end();
     return;
   }
@@ -186,12 +267,35 @@ async function respond(handler: (request: Request) => Promise<Response>, req: In
       const { done, value } = await reader.read();
       if (done || res.destroyed) break;
       // Back-pressure: wait for the socket to drain (or close) before reading more.
-      if (!res.write(value)) await new Promise<void>((resolve) => (res.once("drain", resolve), res.once("close", resolve)));
+      if (!res.write(value)) await closedOrDrained(res);
     }
     res.end();
   } catch {
-    res.destroy();
+    res.destroy(); // the body stream failed mid-way: the client must see a broken response, not a short one
   } finally {
-    reader.releaseLock();
+    if (res.destroyed) await reader.cancel().catch(() => {});
+    else reader.releaseLock();
   }
+}
+
+function requestUrl(req: IncomingMessage, origin: string): URL {
+  try {
+    if (req.headers.host) return new URL(req.url ?? "/", `http://${req.headers.host}`);
+  } catch {
+    // A malformed Host header: fall back to the bound address.
+  }
+  return new URL(req.url ?? "/", origin);
+}
+
+/** Resolves on the next `drain` or `close` of `res`, removing both listeners either way. */
+function closedOrDrained(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }

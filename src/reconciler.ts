@@ -5,7 +5,7 @@
  * state; the loop decides when it runs.
  */
 import { basename, dirname, join } from "node:path";
-import { Backoff } from "./backoff.ts";
+import { Applier } from "./_apply.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
@@ -13,12 +13,12 @@ import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
 import { order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
-import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
+import type { AppState, Runtime } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
 import { writeState, type DurableState } from "./state.ts";
 import { verifyCommit } from "./verify.ts";
 import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
-import type { Emit, EventName } from "./telemetry.ts";
+import type { Emit } from "./telemetry.ts";
 
 /** What happened to one planned action in a tick. */
 export interface ActionOutcome {
@@ -53,23 +53,12 @@ export interface ReconcilerDeps {
   statePath: string;
 }
 
-interface AppInfo {
-  status?: "pending" | "failed";
-  last_error?: string;
-  pending_reason?: string;
-  restarts: number;
-  /** The last failure was of retry class `stalled`: retrying cannot help until a new commit. */
-  stalled?: boolean;
-  /** `last_error` is why the app last crashed; it was restarted, so once running it is history, not a failure. */
-  crashed?: boolean;
-}
-
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   readonly #cache = new SpecCache();
-  readonly #backoff: Backoff;
-  readonly #info = new Map<string, AppInfo>();
+  /** Applies actions and keeps per-app failures, pending reasons, restarts and the backoff (also the git remote's). */
+  readonly #applier: Applier;
   #desired: { commit: string; apps: Record<string, DesiredApp>; invalid: Set<string>; load: LoadResult; repoDir: string } | undefined;
   #runtimeState: Record<string, AppState> = {};
   #repoError: string | undefined;
@@ -86,7 +75,11 @@ export class Reconciler {
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
-    this.#backoff = new Backoff(1000, deps.config.reconcile_interval);
+    this.#applier = new Applier(deps, {
+      runtimeState: () => this.#runtimeState,
+      specFile: (app) => this.#files.get(app),
+      commit: () => this.#desired?.commit,
+    });
     this.#savedState = JSON.stringify(deps.state);
   }
 
@@ -99,11 +92,11 @@ export class Reconciler {
   nextDelay(): number {
     const interval = this.#d.config.reconcile_interval;
     const now = this.#d.now();
-    const retry = this.#backoff.nextRetry(now);
+    const retry = this.#applier.backoff.nextRetry(now);
     let delay = retry === undefined ? interval : Math.min(interval, retry - now);
-    if (this.#repoError) delay = Math.min(delay, Math.max(1000, this.#backoff.nextRetry(now) ?? interval));
+    if (this.#repoError) delay = Math.min(delay, Math.max(1000, this.#applier.backoff.nextRetry(now) ?? interval));
     // Pending apps are re-checked soon, then less and less often (1 s, 2 s, 4 s… up to the interval).
-    if ([...this.#info.values()].some((i) => i.status === "pending")) {
+    if ([...this.#applier.info.values()].some((i) => i.status === "pending")) {
       delay = Math.min(delay, Math.min(interval, 1000 * 2 ** Math.min(this.#pendingTicks++, 16)));
     } else this.#pendingTicks = 0;
     return Math.max(50, delay);
@@ -145,7 +138,7 @@ export class Reconciler {
         this.#runtimeState[action.app] = state;
         this.#d.logger.info(`restored ${action.app} ${app.version}`);
       } catch (error) {
-        this.#fail(action.app, error);
+        this.#applier.fail(action.app, error);
         this.#d.logger.warn(`could not restore ${action.app}: ${redact(messageOf(error))}`);
       }
     }
@@ -177,12 +170,12 @@ export class Reconciler {
         const current = this.#current();
         const planned = order(plan(desired, current), desired, current);
         this.#planErrors = planned.errors;
-        for (const problem of planned.errors) this.#info.set(problem.app, { ...this.#infoOf(problem.app), status: "failed", last_error: problem.message });
-        this.#clearSettled(planned.actions, planned.errors);
+        for (const problem of planned.errors) this.#applier.planFailed(problem);
+        this.#applier.clearSettled(planned.actions, planned.errors);
         this.#workPending = planned.actions.length > 0;
         for (const action of planned.actions) {
           if (signal.aborted) break;
-          outcomes.push(await this.#apply(action, current));
+          outcomes.push(await this.#applier.apply(action, current));
         }
         this.#d.state.commit = this.#desired.commit;
         // Old snapshots go after the apply, off the tick's critical path (git serialises it with the next fetch).
@@ -242,7 +235,7 @@ export class Reconciler {
     for (const e of this.#desired?.load.errors ?? []) out.push({ ...e });
     const planned = new Set(this.#planErrors.map((p) => p.app));
     for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
-    for (const [app, info] of this.#info) {
+    for (const [app, info] of this.#applier.info) {
       if (!info.last_error || planned.has(app)) continue;
       if (info.crashed && this.#runtimeState[app]?.status === "running") continue; // restarted: shown in the app's state only
       out.push({ app, message: info.last_error });
@@ -257,7 +250,7 @@ export class Reconciler {
     for (const name of [...names].sort()) {
       const deployed = this.#d.state.apps[name];
       const spec = deployed?.spec ?? this.#desired?.apps[name]?.spec;
-      const info = this.#infoOf(name);
+      const info = this.#applier.infoOf(name);
       out[name] = appView(name, spec, this.#runtimeState[name], { ...info, revision: deployed?.revision, path: deployed?.workspace });
     }
     return out;
@@ -288,9 +281,8 @@ export class Reconciler {
 
   async #applyManual(action: Action): Promise<ActionOutcome> {
     this.#runtimeState = await this.#d.runtime.getCurrentState();
-    this.#backoff.reset(action.app);
-    delete this.#infoOf(action.app).stalled;
-    const outcome = await this.#apply(action, this.#current());
+    this.#applier.retryNow(action.app);
+    const outcome = await this.#applier.apply(action, this.#current());
     this.#runtimeState = await this.#d.runtime.getCurrentState();
     await this.#saveState();
     if (outcome.outcome !== "ok") {
@@ -322,11 +314,11 @@ export class Reconciler {
     try {
       const fetched = await this.#d.git.fetch(known, signal);
       commit = fetched.commit;
-      this.#backoff.reset("\0git");
+      this.#applier.backoff.reset("\0git");
     } catch (error) {
       if (signal.aborted) throw error;
       this.#repoError = redact(messageOf(error));
-      this.#backoff.fail("\0git", this.#d.now());
+      this.#applier.backoff.fail("\0git", this.#d.now());
       this.#d.emit("bc_gitops:reconcile:error", {}, { error: this.#repoError });
       this.#d.logger.warn(`cannot fetch ${this.#d.config.branch}: ${this.#repoError}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`);
       return false;
@@ -346,8 +338,7 @@ export class Reconciler {
     if (commit !== known) {
       // A new commit may fix what failed: retry every app now rather than after its backoff.
       for (const name of Object.keys(this.#desired?.apps ?? {})) {
-        this.#backoff.reset(name);
-        delete this.#infoOf(name).stalled;
+        this.#applier.retryNow(name);
       }
       this.#d.logger.info(`applying commit ${commit.slice(0, 12)}`);
     }
@@ -435,193 +426,10 @@ export class Reconciler {
     return out;
   }
 
-  async #apply(planned: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
-    let action = planned;
-    const { app } = action;
-    const now = this.#d.now();
-    const running = current[app];
-    if (this.#infoOf(app).stalled) {
-      const down = running && (running.status === "failed" || running.status === "stopped");
-      if (!down || action.type === "remove") {
-        return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.#infoOf(app).last_error ?? "the last attempt failed"}` };
-      }
-      // The change waits for a new commit, but what runs must not stay down: heal the deployed version.
-      action = { type: "restart", app, spec: running.spec, reason: `${running.status} while the change to it is stalled` };
-    }
-    if (this.#backoff.waiting(app, now)) {
-      const wait = Math.ceil(((this.#backoff.nextRetry(now) ?? now) - now) / 1000);
-      return { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.#backoff.failures(app)} failure(s); next try in about ${wait}s` };
-    }
-    if (action.type !== "remove" && action.type !== "reconfigure") {
-      const waiting = waitingOn(action.spec, current);
-      if (waiting.length > 0) {
-        const reason = pendingReason(waiting, current);
-        this.#info.set(app, { ...this.#infoOf(app), ...(current[app] ? {} : { status: "pending" }), pending_reason: reason });
-        return { type: action.type, app, outcome: "pending", reason };
-      }
-    }
-    if (action.type === "restart") {
-      // A crash is a failure: restarts of a crash-looping app are paced by the backoff, which
-      // resets only once the app has stayed up (see #clearSettled).
-      this.#backoff.fail(app, now);
-      // Keep why it went down in status after it comes back, until it has stayed up (#clearSettled).
-      const why = this.#runtimeState[app]?.last_error;
-      if (why) Object.assign(this.#infoOf(app), { last_error: redact(why), crashed: true });
-    }
-    const event = action.type;
-    const meta = this.#metadata(action);
-    const started = this.#d.now();
-    this.#d.emit(`bc_gitops:${event}:start` as EventName, {}, meta);
-    let reload: HotReloadResult | undefined;
-    try {
-      const state = await this.#run(action, (result) => (reload = result));
-      const duration_ms = this.#d.now() - started;
-      this.#succeeded(action, state, current);
-      // A hot reload's stop event says what it reloaded (`modules: []`: nothing changed, nothing reloaded).
-      const done = reload ? { ...meta, to_revision: reload.revision, modules: reload.modules } : meta;
-      this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, done);
-      this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
-      return { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
-    } catch (error) {
-      const message = redact(messageOf(error));
-      const duration_ms = this.#d.now() - started;
-      this.#fail(app, error);
-      this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, { ...meta, error: message });
-      this.#d.logger.error(`${describe(action)} failed: ${message}`);
-      return { type: action.type, app, outcome: "failed", error: message, duration_ms };
-    }
-  }
-
-  async #run(action: Action, reloaded: (result: HotReloadResult) => void): Promise<AppState | undefined> {
-    const { runtime } = this.#d;
-    switch (action.type) {
-      case "deploy":
-        return runtime.deploy(action.spec);
-      case "upgrade":
-        return runtime.upgrade(action.spec, action.from.version);
-      case "reconfigure":
-        return runtime.reconfigure(action.spec);
-      case "remove":
-        await runtime.remove(action.app);
-        return undefined;
-      case "hot_reload": {
-        if (!runtime.hotReload) return runtime.upgrade(action.spec, action.spec.version);
-        reloaded(await runtime.hotReload(action.spec));
-        return (await runtime.getCurrentState())[action.app];
-      }
-      case "restart":
-        this.#infoOf(action.app).restarts++;
-        return runtime.restart ? runtime.restart(action.spec) : runtime.deploy(action.spec);
-    }
-  }
-
-  #succeeded(action: Action, state: AppState | undefined, current: Record<string, CurrentApp>): void {
-    const { app } = action;
-    const info = this.#infoOf(app);
-    delete info.status;
-    delete info.pending_reason;
-    if (action.type !== "restart") {
-      this.#backoff.reset(app);
-      delete info.last_error;
-    }
-    if (action.type === "remove") {
-      delete this.#d.state.apps[app];
-      delete current[app];
-      delete this.#runtimeState[app];
-      this.#info.delete(app);
-      return;
-    }
-    const previous = this.#d.state.apps[app];
-    const revision = action.type === "hot_reload" ? (state?.revision ?? action.toRevision) : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
-    if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
-    const file = this.#files.get(app) ?? previous?.file;
-    this.#d.state.apps[app] = {
-      spec: action.spec,
-      version: action.spec.version,
-      ...(file ? { file } : {}),
-      ...(revision ? { revision } : {}),
-      ...(state?.path ?? previous?.workspace ? { workspace: state?.path ?? previous?.workspace } : {}),
-      deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
-    };
-    if (state) this.#runtimeState[app] = state;
-    current[app] = {
-      spec: action.spec,
-      ...(revision ? { revision } : {}),
-      status: state?.status ?? current[app]?.status ?? "running",
-      health: state?.health ?? current[app]?.health ?? "unknown",
-    };
-  }
-
-  #fail(app: string, error: unknown): void {
-    const info = this.#infoOf(app);
-    info.status = "failed";
-    info.last_error = redact(messageOf(error));
-    delete info.pending_reason;
-    delete info.crashed;
-    if (retryClassOf(error) === "stalled") info.stalled = true;
-    else this.#backoff.fail(app, this.#d.now());
-  }
-
-  /**
-   * Apps the plan leaves alone and that have run for a while (the interval, at most a minute):
-   * whatever failed before is settled (the repo was reverted, a crash loop ended).
-   */
-  #clearSettled(actions: readonly Action[], errors: readonly PlanError[]): void {
-    const busy = new Set([...actions.map((a) => a.app), ...errors.map((e) => e.app)]);
-    const settledAfter = Math.min(60_000, this.#d.config.reconcile_interval);
-    for (const [app, info] of this.#info) {
-      const observed = this.#runtimeState[app];
-      if (busy.has(app) || observed?.status !== "running") continue;
-      const upFor = observed.started_at ? this.#d.now() - Date.parse(observed.started_at) : Infinity;
-      if (info.restarts > 0 && upFor < settledAfter) continue;
-      delete info.status;
-      delete info.last_error;
-      delete info.pending_reason;
-      delete info.stalled;
-      delete info.crashed;
-      this.#backoff.reset(app);
-    }
-  }
-
-  #infoOf(app: string): AppInfo {
-    let info = this.#info.get(app);
-    if (!info) this.#info.set(app, (info = { restarts: 0 }));
-    return info;
-  }
-
-  #metadata(action: Action): Record<string, unknown> {
-    const commit = this.#desired?.commit;
-    switch (action.type) {
-      case "upgrade":
-        return { app: action.app, version: action.spec.version, from_version: action.from.version, to_version: action.spec.version, commit, reason: action.reason };
-      case "reconfigure":
-        return { app: action.app, version: action.spec.version, commit, changed: action.changed, added: action.added, removed: action.removed };
-      case "remove":
-        return { app: action.app, version: action.from.version, commit };
-      case "hot_reload":
-        return { app: action.app, version: action.spec.version, commit, from_revision: action.fromRevision, to_revision: action.toRevision };
-      default:
-        return { app: action.app, version: action.spec.version, commit };
-    }
-  }
-
   async #saveState(): Promise<void> {
     const text = JSON.stringify(this.#d.state);
     if (text === this.#savedState) return;
     await writeState(this.#d.statePath, this.#d.state);
     this.#savedState = text;
-  }
-}
-
-function describe(action: Action): string {
-  switch (action.type) {
-    case "upgrade":
-      return `upgrade ${action.app} (${action.reason})`;
-    case "hot_reload":
-      return `hot reload ${action.app} ${action.fromRevision.slice(0, 12)} -> ${action.toRevision.slice(0, 12)}`;
-    case "restart":
-      return `restart ${action.app} (${action.reason})`;
-    default:
-      return `${action.type} ${action.app}`;
   }
 }

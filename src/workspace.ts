@@ -7,19 +7,19 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
-import {
-  copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile,
-} from "node:fs/promises";
-import { homedir } from "node:os";
-import { isAbsolute, join, posix, relative, resolve, sep } from "node:path";
+import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { download, npmTarball, verify } from "./_npm.ts";
 import { dependencyInstaller, runtimeName } from "./_platform.ts";
+import { SerialQueues } from "./_serial.ts";
+import { checkLinks, copyTree, exists, inside, isDir, isFile, linkTree, treeHash, unpack } from "./_tree.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
 import { exec } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
-import { redact, registerSecret } from "./redact.ts";
+import { redact } from "./redact.ts";
 import { APP_NAME } from "./spec.ts";
 import type { AppSpec, Source } from "./spec.ts";
 import type { Emit } from "./telemetry.ts";
@@ -54,8 +54,6 @@ export const WORKSPACE_MARKER = ".bc-gitops-workspace.json";
 
 const REVISION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const FULL_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
-const SKIP = new Set(["node_modules", ".git"]);
-const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
 /** What decides an install's result: when none of it changed, the previous revision's node_modules is reused. */
 const LOCKFILES = ["package-lock.json", "npm-shrinkwrap.json", "bun.lock", "bun.lockb", "deno.lock", "yarn.lock", "pnpm-lock.yaml"];
 const DEP_FIELDS = [
@@ -71,10 +69,6 @@ const GIT_ENV = {
 };
 
 interface Marker { format: 1; source: string; deps: string | null }
-interface Packument {
-  "dist-tags"?: Record<string, string>;
-  versions?: Record<string, { dist?: { tarball?: string; integrity?: string; shasum?: string } }>;
-}
 interface Context { repoDir?: string; signal?: AbortSignal }
 
 const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown, details?: Record<string, unknown>) =>
@@ -87,7 +81,7 @@ export class Workspaces {
   readonly #logger: Logger;
   readonly #emit: Emit;
   readonly #timeoutMs: number;
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #queues = new SerialQueues();
 
   /** Touches nothing on disk. */
   constructor(options: WorkspacesOptions) {
@@ -221,11 +215,7 @@ export class Workspaces {
   }
 
   #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
-    const run = (this.#queues.get(app) ?? Promise.resolve()).then(task, task);
-    const tail = run.then(() => {}, () => {});
-    this.#queues.set(app, tail);
-    void tail.then(() => this.#queues.get(app) === tail && this.#queues.delete(app));
-    return run;
+    return this.#queues.run(app, task);
   }
 
   /** Puts the source's files into a directory under `tmp` and returns that package root. */
@@ -253,7 +243,7 @@ export class Workspaces {
     }
     const archive = join(tmp, "download.tgz");
     if (source.type === "npm") {
-      await writeFile(archive, await this.#npmTarball(source.package ?? spec.name, revision, source.registry, context.signal));
+      await writeFile(archive, await npmTarball(source.package ?? spec.name, revision, source.registry, this.#download(context.signal)));
     } else {
       const bytes = await this.#read(source.url, context);
       const expected = source.sha256 ? [`sha256-${Buffer.from(source.sha256, "hex").toString("base64")}`] : [];
@@ -268,60 +258,14 @@ export class Workspaces {
     return top.length === 1 && top[0]?.isDirectory() ? join(tree, top[0].name) : tree;
   }
 
-  async #npmTarball(name: string, version: string, explicit: string | undefined, signal?: AbortSignal): Promise<Uint8Array> {
-    const npmrc = await readNpmrc();
-    const env = (key: string) => process.env[`npm_config_${key}`] ?? process.env[`NPM_CONFIG_${key.toUpperCase()}`];
-    const scope = name.startsWith("@") ? name.split("/")[0] : undefined;
-    let registry = explicit ?? (scope && npmrc[`${scope}:registry`]) ?? env("registry") ?? npmrc.registry ?? DEFAULT_REGISTRY;
-    if (!registry.endsWith("/")) registry += "/";
-    const packumentUrl = new URL(name.replace("/", "%2f"), registry).href;
-    const accept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"; // the small packument will do
-    const response = await this.#fetch(packumentUrl, signal, npmrc, { accept });
-    if (response.status === 404) throw fail(`package ${name} is not in the registry ${registry}`, "E_NOT_FOUND", "stalled");
-    if (!response.ok) throw fail(`registry ${registry} answered ${response.status} for ${name}`, "E_RUNTIME", "backoff");
-    const packument = (await response.json()) as Packument;
-    const dist = packument.versions?.[version]?.dist;
-    if (!dist?.tarball) {
-      const latest = packument["dist-tags"]?.latest;
-      throw fail(`version ${version} of ${name} is not in ${registry}${latest ? ` (latest is ${latest})` : ""}`, "E_NOT_FOUND", "stalled");
-    }
-    const sri = dist.integrity ?? (dist.shasum ? `sha1-${Buffer.from(dist.shasum, "hex").toString("base64")}` : undefined);
-    if (!sri) throw fail(`${name}@${version} has no integrity or shasum in ${registry}; refusing it unverified`, "E_RUNTIME", "stalled");
-    const tarball = await this.#fetch(dist.tarball, signal, npmrc);
-    if (!tarball.ok) throw fail(`downloading ${dist.tarball} failed: HTTP ${tarball.status}`, "E_RUNTIME", "backoff");
-    const bytes = new Uint8Array(await tarball.arrayBuffer());
-    verify(bytes, sri, `${name}@${version} from ${dist.tarball}`, "backoff");
-    return bytes;
-  }
-
-  /** GET with the per-call deadline, the caller's signal and any npmrc `_authToken` for that registry. */
-  async #fetch(url: string, signal: AbortSignal | undefined, npmrc: Record<string, string>, headers: Record<string, string> = {}) {
-    const parsed = new URL(url);
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw fail(`refusing to download ${url}: only http(s) is supported`, "E_UNSAFE", "stalled");
-    }
-    // npm's rule: the longest `//host/path/:_authToken` that prefixes the URL.
-    const scoped = `//${parsed.host}${parsed.pathname}`;
-    const tokenKey = Object.keys(npmrc)
-      .filter((k) => k.endsWith(":_authToken") && scoped.startsWith(k.slice(0, -":_authToken".length)))
-      .sort((a, b) => b.length - a.length)[0];
-    const token = tokenKey ? npmrc[tokenKey] : undefined;
-    registerSecret(token);
-    if (token) headers = { ...headers, authorization: `Bearer ${token}` };
-    const deadline = AbortSignal.timeout(this.#timeoutMs);
-    try {
-      return await fetch(url, { headers, signal: signal ? AbortSignal.any([deadline, signal]) : deadline, redirect: "follow" });
-    } catch (error) {
-      if (signal?.aborted) throw fail(`downloading ${url} was aborted`, "E_ABORTED", "backoff", error);
-      if (deadline.aborted) throw fail(`cannot download ${url}: no answer within ${this.#timeoutMs} ms`, "E_TIMEOUT", "backoff", error);
-      throw fail(`cannot download ${url}: ${messageOf(error)}`, "E_RUNTIME", "backoff", error);
-    }
+  #download(signal: AbortSignal | undefined) {
+    return { timeoutMs: this.#timeoutMs, signal };
   }
 
   /** A tarball source's bytes: http(s) download, `file://` URL or a local path (relative to the repo). */
   async #read(url: string, context: Context): Promise<Uint8Array> {
     if (/^https?:\/\//i.test(url)) {
-      const response = await this.#fetch(url, context.signal, {});
+      const response = await download(url, this.#download(context.signal));
       if (!response.ok) throw fail(`downloading ${url} failed: HTTP ${response.status}`, "E_RUNTIME", "backoff");
       return new Uint8Array(await response.arrayBuffer());
     }
@@ -336,17 +280,7 @@ export class Workspaces {
 
   /** Lists the archive first and refuses absolute or `..` entries; only then extracts it. */
   async #unpack(archive: string, into: string, signal?: AbortSignal): Promise<void> {
-    const options = { timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) };
-    const listing = await exec("tar", ["-tf", archive], options).catch((error) => {
-      throw fail(`cannot read the archive: ${messageOf(error)}`, "E_RUNTIME", "stalled", error);
-    });
-    const escapes = (entry: string) => isAbsolute(entry) || /^[A-Za-z]:/.test(entry) || entry.split(/[\\/]/).includes("..");
-    const bad = listing.stdout.split("\n").find(escapes);
-    if (bad !== undefined) {
-      throw fail(`the archive contains the entry ${JSON.stringify(bad)}, which would land outside the workspace`, "E_UNSAFE", "stalled");
-    }
-    await mkdir(into, { recursive: true });
-    await exec("tar", ["-xf", archive, "-C", into, "--no-same-owner"], options);
+    await unpack(archive, into, this.#timeoutMs, signal);
   }
 
   async #git(args: string[], cwd: string, signal?: AbortSignal) {
@@ -470,88 +404,6 @@ function gitUrl(url: string, repoDir: string | undefined): string {
   return remote ? url : local(url, repoDir);
 }
 
-/** Throws unless `bytes` match the SRI string `sri` (the strongest of its hashes). */
-function verify(bytes: Uint8Array, sri: string, what: string, retry: RetryClass): void {
-  const rank = ["sha1", "sha256", "sha384", "sha512"];
-  const algorithmOf = (hash: string) => hash.slice(0, Math.max(0, hash.indexOf("-")));
-  const hashes = sri.trim().split(/\s+/).map((h) => h.split("?")[0] ?? "").filter((h) => rank.includes(algorithmOf(h)));
-  const best = hashes.sort((a, b) => rank.indexOf(algorithmOf(b)) - rank.indexOf(algorithmOf(a)))[0];
-  if (!best) throw fail(`${what}: unsupported integrity ${sri}`, "E_RUNTIME", "stalled");
-  const algorithm = algorithmOf(best);
-  const actual = `${algorithm}-${createHash(algorithm).update(bytes).digest("base64")}`;
-  if (actual !== best) {
-    const show = (s: string) => (algorithm === "sha256" ? `sha256 ${Buffer.from(s.slice(7), "base64").toString("hex")}` : s);
-    const message = `${what} failed verification: expected ${show(best)}, got ${show(actual)}; nothing was unpacked`;
-    throw fail(message, "E_RUNTIME", retry, undefined, { expected: best, actual });
-  }
-}
-
-/** `sha256-<hex16>` over the sorted relative paths and contents under `dir` (node_modules, .git skipped). */
-async function treeHash(dir: string): Promise<string> {
-  const entries = (await walk(dir, SKIP)).filter((e) => e.kind !== "dir").sort((a, b) => (a.rel < b.rel ? -1 : 1));
-  const hash = createHash("sha256");
-  for (const entry of entries) {
-    const content = entry.kind === "link" ? `->${await readlink(join(dir, entry.rel))}` : await readFile(join(dir, entry.rel));
-    hash.update(`${entry.kind}\0${entry.rel}\0${content.length}\0`).update(content);
-  }
-  return `sha256-${hash.digest("hex").slice(0, 16)}`;
-}
-
-interface Entry { rel: string; kind: "file" | "dir" | "link" }
-
-/** Every file, directory and symlink under `dir` (symlinks are not followed), parents before children. */
-async function walk(dir: string, skip: ReadonlySet<string>, rel = "", out: Entry[] = []): Promise<Entry[]> {
-  for (const dirent of await readdir(join(dir, rel), { withFileTypes: true })) {
-    if (skip.has(dirent.name)) continue;
-    const path = rel ? `${rel}/${dirent.name}` : dirent.name;
-    if (dirent.isSymbolicLink()) out.push({ rel: path, kind: "link" });
-    else if (dirent.isDirectory()) {
-      out.push({ rel: path, kind: "dir" });
-      await walk(dir, skip, path, out);
-    } else if (dirent.isFile()) out.push({ rel: path, kind: "file" });
-  }
-  return out;
-}
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await mkdir(to, { recursive: true });
-  for (const entry of await walk(from, SKIP)) {
-    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
-    if (entry.kind === "dir") await mkdir(dst);
-    else if (entry.kind === "link") await symlink(await readlink(src), dst);
-    else await copyFile(src, dst);
-  }
-}
-
-/** A copy of `from` made of hard links (copies across devices); symlinks are recreated as they were. */
-async function linkTree(from: string, to: string): Promise<void> {
-  await mkdir(to);
-  for (const entry of await walk(from, new Set())) {
-    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
-    if (entry.kind === "dir") await mkdir(dst);
-    else if (entry.kind === "link") await symlink(await readlink(src), dst);
-    else await link(src, dst).catch(() => copyFile(src, dst));
-  }
-}
-
-/** Refuses symlinks that lead outside `root`: absolute targets, and `..` targets that do not resolve inside. */
-async function checkLinks(root: string): Promise<void> {
-  const real = await realpath(root);
-  for (const entry of await walk(root, new Set())) {
-    if (entry.kind !== "link") continue;
-    const path = join(root, entry.rel);
-    const target = await readlink(path);
-    // Relative targets without `..` only descend; `..` ones must really resolve inside (a dangling one cannot).
-    const escapes = isAbsolute(target) || (target.split(/[\\/]/).includes("..") && !inside(real, await realpath(path).catch(() => "")));
-    if (escapes) throw fail(`the symlink ${entry.rel} -> ${target} leads outside the workspace`, "E_UNSAFE", "stalled");
-  }
-}
-
-function inside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return path !== "" && !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
-}
-
 /** The module to import, inside `root` (spec entry, package.json exports/module/main, index.js|ts|mjs). */
 async function entryOf(root: string, spec: AppSpec): Promise<string> {
   const pkg = await readJson(join(root, "package.json"));
@@ -594,18 +446,6 @@ function conditional(target: unknown): string | undefined {
   return undefined;
 }
 
-/** The user's npmrc (`NPM_CONFIG_USERCONFIG` or `~/.npmrc`) as key/value pairs, `${VAR}` expanded. */
-async function readNpmrc(): Promise<Record<string, string>> {
-  const file = process.env.NPM_CONFIG_USERCONFIG ?? process.env.npm_config_userconfig ?? join(homedir(), ".npmrc");
-  const out: Record<string, string> = {};
-  for (const line of (await readFile(file, "utf8").catch(() => "")).split(/\r?\n/)) {
-    const match = /^\s*([^#;=\s][^=]*?)\s*=\s*(.*?)\s*$/.exec(line);
-    if (!match?.[1] || match[2] === undefined) continue;
-    out[match[1]] = match[2].replace(/^"(.*)"$/, "$1").replace(/\$\{([^}]+)\}/g, (_, name: string) => process.env[name] ?? "");
-  }
-  return out;
-}
-
 async function readMarker(dir: string): Promise<Marker | undefined> {
   const marker = (await readJson(join(dir, WORKSPACE_MARKER))) as Partial<Marker> | undefined;
   return marker?.format === 1 && typeof marker.source === "string" ? (marker as Marker) : undefined;
@@ -623,6 +463,3 @@ async function readJson(file: string): Promise<Record<string, unknown> | undefin
 const record = (v: unknown): Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const text = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
-const exists = (path: string) => lstat(path).then(() => true, () => false);
-const isDir = (path: string) => stat(path).then((s) => s.isDirectory(), () => false);
-const isFile = (path: string) => stat(path).then((s) => s.isFile(), () => false);

@@ -3,24 +3,15 @@
 // the fixture registry).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { TestContext } from "node:test";
-import { fileURLToPath } from "node:url";
-import { createAgent, type Agent } from "../src/agent.ts";
+import type { Agent } from "../src/agent.ts";
 import type { AppState } from "../src/runtime.ts";
+import { agentFor, code, FIXTURES, until } from "./helpers/e2e.ts";
 import { gitopsRepo } from "./helpers/gitops-repo.ts";
 import { startRegistry } from "./helpers/registry.ts";
 
-const FIXTURES = fileURLToPath(new URL("./fixtures/apps/", import.meta.url));
-
-/** The files of a fixture app, as repo paths under `code/<as>/`. */
-async function code(fixture: string, as: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of await readdir(join(FIXTURES, fixture))) out[`code/${as}/${name}`] = await readFile(join(FIXTURES, fixture, name), "utf8");
-  return out;
-}
 
 const spec = (name: string, version: string, lines: string[] = []) =>
   [`name: ${name}`, `version: "${version}"`, "source: { type: path, path: code/" + name + " }", ...lines].join("\n") + "\n";
@@ -30,27 +21,6 @@ const db = (version = "1.0.0") => spec("db", version, ["env: { port: 0 }", "heal
 /** web: a lifecycle app (rt-server) that needs db. */
 const web = (version: string, env = "port: 0") =>
   spec("web", version, [`env: { ${env} }`, "depends_on: [db]", "health: { type: http, path: /health, interval: 60s, timeout: 1000 }"]);
-
-function agentFor(t: TestContext, repoUrl: string, localPath: string): Agent {
-  const agent = createAgent({ repoUrl, localPath, runtime: "default", listen: "off", reconcileInterval: "1h" });
-  t.after(() => agent.stop());
-  return agent;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface Answer {
   message: string;

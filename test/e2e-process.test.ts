@@ -2,52 +2,24 @@
 // supervised child processes (isolation: process), from path sources in a real gitops repository.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { scriptCommand } from "../src/_platform.ts";
-import { procStat } from "../src/_proc.ts";
-import { createAgent, type Agent } from "../src/agent.ts";
+import type { Agent } from "../src/agent.ts";
 import { spawnProcess } from "../src/exec.ts";
 import type { TelemetryEvent } from "../src/telemetry.ts";
+import { agentFor, code, until } from "./helpers/e2e.ts";
 import { gitopsRepo } from "./helpers/gitops-repo.ts";
+import { alive } from "./helpers/runtime-harness.ts";
 
-const FIXTURES = fileURLToPath(new URL("./fixtures/apps/", import.meta.url));
 const AGENT_HOST = fileURLToPath(new URL("./helpers/agent-host.ts", import.meta.url));
-
-async function code(fixture: string, as: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const name of await readdir(join(FIXTURES, fixture))) out[`code/${as}/${name}`] = await readFile(join(FIXTURES, fixture, name), "utf8");
-  return out;
-}
 
 const spec = (name: string, version: string, env: string, lines: string[] = []) =>
   [`name: ${name}`, `version: "${version}"`, "isolation: process", `source: { type: path, path: code/${name} }`, `env: { ${env} }`, ...lines].join("\n") + "\n";
 /** db: checked over HTTP every 100 ms; `unhealthy: true` makes its /health answer 503. */
 const db = (env = "port: 0, grandchild: true") => spec("db", "1.0.0", env, ["health: { type: http, path: /health, interval: 100, timeout: 1000 }"]);
 const web = (version: string) => spec("web", version, "port: 0", ["depends_on: [db]", "health: { type: http, path: /health, interval: 60s, timeout: 1000 }"]);
-
-function agentFor(t: TestContext, repoUrl: string, localPath: string): Agent {
-  const agent = createAgent({ repoUrl, localPath, runtime: "default", listen: "off", reconcileInterval: "1h" });
-  t.after(() => agent.stop());
-  return agent;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface Answer {
   pid: number;
@@ -63,19 +35,6 @@ async function answer(agent: Agent, app: string, check: (a: Answer) => boolean =
     const body = (await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })).json()) as Answer;
     return check(body) ? body : undefined;
   });
-}
-
-/** Whether `pid` still runs (a zombie nobody reaps does not count). */
-async function alive(pid: number | undefined): Promise<boolean> {
-  assert.equal(typeof pid, "number");
-  const stat = await procStat(pid!);
-  if (stat) return stat.state !== "Z";
-  try {
-    process.kill(pid!, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test("the agent runs process apps: dependency gating, upgrade, in-place restart of a killed process, and nothing left after stop", async (t) => {

@@ -10,18 +10,7 @@ import { exec } from "../src/exec.ts";
 import { GitSource } from "../src/git.ts";
 import type { GitSourceOptions } from "../src/git.ts";
 import type { TelemetryEvent } from "../src/telemetry.ts";
-
-/** Git for the fixtures: an identity, and no machine or user configuration. */
-const FIXTURE_ENV = {
-  GIT_AUTHOR_NAME: "Test",
-  GIT_AUTHOR_EMAIL: "test@example.com",
-  GIT_COMMITTER_NAME: "Test",
-  GIT_COMMITTER_EMAIL: "test@example.com",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-
-const git = async (cwd: string, ...args: string[]) => (await exec("git", args, { cwd, env: FIXTURE_ENV })).stdout.trim();
+import { git } from "./helpers/gitops-repo.ts";
 
 /** A bare remote plus a work clone that commits and pushes to it, all in one temp dir. */
 interface Fixture {

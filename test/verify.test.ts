@@ -7,16 +7,7 @@ import { GitopsError } from "../src/errors.ts";
 import { exec } from "../src/exec.ts";
 import { checkVerifyConfig, verifyCommit } from "../src/verify.ts";
 import type { VerifyConfig } from "../src/verify.ts";
-
-/** Git with a fixed identity and no machine or user configuration, so the tests run anywhere. */
-const GIT_ENV = {
-  GIT_AUTHOR_NAME: "Test",
-  GIT_AUTHOR_EMAIL: "test@example.com",
-  GIT_COMMITTER_NAME: "Test",
-  GIT_COMMITTER_EMAIL: "test@example.com",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
+import { GIT_ENV } from "./helpers/gitops-repo.ts";
 
 /** Clean-ups of one test, run in reverse order when it ends (Deno skips `t.after` inside `describe`). */
 interface Scope {

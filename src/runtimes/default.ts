@@ -10,6 +10,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { SerialQueues } from "../_serial.ts";
 import { envChange, isEmptyChange } from "../app-context.ts";
 import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
 import { HealthMonitor, probeFor } from "../health.ts";
@@ -92,7 +93,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   readonly #ws: Workspaces;
   readonly #drivers: Partial<Record<Isolation, Driver>>;
   readonly #apps = new Map<string, Running>();
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #queues = new SerialQueues();
 
   constructor(context: RuntimeContext & DefaultRuntimeOptions) {
     this.#c = context;
@@ -475,10 +476,6 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
-    const run = (this.#queues.get(app) ?? Promise.resolve()).then(task, task);
-    const tail = run.then(() => {}, () => {});
-    this.#queues.set(app, tail);
-    void tail.then(() => this.#queues.get(app) === tail && this.#queues.delete(app));
-    return run;
+    return this.#queues.run(app, task);
   }
 }

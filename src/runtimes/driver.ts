@@ -6,7 +6,7 @@
  */
 import type { EnvChange } from "../app-context.ts";
 import type { Emit } from "../telemetry.ts";
-import type { FetchHandler } from "../http-listener.ts";
+import type { FetchHandler } from "../http-server.ts";
 import type { Logger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { PreparedWorkspace } from "../workspace.ts";

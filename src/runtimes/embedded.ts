@@ -11,7 +11,7 @@ import { sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
-import { listen, type HttpListener } from "../http-listener.ts";
+import { listen, type HttpListener } from "../http-server.ts";
 import { silentLogger, tagged, type Logger } from "../logger.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 

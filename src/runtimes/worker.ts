@@ -11,7 +11,7 @@ import { Worker } from "node:worker_threads";
 import { runtimeName } from "../_platform.ts";
 import type { EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
-import { listen, type HttpListener } from "../http-listener.ts";
+import { listen, type HttpListener } from "../http-server.ts";
 import { tagged, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";

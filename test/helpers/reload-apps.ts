@@ -4,15 +4,13 @@
  * bounded request loop that counts failures while something happens to the app.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import type { Logger } from "../../src/logger.ts";
-import { createDefaultRuntime, type DefaultRuntime, type DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
+import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
 import type { AppState, RuntimeContext } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
-import type { TelemetryEvent } from "../../src/telemetry.ts";
+import { runtimeHarness, type RuntimeHarness } from "./runtime-harness.ts";
 import { writeTree } from "./tmp.ts";
 
 /**
@@ -97,48 +95,20 @@ export function lifecycleApp(tag: string, options: { hotReload?: boolean } = {})
 }
 
 /** A test's runtime over a temp directory holding the "repo" (`repo/code/<app>`) and `local_path`. */
-export interface Harness {
-  runtime: DefaultRuntime;
-  repo: string;
-  local: string;
-  logs: string[];
-  events: TelemetryEvent[];
+export interface Harness extends RuntimeHarness {
   /** Writes (or, with `null`, deletes) files of `code/<app>/`. */
   write(app: string, files: Record<string, string | null>): Promise<void>;
 }
 
 /** Creates a {@link Harness}; everything is stopped and deleted when the test ends. */
 export async function harness(t: TestContext, options: Partial<DefaultRuntimeOptions & Pick<RuntimeContext, "requestReconcile">> = {}): Promise<Harness> {
-  const root = await mkdtemp(join(tmpdir(), "bc-gitops-reload-"));
-  const repo = join(root, "repo");
-  const local = join(root, "local");
-  const logs: string[] = [];
-  const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
-  const events: TelemetryEvent[] = [];
-  const runtime = createDefaultRuntime({
-    localPath: local,
-    repoDir: () => repo,
-    logger,
-    emit: (name, measurements = {}, metadata = {}) => events.push({ name, measurements, metadata }),
-    stopTimeoutMs: 2000,
-    startWindowMs: 5000,
-    ...options,
-  });
-  t.after(async () => {
-    await runtime.stopAll();
-    await rm(root, { recursive: true, force: true });
-  });
+  const h = await runtimeHarness(t, { prefix: "bc-gitops-reload-", options: () => ({ stopTimeoutMs: 2000, startWindowMs: 5000, ...options }) });
   return {
-    runtime,
-    repo,
-    local,
-    logs,
-    events,
+    ...h,
     async write(app, files) {
       for (const [path, content] of Object.entries(files)) {
-        if (content === null) await rm(join(repo, "code", app, path), { force: true });
-        else await writeTree(join(repo, "code", app), { [path]: content });
+        if (content === null) await rm(join(h.repo, "code", app, path), { force: true });
+        else await writeTree(join(h.repo, "code", app), { [path]: content });
       }
     },
   };

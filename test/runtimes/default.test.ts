@@ -1,55 +1,25 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { runtimeName } from "../../src/_platform.ts";
 import { GitopsError } from "../../src/errors.ts";
 import { exec } from "../../src/exec.ts";
-import type { Logger } from "../../src/logger.ts";
-import { createDefaultRuntime, type DefaultRuntime, type DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
+import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
-import type { TelemetryEvent } from "../../src/telemetry.ts";
+import { runtimeHarness, type RuntimeHarness } from "../helpers/runtime-harness.ts";
 import { writeTree } from "../helpers/tmp.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
 const CRASH_HOST = fileURLToPath(new URL("./crash-host.ts", import.meta.url));
 
-interface Harness {
-  runtime: DefaultRuntime;
-  /** The "gitops repo": fixture apps copied to code/<fixture>. */
-  repo: string;
-  local: string;
-  logs: string[];
-  events: TelemetryEvent[];
-}
+type Harness = RuntimeHarness;
 
-async function harness(t: TestContext, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
-  const root = await mkdtemp(join(tmpdir(), "bc-gitops-rt-"));
-  const repo = join(root, "repo");
-  const local = join(root, "local");
-  await cp(FIXTURES, join(repo, "code"), { recursive: true });
-  const logs: string[] = [];
-  const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
-  const events: TelemetryEvent[] = [];
-  const runtime = createDefaultRuntime({
-    localPath: local,
-    repoDir: () => repo,
-    logger,
-    emit: (name, measurements = {}, metadata = {}) => events.push({ name, measurements, metadata }),
-    stopTimeoutMs: 500,
-    startWindowMs: 3000,
-    ...options,
-  });
-  t.after(async () => {
-    await runtime.stopAll();
-    await rm(root, { recursive: true, force: true });
-  });
-  return { runtime, repo, local, logs, events };
+function harness(t: TestContext, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
+  return runtimeHarness(t, { prefix: "bc-gitops-rt-", fixtures: FIXTURES, options: () => ({ stopTimeoutMs: 500, startWindowMs: 3000, ...options }) });
 }
 
 /** rt-server as app "web": a lifecycle app with its own HTTP server on an OS-assigned port and an http health check. */

@@ -2,54 +2,32 @@
 // test/fixtures/apps/proc-*), a real workspace and real ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { procStat } from "../../src/_proc.ts";
-import type { Logger } from "../../src/logger.ts";
-import { createDefaultRuntime, type DefaultRuntime, type DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
+import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
 import { ProcessDriver, type ProcessDriverOptions } from "../../src/runtimes/process.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
-import type { TelemetryEvent } from "../../src/telemetry.ts";
+import { alive, runtimeHarness, type RuntimeHarness } from "../helpers/runtime-harness.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
 
-interface Harness {
-  runtime: DefaultRuntime;
-  repo: string;
-  local: string;
-  logs: string[];
-  events: TelemetryEvent[];
-}
+type Harness = RuntimeHarness;
 
-async function harness(t: TestContext, policy: Partial<ProcessDriverOptions> = {}, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
-  const root = await mkdtemp(join(tmpdir(), "bc-gitops-proc-"));
-  const repo = join(root, "repo");
-  const local = join(root, "local");
-  await cp(FIXTURES, join(repo, "code"), { recursive: true });
-  const logs: string[] = [];
-  const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
-  const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
-  const events: TelemetryEvent[] = [];
-  const runtime = createDefaultRuntime({
-    localPath: local,
-    repoDir: () => repo,
-    logger,
-    emit: (name, measurements = {}, metadata = {}) => events.push({ name, measurements, metadata }),
-    stopTimeoutMs: 3000,
-    startWindowMs: 5000,
-    drivers: { process: new ProcessDriver({ localPath: local, logger, restartDelayMs: 50, settleMs: 200, ...policy }) },
-    ...options,
+function harness(t: TestContext, policy: Partial<ProcessDriverOptions> = {}, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
+  return runtimeHarness(t, {
+    prefix: "bc-gitops-proc-",
+    fixtures: FIXTURES,
+    options: ({ local, logger }) => ({
+      stopTimeoutMs: 3000,
+      startWindowMs: 5000,
+      drivers: { process: new ProcessDriver({ localPath: local, logger, restartDelayMs: 50, settleMs: 200, ...policy }) },
+      ...options,
+    }),
   });
-  t.after(async () => {
-    await runtime.stopAll();
-    await rm(root, { recursive: true, force: true });
-  });
-  return { runtime, repo, local, logs, events };
 }
 
 /** proc-server as app "web", a process app checked over HTTP. */
@@ -98,19 +76,6 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
 }
 
 const current = async (h: Harness, app = "web"): Promise<AppState | undefined> => (await h.runtime.getCurrentState())[app];
-
-/** Whether `pid` still runs (a zombie nobody reaps does not count). */
-async function alive(pid: number | undefined): Promise<boolean> {
-  assert.equal(typeof pid, "number");
-  const stat = await procStat(pid!);
-  if (stat) return stat.state !== "Z";
-  try {
-    process.kill(pid!, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

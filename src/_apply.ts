@@ -1,0 +1,270 @@
+/**
+ * Applying one planned action (SPEC section 4): the gates in front of it (stalled, backoff,
+ * dependencies), the runtime call, its events and log lines, and the per-app bookkeeping the
+ * status shows (failures, pending reasons, restarts). Internal to the reconciler, which owns an
+ * `Applier` and decides what to apply and when.
+ */
+import { Backoff } from "./backoff.ts";
+import { messageOf, retryClassOf } from "./errors.ts";
+import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
+import type { ActionOutcome, ReconcilerDeps } from "./reconciler.ts";
+import { redact } from "./redact.ts";
+import type { AppState, HotReloadResult } from "./runtime.ts";
+import type { EventName } from "./telemetry.ts";
+
+/** What the agent remembers about one app between ticks, beyond what the runtime reports. */
+export interface AppInfo {
+  status?: "pending" | "failed";
+  last_error?: string;
+  pending_reason?: string;
+  restarts: number;
+  /** The last failure was of retry class `stalled`: retrying cannot help until a new commit. */
+  stalled?: boolean;
+  /** `last_error` is why the app last crashed; it was restarted, so once running it is history, not a failure. */
+  crashed?: boolean;
+}
+
+/** The collaborators the applier uses: the reconciler's, minus the git source and the state path. */
+export type ApplierDeps = Pick<ReconcilerDeps, "config" | "runtime" | "emit" | "logger" | "now" | "state">;
+
+/** The reconciler's current view that applying reads (and, for `runtimeState`, updates in place). */
+export interface ApplyContext {
+  /** What the runtime reported last; an applied action writes its new state (or removal) into this object. */
+  runtimeState(): Record<string, AppState>;
+  /** The spec file a desired app came from (`apps/web/app.yaml`), recorded in state.json. */
+  specFile(app: string): string | undefined;
+  /** The commit being applied, for event metadata. */
+  commit(): string | undefined;
+}
+
+/**
+ * Applies planned actions one at a time and keeps the per-app bookkeeping. Not concurrency-safe:
+ * the reconciler runs ticks and manual operations one at a time.
+ */
+export class Applier {
+  /**
+   * Failures per key: apps by name, and the reconciler's git remote under its own key. One
+   * instance so the next tick is due at the earliest retry of either.
+   */
+  readonly backoff: Backoff;
+  readonly #d: ApplierDeps;
+  readonly #ctx: ApplyContext;
+  readonly #info = new Map<string, AppInfo>();
+
+  constructor(deps: ApplierDeps, ctx: ApplyContext) {
+    this.#d = deps;
+    this.#ctx = ctx;
+    this.backoff = new Backoff(1000, deps.config.reconcile_interval);
+  }
+
+  /** Every app with bookkeeping, by name (read-only view; change it through the methods). */
+  get info(): ReadonlyMap<string, Readonly<AppInfo>> {
+    return this.#info;
+  }
+
+  /** The bookkeeping of `app`, created empty on first use. */
+  infoOf(app: string): AppInfo {
+    let info = this.#info.get(app);
+    if (!info) this.#info.set(app, (info = { restarts: 0 }));
+    return info;
+  }
+
+  /** Records that the plan cannot apply `app` (a dependency cycle or a missing dependency). */
+  planFailed(problem: PlanError): void {
+    this.#info.set(problem.app, { ...this.infoOf(problem.app), status: "failed", last_error: problem.message });
+  }
+
+  /** Lets `app` be tried at once: forgets its backoff and that it was stalled. */
+  retryNow(app: string): void {
+    this.backoff.reset(app);
+    delete this.infoOf(app).stalled;
+  }
+
+  /**
+   * Applies one action against `current` (what the planner saw; updated in place on success so
+   * later actions of the tick see it). Never throws: a failure is in the outcome and the app's
+   * bookkeeping.
+   */
+  async apply(planned: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
+    let action = planned;
+    const { app } = action;
+    const now = this.#d.now();
+    const running = current[app];
+    if (this.infoOf(app).stalled) {
+      const down = running && (running.status === "failed" || running.status === "stopped");
+      if (!down || action.type === "remove") {
+        return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.infoOf(app).last_error ?? "the last attempt failed"}` };
+      }
+      // The change waits for a new commit, but what runs must not stay down: heal the deployed version.
+      action = { type: "restart", app, spec: running.spec, reason: `${running.status} while the change to it is stalled` };
+    }
+    if (this.backoff.waiting(app, now)) {
+      const wait = Math.ceil(((this.backoff.nextRetry(now) ?? now) - now) / 1000);
+      return { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.backoff.failures(app)} failure(s); next try in about ${wait}s` };
+    }
+    if (action.type !== "remove" && action.type !== "reconfigure") {
+      const waiting = waitingOn(action.spec, current);
+      if (waiting.length > 0) {
+        const reason = pendingReason(waiting, current);
+        this.#info.set(app, { ...this.infoOf(app), ...(current[app] ? {} : { status: "pending" }), pending_reason: reason });
+        return { type: action.type, app, outcome: "pending", reason };
+      }
+    }
+    if (action.type === "restart") {
+      // A crash is a failure: restarts of a crash-looping app are paced by the backoff, which
+      // resets only once the app has stayed up (see clearSettled).
+      this.backoff.fail(app, now);
+      // Keep why it went down in status after it comes back, until it has stayed up (clearSettled).
+      const why = this.#ctx.runtimeState()[app]?.last_error;
+      if (why) Object.assign(this.infoOf(app), { last_error: redact(why), crashed: true });
+    }
+    const event = action.type;
+    const meta = this.#metadata(action);
+    const started = this.#d.now();
+    this.#d.emit(`bc_gitops:${event}:start` as EventName, {}, meta);
+    let reload: HotReloadResult | undefined;
+    try {
+      const state = await this.#run(action, (result) => (reload = result));
+      const duration_ms = this.#d.now() - started;
+      this.#succeeded(action, state, current);
+      // A hot reload's stop event says what it reloaded (`modules: []`: nothing changed, nothing reloaded).
+      const done = reload ? { ...meta, to_revision: reload.revision, modules: reload.modules } : meta;
+      this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, done);
+      this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
+      return { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
+    } catch (error) {
+      const message = redact(messageOf(error));
+      const duration_ms = this.#d.now() - started;
+      this.fail(app, error);
+      this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, { ...meta, error: message });
+      this.#d.logger.error(`${describe(action)} failed: ${message}`);
+      return { type: action.type, app, outcome: "failed", error: message, duration_ms };
+    }
+  }
+
+  /**
+   * Records a failure of `app`: status and error for status, then either stalled (its retry class
+   * says only a new commit can help) or a step of backoff.
+   */
+  fail(app: string, error: unknown): void {
+    const info = this.infoOf(app);
+    info.status = "failed";
+    info.last_error = redact(messageOf(error));
+    delete info.pending_reason;
+    delete info.crashed;
+    if (retryClassOf(error) === "stalled") info.stalled = true;
+    else this.backoff.fail(app, this.#d.now());
+  }
+
+  /**
+   * Apps the plan leaves alone and that have run for a while (the interval, at most a minute):
+   * whatever failed before is settled (the repo was reverted, a crash loop ended).
+   */
+  clearSettled(actions: readonly Action[], errors: readonly PlanError[]): void {
+    const busy = new Set([...actions.map((a) => a.app), ...errors.map((e) => e.app)]);
+    const settledAfter = Math.min(60_000, this.#d.config.reconcile_interval);
+    const runtimeState = this.#ctx.runtimeState();
+    for (const [app, info] of this.#info) {
+      const observed = runtimeState[app];
+      if (busy.has(app) || observed?.status !== "running") continue;
+      const upFor = observed.started_at ? this.#d.now() - Date.parse(observed.started_at) : Infinity;
+      if (info.restarts > 0 && upFor < settledAfter) continue;
+      delete info.status;
+      delete info.last_error;
+      delete info.pending_reason;
+      delete info.stalled;
+      delete info.crashed;
+      this.backoff.reset(app);
+    }
+  }
+
+  async #run(action: Action, reloaded: (result: HotReloadResult) => void): Promise<AppState | undefined> {
+    const { runtime } = this.#d;
+    switch (action.type) {
+      case "deploy":
+        return runtime.deploy(action.spec);
+      case "upgrade":
+        return runtime.upgrade(action.spec, action.from.version);
+      case "reconfigure":
+        return runtime.reconfigure(action.spec);
+      case "remove":
+        await runtime.remove(action.app);
+        return undefined;
+      case "hot_reload": {
+        if (!runtime.hotReload) return runtime.upgrade(action.spec, action.spec.version);
+        reloaded(await runtime.hotReload(action.spec));
+        return (await runtime.getCurrentState())[action.app];
+      }
+      case "restart":
+        this.infoOf(action.app).restarts++;
+        return runtime.restart ? runtime.restart(action.spec) : runtime.deploy(action.spec);
+    }
+  }
+
+  #succeeded(action: Action, state: AppState | undefined, current: Record<string, CurrentApp>): void {
+    const { app } = action;
+    const info = this.infoOf(app);
+    delete info.status;
+    delete info.pending_reason;
+    if (action.type !== "restart") {
+      this.backoff.reset(app);
+      delete info.last_error;
+    }
+    if (action.type === "remove") {
+      delete this.#d.state.apps[app];
+      delete current[app];
+      delete this.#ctx.runtimeState()[app];
+      this.#info.delete(app);
+      return;
+    }
+    const previous = this.#d.state.apps[app];
+    const revision = action.type === "hot_reload" ? (state?.revision ?? action.toRevision) : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
+    if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
+    const file = this.#ctx.specFile(app) ?? previous?.file;
+    this.#d.state.apps[app] = {
+      spec: action.spec,
+      version: action.spec.version,
+      ...(file ? { file } : {}),
+      ...(revision ? { revision } : {}),
+      ...(state?.path ?? previous?.workspace ? { workspace: state?.path ?? previous?.workspace } : {}),
+      deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
+    };
+    if (state) this.#ctx.runtimeState()[app] = state;
+    current[app] = {
+      spec: action.spec,
+      ...(revision ? { revision } : {}),
+      status: state?.status ?? current[app]?.status ?? "running",
+      health: state?.health ?? current[app]?.health ?? "unknown",
+    };
+  }
+
+  #metadata(action: Action): Record<string, unknown> {
+    const commit = this.#ctx.commit();
+    switch (action.type) {
+      case "upgrade":
+        return { app: action.app, version: action.spec.version, from_version: action.from.version, to_version: action.spec.version, commit, reason: action.reason };
+      case "reconfigure":
+        return { app: action.app, version: action.spec.version, commit, changed: action.changed, added: action.added, removed: action.removed };
+      case "remove":
+        return { app: action.app, version: action.from.version, commit };
+      case "hot_reload":
+        return { app: action.app, version: action.spec.version, commit, from_revision: action.fromRevision, to_revision: action.toRevision };
+      default:
+        return { app: action.app, version: action.spec.version, commit };
+    }
+  }
+}
+
+/** The action in a log line: what it does to which app, and why when the plan said. */
+function describe(action: Action): string {
+  switch (action.type) {
+    case "upgrade":
+      return `upgrade ${action.app} (${action.reason})`;
+    case "hot_reload":
+      return `hot reload ${action.app} ${action.fromRevision.slice(0, 12)} -> ${action.toRevision.slice(0, 12)}`;
+    case "restart":
+      return `restart ${action.app} (${action.reason})`;
+    default:
+      return `${action.type} ${action.app}`;
+  }
+}
