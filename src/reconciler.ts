@@ -4,7 +4,7 @@
  * and remember what was deployed. The reconciler owns the agent's view of desired and current
  * state; the loop decides when it runs.
  */
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, isAbsolute, join } from "node:path";
 import { Applier } from "./_apply.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
@@ -68,6 +68,8 @@ export class Reconciler {
   #savedState = "";
   #pendingTicks = 0;
   readonly #verifiedCommits = new Set<string>();
+  /** Revisions of path sources inside the repository, by snapshot directory and path. */
+  #pathRevisions = new Map<string, string>();
   /** Ticks and manual operations run one at a time: they share state and state.json. */
   #queue: Promise<unknown> = Promise.resolve();
   /** The spec file each desired app came from (`apps/web/app.yaml`). */
@@ -386,6 +388,7 @@ export class Reconciler {
       if (deployed.file && invalid.has(basename(dirname(deployed.file)))) invalid.add(name);
     }
     this.#files = new Map(load.apps.map(({ spec, file }) => [spec.name, file]));
+    if (repoDir !== this.#desired?.repoDir) this.#pathRevisions = new Map();
     this.#desired = { commit, repoDir, load, apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])), invalid };
   }
 
@@ -399,8 +402,12 @@ export class Reconciler {
     for (let i = 0; i < floating.length; i += 8) {
       await Promise.all(
         floating.slice(i, i + 8).map(async ({ spec }) => {
+          // A path inside the repository changes only with the commit (repoDir is that commit's
+          // snapshot): hash it once per commit, not on every tick.
+          const fixed = spec.source.type === "path" && !isAbsolute(spec.source.path) ? `${repoDir}\0${spec.source.path}` : undefined;
           try {
-            const revision = await resolve(spec, { repoDir, signal });
+            const revision = (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal }));
+            if (fixed && revision) this.#pathRevisions.set(fixed, revision);
             if (revision) out[spec.name] = { spec, revision };
           } catch (error) {
             this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${redact(messageOf(error))}`);

@@ -486,3 +486,27 @@ test("with verify set, an unsigned commit is not applied: the last verified one 
   const missing = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local2"), runtime: new FakeRuntime(), listen: "off", verify: { mode: "ssh", allowed_signers: join(repo.root, "nope") } });
   await assert.rejects(missing.start(), /allowed_signers file .*nope is missing/);
 });
+
+test("a path source inside the repository is hashed once per commit, not on every tick", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": yamlSpec("db", "1.0.0", "source: { type: path, path: code/db }\n"),
+    "code/db/index.js": "export const v = 1;\n",
+  });
+  const runtime = new FakeRuntime();
+  let resolved = 0;
+  const withRevisions = Object.assign(runtime, {
+    async resolveRevision() {
+      resolved++;
+      return "rev-1";
+    },
+  });
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: withRevisions, reconcileInterval: "1h", listen: "off" });
+  t.after(() => agent.stop());
+  await agent.start();
+  await agent.reconcile();
+  await agent.reconcile();
+  assert.equal(resolved, 1, "resolved on the first tick only");
+  await repo.commit({ "code/db/index.js": "export const v = 2;\n" });
+  await agent.reconcile();
+  assert.equal(resolved, 2, "a new commit resolves it again");
+});
