@@ -11,7 +11,7 @@ import { exec } from "./exec.ts";
 import { redact } from "./redact.ts";
 
 /** What content hashes and copies of a source tree leave out. */
-export const SKIP: ReadonlySet<string> = new Set(["node_modules", ".git"]);
+const SKIP: ReadonlySet<string> = new Set(["node_modules", ".git"]);
 
 const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown) =>
   new GitopsError(redact(message), { code, retry, cause });

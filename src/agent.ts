@@ -6,13 +6,13 @@ import { chmod, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AgentConfig } from "./config.ts";
-import { GitopsError } from "./errors.ts";
+import { GitopsError, messageOf } from "./errors.ts";
 import { GitSource } from "./git.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
 import { Reconciler, type TickResult } from "./reconciler.ts";
-import { registerSecret } from "./redact.ts";
+import { redact, registerSecret } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
 import { controlApiAddress, createHandler } from "./server.ts";
 import { AppSpec, type AppSpecInput } from "./spec.ts";
@@ -270,18 +270,18 @@ class AgentImpl implements Agent {
     const reconciler = this.#started();
     const spec = await this.getDeployedSpec(name);
     if (!spec) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
-    const runtime = this.#runtime!;
-    if (!runtime.hotReload) throw new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled", details: { unsupported: "hot_reload" } });
+    if (!this.#runtime?.hotReload) {
+      throw new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled", details: { unsupported: "hot_reload" } });
+    }
     const started = Date.now();
     this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
     try {
-      // Serialised with ticks and manual operations: they share the runtime's and the agent's state.
-      const result = await reconciler.exclusive(() => runtime.hotReload!(spec));
-      await reconciler.recordRevision(name, result.revision);
+      // One exclusive section with ticks and manual operations: the reload and its record.
+      const result = await reconciler.hotReload(spec);
       this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
       return result;
     } catch (error) {
-      this.#telemetry.emit("bc_gitops:hot_reload:error", { duration_ms: Date.now() - started }, { app: name, error: (error as Error).message });
+      this.#telemetry.emit("bc_gitops:hot_reload:error", { duration_ms: Date.now() - started }, { app: name, error: redact(messageOf(error)) });
       throw error;
     }
   }

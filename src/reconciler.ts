@@ -13,7 +13,7 @@ import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
 import { order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
-import type { AppState, Runtime } from "./runtime.ts";
+import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
 import { writeState, type DurableState } from "./state.ts";
 import { verifyCommit } from "./verify.ts";
@@ -96,7 +96,6 @@ export class Reconciler {
     const now = this.#d.now();
     const retry = this.#applier.backoff.nextRetry(now);
     let delay = retry === undefined ? interval : Math.min(interval, retry - now);
-    if (this.#repoError) delay = Math.min(delay, Math.max(1000, this.#applier.backoff.nextRetry(now) ?? interval));
     // Pending apps are re-checked soon, then less and less often (1 s, 2 s, 4 s… up to the interval).
     if ([...this.#applier.info.values()].some((i) => i.status === "pending")) {
       delay = Math.min(delay, Math.min(interval, 1000 * 2 ** Math.min(this.#pendingTicks++, 16)));
@@ -293,9 +292,18 @@ export class Reconciler {
     return outcome;
   }
 
-  /** Records the outcome of a hot reload done outside a tick (`agent.hotReload`): the revision, its workspace, the runtime's view. */
-  recordRevision(app: string, revision: string): Promise<void> {
-    return this.exclusive(() => this.#recordRevision(app, revision));
+  /**
+   * A hot reload outside a tick (`agent.hotReload`): the runtime's reload and the record of its
+   * revision, workspace and state in one exclusive section, so no tick sees one without the other.
+   */
+  hotReload(spec: AppSpec): Promise<HotReloadResult> {
+    const reload = this.#d.runtime.hotReload?.bind(this.#d.runtime);
+    if (!reload) return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled" }));
+    return this.exclusive(async () => {
+      const result = await reload(spec);
+      await this.#recordRevision(spec.name, result.revision);
+      return result;
+    });
   }
 
   async #recordRevision(app: string, revision: string): Promise<void> {

@@ -77,7 +77,7 @@ const OOM = /heap out of memory|JavaScript out of memory|Reached heap limit|Rang
 const AGENT_PREFIX = "BC_GITOPS_";
 
 /** The argv of a run: `command` as given, else the entry with the agent's runtime. */
-export function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: string; args: string[]; env: Record<string, string>; heapCapped: boolean } {
+function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: string; args: string[]; env: Record<string, string>; heapCapped: boolean } {
   const mb = spec.limits?.memory_mb;
   if (!spec.command) return scriptCommand(prepared.entry, mb === undefined ? {} : { heapMb: mb });
   const [command, ...args] = spec.command as [string, ...string[]];
@@ -91,7 +91,7 @@ export function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command
  * code), the runtime's own variables, and for a custom `command` with `limits.memory_mb` the heap
  * limit in `NODE_OPTIONS` (and `BUN_JSC_forceRAMSize`).
  */
-export function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, extra: Record<string, string>): Record<string, string> {
+function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
   const appEnv = o.port === undefined ? o.spec.env : { ...o.spec.env, port: o.port };
@@ -111,7 +111,7 @@ export function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "
 }
 
 /** Why a run ended, in words. */
-export function exitReason(exit: ProcessExit, facts: { tail: string; limitMb?: number; memoryKilled: boolean; expected: boolean }): string {
+function exitReason(exit: ProcessExit, facts: { tail: string; limitMb?: number; memoryKilled: boolean; expected: boolean }): string {
   const limit = facts.limitMb === undefined ? "" : ` (limit ${facts.limitMb} MB)`;
   if (facts.memoryKilled || ((exit.signal !== null || exit.code !== 0) && OOM.test(facts.tail))) return `out of memory${limit}`;
   if (facts.expected) return exit.signal ? `stopped (${exit.signal})` : `stopped (exit code ${exit.code})`;

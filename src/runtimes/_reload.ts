@@ -16,7 +16,7 @@ import { WORKSPACE_MARKER, type PreparedWorkspace } from "../workspace.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
 
 /** Extensions of the files that count as modules when listing what a reload changed. */
-export const MODULE_EXTENSIONS: ReadonlySet<string> = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]);
+const MODULE_EXTENSIONS: ReadonlySet<string> = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]);
 
 const SKIP = new Set(["node_modules", ".git", WORKSPACE_MARKER]);
 
@@ -26,7 +26,7 @@ const SKIP = new Set(["node_modules", ".git", WORKSPACE_MARKER]);
  * `node_modules`, `.git` and the workspace marker are not looked at; nor is any file whose
  * extension is not in {@link MODULE_EXTENSIONS}.
  */
-export async function changedModules(fromDir: string, toDir: string): Promise<string[]> {
+async function changedModules(fromDir: string, toDir: string): Promise<string[]> {
   const [before, after] = await Promise.all([cachedHashes(fromDir), cachedHashes(toDir)]);
   const changed = new Set<string>();
   for (const [path, hash] of after) if (before.get(path) !== hash) changed.add(path);
@@ -72,7 +72,7 @@ async function moduleHashes(root: string, rel = "", out = new Map<string, string
  * revision directories of the same app. Does nothing when there are no dependencies, when they
  * differ, or when both already resolve to the same directory.
  */
-export async function shareDependencies(fromDir: string, toDir: string): Promise<void> {
+async function shareDependencies(fromDir: string, toDir: string): Promise<void> {
   const [from, to] = await Promise.all([dependencyKey(fromDir), dependencyKey(toDir)]);
   if (!from || from !== to) return;
   const real = await realpath(join(fromDir, "node_modules")).catch(() => undefined);
@@ -130,7 +130,7 @@ export interface ReloadStats {
 }
 
 /** What each kind of memory figure means, as `AppState.memory_source` says. */
-export const MEMORY_SOURCES: Readonly<Record<string, string>> = {
+const MEMORY_SOURCES: Readonly<Record<string, string>> = {
   worker: "worker heap",
   process: "process RSS",
   embedded: "agent heap growth from the app's start to its last reload (estimate: embedded apps share the agent's heap)",

@@ -50,7 +50,7 @@ export type FromHost =
   | { type: "fail"; id: number; error: WireError };
 
 /** Turns anything thrown into a {@link WireError}. */
-export function toWire(error: unknown): WireError {
+function toWire(error: unknown): WireError {
   if (error instanceof Error) return { name: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
   return { name: "Error", message: typeof error === "string" ? error : JSON.stringify(error) ?? String(error) };
 }

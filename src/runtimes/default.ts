@@ -48,6 +48,9 @@ export interface DefaultRuntimeOptions {
   workspaces?: Workspaces;
 }
 
+/** How often status samples an instance's memory at most. */
+const MEMORY_SAMPLE_MS = 10_000;
+
 /** The default runtime: every optional method of {@link Runtime}, plus `checkNow`. */
 export interface DefaultRuntime extends Runtime {
   /**
@@ -79,6 +82,8 @@ interface Running {
   reloadedAt?: string;
   heapBase?: number;
   memory?: number;
+  /** When `memory` was last sampled from the instance (ms since the epoch). */
+  memoryAt?: number;
 }
 
 /** Creates the default runtime (the agent's `runtime: default`). Touches nothing until an app is deployed. */
@@ -232,7 +237,14 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async getCurrentState(): Promise<Record<string, AppState>> {
-    const measure = async (app: Running) => void (app.memory = (await app.instance?.memory?.().catch(() => undefined)) ?? app.memory);
+    // Memory is for status and metrics only: sample it at most every MEMORY_SAMPLE_MS, not on every
+    // tick (a busy Worker would otherwise hold up the tick waiting for its answer).
+    const now = Date.now();
+    const measure = async (app: Running) => {
+      if (!app.instance?.memory || (app.memoryAt !== undefined && now - app.memoryAt < MEMORY_SAMPLE_MS)) return;
+      app.memoryAt = now;
+      app.memory = (await app.instance.memory().catch(() => undefined)) ?? app.memory;
+    };
     await Promise.all([...this.#apps.values()].map(measure));
     return Object.fromEntries([...this.#apps].map(([name, app]) => [name, this.#state(app)]));
   }
