@@ -16,7 +16,8 @@ import { redact, registerSecret } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
 import { controlApiAddress, createHandler } from "./server.ts";
 import { AppSpec, type AppSpecInput } from "./spec.ts";
-import { readState, statePath } from "./state.ts";
+import { readState, statePath, writeState } from "./state.ts";
+import { StateJournal, journalPath } from "./state-journal.ts";
 import { checkVerifyConfig } from "./verify.ts";
 import type { AgentStatus } from "./status.ts";
 import { Telemetry, type EventHandler, type EventName } from "./telemetry.ts";
@@ -158,6 +159,14 @@ class AgentImpl implements Agent {
     if (config.verify) await checkVerifyConfig(config.verify);
     const file = statePath(config.local_path);
     const state = await readState(file, this.#logger);
+    // Actions an agent killed mid-tick completed after its last state.json: fold them in first.
+    const journal = new StateJournal(journalPath(config.local_path));
+    const replayed = await journal.replay(state, this.#logger);
+    if (replayed > 0) {
+      this.#logger.info(`recovered ${replayed} action(s) the previous agent completed after its last state.json`);
+      await writeState(file, state);
+      await journal.clear();
+    }
     let reconciler!: Reconciler;
     this.#runtime = await loadRuntime(this.#options.runtime ?? config.runtime, {
       localPath: config.local_path,
@@ -167,7 +176,7 @@ class AgentImpl implements Agent {
       logger: this.#logger,
       emit: this.#telemetry.emit,
     });
-    reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file });
+    reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file, journal });
     this.#reconciler = reconciler;
     if (listen && api) {
       // Before any app starts: a taken port fails here, and /healthz and /status answer during a

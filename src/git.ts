@@ -5,13 +5,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, posix, resolve } from "node:path";
 import { GitopsError, messageOf } from "./errors.ts";
 import { exec } from "./exec.ts";
 import type { ExecResult } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
 import { redact } from "./redact.ts";
+import { SPEC_FILE_NAMES } from "./spec-file.ts";
 import type { Emit } from "./telemetry.ts";
 import { noEmit } from "./telemetry.ts";
 
@@ -179,6 +180,34 @@ export class GitSource {
         await rm(join(this.#snapshots, name), { recursive: true, force: true });
       }
     });
+  }
+
+  /** Removes the snapshot of `commit` (if any), so the next {@link snapshot} checks it out again from the object store. */
+  async dropSnapshot(commit: string): Promise<void> {
+    if (typeof commit !== "string" || !COMMIT.test(commit)) return;
+    await this.#exclusive(() => rm(join(this.#snapshots, commit), { recursive: true, force: true }));
+  }
+
+  /**
+   * The directories directly under `appsDir` that hold a spec file (a regular file named as in
+   * {@link SPEC_FILE_NAMES}) in `commit`, read from the object store with one `git ls-tree`: what
+   * a snapshot of the commit must show. Hidden directories are left out, as the loader does.
+   */
+  async specDirs(commit: string, appsDir: string, signal?: AbortSignal): Promise<string[]> {
+    if (typeof commit !== "string" || !COMMIT.test(commit)) throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
+    const prefix = posix.normalize(appsDir.replaceAll("\\", "/")).replace(/^\.\/?|\/$/g, "");
+    const spec = prefix === "" || prefix === "." ? [] : ["--", `${prefix}/`];
+    const { stdout } = await this.#exclusive(() => this.#git(["ls-tree", "-r", "-z", commit, ...spec], signal, { GIT_DIR: this.#repo }));
+    const dirs = new Set<string>();
+    for (const record of stdout.split("\0")) {
+      const tab = record.indexOf("\t");
+      if (tab < 0 || !/^100(644|755) blob /.test(record)) continue;
+      const path = record.slice(tab + 1);
+      const rest = prefix === "" || prefix === "." ? path : path.slice(prefix.length + 1);
+      const parts = rest.split("/");
+      if (parts.length === 2 && !parts[0]!.startsWith(".") && (SPEC_FILE_NAMES as readonly string[]).includes(parts[1]!)) dirs.add(parts[0]!);
+    }
+    return [...dirs].sort();
   }
 
   /** The remote head of the branch, by one `git ls-remote`. */

@@ -43,6 +43,8 @@ export interface LoadResult {
   warnings: SpecIssue[];
   /** Directory names and (where readable) `name` fields of apps whose spec did not validate. */
   invalid: string[];
+  /** Broken spec files that give no readable `name` (relative to `root`): any app could be in them. */
+  unnamed: string[];
 }
 
 /** Options of {@link loadApps}. */
@@ -85,7 +87,7 @@ export class SpecCache {
 /** Loads and validates every app spec under `appsDir`. Never throws for bad specs; throws only if `appsDir` cannot be read. */
 export async function loadApps(appsDir: string, options: LoadOptions = {}): Promise<LoadResult> {
   const root = options.root ?? join(appsDir, "..");
-  const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [] };
+  const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [], unnamed: [] };
   const entries = readdirSync(appsDir, { withFileTypes: true });
   const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).map((e) => e.name).sort();
 
@@ -115,6 +117,7 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
     } else {
       result.invalid.push(dir);
       if (outcome.name && outcome.name !== dir) result.invalid.push(outcome.name);
+      if (!outcome.name) result.unnamed.push(file);
     }
   }
   for (const [name, apps] of byName) {

@@ -30,6 +30,80 @@ export interface DesiredState {
 /** What runs, by app name. */
 export type CurrentState = Readonly<Record<string, CurrentApp>>;
 
+/** What loading the repository found, as far as deciding what runs needs it (a `LoadResult` fits). */
+export interface LoadedSpecs {
+  apps: ReadonlyArray<{ spec: AppSpec; file: string }>;
+  /** Directory names and (where readable) `name` fields of broken specs. */
+  invalid: readonly string[];
+  /** Broken spec files that give no readable name (`apps/x/app.yaml`): any deployed app could be one of them. */
+  unnamed?: readonly string[];
+}
+
+/** What the agent remembers as deployed, as far as deciding what runs needs it (`state.json` apps fit). */
+export interface DeployedSpec {
+  spec: AppSpec;
+  revision?: string;
+  /** The spec file it was deployed from (`apps/web/app.yaml`). */
+  file?: string;
+}
+
+/** Desired state plus the deployed apps kept only because a broken file might still be them, with why. */
+export interface Desired extends DesiredState {
+  kept: Readonly<Record<string, string>>;
+}
+
+/**
+ * Desired state from loaded specs, with the rules that protect what runs (SPEC section 4: a bad spec
+ * never removes a running app): a deployed app whose spec directory is broken is invalid even when
+ * the broken file no longer says its name, and while any broken file gives no readable name, no
+ * deployed app missing from the repository is removed (the file may be that app, moved or renamed):
+ * it is kept, and `kept` says why. `revisions` are the code revisions floating sources resolve to
+ * now. The tick and `bc-gitops plan` both build their desired state here.
+ */
+export function desiredState(
+  load: LoadedSpecs,
+  deployed: Readonly<Record<string, DeployedSpec>>,
+  revisions: Readonly<Record<string, string>> = {},
+): Desired {
+  const apps: Record<string, DesiredApp> = {};
+  for (const { spec } of load.apps) apps[spec.name] = { spec, ...revisionOf(own(revisions, spec.name)) };
+  const invalid = new Set(load.invalid);
+  const kept: Record<string, string> = {};
+  for (const [name, app] of Object.entries(deployed)) {
+    if (own(apps, name)) continue;
+    const dir = app.file?.split("/").at(-2);
+    if (dir !== undefined && load.invalid.includes(dir)) invalid.add(name);
+    if (invalid.has(name) || !load.unnamed?.length) continue;
+    invalid.add(name);
+    const files = load.unnamed.join(", ");
+    kept[name] = `kept running although it is no longer in the repository: ${files} cannot be read and may be this app; fix ${load.unnamed.length > 1 ? "those files" : "that file"} and the next commit removes it if it is gone`;
+  }
+  return { apps, invalid, kept };
+}
+
+/**
+ * Current state from what is deployed and what the runtime observes. An app the runtime does not
+ * report is `stopped` (`unknown` health), or, with `assumeRunning` (a dry run with no agent to ask),
+ * running and healthy.
+ */
+export function currentState(
+  deployed: Readonly<Record<string, DeployedSpec>>,
+  observed: Readonly<Record<string, { status: AppStatus; health: AppHealth }>>,
+  options: { assumeRunning?: boolean } = {},
+): Record<string, CurrentApp> {
+  const out: Record<string, CurrentApp> = {};
+  for (const [name, app] of Object.entries(deployed)) {
+    const seen = own(observed, name);
+    out[name] = {
+      spec: app.spec,
+      ...revisionOf(app.revision),
+      status: seen?.status ?? (options.assumeRunning ? "running" : "stopped"),
+      health: seen?.health ?? (options.assumeRunning ? "healthy" : "unknown"),
+    };
+  }
+  return out;
+}
+
 /** One step of a plan. `reason`s are for humans (status, logs); env key lists are sorted. */
 export type Action =
   | { type: "deploy"; app: string; spec: AppSpec; revision?: string }

@@ -2,7 +2,8 @@
  * `bc-gitops plan`: what the next reconcile would do, without doing it. Desired state comes from a
  * fresh fetch of the repository into a temporary directory (the running agent's clone is never
  * touched); current state from the agent's `state.json` (what is deployed) and, when the control
- * API answers, from the live app statuses.
+ * API answers, from the live app statuses. Both are built by the same functions as the tick's
+ * (`desiredState`, `currentState` in plan.ts), so `plan` shows what the agent will do.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,10 +13,11 @@ import type { AgentConfig } from "./config.ts";
 import { GitSource } from "./git.ts";
 import { loadApps, type SpecIssue } from "./loader.ts";
 import { silentLogger } from "./logger.ts";
-import { order, plan, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
+import { currentState, desiredState, order, plan, type Action, type PlanError } from "./plan.ts";
 import type { AppState } from "./runtime.ts";
 import { hasFloatingSource } from "./spec.ts";
 import { readState, statePath } from "./state.ts";
+import { StateJournal, journalPath } from "./state-journal.ts";
 import { Workspaces } from "./workspace.ts";
 
 /** What `plan` found. */
@@ -38,32 +40,28 @@ export async function preview(config: AgentConfig, client: ClientOptions): Promi
     const load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir });
     // Same-version code changes show as hot_reload, as the agent would plan them.
     const workspaces = new Workspaces({ localPath: join(scratch, "local") });
-    const apps: Record<string, DesiredApp> = {};
+    const revisions: Record<string, string> = {};
     for (const { spec } of load.apps) {
       const revision = hasFloatingSource(spec) ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined) : undefined;
-      apps[spec.name] = revision ? { spec, revision } : { spec };
+      if (revision) revisions[spec.name] = revision;
     }
-    const desired = { apps, invalid: new Set(load.invalid) };
-
+    // What is deployed: state.json plus the actions a running agent completed since it last wrote it.
     const state = await readState(statePath(config.local_path), silentLogger);
+    await new StateJournal(journalPath(config.local_path)).replay(state, silentLogger);
+    const desired = desiredState(load, state.apps, revisions);
+
     let observed: Record<string, AppState> = {};
     let live = false;
     try {
       observed = (await apiRequest<{ apps: Record<string, AppState> }>({ ...client, timeoutMs: 5000 }, "GET", "/state/current")).apps;
       live = true;
     } catch {
-      // No agent to ask: plan against what state.json says is deployed.
+      // No agent to ask: plan against what state.json says is deployed, assumed running.
     }
-    const current: Record<string, CurrentApp> = {};
-    for (const [name, app] of Object.entries(state.apps)) {
-      current[name] = {
-        spec: app.spec,
-        ...(app.revision ? { revision: app.revision } : {}),
-        status: observed[name]?.status ?? (live ? "stopped" : "running"),
-        health: observed[name]?.health ?? (live ? "unknown" : "healthy"),
-      };
-    }
+    const current = currentState(state.apps, observed, { assumeRunning: !live });
     const planned = order(plan(desired, current), desired, current);
+    const kept = Object.entries(desired.kept).map(([app, message]) => ({ app, message }));
+    planned.errors.push(...kept);
     return { commit, actions: planned.actions, errors: planned.errors, specErrors: load.errors, live };
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -4,18 +4,19 @@
  * and remember what was deployed. The reconciler owns the agent's view of desired and current
  * state; the loop decides when it runs.
  */
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { Applier } from "./_apply.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
-import { order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DesiredApp, type PlanError } from "./plan.ts";
+import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
 import { writeState, type DurableState } from "./state.ts";
+import type { StateJournal } from "./state-journal.ts";
 import { verifyCommit } from "./verify.ts";
 import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
 import type { Emit } from "./telemetry.ts";
@@ -51,6 +52,8 @@ export interface ReconcilerDeps {
   now: () => number;
   state: DurableState;
   statePath: string;
+  /** Records each completed action as it completes (state.json is written once per tick). */
+  journal?: StateJournal;
 }
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
@@ -59,7 +62,11 @@ export class Reconciler {
   readonly #cache = new SpecCache();
   /** Applies actions and keeps per-app failures, pending reasons, restarts and the backoff (also the git remote's). */
   readonly #applier: Applier;
-  #desired: { commit: string; apps: Record<string, DesiredApp>; invalid: Set<string>; load: LoadResult; repoDir: string } | undefined;
+  #desired: { commit: string; load: LoadResult; repoDir: string } | undefined;
+  /** Deployed apps the last plan kept only because a broken spec file might still be them, with why. */
+  #kept: Readonly<Record<string, string>> = {};
+  /** Spec problems already logged for the commit they were found in: each is logged once, status keeps it. */
+  #logged: { commit: string; lines: Set<string> } = { commit: "", lines: new Set() };
   #runtimeState: Record<string, AppState> = {};
   #repoError: string | undefined;
   #planErrors: PlanError[] = [];
@@ -167,16 +174,24 @@ export class Reconciler {
       changed = await this.#syncSource(signal);
       this.#runtimeState = await this.#d.runtime.getCurrentState();
       if (this.#desired && !signal.aborted) {
-        const desired = { apps: await this.#withRevisions(this.#desired.apps, signal), invalid: this.#desired.invalid };
-        const current = this.#current();
-        const planned = order(plan(desired, current), desired, current);
+        let { planned, current } = await this.#plan(signal);
+        // A snapshot damaged on disk must not remove an app: before any removal, check the apps the
+        // snapshot showed against the commit's tree in the object store, and re-read it if they differ.
+        if (planned.actions.some((a) => a.type === "remove") && !(await this.#snapshotIntact(signal))) {
+          await this.#read(this.#desired.commit, signal, { fresh: true });
+          ({ planned, current } = await this.#plan(signal));
+        }
         this.#planErrors = planned.errors;
         for (const problem of planned.errors) this.#applier.planFailed(problem);
         this.#applier.clearSettled(planned.actions, planned.errors);
         this.#workPending = planned.actions.length > 0;
         for (const action of planned.actions) {
           if (signal.aborted) break;
-          outcomes.push(await this.#applier.apply(action, current));
+          const outcome = await this.#applier.apply(action, current);
+          outcomes.push(outcome);
+          // Each completed action is on disk before the next starts: an agent killed mid-tick neither
+          // repeats nor reverts it after a restart.
+          if (outcome.outcome === "ok") await this.#d.journal?.record(action.app, this.#d.state.apps[action.app]);
         }
         this.#d.state.commit = this.#desired.commit;
         // Old snapshots go after the apply, off the tick's critical path (git serialises it with the next fetch).
@@ -223,7 +238,9 @@ export class Reconciler {
       last_reconcile: {
         at: this.#lastTick ? new Date(this.#lastTick.at).toISOString() : null,
         duration_ms: this.#lastTick?.duration_ms ?? null,
-        error: this.#lastTick?.error ?? null,
+        // The repository's error as of now, like `status` itself: a tick that has read the repository
+        // fine clears it at once, so the two never disagree while the rest of the tick runs.
+        error: this.#lastTick ? (this.#repoError ?? null) : null,
       },
       errors,
     };
@@ -234,6 +251,7 @@ export class Reconciler {
     const out: StatusError[] = [];
     if (this.#repoError) out.push({ message: this.#repoError });
     for (const e of this.#desired?.load.errors ?? []) out.push({ ...e });
+    for (const [app, message] of Object.entries(this.#kept)) out.push({ app, message });
     const planned = new Set(this.#planErrors.map((p) => p.app));
     for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
     for (const [app, info] of this.#applier.info) {
@@ -246,11 +264,12 @@ export class Reconciler {
 
   /** Every app the agent knows (desired, deployed or running), as `AppState` views. */
   apps(): Record<string, AppState> {
-    const names = new Set([...Object.keys(this.#desired?.apps ?? {}), ...Object.keys(this.#d.state.apps), ...Object.keys(this.#runtimeState)]);
+    const desired = this.#desiredApps();
+    const names = new Set([...Object.keys(desired), ...Object.keys(this.#d.state.apps), ...Object.keys(this.#runtimeState)]);
     const out: Record<string, AppState> = {};
     for (const name of [...names].sort()) {
       const deployed = this.#d.state.apps[name];
-      const spec = deployed?.spec ?? this.#desired?.apps[name]?.spec;
+      const spec = deployed?.spec ?? desired[name];
       const info = this.#applier.infoOf(name);
       out[name] = appView(name, spec, this.#runtimeState[name], { ...info, revision: deployed?.revision, path: deployed?.workspace });
     }
@@ -272,7 +291,7 @@ export class Reconciler {
 
   /** The desired specs (`GET /state/desired`). */
   desiredSpecs(): Record<string, AppSpec> {
-    return Object.fromEntries(Object.entries(this.#desired?.apps ?? {}).map(([name, d]) => [name, d.spec]));
+    return this.#desiredApps();
   }
 
   /** Applies one action outside the git flow (library `deploy`/`remove`/`upgrade`); throws on failure. */
@@ -342,12 +361,12 @@ export class Reconciler {
     } catch (error) {
       if (signal.aborted) throw error;
       this.#repoError = redact(messageOf(error));
-      this.#d.logger.warn(`cannot read the specs of ${commit.slice(0, 12)}: ${this.#repoError}`);
+      this.#warnOnce(commit, `cannot read the specs of ${commit.slice(0, 12)}: ${this.#repoError}`);
       return false;
     }
     if (commit !== known) {
       // A new commit may fix what failed: retry every app now rather than after its backoff.
-      for (const name of Object.keys(this.#desired?.apps ?? {})) {
+      for (const name of Object.keys(this.#desiredApps())) {
         this.#applier.retryNow(name);
       }
       this.#d.logger.info(`applying commit ${commit.slice(0, 12)}`);
@@ -376,8 +395,9 @@ export class Reconciler {
     return false;
   }
 
-  async #read(commit: string, signal?: AbortSignal): Promise<void> {
+  async #read(commit: string, signal?: AbortSignal, options: { fresh?: boolean } = {}): Promise<void> {
     const { emit, git, config } = this.#d;
+    if (options.fresh) await git.dropSnapshot(commit);
     const repoDir = await git.snapshot(commit, signal);
     const started = this.#d.now();
     emit("bc_gitops:parse:start", {}, { commit });
@@ -388,25 +408,68 @@ export class Reconciler {
       throw new GitopsError(`cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`, { code: "E_SPEC", retry: "stalled", cause: error });
     }
     emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
-    for (const e of load.errors) this.#d.logger.warn(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`);
-    // A deployed app whose spec directory is now broken is invalid too, even when the broken file
-    // no longer says its name: a bad spec never removes a running app.
-    const invalid = new Set(load.invalid);
-    for (const [name, deployed] of Object.entries(this.#d.state.apps)) {
-      if (deployed.file && invalid.has(basename(dirname(deployed.file)))) invalid.add(name);
-    }
+    for (const e of load.errors) this.#warnOnce(commit, `${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`);
     this.#files = new Map(load.apps.map(({ spec, file }) => [spec.name, file]));
-    if (repoDir !== this.#desired?.repoDir) this.#pathRevisions = new Map();
-    this.#desired = { commit, repoDir, load, apps: Object.fromEntries(load.apps.map(({ spec }) => [spec.name, { spec }])), invalid };
+    if (repoDir !== this.#desired?.repoDir || options.fresh) this.#pathRevisions = new Map();
+    this.#desired = { commit, repoDir, load };
   }
 
-  /** Desired apps with the code revision their floating sources (git branches, paths) point at now. */
-  async #withRevisions(apps: Record<string, DesiredApp>, signal: AbortSignal): Promise<Record<string, DesiredApp>> {
+  /** Logs a problem the first time it is seen in a commit; status keeps showing it on every tick. */
+  #warnOnce(commit: string, line: string): void {
+    if (this.#logged.commit !== commit) this.#logged = { commit, lines: new Set() };
+    if (this.#logged.lines.has(line)) return;
+    this.#logged.lines.add(line);
+    this.#d.logger.warn(line);
+  }
+
+  /** The valid specs of the commit read last, by app name. */
+  #desiredApps(): Record<string, AppSpec> {
+    return Object.fromEntries((this.#desired?.load.apps ?? []).map(({ spec }) => [spec.name, spec]));
+  }
+
+  /**
+   * Plans the tick: desired state from the specs read last (with the code revisions of floating
+   * sources and the rules that protect running apps), current state from what is deployed and what
+   * the runtime reports. The same functions build both for `bc-gitops plan`.
+   */
+  async #plan(signal: AbortSignal): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
+    const load = this.#desired!.load;
+    const desired = desiredState(load, this.#d.state.apps, await this.#revisions(load, signal));
+    const current = this.#current();
+    this.#kept = desired.kept;
+    for (const [app, why] of Object.entries(desired.kept)) this.#warnOnce(this.#desired!.commit, `${app}: ${why}`);
+    return { planned: order(plan(desired, current), desired, current), current };
+  }
+
+  /**
+   * Whether the snapshot the specs were read from still shows every spec file the commit has under
+   * `apps_dir` (asked of the object store with one `git ls-tree`). A directory deleted from a
+   * snapshot on disk would otherwise look like an app removed from the repository.
+   */
+  async #snapshotIntact(signal: AbortSignal): Promise<boolean> {
+    const { commit, load } = this.#desired!;
+    let inGit: string[];
+    try {
+      inGit = await this.#d.git.specDirs(commit, this.#d.config.apps_dir, signal);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#d.logger.warn(`cannot list ${this.#d.config.apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`);
+      return false;
+    }
+    const seen = new Set([...load.apps, ...load.errors].map(({ file }) => file.split("/").at(-2)));
+    const missing = inGit.filter((dir) => !seen.has(dir));
+    if (missing.length === 0) return true;
+    this.#d.logger.warn(`the local snapshot of ${commit.slice(0, 12)} lacks ${missing.map((d) => `${this.#d.config.apps_dir}/${d}`).join(", ")}: checking it out again before removing anything`);
+    return false;
+  }
+
+  /** The code revision each floating source (git branch, path) points at now, by app name. */
+  async #revisions(load: LoadResult, signal: AbortSignal): Promise<Record<string, string>> {
     const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
     const repoDir = this.#desired?.repoDir;
-    if (!resolve || !repoDir) return apps;
-    const out: Record<string, DesiredApp> = { ...apps };
-    const floating = Object.values(apps).filter(({ spec }) => hasFloatingSource(spec));
+    const out: Record<string, string> = {};
+    if (!resolve || !repoDir) return out;
+    const floating = load.apps.filter(({ spec }) => hasFloatingSource(spec));
     for (let i = 0; i < floating.length; i += 8) {
       await Promise.all(
         floating.slice(i, i + 8).map(async ({ spec }) => {
@@ -416,7 +479,7 @@ export class Reconciler {
           try {
             const revision = (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal }));
             if (fixed && revision) this.#pathRevisions.set(fixed, revision);
-            if (revision) out[spec.name] = { spec, revision };
+            if (revision) out[spec.name] = revision;
           } catch (error) {
             this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${redact(messageOf(error))}`);
           }
@@ -428,23 +491,16 @@ export class Reconciler {
 
   /** What runs, for the planner: the spec each app was last applied from, and what the runtime observes now. */
   #current(): Record<string, CurrentApp> {
-    const out: Record<string, CurrentApp> = {};
-    for (const [name, deployed] of Object.entries(this.#d.state.apps)) {
-      const observed = this.#runtimeState[name];
-      out[name] = {
-        spec: deployed.spec,
-        ...(deployed.revision ? { revision: deployed.revision } : {}),
-        status: observed?.status ?? "stopped",
-        health: observed?.health ?? "unknown",
-      };
-    }
-    return out;
+    return currentState(this.#d.state.apps, this.#runtimeState);
   }
 
   async #saveState(): Promise<void> {
     const text = JSON.stringify(this.#d.state);
-    if (text === this.#savedState) return;
-    await writeState(this.#d.statePath, this.#d.state);
-    this.#savedState = text;
+    if (text !== this.#savedState) {
+      await writeState(this.#d.statePath, this.#d.state);
+      this.#savedState = text;
+    }
+    // state.json now holds every action the journal recorded.
+    await this.#d.journal?.clear();
   }
 }

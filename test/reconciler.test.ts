@@ -1,0 +1,186 @@
+/**
+ * The reconciler's safety rules against real git: a damaged snapshot, a moved and broken spec, an
+ * agent killed mid-tick, repeated warnings and errors that outlive their cause.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createAgent, type AgentOptions } from "../src/agent.ts";
+import { spawnProcess } from "../src/exec.ts";
+import type { Logger } from "../src/logger.ts";
+import { cliCommand } from "./helpers/cli.ts";
+import { until } from "./helpers/e2e.ts";
+import { FakeRuntime } from "./helpers/fake-runtime.ts";
+import { gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts";
+import type { TestContext } from "node:test";
+
+function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions> = {}) {
+  const runtime = new FakeRuntime();
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", ...options });
+  t.after(() => agent.stop());
+  return { agent, runtime };
+}
+
+/** A logger that keeps its warnings, for counting them. */
+function recordingLogger(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { warnings, debug() {}, info() {}, warn: (message: string) => void warnings.push(message), error: (message: string) => void warnings.push(message) };
+}
+
+test("a spec directory deleted from the local snapshot does not remove its app after a restart", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/hello/app.yaml": yamlSpec("hello", "1.0.0"), "apps/other/app.yaml": yamlSpec("other", "1.0.0") });
+  const first = agentOn(t, repo);
+  const commit = (await first.agent.start()).commit!;
+  await first.agent.stop();
+  // Damage the snapshot the next agent starts from: the app's directory is gone from disk only.
+  await rm(join(repo.root, "local", "git", "snapshots", commit, "apps", "hello"), { recursive: true });
+
+  const second = agentOn(t, repo);
+  const result = await second.agent.start();
+  assert.deepEqual(
+    result.actions.filter((a) => a.type === "remove"),
+    [],
+    "nothing is removed: the commit still has apps/hello",
+  );
+  assert.equal((await second.agent.getAppStatus("hello"))?.status, "running");
+  assert.deepEqual(second.runtime.calls.sort(), ["deploy hello 1.0.0", "deploy other 1.0.0"]);
+  assert.ok(Object.hasOwn(await second.agent.getDesiredState(), "hello"), "the snapshot was checked out again and read");
+  // A real removal still happens.
+  await repo.commit({ "apps/hello": null });
+  const removed = await second.agent.reconcile();
+  assert.deepEqual(removed.actions.map((a) => [a.type, a.app, a.outcome]), [["remove", "hello", "ok"]]);
+});
+
+test("moving an app's directory and breaking its syntax in one commit keeps the app running, and status says why", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"), "apps/beta/app.yaml": yamlSpec("beta", "1.0.0") });
+  const { agent, runtime } = agentOn(t, repo);
+  await agent.start();
+  // `git mv apps/alpha apps/alpha_moved` plus a syntax error: the file no longer says whose it is.
+  await repo.commit({ "apps/alpha": null, "apps/alpha_moved/app.yaml": 'name: alpha\nversion: "1.0.0\nenv: {a: 1}\n' });
+  const broken = await agent.reconcile();
+  assert.deepEqual(broken.actions, [], "alpha is not removed");
+  assert.equal((await agent.getAppStatus("alpha"))?.status, "running");
+  const status = await agent.status();
+  assert.equal(status.status, "degraded");
+  const kept = status.errors.find((e) => e.app === "alpha");
+  assert.match(kept?.message ?? "", /kept running .*apps\/alpha_moved\/app\.yaml cannot be read and may be this app/);
+  assert.ok(status.errors.some((e) => e.file === "apps/alpha_moved/app.yaml" && e.line !== undefined), "the syntax error is reported on its own file");
+
+  // Fixed under its new directory: the same app, nothing to do.
+  await repo.commit({ "apps/alpha_moved/app.yaml": yamlSpec("alpha", "1.0.0") });
+  const fixed = await agent.reconcile();
+  assert.deepEqual(fixed.actions, []);
+  assert.equal(fixed.status, "synced");
+  // Deleted for real, with no unreadable file around: removed.
+  await repo.commit({ "apps/alpha_moved": null });
+  const removed = await agent.reconcile();
+  assert.deepEqual(removed.actions.map((a) => [a.type, a.app]), [["remove", "alpha"]]);
+  assert.deepEqual(runtime.calls, ["deploy alpha 1.0.0", "deploy beta 1.0.0", "remove alpha"]);
+});
+
+test("an app deleted in a commit that also holds an unreadable spec is removed once that spec is fixed", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"), "apps/gone/app.yaml": yamlSpec("gone", "1.0.0") });
+  const { agent } = agentOn(t, repo);
+  await agent.start();
+  await repo.commit({ "apps/gone": null, "apps/new/app.yaml": "{{{ not yaml" });
+  assert.deepEqual((await agent.reconcile()).actions, [], "gone could be the unreadable file: kept");
+  await repo.commit({ "apps/new/app.yaml": yamlSpec("new", "1.0.0") });
+  const result = await agent.reconcile();
+  assert.deepEqual(result.actions.map((a) => [a.type, a.app]), [["remove", "gone"], ["deploy", "new"]]);
+  assert.equal(result.status, "synced");
+});
+
+test("an agent killed in the middle of a tick neither repeats nor reverts the actions it completed", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/a/app.yaml": yamlSpec("a", "1.0.0"), "apps/b/app.yaml": yamlSpec("b", "1.0.0") });
+  const localPath = join(repo.root, "local");
+  const first = agentOn(t, repo);
+  await first.agent.start();
+  await first.agent.stop();
+  await repo.commit({ "apps/a/app.yaml": yamlSpec("a", "2.0.0"), "apps/b/app.yaml": yamlSpec("b", "2.0.0") });
+
+  // A runtime (in the agent's own process) that logs each call and never finishes upgrading b.
+  const calls = join(repo.root, "calls.log");
+  const runtimeModule = join(repo.root, "hanging-runtime.mjs");
+  await writeFile(
+    runtimeModule,
+    `import { appendFileSync } from "node:fs";
+const apps = new Map();
+const state = (spec) => ({ name: spec.name, version: spec.version, status: "running", health: "unknown", env: spec.env, reloads: 0 });
+const log = (line) => appendFileSync(${JSON.stringify(calls)}, line + "\\n");
+export default {
+  async deploy(spec) { log("deploy " + spec.name + " " + spec.version); apps.set(spec.name, state(spec)); return state(spec); },
+  async upgrade(spec, from) { log("upgrade " + spec.name + " " + spec.version); if (spec.name === "b") await new Promise(() => {}); apps.set(spec.name, state(spec)); return state(spec); },
+  async reconfigure(spec) { return state(spec); },
+  async remove(name) { apps.delete(name); },
+  async getCurrentState() { return Object.fromEntries(apps); },
+};
+`,
+  );
+  const [command, prefix] = cliCommand();
+  const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+  const child = await spawnProcess(
+    command,
+    [...prefix, "run", "--repo-url", repo.bare, "--local-path", localPath, "--runtime", runtimeModule, "--listen", "off", "--reconcile-interval", "1h"],
+    { env: { ...env, NO_COLOR: "1" } },
+  );
+  t.after(() => child.terminate(1000));
+  child.stdout.resume();
+  child.stderr.resume();
+  await until("the agent to start upgrading b", async () => ((await readFile(calls, "utf8").catch(() => "")).includes("upgrade b") ? true : undefined), 60_000);
+  child.killGroup("SIGKILL");
+  await child.exited;
+
+  const next = agentOn(t, repo);
+  const result = await next.agent.start();
+  assert.deepEqual(next.runtime.calls.sort(), ["deploy a 2.0.0", "deploy b 1.0.0", "upgrade b 2.0.0 from 1.0.0"], "a comes back at 2.0.0 and is not upgraded again");
+  assert.equal(result.status, "synced");
+  assert.equal((await readdir(localPath)).includes("state.journal"), false, "state.json holds everything again");
+  const state = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as { apps: Record<string, { version: string }> };
+  assert.deepEqual(Object.fromEntries(Object.entries(state.apps).map(([k, v]) => [k, v.version])), { a: "2.0.0", b: "2.0.0" });
+});
+
+test("an invalid spec is logged once per commit, while status keeps showing it", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/ok/app.yaml": yamlSpec("ok", "1.0.0"), "apps/bad/app.yaml": yamlSpec("bad", "1.0.0", "health: {interval: soon}\n") });
+  const logger = recordingLogger();
+  const { agent } = agentOn(t, repo, { logger });
+  await agent.start();
+  await agent.reconcile();
+  await agent.reconcile();
+  const about = (w: string) => w.includes("apps/bad/app.yaml") && w.includes("health.interval");
+  assert.equal(logger.warnings.filter(about).length, 1, logger.warnings.join("\n"));
+  assert.ok((await agent.status()).errors.some((e) => e.file === "apps/bad/app.yaml"));
+  // A new commit that still has the problem logs it again, once.
+  await repo.commit({ "README.md": "touched" });
+  await agent.reconcile();
+  await agent.reconcile();
+  assert.equal(logger.warnings.filter(about).length, 2);
+});
+
+test("once the remote is reachable again, status never shows the old error next to a good state", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/ok/app.yaml": yamlSpec("ok", "1.0.0") });
+  const { agent, runtime } = agentOn(t, repo);
+  await agent.start();
+  const { rename } = await import("node:fs/promises");
+  await rename(repo.bare, `${repo.bare}.away`);
+  const failed = await agent.reconcile();
+  assert.equal(failed.status, "error");
+  assert.match((await agent.status()).last_reconcile.error ?? "", /cannot reach/);
+  await rename(`${repo.bare}.away`, repo.bare);
+  await repo.commit({ "apps/late/app.yaml": yamlSpec("late", "1.0.0") });
+  // Hold the next tick in its deploy: the repository was read fine, the tick is not over yet.
+  let release!: () => void;
+  runtime.gate = new Promise((resolve) => (release = resolve));
+  const tick = agent.reconcile();
+  const during = await until("the fetch to succeed", async () => {
+    const status = await agent.status();
+    return status.status !== "error" ? status : undefined;
+  });
+  release();
+  assert.equal(during.last_reconcile.error, null, "no stale error beside a status that is no longer error");
+  await tick;
+  const status = await agent.status();
+  assert.equal(status.status, "synced");
+  assert.equal(status.last_reconcile.error, null);
+  assert.deepEqual(status.errors, []);
+});
