@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
+import { editorSchema } from "./spec-schema.ts";
 
 /** App names become directory names: nothing in them may escape a directory. */
 export const APP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -252,12 +253,12 @@ export function hasFloatingSource(spec: AppSpec): boolean {
   return spec.source.type === "path" || (spec.source.type === "git" && !/^[0-9a-f]{40}$/.test(spec.source.ref ?? ""));
 }
 
-/** A JSON Schema (draft 2020-12) of the spec file, for editors and the YAML language server (`bc-gitops schema`). */
+/**
+ * A JSON Schema (draft 2020-12) of the spec file, for editors and the YAML language server
+ * (`bc-gitops schema`): zod's own, patched by {@link editorSchema} where zod cannot say what
+ * `validate` accepts.
+ */
 export function appSpecJsonSchema(): Record<string, unknown> {
-  return {
-    ...z.toJSONSchema(AppSpecObject, { io: "input", unrepresentable: "any" }),
-    $id: "https://bc-gitops.dev/schema/app-spec.json",
-    title: "bc-gitops app spec",
-    description: "apps/<name>/app.yaml of a bc-gitops repository (SPEC section 2)",
-  };
+  const { $schema, description, ...rest } = editorSchema(z.toJSONSchema(AppSpecObject, { io: "input", unrepresentable: "any" }));
+  return { $schema, $id: "https://bc-gitops.dev/schema/app-spec.json", title: "bc-gitops app spec", description, ...rest };
 }

@@ -55,7 +55,7 @@ test("schema prints a JSON Schema that describes the spec", async () => {
   assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
   assert.deepEqual(schema.required, ["name", "version"]);
   assert.equal(schema.properties.name.pattern, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
-  assert.deepEqual(schema.properties.isolation.enum, ["embedded", "worker", "process", "vm"]);
+  assert.deepEqual(schema.properties.isolation.enum, ["embedded", "worker", "process", "vm", null]); // null: `isolation: ~` means "not set"
 });
 
 test("--version prints the package version and --help lists the commands", async () => {

@@ -1,0 +1,214 @@
+/**
+ * The JSON Schema editors use (`bc-gitops schema`) must compile in Ajv's strict 2020-12 mode and
+ * give the same verdict as `validate` on every spec of the corpus below, except for the rules listed
+ * in VALIDATE_ONLY, where the schema is looser by design (the README lists them for users).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import Ajv2020 from "ajv/dist/2020.js";
+import { parse as parseYaml } from "yaml";
+import { validateText } from "../src/loader.ts";
+import { exampleRepoFiles } from "../src/scaffold.ts";
+import { KNOWN_KEYS, appSpecJsonSchema } from "../src/spec.ts";
+
+/** Rules `validate` checks and the schema cannot, each with why (keep README "The app spec" in step). */
+const VALIDATE_ONLY = {
+  "self-dependency": "an app cannot depend on itself: a schema cannot compare depends_on with name",
+  "dependency written twice": "depends_on [db, { name: db }]: uniqueItems compares items as written, not the names they mean",
+  "registry URL": "source.registry must parse as a URL: the schema checks only the scheme (formats are optional in JSON Schema)",
+} as const;
+
+interface Case {
+  title: string;
+  /** YAML text, or a spec object (written as JSON) merged over a minimal valid spec. */
+  spec: string | Record<string, unknown>;
+  valid: boolean;
+  /** validate refuses it by a rule the schema cannot express; the schema must accept it. */
+  only?: keyof typeof VALIDATE_ONLY;
+  /** validate accepts it with an unknown-key warning. */
+  warns?: boolean;
+}
+
+const ok = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({ title, spec, valid: true, ...extra });
+const bad = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({ title, spec, valid: false, ...extra });
+const sha = "a".repeat(64);
+
+const README = await readFile(new URL("../README.md", import.meta.url), "utf8");
+// Its "https://…" placeholders become real URLs (validate checks that a registry parses as one).
+const readmeExample = /## The app spec\s+```yaml\n([\s\S]*?)```/.exec(README)?.[1]?.replaceAll("…", "example.com");
+const EXAMPLES = new URL("../examples/gitops-repo/apps/", import.meta.url);
+
+const CORPUS: Case[] = [
+  // Every form the README documents, and what real bc_gitops specs carry.
+  ok("the README's full example", readmeExample ?? "README example not found"),
+  ok("the example repository's YAML spec", await readFile(new URL("hello/app.yaml", EXAMPLES), "utf8")),
+  ok("the example repository's JSON spec", await readFile(new URL("clock/app.json", EXAMPLES), "utf8")),
+  ok("the spec bc-gitops init writes", exampleRepoFiles()["apps/hello/app.yaml"]!),
+  ok("a spec with only name and version", {}),
+  ok("a 64-character name with dots, dashes and underscores", { name: `a${"._-9".repeat(15)}abc` }),
+  ok("source: npm as a bare string", { source: "npm" }),
+  ok("an npm source with a scoped package and a registry", { source: { type: "npm", package: "@acme/web", registry: "https://npm.acme.dev/" } }),
+  ok("an npm package name with capitals", { source: { type: "npm", package: "@Acme/WebApp" } }),
+  ok("a git source with url, ref and subdir", { source: { type: "git", url: "https://git.acme.dev/web.git", ref: "v1.2", subdir: "packages/web" } }),
+  ok("a git source pinned to a full commit", { source: { type: "git", url: "/srv/git/web.git", ref: "0123456789abcdef0123456789abcdef01234567" } }),
+  ok("a subdir with a segment that only starts with dots", { source: { type: "git", url: "x", subdir: "a/..b/c.." } }),
+  ok("a path source", { source: { type: "path", path: "code/web" } }),
+  ok("a tarball source with sha256", { source: { type: "tarball", url: "https://x/web.tgz", sha256: sha } }),
+  ok("a tarball source with an upper-case sha256", { source: { type: "tarball", url: "https://x/web.tgz", sha256: sha.toUpperCase() } }),
+  ok("a tarball source with an SRI integrity", { source: { type: "tarball", url: "web.tgz", integrity: "sha512-AbC+/x==" } }),
+  ok("bc_gitops's release source with url and sha256", { source: { type: "release", url: "https://x/web.tgz", sha256: sha } }),
+  ok("a url icon with a value", { icon: { type: "url", value: "https://x/i.png" } }),
+  ok("an icon mapping without a type", { icon: {} }),
+  ok("a base64 icon with a MIME type", { icon: { type: "base64", value: "iVBORw0KGgo=", mime_type: "image/png" } }),
+  ok("an entry inside the package", { entry: "src/server.ts" }),
+  ok("worker isolation with limits", { isolation: "worker", limits: { memory_mb: 256 } }),
+  ok('isolation: vm (read as "process") with a command and a reload signal', { isolation: "vm", command: ["node", "server.js"], reload_signal: "SIGUSR2" }),
+  ok("an env mapping with nested and null values", { env: { port: 8080, pool: { size: 10 }, token: null } }),
+  ok("an empty env list (Erlang's [])", { env: [] }),
+  ok("health with every field and string durations", { health: { type: "http", port: 8080, path: "/health", interval: "1.5m", timeout: "250ms" } }),
+  ok("durations in milliseconds, zero, and with spaces", { health: { type: "tcp", interval: 0, timeout: " 5 s " } }),
+  ok("health.type custom (bc_gitops's name for module) with a module", { health: { type: "custom", module: "my_check" } }),
+  ok("health.type module and none", { health: { type: "none" } }),
+  ok("depends_on as one name", { depends_on: "db" }),
+  ok("depends_on as a list of names", { depends_on: ["db", "cache"] }),
+  ok("depends_on as a list of { name } maps", { depends_on: [{ name: "db" }, { name: "cache", version: "2" }] }),
+  ok("depends_on mixing names and maps", { depends_on: ["db", { name: "cache" }] }),
+  ok("description: ~ and every optional field set to ~", 'name: web\nversion: "1"\ndescription: ~\nsource: ~\nentry:\nenv: ~\nhealth: ~\nicon: ~\ndepends_on: ~\nisolation: ~\n'),
+  ok("optional fields inside source, health, icon and limits set to ~", 'name: web\nversion: "1"\nsource: { type: git, url: x, ref: ~, subdir: ~ }\nhealth: { type: ~, port: ~, interval: ~ }\nicon: { type: ~, value: ~ }\nlimits: { memory_mb: ~ }\n'),
+  ok("an extra top-level key such as license", { license: "Apache-2.0" }, { warns: true }),
+  ok("unknown keys inside source and health", { source: { type: "npm", url: "x" }, health: { type: "http", retries: 3 } }, { warns: true }),
+  // Every class of error validate reports.
+  bad("a spec without a name", { name: undefined }),
+  bad("a spec without a version", { version: undefined }),
+  bad("name: ~", 'name: ~\nversion: "1"\n'),
+  bad("an app name with a slash", { name: "../etc" }),
+  bad("an app name starting with a dot", { name: ".hidden" }),
+  bad("an app name of 65 characters", { name: "a".repeat(65) }),
+  bad("an unquoted version number", "name: web\nversion: 1.0\n"),
+  bad("an empty version", { version: "" }),
+  bad("a description that is a number", { description: 42 }),
+  bad("a list instead of a mapping", "- name: web\n- version: 1\n"),
+  bad("a bare string source other than npm", { source: "git" }),
+  bad("a hex source", { source: { type: "hex", package: "web" } }),
+  bad("a mesh source", { source: { type: "mesh" } }),
+  bad("an unknown source type", { source: { type: "ftp", url: "x" } }),
+  bad("a source without a type", "name: web\nversion: '1'\nsource: { type: ~, url: x }\n"),
+  bad("a source that is a list", { source: ["npm"] }),
+  bad("an npm package name with spaces", { source: { type: "npm", package: "my app" } }),
+  bad("a registry that is not a URL", { source: { type: "npm", registry: "npm.acme.dev" } }),
+  bad("a registry with a scheme but nothing else", { source: { type: "npm", registry: "http://" } }, { only: "registry URL" }),
+  bad("a git source without a url", { source: { type: "git", ref: "main" } }),
+  bad("a git URL starting with -", { source: { type: "git", url: "-oProxyCommand=evil" } }),
+  bad("a git ref starting with -", { source: { type: "git", url: "x", ref: "--upload-pack=evil" } }),
+  bad("an empty git URL", { source: { type: "git", url: "" } }),
+  bad("subdir: ../..", { source: { type: "git", url: "x", subdir: "../.." } }),
+  bad("an absolute subdir", { source: { type: "git", url: "x", subdir: "/etc" } }),
+  bad("a path source without a path", { source: { type: "path" } }),
+  bad("a path source with an empty path", { source: { type: "path", path: "" } }),
+  bad("a tarball without a checksum", { source: { type: "tarball", url: "https://x/web.tgz" } }),
+  bad("a tarball whose sha256 is ~", 'name: web\nversion: "1"\nsource: { type: tarball, url: x.tgz, sha256: ~ }\n'),
+  bad("a release without a checksum", { source: { type: "release", url: "https://x/web.tgz" } }),
+  bad("a sha256 of the wrong length", { source: { type: "tarball", url: "x", sha256: "abc123" } }),
+  bad("an integrity with an unknown algorithm", { source: { type: "tarball", url: "x", integrity: "md5-abc=" } }),
+  bad("a tarball URL starting with -", { source: { type: "tarball", url: "-x", sha256: sha } }),
+  bad("entry: ../../etc/passwd", { entry: "../../etc/passwd" }),
+  bad("an absolute entry", { entry: "/etc/passwd" }),
+  bad("an empty entry", { entry: "" }),
+  bad("an entry climbing out with backslashes", { entry: "src\\..\\..\\x.js" }),
+  bad("an entry climbing out after a line break", { entry: "a\n/../x.js" }),
+  bad("an unknown isolation", { isolation: "container" }),
+  bad("an empty command", { isolation: "process", command: [] }),
+  bad("a command written as one string", { isolation: "process", command: "node server.js" }),
+  bad("a command with a number in it", { isolation: "process", command: ["node", 1] }),
+  bad("limits.memory_mb of 0", { isolation: "worker", limits: { memory_mb: 0 } }),
+  bad("a fractional limits.memory_mb", { isolation: "worker", limits: { memory_mb: 1.5 } }),
+  bad("limits.memory_mb as a string", { isolation: "worker", limits: { memory_mb: "256" } }),
+  bad("env as a string", { env: "PORT=8080" }),
+  bad("env as a non-empty list", { env: ["PORT=8080"] }),
+  bad("an unknown health type", { health: { type: "grpc" } }),
+  bad("health.port 0", { health: { type: "tcp", port: 0 } }),
+  bad("health.port 70000", { health: { type: "tcp", port: 70000 } }),
+  bad("a fractional health.port", { health: { type: "tcp", port: 80.5 } }),
+  bad("health.port as a string", { health: { type: "tcp", port: "8080" } }),
+  bad("health.path without a leading slash", { health: { type: "http", path: "health" } }),
+  bad("health.interval: soon", { health: { interval: "soon" } }),
+  bad("health.timeout: -5", { health: { timeout: -5 } }),
+  bad('health.timeout: "-5s"', { health: { timeout: "-5s" } }),
+  bad("a duration in words", { health: { interval: "5 minutes" } }),
+  bad("a duration that is a boolean", { health: { interval: true } }),
+  bad("a url icon without a value", { icon: { type: "url" } }),
+  bad("an unknown icon type", { icon: { type: "svg", value: "<svg/>" } }),
+  bad("depends_on naming an invalid app name", { depends_on: "../db" }),
+  bad("depends_on with a number", { depends_on: [1] }),
+  bad("depends_on with a map whose name is not a string", { depends_on: [{ name: 5 }] }),
+  bad("depends_on as a single map", { depends_on: { name: "db" } }),
+  bad("depends_on listing a name twice", { depends_on: ["db", "db"] }),
+  bad("depends_on listing a { name } map twice", { depends_on: [{ name: "db" }, { name: "db" }] }),
+  bad("depends_on listing the app itself", { depends_on: ["web"] }, { only: "self-dependency" }),
+  bad("depends_on naming one app as a name and as a map", { depends_on: ["db", { name: "db" }] }, { only: "dependency written twice" }),
+  bad("an unknown reload signal", { reload_signal: "SIGKILL" }),
+];
+
+/** The spec file text and the value an editor's YAML parser sees. */
+function specFile(spec: Case["spec"]): { text: string; format: "yaml" | "json"; value: unknown } {
+  if (typeof spec === "string") return { text: spec, format: "yaml", value: parseYaml(spec) };
+  const text = JSON.stringify({ name: "web", version: "1.0.0", ...spec });
+  return { text, format: "json", value: JSON.parse(text) };
+}
+
+function compile(schema: unknown) {
+  // strict: unknown keywords and formats, union types, ignored keywords all throw, as strict editors refuse them.
+  // Ajv is CommonJS: the default import is its module.exports, whose `default` is the class (typed so under NodeNext).
+  return new Ajv2020.default({ strict: true, allErrors: true }).compile(schema as Record<string, unknown>);
+}
+
+test("the schema compiles in Ajv's strict draft 2020-12 mode", () => {
+  const schema = appSpecJsonSchema();
+  assert.equal(schema.$schema, "https://json-schema.org/draft/2020-12/schema");
+  assert.equal(typeof compile(schema), "function");
+  assert.doesNotMatch(JSON.stringify(schema), /SPEC section/, "users have no SPEC document");
+});
+
+const schemaCheck = compile(appSpecJsonSchema());
+
+for (const c of CORPUS) {
+  test(`the schema and validate agree on ${c.valid ? "valid" : "invalid"} spec: ${c.title}`, async () => {
+    const { text, format, value } = specFile(c.spec);
+    const verdict = await validateText(text, format);
+    assert.equal(verdict.errors.length === 0, c.valid, `validate: ${JSON.stringify(verdict.errors)}`);
+    if (c.warns) assert.match(verdict.warnings.map((w) => w.message).join("\n"), /unknown key/);
+    const accepted = schemaCheck(value);
+    assert.equal(accepted, c.only ? true : c.valid, `schema: ${JSON.stringify(schemaCheck.errors)}`);
+  });
+}
+
+test("the corpus holds at least 50 specs, valid and invalid, and exercises every validate-only rule", () => {
+  assert.ok(CORPUS.length >= 50, `${CORPUS.length} specs`);
+  assert.ok(readmeExample, "the README's app spec example is found");
+  assert.ok(CORPUS.filter((c) => c.valid).length >= 20 && CORPUS.filter((c) => !c.valid).length >= 30);
+  assert.deepEqual(new Set(CORPUS.flatMap((c) => c.only ?? [])), new Set(Object.keys(VALIDATE_ONLY)));
+});
+
+test("the schema offers editors exactly the keys validate knows, in every mapping", () => {
+  type Node = { properties?: Record<string, Node>; anyOf?: Node[] };
+  const keys = (node: Node | undefined): string[] =>
+    [...new Set([...Object.keys(node?.properties ?? {}), ...(node?.anyOf ?? []).flatMap(keys)])].sort();
+  const root = appSpecJsonSchema() as Node;
+  assert.deepEqual(keys(root), [...KNOWN_KEYS[""]!].sort());
+  for (const at of ["source", "health", "icon", "limits"]) assert.deepEqual(keys(root.properties?.[at]), [...KNOWN_KEYS[at]!].sort(), at);
+});
+
+test("the README lists every rule only validate checks", () => {
+  const section = README.slice(README.indexOf("## The app spec"), README.indexOf("\n## ", README.indexOf("## The app spec") + 1));
+  for (const rule of ["depend on itself", "same app twice", "registry"]) assert.match(section, new RegExp(rule), rule);
+});
+
+test("bc-gitops init writes the same schema, and it accepts the spec init writes", () => {
+  const files = exampleRepoFiles(8123);
+  const written = JSON.parse(files["app-spec.schema.json"]!);
+  assert.deepEqual(written, appSpecJsonSchema());
+  const spec = files["apps/hello/app.yaml"]!;
+  assert.match(spec, /^# yaml-language-server: \$schema=\.\.\/\.\.\/app-spec\.schema\.json$/m);
+  assert.equal(compile(written)(parseYaml(spec)), true);
+});
