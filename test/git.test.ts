@@ -11,6 +11,7 @@ import { GitSource } from "../src/git.ts";
 import type { GitSourceOptions } from "../src/git.ts";
 import type { TelemetryEvent } from "../src/telemetry.ts";
 import { git } from "./helpers/gitops-repo.ts";
+import { tempDir } from "./helpers/tmp.ts";
 
 /** A bare remote plus a work clone that commits and pushes to it, all in one temp dir. */
 interface Fixture {
@@ -413,11 +414,13 @@ describe("GitSource options", () => {
     }
   });
 
-  test("branch names are accepted exactly when git check-ref-format --branch accepts them", async () => {
+  test("branch names are accepted exactly when git check-ref-format --branch accepts them", async (t) => {
+    // Outside any repository: inside one, git expands "@{-1}" to the branch checked out before.
+    const outside = await tempDir(t);
     const names = ["main", "feature/x-1", "release-1.0", "@", "a@b", "é", "-x", "--upload-pack=x", "a..b", "a b", "HEAD",
       "x.lock", "a/b.lock/c", "", "a//b", "@{-1}", "a@{b", ".hidden", "a/.b", "a/", "/a", "a.", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "a\tb"];
     for (const branch of names) {
-      const gitSays = (await exec("git", ["check-ref-format", "--branch", branch], { allowExitCodes: [0, 1, 128] })).exitCode === 0;
+      const gitSays = (await exec("git", ["check-ref-format", "--branch", branch], { cwd: outside, env: { GIT_CEILING_DIRECTORIES: dirname(outside) }, allowExitCodes: [0, 1, 128] })).exitCode === 0;
       let accepted = true;
       try {
         new GitSource({ repoUrl: "/tmp/repo.git", branch, dir: "/tmp/x" });
