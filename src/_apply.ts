@@ -7,7 +7,11 @@
 import { Backoff } from "./backoff.ts";
 import { messageOf, retryClassOf } from "./errors.ts";
 import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
-import type { ActionOutcome, ReconcilerDeps } from "./reconciler.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Logger } from "./logger.ts";
+import type { Runtime } from "./runtime.ts";
+import type { DurableState } from "./state.ts";
+import type { Emit } from "./telemetry.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import type { EventName } from "./telemetry.ts";
@@ -24,8 +28,25 @@ export interface AppInfo {
   crashed?: boolean;
 }
 
-/** The collaborators the applier uses: the reconciler's, minus the git source and the state path. */
-export type ApplierDeps = Pick<ReconcilerDeps, "config" | "runtime" | "emit" | "logger" | "now" | "state">;
+/** What happened to one planned action in a tick. */
+export interface ActionOutcome {
+  type: Action["type"];
+  app: string;
+  outcome: "ok" | "failed" | "pending" | "skipped";
+  reason?: string;
+  error?: string;
+  duration_ms?: number;
+}
+
+/** The collaborators the applier uses (the reconciler's, minus the git source and the state files). */
+export interface ApplierDeps {
+  config: AgentConfig;
+  runtime: Runtime;
+  emit: Emit;
+  logger: Logger;
+  now: () => number;
+  state: DurableState;
+}
 
 /** The reconciler's current view that applying reads (and, for `runtimeState`, updates in place). */
 export interface ApplyContext {

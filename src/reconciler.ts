@@ -5,31 +5,21 @@
  * state; the loop decides when it runs.
  */
 import { isAbsolute, join } from "node:path";
-import { Applier } from "./_apply.ts";
-import type { AgentConfig } from "./config.ts";
+import { Applier, type ActionOutcome, type ApplierDeps } from "./_apply.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
-import type { Logger } from "./logger.ts";
 import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
-import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
+import type { AppState, HotReloadResult } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
-import { writeState, type DurableState } from "./state.ts";
+import { writeState } from "./state.ts";
 import type { StateJournal } from "./state-journal.ts";
 import { verifyCommit } from "./verify.ts";
 import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
-import type { Emit } from "./telemetry.ts";
 
-/** What happened to one planned action in a tick. */
-export interface ActionOutcome {
-  type: Action["type"];
-  app: string;
-  outcome: "ok" | "failed" | "pending" | "skipped";
-  reason?: string;
-  error?: string;
-  duration_ms?: number;
-}
+
+export type { ActionOutcome } from "./_apply.ts";
 
 /** The result of one tick (what `agent.reconcile()` and `POST /reconcile` return). */
 export interface TickResult {
@@ -43,14 +33,8 @@ export interface TickResult {
 }
 
 /** Collaborators of the reconciler; every side effect comes through here. */
-export interface ReconcilerDeps {
-  config: AgentConfig;
+export interface ReconcilerDeps extends ApplierDeps {
   git: GitSource;
-  runtime: Runtime;
-  emit: Emit;
-  logger: Logger;
-  now: () => number;
-  state: DurableState;
   statePath: string;
   /** Records each completed action as it completes (state.json is written once per tick). */
   journal?: StateJournal;
