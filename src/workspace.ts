@@ -124,8 +124,9 @@ export class Workspaces {
   async prepare(spec: AppSpec, context: Context & { revision?: string } = {}): Promise<PreparedWorkspace> {
     const app = checkApp(spec.name);
     return this.#serial(app, async () => {
-      // Checked even when a revision is given: a cached workspace of a now refused path is not reused.
-      if (spec.source.type === "path") await this.#pathSource(spec, context.repoDir);
+      // Checked even when a revision is given: a cached workspace of a now refused path is not
+      // reused (a missing one may be: that is how a restarted agent runs offline).
+      if (spec.source.type === "path") await this.#pathSource(spec, context.repoDir).catch(notFoundOk);
       let revision = checkRevision(context.revision ?? (await this.resolveRevision(spec, context)));
       const appDir = join(this.#root, app);
       await mkdir(appDir, { recursive: true });
@@ -403,6 +404,10 @@ function sourceKey(source: Source): string {
   if (source.type === "npm") return `npm:${source.package ?? ""}`;
   return source.type === "git" ? `git:${source.subdir ?? ""}` : source.type;
 }
+
+const notFoundOk = (error: unknown) => {
+  if (!(error instanceof GitopsError && error.code === "E_NOT_FOUND")) throw error;
+};
 
 /** How errors name an app's source: `path source "code/web" of web`, `tarball https://… of web`. */
 function describe(spec: AppSpec): string {

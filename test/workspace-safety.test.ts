@@ -82,7 +82,7 @@ test("a relative path source that leaves the repository, by .. or through a syml
   await writeTree(join(repo, "code", "web"), APP);
   await symlink(join(root, "outside"), join(repo, "link"));
   await symlink("../../outside", join(repo, "code", "up"));
-  for (const path of ["../outside/app", "link/app", "code/../../outside/app", "code/up/app", "link"]) {
+  for (const path of ["../outside/app", "link/app", "code/../../outside/app", "code/up/app", "link", "../missing"]) {
     const s = spec({ name: "web", version: "1", source: { type: "path", path } });
     await refused(workspaces, local, s, repo, [new RegExp(`path source "${path.replace(/[.]/g, "\\.")}" of web`), /must stay inside the gitops repository/]);
   }
