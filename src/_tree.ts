@@ -170,12 +170,13 @@ export async function sourceDir(given: string, base: string, localPath: string, 
   // The rules come first, on what exists of the path: a refusal says more than "not a directory".
   const [real, agent] = [await realish(dir), await realish(localPath)];
   const refuse = (rule: string) => fail(`${what} (${real}) is refused: ${rule}`, "E_UNSAFE", "stalled");
-  if (inside(real, agent)) throw refuse(`it is or contains local_path ${agent}, the agent's own directory`);
   if (isAbsolute(given)) {
+    if (inside(real, agent)) throw refuse(`it is or contains local_path ${agent}, the agent's own directory`);
     if (inside(agent, real)) throw refuse(`an absolute path must be outside local_path ${agent} (the agent's state, clone, workspaces and app data)`);
   } else {
     const repo = await realish(base);
     if (!inside(repo, real)) throw refuse(`a relative path must stay inside the gitops repository ${repo}, symlinks followed`);
+    if (inside(real, agent)) throw refuse(`it is or contains local_path ${agent}, the agent's own directory`);
     if (inside(agent, real) && !inside(agent, repo)) throw refuse(`it is inside local_path ${agent}, the agent's own directory`);
   }
   if (!(await isDir(real))) throw fail(`${what}: ${dir} is not a directory`, "E_NOT_FOUND", "stalled");

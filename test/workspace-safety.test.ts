@@ -90,6 +90,9 @@ test("a relative path source that leaves the repository, by .. or through a syml
   const nested = new Workspaces({ localPath: join(repo, "state") });
   const whole = spec({ name: "web", version: "1", source: { type: "path", path: "." } });
   assert.match((await failure(nested.resolveRevision(whole, { repoDir: repo }))).message, /is or contains local_path/);
+  await writeTree(join(repo, "state", "data", "other"), APP);
+  const theirs = spec({ name: "web", version: "1", source: { type: "path", path: "state/data/other" } });
+  assert.match((await failure(nested.resolveRevision(theirs, { repoDir: repo }))).message, /is inside local_path/);
 });
 
 test("a path source that became unsafe is refused even when its cached revision is asked for", LONG, async (t) => {
