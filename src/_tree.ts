@@ -129,7 +129,8 @@ async function readRegular(path: string): Promise<{ bytes: Buffer; mode: number 
   try {
     fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
   } catch (error) {
-    throw fail(`cannot read ${path} without following a symlink: ${messageOf(error)}`, "E_UNSAFE", "stalled", error);
+    if ((error as NodeJS.ErrnoException).code !== "ELOOP") throw error;
+    throw fail(`${path} became a symlink while it was read: ${messageOf(error)}`, "E_UNSAFE", "stalled", error);
   }
   try {
     const info = fstatSync(fd);

@@ -100,7 +100,7 @@ export class Workspaces {
    * of `ref` (a full sha as is, else `git ls-remote`; default the remote's HEAD); path → `sha256-<hex16>`
    * over the sorted relative paths and contents (node_modules and .git skipped); tarball →
    * `sha256-<hex16>` of the declared checksum. Relative paths and git urls are relative to `repoDir`.
-   * A path source that breaks the path rules (see `#pathSource`) is refused with `E_UNSAFE`.
+   * A path source that breaks the path rules (`sourceDir` in _tree.ts) is refused with `E_UNSAFE`.
    */
   async resolveRevision(spec: AppSpec, context: Context = {}): Promise<string> {
     const source = spec.source;
@@ -405,6 +405,7 @@ function sourceKey(source: Source): string {
   return source.type === "git" ? `git:${source.subdir ?? ""}` : source.type;
 }
 
+/** Rethrows anything but `E_NOT_FOUND`. */
 const notFoundOk = (error: unknown) => {
   if (!(error instanceof GitopsError && error.code === "E_NOT_FOUND")) throw error;
 };
