@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { download, npmTarball, verify } from "./_npm.ts";
 import { dependencyInstaller, runtimeName } from "./_platform.ts";
 import { SerialQueues } from "./_serial.ts";
-import { checkLinks, copyTree, exists, inside, isDir, isFile, linkTree, treeHash, unpack } from "./_tree.ts";
+import { checkLinks, copyTree, exists, inside, isDir, isFile, linkTree, sourceDir, treeHash, unpack } from "./_tree.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
 import { exec } from "./exec.ts";
@@ -76,6 +76,7 @@ const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unkno
 
 /** Materialises, lists and deletes app workspaces under one `local_path`. */
 export class Workspaces {
+  readonly #localPath: string;
   readonly #root: string;
   readonly #data: string;
   readonly #logger: Logger;
@@ -86,6 +87,7 @@ export class Workspaces {
   /** Touches nothing on disk. */
   constructor(options: WorkspacesOptions) {
     if (!options.localPath) throw fail("local_path is empty", "E_CONFIG", "stalled");
+    this.#localPath = resolve(options.localPath);
     this.#root = resolve(options.localPath, "workspace");
     this.#data = resolve(options.localPath, "data");
     this.#logger = options.logger ?? silentLogger;
@@ -98,15 +100,15 @@ export class Workspaces {
    * of `ref` (a full sha as is, else `git ls-remote`; default the remote's HEAD); path → `sha256-<hex16>`
    * over the sorted relative paths and contents (node_modules and .git skipped); tarball →
    * `sha256-<hex16>` of the declared checksum. Relative paths and git urls are relative to `repoDir`.
+   * A path source that breaks the path rules (`sourceDir` in _tree.ts) is refused with `E_UNSAFE`.
    */
   async resolveRevision(spec: AppSpec, context: Context = {}): Promise<string> {
     const source = spec.source;
     if (source.type === "npm") return checkRevision(spec.version);
     if (source.type === "git") return this.#gitRevision(source, context);
     if (source.type === "path") {
-      const dir = local(source.path, context.repoDir);
-      if (!(await isDir(dir))) throw fail(`path source ${dir} of ${spec.name} is not a directory`, "E_NOT_FOUND", "stalled");
-      return treeHash(dir);
+      const { dir, what } = await this.#pathSource(spec, context.repoDir);
+      return named(what, treeHash(dir));
     }
     const digest = source.sha256?.toLowerCase() ?? createHash("sha256").update(source.integrity ?? "").digest("hex");
     return `sha256-${digest.slice(0, 16)}`;
@@ -122,6 +124,9 @@ export class Workspaces {
   async prepare(spec: AppSpec, context: Context & { revision?: string } = {}): Promise<PreparedWorkspace> {
     const app = checkApp(spec.name);
     return this.#serial(app, async () => {
+      // Checked even when a revision is given: a cached workspace of a now refused path is not
+      // reused (a missing one may be: that is how a restarted agent runs offline).
+      if (spec.source.type === "path") await this.#pathSource(spec, context.repoDir).catch(notFoundOk);
       let revision = checkRevision(context.revision ?? (await this.resolveRevision(spec, context)));
       const appDir = join(this.#root, app);
       await mkdir(appDir, { recursive: true });
@@ -140,8 +145,8 @@ export class Workspaces {
       const started = performance.now();
       const tmp = await mkdtemp(join(appDir, ".tmp-"));
       try {
-        const root = await this.#materialise(spec, revision, tmp, context);
-        await checkLinks(root);
+        const root = await named(describe(spec), this.#materialise(spec, revision, tmp, context));
+        await named(describe(spec), checkLinks(root));
         // Path and tarball revisions name content: what was copied (files may have changed since the
         // revision was resolved) or what the checksum pins, whatever revision the caller asked for.
         const type = spec.source.type;
@@ -223,7 +228,8 @@ export class Workspaces {
     const source = spec.source;
     const tree = join(tmp, "tree");
     if (source.type === "path") {
-      await copyTree(local(source.path, context.repoDir), tree);
+      const { dir, what } = await this.#pathSource(spec, context.repoDir);
+      await named(what, copyTree(dir, tree));
       return tree;
     }
     if (source.type === "git") {
@@ -258,6 +264,13 @@ export class Workspaces {
     return top.length === 1 && top[0]?.isDirectory() ? join(tree, top[0].name) : tree;
   }
 
+  /** The real directory of a path source once it passes the path rules (see {@link sourceDir}), and how errors name it. */
+  async #pathSource(spec: AppSpec, repoDir: string | undefined): Promise<{ dir: string; what: string }> {
+    const given = spec.source.type === "path" ? spec.source.path : "";
+    const what = describe(spec);
+    return { dir: await sourceDir(given, repoDir ?? process.cwd(), this.#localPath, what), what };
+  }
+
   #download(signal: AbortSignal | undefined) {
     return { timeoutMs: this.#timeoutMs, signal };
   }
@@ -278,7 +291,7 @@ export class Workspaces {
     }));
   }
 
-  /** Lists the archive first and refuses absolute or `..` entries; only then extracts it. */
+  /** Lists the archive first and refuses special files, escaping names and links; only then extracts it. */
   async #unpack(archive: string, into: string, signal?: AbortSignal): Promise<void> {
     await unpack(archive, into, this.#timeoutMs, signal);
   }
@@ -390,6 +403,29 @@ function checkRevision(revision: string): string {
 function sourceKey(source: Source): string {
   if (source.type === "npm") return `npm:${source.package ?? ""}`;
   return source.type === "git" ? `git:${source.subdir ?? ""}` : source.type;
+}
+
+/** Rethrows anything but `E_NOT_FOUND`. */
+const notFoundOk = (error: unknown) => {
+  if (!(error instanceof GitopsError && error.code === "E_NOT_FOUND")) throw error;
+};
+
+/** How errors name an app's source: `path source "code/web" of web`, `tarball https://… of web`. */
+function describe(spec: AppSpec): string {
+  const source = spec.source;
+  if (source.type === "path") return `path source ${JSON.stringify(source.path)} of ${spec.name}`;
+  if (source.type === "npm") return `npm package ${source.package ?? spec.name}@${spec.version} of ${spec.name}`;
+  return `${source.type === "git" ? "git source" : "tarball"} ${source.url} of ${spec.name}`;
+}
+
+/** `promise`, with a refusal of the source's files (`E_UNSAFE`) prefixed by `what` names them, unless it already is. */
+async function named<T>(what: string, promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (error) {
+    if (!(error instanceof GitopsError) || error.code !== "E_UNSAFE" || error.message.startsWith(what)) throw error;
+    throw fail(`${what}: ${error.message}`, "E_UNSAFE", "stalled", error);
+  }
 }
 
 function local(path: string, repoDir: string | undefined): string {
