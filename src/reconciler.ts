@@ -47,6 +47,8 @@ export class Reconciler {
   /** Applies actions and keeps per-app failures, pending reasons, restarts and the backoff (also the git remote's). */
   readonly #applier: Applier;
   #desired: { commit: string; load: LoadResult; repoDir: string } | undefined;
+  /** Apps whose source the runtime refused to resolve as unsafe (a path source escaping the repository), with why. */
+  #refused = new Map<string, string>();
   /** Deployed apps the last plan kept only because a broken spec file might still be them, with why. */
   #kept: Readonly<Record<string, string>> = {};
   /** Spec problems already logged for the commit they were found in: each is logged once, status keeps it. */
@@ -236,6 +238,7 @@ export class Reconciler {
     if (this.#repoError) out.push({ message: this.#repoError });
     for (const e of this.#desired?.load.errors ?? []) out.push({ ...e });
     for (const [app, message] of Object.entries(this.#kept)) out.push({ app, message });
+    for (const [app, message] of this.#refused) out.push({ app, message });
     const planned = new Set(this.#planErrors.map((p) => p.app));
     for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
     for (const [app, info] of this.#applier.info) {
@@ -452,6 +455,7 @@ export class Reconciler {
     const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
     const repoDir = this.#desired?.repoDir;
     const out: Record<string, string> = {};
+    const refused = new Map<string, string>();
     if (!resolve || !repoDir) return out;
     const floating = load.apps.filter(({ spec }) => hasFloatingSource(spec));
     for (let i = 0; i < floating.length; i += 8) {
@@ -465,11 +469,18 @@ export class Reconciler {
             if (fixed && revision) this.#pathRevisions.set(fixed, revision);
             if (revision) out[spec.name] = revision;
           } catch (error) {
-            this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${redact(messageOf(error))}`);
+            const message = redact(messageOf(error));
+            // A refused source (unsafe) is the repository's mistake: say so, once per commit, and in
+            // status; anything else (a source remote away) is retried quietly on the next tick.
+            if (error instanceof GitopsError && error.code === "E_UNSAFE") {
+              refused.set(spec.name, message);
+              this.#warnOnce(this.#desired?.commit ?? "", `${spec.name}: ${message}`);
+            } else this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${message}`);
           }
         }),
       );
     }
+    this.#refused = refused;
     return out;
   }
 

@@ -184,3 +184,37 @@ test("once the remote is reachable again, status never shows the old error next 
   assert.equal(status.last_reconcile.error, null);
   assert.deepEqual(status.errors, []);
 });
+
+test("a running path app whose source turns unsafe keeps running, and status names the refusal", async (t) => {
+  const { symlink, mkdir } = await import("node:fs/promises");
+  const { git } = await import("./helpers/gitops-repo.ts");
+  const { agentFor } = await import("./helpers/e2e.ts");
+  const repo = await gitopsRepo(t, {
+    "code/greeting/package.json": '{"name":"greeting","type":"module","main":"index.js"}',
+    "code/greeting/index.js": "export async function start() { return {}; }\nexport async function stop() {}\n",
+    "apps/hello/app.yaml": yamlSpec("hello", "1.0.0", "source: {type: path, path: code/current}\n"),
+  });
+  // code/current -> greeting: an in-tree link, fine.
+  await symlink("greeting", join(repo.work, "code", "current"));
+  await git(repo.work, "add", "-A");
+  await git(repo.work, "commit", "-q", "-m", "link");
+  await git(repo.work, "push", "-q", repo.bare, "HEAD:refs/heads/main");
+  const agent = agentFor(t, repo.bare, join(repo.root, "local"));
+  const started = await agent.start();
+  assert.equal(started.status, "synced", JSON.stringify(started.errors));
+
+  // The same spec, but the link now leads out of the repository.
+  const outside = join(repo.root, "outside");
+  await mkdir(outside);
+  await writeFile(join(outside, "package.json"), '{"name":"x","type":"module","main":"index.js"}');
+  await rm(join(repo.work, "code", "current"));
+  await symlink(outside, join(repo.work, "code", "current"));
+  await git(repo.work, "add", "-A");
+  await git(repo.work, "commit", "-q", "-m", "escape");
+  await git(repo.work, "push", "-q", repo.bare, "HEAD:refs/heads/main");
+  const result = await agent.reconcile();
+  assert.deepEqual(result.actions, [], "nothing is reloaded from outside the repository");
+  assert.equal((await agent.getAppStatus("hello"))?.status, "running");
+  const refusal = (await agent.status()).errors.find((e) => e.app === "hello");
+  assert.match(refusal?.message ?? "", /path source "code\/current" of hello .*is refused/);
+});
