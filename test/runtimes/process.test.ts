@@ -2,7 +2,7 @@
 // test/fixtures/apps/proc-*), a real workspace and real ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -306,6 +306,24 @@ test("a command app runs its own argv, with the heap limit in NODE_OPTIONS", asy
   assert.equal(answer.runtime, "node");
   assert.equal(answer.app, "cmd");
   assert.match(answer.nodeOptions ?? "", /(^| )--max-old-space-size=96$/);
+});
+
+test("a command app needs no entry: a directory with no package.json and no index.js runs its command", async (t) => {
+  const h = await harness(t);
+  await mkdir(join(h.repo, "code", "bare-cmd"), { recursive: true });
+  await cp(join(FIXTURES, "proc-cmd", "server.js"), join(h.repo, "code", "bare-cmd", "main.js"));
+  const state = await h.runtime.deploy(AppSpec.parse({
+    name: "bare",
+    version: "1.0.0",
+    isolation: "process",
+    command: ["node", "main.js"],
+    source: { type: "path", path: "code/bare-cmd" },
+    env: { port: 0 },
+    health: { type: "http", path: "/health", timeout: 1000 },
+  }));
+  assert.deepEqual([state.status, state.health], ["running", "healthy"]);
+  const answer = (await (await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, string>;
+  assert.equal(answer.app, "bare");
 });
 
 test("a command that is not on PATH fails the deploy with a clear error", async (t) => {
