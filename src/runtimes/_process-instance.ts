@@ -244,9 +244,9 @@ export class ProcessInstance implements Instance {
 
   async #respawn(): Promise<void> {
     if (this.#state !== "backoff") return;
-    this.#restarts++;
     try {
       const run = await startRun(this.#runOptions(this.#o));
+      this.#restarts++; // a real restart: a new process runs
       void run.ended.then((exit) => this.#exited(run, exit));
       this.#run = run;
       if (this.#state === "backoff") this.#state = "running";

@@ -75,7 +75,10 @@ interface Running {
   instance?: Instance;
   monitor?: HealthMonitor;
   startedAt?: string;
+  /** Restarts that ran the app again (the driver spawned or started it, whether or not it then stayed up). */
   restarts: number;
+  /** Restarts the driver refused without starting anything (a crash loop's cool-down); shown as `restarts_refused`. */
+  refused?: number;
   lastError?: string;
   /** Hot reloads since the app was deployed here (upgrades keep it: embedded module graphs stay in memory); see `ReloadStats`. */
   reloads: number;
@@ -192,8 +195,14 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       if (!app) return this.#deploy(spec);
       await this.#halt(app);
       app.spec = spec;
+      try {
+        await this.#launch(app);
+      } catch (error) {
+        if (error instanceof GitopsError && error.details.refused) app.refused = (app.refused ?? 0) + 1;
+        else app.restarts++;
+        throw error;
+      }
       app.restarts++;
-      await this.#launch(app);
       return this.#state(app);
     });
   }
@@ -472,6 +481,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       path: prepared.dir,
       env: spec.env,
       restarts: app.restarts,
+      ...(app.refused ? { restarts_refused: app.refused } : {}),
       ...reloadFields({ ...app, isolation: spec.isolation, budget: this.#c.reloadBudget ?? 100 }),
     };
     if (spec.description !== undefined) state.description = spec.description;

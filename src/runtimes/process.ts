@@ -97,7 +97,8 @@ export class ProcessDriver implements Driver, InstanceHost {
       if (record.gaveUp.key === key && left > 0) {
         throw new GitopsError(
           `${spec.name} is in a crash loop (${record.gaveUp.reason}); it is started again in ${Math.ceil(left / 1000)} s, or at once when its code or settings change`,
-          { code: "E_RUNTIME", retry: "backoff" },
+          // `refused`: nothing was spawned, so the runtime does not count it as a restart.
+          { code: "E_RUNTIME", retry: "backoff", details: { refused: "crash_loop" } },
         );
       }
       delete record.gaveUp;

@@ -168,6 +168,20 @@ test("a crash loop marks the app failed with the reason, stops restarting it, an
   assert.deepEqual([fixed.status, fixed.health], ["running", "healthy"]);
 });
 
+test("restarts counts only restarts that ran the app; those refused during a crash loop's cool-down are counted apart", async (t) => {
+  const h = await harness(t, { restartDelayMs: 10, crashLoopExits: 4, crashLoopCooldownMs: 60_000 });
+  const looping = web("1.0.0", { crash_after: 300 });
+  await h.runtime.deploy(looping);
+  await until("the crash loop", async () => (await current(h))?.status === "failed");
+  for (let i = 0; i < 3; i++) await assert.rejects(h.runtime.restart(looping), /is in a crash loop/);
+  const refused = (await current(h))!;
+  assert.equal(spawns(h).length, 4);
+  assert.deepEqual([refused.restarts, refused.restarts_refused], [3, 3], "three respawns in place; three refusals spawned nothing");
+  const fixed = await h.runtime.restart(web("1.0.0", {}));
+  assert.equal(spawns(h).length, 5);
+  assert.deepEqual([fixed.status, fixed.restarts, fixed.restarts_refused], ["running", 4, 3]);
+});
+
 test("an app that exits during start fails the deploy with what it printed, and leaves nothing behind", async (t) => {
   const h = await harness(t);
   await assert.rejects(h.runtime.deploy(web("1.0.0", { exit_at_start: true })), /^GitopsError: web 1\.0\.0 exited with code 2 during start: proc-server 1\.0\.0 refuses to start$/);
