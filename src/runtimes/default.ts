@@ -89,7 +89,10 @@ interface Running {
   memoryAt?: number;
 }
 
-/** Creates the default runtime (the agent's `runtime: default`). Touches nothing until an app is deployed. */
+/**
+ * Creates the default runtime (the agent's `runtime: default`). Touches nothing until its first
+ * call, which first ends what a killed agent left running of apps state.json does not remember.
+ */
 export function createDefaultRuntime(context: RuntimeContext & DefaultRuntimeOptions): DefaultRuntime {
   return new DefaultRuntimeImpl(context);
 }
@@ -102,6 +105,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   readonly #drivers: Partial<Record<Isolation, Driver>>;
   readonly #apps = new Map<string, Running>();
   readonly #queues = new SerialQueues();
+  #swept: Promise<void> | undefined;
 
   constructor(context: RuntimeContext & DefaultRuntimeOptions) {
     this.#c = context;
@@ -211,6 +215,8 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return this.#serial(name, async () => {
       const app = this.#apps.get(name);
       if (app) await this.#halt(app);
+      // Remembered but never started here (its restore failed): what a previous agent left of it goes now.
+      else await this.#sweep((other) => other !== name);
       this.#apps.delete(name);
       await this.#ws.remove(name);
     });
@@ -246,6 +252,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async getCurrentState(): Promise<Record<string, AppState>> {
+    await this.#startup();
     // Memory is for status and metrics only: sample it at most every MEMORY_SAMPLE_MS, not on every
     // tick (a busy Worker would otherwise hold up the tick waiting for its answer).
     const now = Date.now();
@@ -447,13 +454,16 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async #remembered(spec: AppSpec): Promise<string | undefined> {
+    const app = (await this.#stateApps())?.[spec.name];
+    const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
+    return same ? app.revision : undefined;
+  }
+
+  /** The apps state.json remembers (the agent writes it; the runtime only reads it), or `undefined` when it cannot be read. */
+  async #stateApps(): Promise<Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> | undefined> {
     try {
-      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as {
-        apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }>;
-      };
-      const app = state.apps?.[spec.name];
-      const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
-      return same ? app.revision : undefined;
+      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as { apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> };
+      return state.apps ?? {};
     } catch {
       return undefined;
     }
@@ -498,6 +508,32 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
-    return this.#queues.run(app, task);
+    return this.#queues.run(app, async () => {
+      await this.#startup();
+      return task();
+    });
+  }
+
+  /**
+   * Once, before the first operation: ends what a previous agent (killed, or crashed) left running
+   * of apps that state.json does not remember, so nothing would ever start or stop them again
+   * (e.g. killed while a first deploy started, and the app deleted from the repo since). A
+   * remembered app's leftovers are ended when it is started again (the driver does that).
+   */
+  #startup(): Promise<void> {
+    return (this.#swept ??= (async () => {
+      const remembered = new Set(Object.keys((await this.#stateApps()) ?? {}));
+      await this.#sweep((app) => remembered.has(app) || this.#apps.has(app));
+    })());
+  }
+
+  async #sweep(keep: (app: string) => boolean): Promise<void> {
+    for (const driver of new Set(Object.values(this.#drivers))) {
+      const swept = await driver?.sweep?.(keep, this.#c.stopTimeoutMs ?? 10_000).catch((error: unknown) => {
+        this.#logger.warn(`cannot end what a previous agent left running: ${messageOf(error)}`);
+        return [];
+      });
+      if (swept?.length) this.#logger.info(`ended what a previous agent left running of ${swept.join(", ")}`);
+    }
   }
 }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
+import { procStat } from "../../src/_proc.ts";
 import { ProcessDriver, type ProcessDriverOptions } from "../../src/runtimes/process.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
@@ -203,6 +204,63 @@ for (const how of ["remove", "stopAll"] as const) {
     assert.deepEqual(exits(h).map((e) => [e.metadata.pid, e.metadata.expected, e.metadata.reason]), [[state.pid, true, "stopped (exit code 0)"]]);
   });
 }
+
+/** proc-tree as app "tree": its descendants leave its process group (see the fixture). */
+function treeApp(env: Record<string, unknown>): AppSpec {
+  return AppSpec.parse({
+    name: "tree",
+    version: "1.0.0",
+    isolation: "process",
+    source: { type: "path", path: "code/proc-tree" },
+    env: { port: 0, ...env },
+    health: { type: "http", path: "/health", interval: 60_000, timeout: 1000 },
+  });
+}
+
+interface Tree {
+  pid: number;
+  setsid?: number;
+  daemon?: number;
+}
+
+/** Asserts that `pid` runs outside `app`'s process group, so only the descendant tracking can end it. */
+async function outsideGroup(pid: number | undefined, app: number): Promise<void> {
+  assert.ok(await alive(pid), `pid ${pid} runs`);
+  const stat = await procStat(pid!);
+  assert.notEqual(stat?.pgrp, app, `pid ${pid} left the app's process group`);
+}
+
+for (const how of ["remove", "stopAll"] as const) {
+  test(`${how} also ends descendants that left the process group: a setsid child with a cleared environment and a double-forked daemon`, async (t) => {
+    const h = await harness(t);
+    const state = await h.runtime.deploy(treeApp({ setsid_clean: true, daemon: true }));
+    const tree = (await get(state.port)) as unknown as Tree;
+    assert.equal(tree.pid, state.pid);
+    await outsideGroup(tree.setsid, tree.pid);
+    await outsideGroup(tree.daemon, tree.pid);
+    assert.notEqual((await procStat(tree.daemon!))?.ppid, tree.pid, "the daemon is not the app's child any more");
+    if (how === "remove") await h.runtime.remove("tree");
+    else await h.runtime.stopAll();
+    for (const pid of [tree.pid, tree.setsid, tree.daemon]) assert.equal(await alive(pid), false, `pid ${pid} is gone`);
+  });
+}
+
+test("when the app dies, the descendants recorded while it ran go too, although they left its group and cleared their environment", async (t) => {
+  const h = await harness(t, { treeCheckMs: 50, restartDelayMs: 60_000, crashLoopExits: 100 });
+  const state = await h.runtime.deploy(treeApp({ setsid_clean: true }));
+  const tree = (await get(state.port)) as unknown as Tree;
+  await outsideGroup(tree.setsid, tree.pid);
+  const pidFile = join(h.local, "run", "tree", "pids", `${tree.pid}.json`);
+  await until("the walk to record the setsid child in the pid file", async () => {
+    const saved = JSON.parse(await readFile(pidFile, "utf8")) as { descendants?: { pid: number }[] };
+    return saved.descendants?.some((d) => d.pid === tree.setsid);
+  });
+  process.kill(tree.pid, "SIGKILL");
+  await until("the setsid child to be ended", async () => !(await alive(tree.setsid)));
+  const after = await until("the exit to be reported", async () => ((await current(h, "tree"))?.last_exit ? current(h, "tree") : undefined));
+  assert.equal((after!.last_exit as { reason: string }).reason, "killed by SIGKILL");
+  assert.equal((after!.last_exit as { left_running?: unknown }).left_running, undefined);
+});
 
 test("an app that ignores SIGTERM is killed with SIGKILL after the stop timeout, grandchild included", async (t) => {
   const h = await harness(t, {}, { stopTimeoutMs: 300 });
