@@ -31,8 +31,13 @@ export interface Ended {
   survivors: Survivor[];
 }
 
-/** How often the shared walk looks for new descendants by default. */
-export const TREE_CHECK_MS = 2000;
+/**
+ * How often the shared walk looks for new descendants by default. A walk reads `/proc/<pid>/stat`
+ * of every process: measured here for ~100 processes, ≈3 ms on Bun, ≈16 ms on Deno, ≈40 ms of
+ * thread-pool reads on Node. It is only the second net (the marker and the walk before a stop find
+ * the rest), so it runs rarely.
+ */
+export const TREE_CHECK_MS = 5000;
 /** How long a SIGKILLed process gets to disappear before it is reported as surviving. */
 const KILL_WAIT_MS = 1000;
 const POLL_MS = 50;

@@ -49,7 +49,7 @@ export interface ProcessDriverOptions {
   settleMs?: number;
   /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
   memoryCheckMs?: number;
-  /** How often one walk of `/proc` records the descendants of every running app (default 2000 ms; see `_process-tree.ts`). */
+  /** How often one walk of `/proc` records the descendants of every running app (default 5000 ms; see `_process-tree.ts`). */
   treeCheckMs?: number;
   /** Log file rotation (defaults 10 MiB, 3 files kept). */
   logMaxBytes?: number;
