@@ -2,8 +2,8 @@
  * One run of a process app (the `process` driver's building block): the command and environment
  * of the child (SPEC section 3), its output as tagged agent log lines and a rotating log file, the
  * memory watchdog where the runtime cannot cap its own heap, a pid file so a later agent can clean
- * up after a crash of this one, `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by
- * SIGSEGV", …).
+ * up after a crash of this one, ending what it started outside its group (`_process-tree.ts`),
+ * `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by SIGSEGV", …).
  */
 import { randomUUID } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
@@ -77,8 +77,6 @@ export interface Run {
   readonly startedAt: number;
   /** Set before stopping it on purpose, so the exit is reported as a stop. */
   expected: boolean;
-  /** What it started, in its process group or not. */
-  readonly tree: RunTree;
   /**
    * Ends the run: records its descendants once more (those that left the group are still under it
    * now, not after), then ends its process group (SIGTERM, SIGKILL after `graceMs`). Descendants
@@ -113,8 +111,9 @@ function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: strin
  * The child's environment: the agent's (without its own `BC_GITOPS_*` settings), the app's `env`
  * exported (SPEC section 3; `port` is the real port), `BC_GITOPS_APP`, `_VERSION`, `_REVISION`,
  * `_DATA_DIR`, `_CURRENT` (a symlink to the revision directory that always points at the newest
- * code), `_RUN_ID` (marks everything the run starts, see `_process-tree.ts`), the runtime's own variables, and for a custom `command` with `limits.memory_mb` the heap
- * limit in `NODE_OPTIONS` (and `BUN_JSC_forceRAMSize`).
+ * code), `_RUN_ID` (marks everything the run starts, see `_process-tree.ts`), the runtime's own
+ * variables, and for a custom `command` with `limits.memory_mb` the heap limit in `NODE_OPTIONS`
+ * (and `BUN_JSC_forceRAMSize`).
  */
 function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, runId: string, extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
@@ -189,7 +188,6 @@ export async function startRun(o: RunOptions): Promise<Run> {
     dir: prepared.dir,
     startedAt,
     expected: false,
-    tree,
     stop: async (graceMs) => {
       if (child.exit === undefined) await tree.sample();
       return child.terminate(graceMs);
@@ -198,7 +196,7 @@ export async function startRun(o: RunOptions): Promise<Run> {
     ended: child.exited.then(async (exit) => {
       clearInterval(watchdog);
       // Whatever else of the group still runs goes too: the app is its main process. Then what it
-      // started outside the group (before the pid file goes: a crash of the agent meanwhile leaves it for the next one).
+      // started outside the group, before the pid file goes (an agent killed meanwhile leaves it to the next one).
       await child.terminate(o.reapGraceMs);
       o.watch.delete(tree);
       await tree.close();
