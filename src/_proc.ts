@@ -1,7 +1,8 @@
 /**
  * Readers of Linux's `/proc` for supervising child processes: which processes of a process group
  * are still alive (zombies do not count: an init that never reaps them is common in containers),
- * a process's resident memory and start time, and whether a set of processes listens on a TCP
+ * a process's resident memory and start time, the whole process table (to walk descendants),
+ * which processes carry an environment variable, and whether a set of processes listens on a TCP
  * port. Every function answers `undefined`/empty instead of throwing where `/proc` is missing.
  */
 import { existsSync } from "node:fs";
@@ -32,18 +33,60 @@ export async function procStat(pid: number): Promise<ProcStat | undefined> {
   }
 }
 
-/** The live (not zombie) processes of process group `pgid`, by scanning `/proc`. Empty without `/proc`. */
-export async function groupMembers(pgid: number): Promise<number[]> {
-  if (!hasProc) return [];
+/** A process as the supervisor recognises it across pid reuse: its pid and its start time. */
+export interface ProcId {
+  pid: number;
+  /** {@link ProcStat.startTime}. */
+  start: string;
+}
+
+/** Every process `/proc` lists, by pid (zombies included: callers decide). Empty without `/proc`. */
+export async function procTable(): Promise<Map<number, ProcStat>> {
+  const table = new Map<number, ProcStat>();
+  if (!hasProc) return table;
   const pids = (await readdir("/proc").catch(() => [] as string[])).filter((name) => /^\d+$/.test(name)).map(Number);
-  const out: number[] = [];
   await Promise.all(
     pids.map(async (pid) => {
       const stat = await procStat(pid);
-      if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") out.push(pid);
+      if (stat) table.set(pid, stat);
     }),
   );
+  return table;
+}
+
+/** True for a process that has exited but is not reaped yet (it can no longer do anything). */
+export function isZombie(stat: ProcStat): boolean {
+  return stat.state === "Z" || stat.state === "X";
+}
+
+/** The live (not zombie) processes of process group `pgid`, by scanning `/proc`. Empty without `/proc`. */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const [pid, stat] of await procTable()) if (stat.pgrp === pgid && !isZombie(stat)) out.push(pid);
   return out.sort((a, b) => a - b);
+}
+
+/**
+ * The live processes whose environment holds `name=<value>` for one of `values`, by value. Reads
+ * `/proc/<pid>/environ`, the environment a process was started with: readable for the agent's own
+ * user's processes (every process as root). Empty without `/proc`.
+ */
+export async function processesWithEnv(name: string, values: ReadonlySet<string>): Promise<Map<string, ProcId[]>> {
+  const found = new Map<string, ProcId[]>();
+  if (!hasProc || values.size === 0) return found;
+  const prefix = `${name}=`;
+  await Promise.all(
+    [...(await procTable())].map(async ([pid, stat]) => {
+      if (isZombie(stat) || pid === process.pid) return;
+      const environ = await readFile(`/proc/${pid}/environ`, "latin1").catch(() => "");
+      for (const entry of environ.split("\0")) {
+        if (!entry.startsWith(prefix)) continue;
+        const value = entry.slice(prefix.length);
+        if (values.has(value)) found.set(value, [...(found.get(value) ?? []), { pid, start: stat.startTime }]);
+      }
+    }),
+  );
+  return found;
 }
 
 /** Resident memory of `pid` in bytes (`VmRSS`), or `undefined`. */

@@ -146,6 +146,8 @@ export class Metrics {
     }
     out.family("bc_gitops_app_restarts", "gauge", "Crash restarts of each app since its last deploy or upgrade.");
     for (const a of apps) out.sample("bc_gitops_app_restarts", { app: a.name }, a.restarts ?? 0);
+    out.family("bc_gitops_app_restarts_refused", "gauge", "Restarts of each app refused without starting anything (a crash loop's cool-down), since its last deploy or upgrade.");
+    for (const a of apps) if (typeof a.restarts_refused === "number") out.sample("bc_gitops_app_restarts_refused", { app: a.name }, a.restarts_refused);
     out.family("bc_gitops_app_reloads", "gauge", "Hot reloads applied to each app's running instance.");
     for (const a of apps) out.sample("bc_gitops_app_reloads", { app: a.name }, a.reloads ?? 0);
     out.family("bc_gitops_app_memory_bytes", "gauge", "Memory of each app as its status reports it: a worker's heap, a process's RSS, or for embedded apps the agent heap's growth from the app's start to its last reload (an estimate).");

@@ -29,8 +29,10 @@ export interface AppState {
   env?: Record<string, unknown>;
   /** Hot reloads applied to this instance. */
   reloads?: number;
-  /** Crash restarts since the last deploy or upgrade. */
+  /** Crash restarts since the last deploy or upgrade: each one ran the app again. */
   restarts?: number;
+  /** Restarts refused without starting anything (a crash loop's cool-down), since the last deploy or upgrade. */
+  restarts_refused?: number;
   last_error?: string;
   pending_reason?: string;
   [extra: string]: unknown;

@@ -32,7 +32,7 @@ export interface PreparedWorkspace {
   revision: string;
   /** `<localPath>/workspace/<app>/<revision>`: the package root (a git `subdir` is the root). */
   dir: string;
-  /** Absolute path of the module to import (spec `entry`, else package.json exports/module/main, else index.js|ts|mjs). */
+  /** Absolute path of the module to import (spec `entry`, else package.json exports/module/main, else index.js|ts|mjs); a process app with `command` and none of these: the package root. */
   entry: string;
   /** True when an existing complete workspace was reused: no network, no install. */
   reused: boolean;
@@ -449,6 +449,8 @@ async function entryOf(root: string, spec: AppSpec): Promise<string> {
       if (chosen === undefined && (await isFile(join(root, name)))) chosen = name;
     }
   }
+  // A process app's `command` says what to run: it needs no module to import.
+  if (chosen === undefined && spec.command && spec.isolation === "process") return root;
   if (chosen === undefined) {
     const hint = "set entry in the spec, or exports/module/main in package.json, or add index.js";
     throw fail(`${spec.name} has no entry: ${hint}`, "E_NOT_FOUND", "stalled");

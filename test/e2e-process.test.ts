@@ -2,7 +2,7 @@
 // supervised child processes (isolation: process), from path sources in a real gitops repository.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { scriptCommand } from "../src/_platform.ts";
@@ -108,4 +108,43 @@ test("processes left behind by a killed agent are stopped by the next agent befo
   assert.notEqual(now.pid, left.pid);
   assert.equal(await alive(left.pid), false, "the leftover app was stopped");
   assert.equal(await alive(left.grandchild), false, "and its grandchild");
+});
+
+test("an app left running by an agent killed during its first start, then deleted from the repo, is stopped with what it started by the next agent", async (t) => {
+  const slow = spec("slow", "1.0.0", "port: 0, listen_after: 600000, setsid_clean: true, daemon: true", ["health: { type: http, path: /health, interval: 60s, timeout: 1000 }"]);
+  const repo = await gitopsRepo(t, { "apps/slow/app.yaml": slow, ...(await code("proc-tree", "slow")) });
+  const localPath = join(repo.root, "local");
+  const run = scriptCommand(AGENT_HOST);
+  const host = await spawnProcess(run.command, [...run.args, repo.bare, localPath], {
+    env: Object.fromEntries(Object.entries({ ...process.env, ...run.env }).filter((e): e is [string, string] => e[1] !== undefined)),
+  });
+  t.after(() => host.terminate(1000));
+  // The app never listens: the agent is still deploying it (nothing in state.json) when it is killed.
+  const tree = await until("the app to start its descendants", async () => {
+    if (host.exit) throw new Error(`the agent host exited: ${String(host.stderr.read())}`);
+    const pids = await readdir(join(localPath, "run", "slow", "pids")).catch(() => []);
+    const text = await readFile(join(localPath, "data", "slow", "tree.json"), "utf8").catch(() => undefined);
+    return pids.length > 0 && text ? (JSON.parse(text) as { pid: number; setsid: number; daemon: number }) : undefined;
+  }, 60_000);
+  host.signal("SIGKILL");
+  await host.exited;
+  t.after(() => {
+    for (const pid of [tree.pid, tree.setsid, tree.daemon]) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone, as it should be.
+      }
+    }
+  });
+  for (const pid of [tree.pid, tree.setsid, tree.daemon]) assert.ok(await alive(pid), `pid ${pid} outlived its agent`);
+  const state = JSON.parse(await readFile(join(localPath, "state.json"), "utf8").catch(() => "{}")) as { apps?: Record<string, unknown> };
+  assert.equal(state.apps?.slow, undefined, "the killed agent had not recorded the app");
+
+  await repo.commit({ "apps/slow": null, "code/slow": null });
+  const agent = agentFor(t, repo.bare, localPath);
+  const first = await agent.start();
+  assert.deepEqual(first.actions, []);
+  for (const pid of [tree.pid, tree.setsid, tree.daemon]) assert.equal(await alive(pid), false, `pid ${pid} was stopped`);
+  assert.deepEqual(await readdir(join(localPath, "run", "slow", "pids")), [], "and its pid file removed");
 });

@@ -184,3 +184,12 @@ test("label values are escaped and credentials redacted", () => {
   const { samples } = parse(text);
   assert.equal(value(samples, "bc_gitops_app_info", { app: "odd", version: '1.0 "beta"\nhttps://***@x.example', status: "running", health: "healthy", isolation: "worker" }), 1);
 });
+
+test("restarts refused during a crash loop's cool-down have their own gauge, next to the real restarts", () => {
+  const status: AgentStatus = { status: "degraded", last_commit: null, app_count: 1, healthy_count: 0, last_reconcile: { at: null, duration_ms: null, error: null }, errors: [] };
+  const app: AppState = { name: "loop", version: "1.0.0", status: "failed", health: "unhealthy", restarts: 5, restarts_refused: 32 };
+  const { samples, types } = parse(new Metrics().render({ status, apps: { loop: app } }));
+  assert.equal(types.get("bc_gitops_app_restarts_refused"), "gauge");
+  assert.equal(value(samples, "bc_gitops_app_restarts", { app: "loop" }), 5);
+  assert.equal(value(samples, "bc_gitops_app_restarts_refused", { app: "loop" }), 32);
+});

@@ -14,6 +14,7 @@ import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
 import type { ProcessDriverOptions } from "./process.ts";
 import { hostFor, note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
+import type { TreeWatch } from "./_process-tree.ts";
 
 /** The supervision numbers (see {@link ProcessDriverOptions}). */
 export type Policy = Required<Omit<ProcessDriverOptions, "localPath" | "logger" | "logMaxBytes" | "logKeep">>;
@@ -30,6 +31,8 @@ export interface AppRecord {
 export interface InstanceHost {
   readonly localPath: string;
   readonly policy: Policy;
+  /** The shared walk that records every run's descendants. */
+  readonly watch: TreeWatch;
   record(app: string): AppRecord;
   openLog(app: string): RotatingLog;
   closeLog(app: string): Promise<void>;
@@ -89,12 +92,16 @@ export class ProcessInstance implements Instance {
       let killed = false;
       if (run) {
         run.expected = true;
-        killed = (await run.child.terminate(this.#o.stopTimeoutMs)).killed;
-        await run.ended;
+        killed = (await run.stop(this.#o.stopTimeoutMs)).killed;
       }
+      const left = (await run?.ended)?.left_running ?? [];
       await this.#release();
       if (killed) {
         throw new GitopsError(`${this.#app} did not exit within ${this.#o.stopTimeoutMs} ms of SIGTERM; its process group was killed with SIGKILL`, { code: "E_TIMEOUT", retry: "backoff" });
+      }
+      if (left.length > 0) {
+        const list = left.map((s) => `pid ${s.pid} (${s.reason})`).join(", ");
+        throw new GitopsError(`${this.#app} is stopped, but what it started could not all be ended: ${list}`, { code: "E_RUNTIME", retry: "backoff" });
       }
     })());
   }
@@ -180,7 +187,7 @@ export class ProcessInstance implements Instance {
       return run;
     } catch (error) {
       run.expected = true;
-      await run.child.terminate(o.stopTimeoutMs);
+      await run.stop(o.stopTimeoutMs);
       await run.ended;
       throw error;
     }
@@ -244,9 +251,9 @@ export class ProcessInstance implements Instance {
 
   async #respawn(): Promise<void> {
     if (this.#state !== "backoff") return;
-    this.#restarts++;
     try {
       const run = await startRun(this.#runOptions(this.#o));
+      this.#restarts++; // a real restart: a new process runs
       void run.ended.then((exit) => this.#exited(run, exit));
       this.#run = run;
       if (this.#state === "backoff") this.#state = "running";
@@ -267,7 +274,7 @@ export class ProcessInstance implements Instance {
 
   async #retire(run: Run): Promise<void> {
     run.expected = true;
-    await run.child.terminate(this.#o.stopTimeoutMs);
+    await run.stop(this.#o.stopTimeoutMs);
     await run.ended;
   }
 
@@ -306,6 +313,7 @@ export class ProcessInstance implements Instance {
       memoryCheckMs: policy.memoryCheckMs,
       linesPerSecond: policy.linesPerSecond,
       reapGraceMs: Math.min(o.stopTimeoutMs, 2000),
+      watch: this.#driver.watch,
     };
   }
 }

@@ -2,9 +2,10 @@
  * One run of a process app (the `process` driver's building block): the command and environment
  * of the child (SPEC section 3), its output as tagged agent log lines and a rotating log file, the
  * memory watchdog where the runtime cannot cap its own heap, a pid file so a later agent can clean
- * up after a crash of this one, `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by
- * SIGSEGV", …).
+ * up after a crash of this one, ending what it started outside its group (`_process-tree.ts`),
+ * `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by SIGSEGV", …).
  */
+import { randomUUID } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ import { exportEnv } from "../process-env.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Emit } from "../telemetry.ts";
 import type { PreparedWorkspace } from "../workspace.ts";
+import { RunTree, RUN_ID_VAR, type Survivor, type TreeWatch } from "./_process-tree.ts";
 
 /** How a run ended, as status shows it (`last_exit`). */
 export interface ExitInfo {
@@ -29,6 +31,19 @@ export interface ExitInfo {
   /** ISO-8601 time of the exit. */
   at: string;
   duration_ms: number;
+  /** Descendants of the run that could not be ended (another user's process, stuck in the kernel). */
+  left_running?: Survivor[];
+}
+
+/** What a pid file (`run/<app>/pids/<pid>.json`) holds, for a later agent to clean up after a crash of this one. */
+export interface PidFile {
+  pid: number;
+  /** The child's start time (`/proc`), so a reused pid is never mistaken for it. */
+  start: string | null;
+  /** The run's {@link RUN_ID_VAR}. */
+  run?: string;
+  /** Descendants seen outside the child's process group. */
+  descendants?: { pid: number; start: string }[];
 }
 
 /** What {@link startRun} needs. */
@@ -47,8 +62,10 @@ export interface RunOptions {
   memoryCheckMs: number;
   /** Output lines per second copied into the agent's log (the file gets every line). */
   linesPerSecond: number;
-  /** How long stragglers of the group get after an unexpected exit before SIGKILL. */
+  /** How long stragglers of the group, and descendants outside it, get after the child exited before SIGKILL. */
   reapGraceMs: number;
+  /** The driver's shared walk that records the run's descendants. */
+  watch: TreeWatch;
 }
 
 /** A running (or ended) child of a process app. */
@@ -60,6 +77,12 @@ export interface Run {
   readonly startedAt: number;
   /** Set before stopping it on purpose, so the exit is reported as a stop. */
   expected: boolean;
+  /**
+   * Ends the run: records its descendants once more (those that left the group are still under it
+   * now, not after), then ends its process group (SIGTERM, SIGKILL after `graceMs`). Descendants
+   * outside the group are ended once it exited (see `ended`).
+   */
+  stop(graceMs: number): Promise<{ killed: boolean }>;
   /** Resolves once it exited, its group is reaped and its output flushed. */
   readonly ended: Promise<ExitInfo>;
   /** The last lines it printed (stdout and stderr), for error messages. */
@@ -88,10 +111,11 @@ function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: strin
  * The child's environment: the agent's (without its own `BC_GITOPS_*` settings), the app's `env`
  * exported (SPEC section 3; `port` is the real port), `BC_GITOPS_APP`, `_VERSION`, `_REVISION`,
  * `_DATA_DIR`, `_CURRENT` (a symlink to the revision directory that always points at the newest
- * code), the runtime's own variables, and for a custom `command` with `limits.memory_mb` the heap
- * limit in `NODE_OPTIONS` (and `BUN_JSC_forceRAMSize`).
+ * code), `_RUN_ID` (marks everything the run starts, see `_process-tree.ts`), the runtime's own
+ * variables, and for a custom `command` with `limits.memory_mb` the heap limit in `NODE_OPTIONS`
+ * (and `BUN_JSC_forceRAMSize`).
  */
-function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, extra: Record<string, string>): Record<string, string> {
+function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, runId: string, extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
   const appEnv = o.port === undefined ? o.spec.env : { ...o.spec.env, port: o.port };
@@ -101,6 +125,7 @@ function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" |
     BC_GITOPS_REVISION: o.prepared.revision,
     BC_GITOPS_DATA_DIR: o.dataDir,
     BC_GITOPS_CURRENT: join(o.runDir, "current"),
+    [RUN_ID_VAR]: runId,
   }, extra);
   const mb = o.spec.limits?.memory_mb;
   if (o.spec.command && mb !== undefined) {
@@ -124,12 +149,19 @@ export async function startRun(o: RunOptions): Promise<Run> {
   const app = spec.name;
   const cmd = commandOf(spec, prepared);
   await mkdir(join(o.runDir, "pids"), { recursive: true });
-  const child = await spawnProcess(cmd.command, cmd.args, { cwd: prepared.dir, env: childEnv(o, cmd.env) });
+  const runId = randomUUID();
+  const child = await spawnProcess(cmd.command, cmd.args, { cwd: prepared.dir, env: childEnv(o, runId, cmd.env) });
   const pid = child.pid;
   const startedAt = Date.now();
   const pidFile = join(o.runDir, "pids", `${pid}.json`);
   const stat = await procStat(pid);
-  await writeFile(pidFile, JSON.stringify({ pid, start: stat?.startTime ?? null })).catch(() => {});
+  const saved: PidFile = { pid, start: stat?.startTime ?? null, run: runId };
+  await writeFile(pidFile, JSON.stringify(saved)).catch(() => {});
+  const tree = new RunTree(pid, runId, {
+    rootAlive: () => child.exit === undefined,
+    persist: (descendants) => writeFile(pidFile, JSON.stringify({ ...saved, descendants } satisfies PidFile)),
+  });
+  o.watch.add(tree);
   note(o.log, `started pid ${pid}: ${app} ${spec.version} (${prepared.revision}) in ${prepared.dir}`);
   o.emit("bc_gitops:process:spawn", {}, { app, pid, version: spec.version, revision: prepared.revision });
 
@@ -156,15 +188,29 @@ export async function startRun(o: RunOptions): Promise<Run> {
     dir: prepared.dir,
     startedAt,
     expected: false,
+    stop: async (graceMs) => {
+      if (child.exit === undefined) await tree.sample();
+      return child.terminate(graceMs);
+    },
     tail: () => tail.trim().split("\n").slice(-5).join(" | ").slice(-1500),
     ended: child.exited.then(async (exit) => {
       clearInterval(watchdog);
-      // Whatever else of the group still runs goes too: the app is its main process.
+      // Whatever else of the group still runs goes too: the app is its main process. Then what it
+      // started outside the group, before the pid file goes (an agent killed meanwhile leaves it to the next one).
       await child.terminate(o.reapGraceMs);
+      o.watch.delete(tree);
+      await tree.close();
+      const { survivors } = await tree.end(o.reapGraceMs);
       await output;
       await rm(pidFile, { force: true });
       const reason = exitReason(exit, { tail, ...(limitMb === undefined ? {} : { limitMb }), memoryKilled, expected: run.expected });
       const info: ExitInfo = { pid, code: exit.code, signal: exit.signal, reason, at: new Date().toISOString(), duration_ms: Math.round(exit.durationMs) };
+      if (survivors.length > 0) {
+        info.left_running = survivors;
+        const list = survivors.map((s) => `pid ${s.pid} (${s.reason})`).join(", ");
+        o.logger.warn(`[${app}] could not end what pid ${pid} started: ${list}`);
+        note(o.log, `could not end ${list}`);
+      }
       note(o.log, `pid ${pid} ${reason} after ${(exit.durationMs / 1000).toFixed(1)} s`);
       return info;
     }),

@@ -75,7 +75,10 @@ interface Running {
   instance?: Instance;
   monitor?: HealthMonitor;
   startedAt?: string;
+  /** Restarts that ran the app again (the driver spawned or started it, whether or not it then stayed up). */
   restarts: number;
+  /** Restarts the driver refused without starting anything (a crash loop's cool-down); shown as `restarts_refused`. */
+  refused?: number;
   lastError?: string;
   /** Hot reloads since the app was deployed here (upgrades keep it: embedded module graphs stay in memory); see `ReloadStats`. */
   reloads: number;
@@ -86,7 +89,10 @@ interface Running {
   memoryAt?: number;
 }
 
-/** Creates the default runtime (the agent's `runtime: default`). Touches nothing until an app is deployed. */
+/**
+ * Creates the default runtime (the agent's `runtime: default`). Touches nothing until its first
+ * call, which first ends what a killed agent left running of apps state.json does not remember.
+ */
 export function createDefaultRuntime(context: RuntimeContext & DefaultRuntimeOptions): DefaultRuntime {
   return new DefaultRuntimeImpl(context);
 }
@@ -99,6 +105,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   readonly #drivers: Partial<Record<Isolation, Driver>>;
   readonly #apps = new Map<string, Running>();
   readonly #queues = new SerialQueues();
+  #swept: Promise<void> | undefined;
 
   constructor(context: RuntimeContext & DefaultRuntimeOptions) {
     this.#c = context;
@@ -192,8 +199,14 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       if (!app) return this.#deploy(spec);
       await this.#halt(app);
       app.spec = spec;
+      try {
+        await this.#launch(app);
+      } catch (error) {
+        if (error instanceof GitopsError && error.details.refused) app.refused = (app.refused ?? 0) + 1;
+        else app.restarts++;
+        throw error;
+      }
       app.restarts++;
-      await this.#launch(app);
       return this.#state(app);
     });
   }
@@ -202,6 +215,8 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return this.#serial(name, async () => {
       const app = this.#apps.get(name);
       if (app) await this.#halt(app);
+      // Remembered but never started here (its restore failed): what a previous agent left of it goes now.
+      else await this.#sweep((other) => other !== name);
       this.#apps.delete(name);
       await this.#ws.remove(name);
     });
@@ -237,6 +252,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async getCurrentState(): Promise<Record<string, AppState>> {
+    await this.#startup();
     // Memory is for status and metrics only: sample it at most every MEMORY_SAMPLE_MS, not on every
     // tick (a busy Worker would otherwise hold up the tick waiting for its answer).
     const now = Date.now();
@@ -438,13 +454,16 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async #remembered(spec: AppSpec): Promise<string | undefined> {
+    const app = (await this.#stateApps())?.[spec.name];
+    const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
+    return same ? app.revision : undefined;
+  }
+
+  /** The apps state.json remembers (the agent writes it; the runtime only reads it), or `undefined` when it cannot be read. */
+  async #stateApps(): Promise<Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> | undefined> {
     try {
-      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as {
-        apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }>;
-      };
-      const app = state.apps?.[spec.name];
-      const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
-      return same ? app.revision : undefined;
+      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as { apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> };
+      return state.apps ?? {};
     } catch {
       return undefined;
     }
@@ -472,6 +491,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       path: prepared.dir,
       env: spec.env,
       restarts: app.restarts,
+      ...(app.refused ? { restarts_refused: app.refused } : {}),
       ...reloadFields({ ...app, isolation: spec.isolation, budget: this.#c.reloadBudget ?? 100 }),
     };
     if (spec.description !== undefined) state.description = spec.description;
@@ -488,6 +508,32 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
-    return this.#queues.run(app, task);
+    return this.#queues.run(app, async () => {
+      await this.#startup();
+      return task();
+    });
+  }
+
+  /**
+   * Once, before the first operation: ends what a previous agent (killed, or crashed) left running
+   * of apps that state.json does not remember, so nothing would ever start or stop them again
+   * (e.g. killed while a first deploy started, and the app deleted from the repo since). A
+   * remembered app's leftovers are ended when it is started again (the driver does that).
+   */
+  #startup(): Promise<void> {
+    return (this.#swept ??= (async () => {
+      const remembered = new Set(Object.keys((await this.#stateApps()) ?? {}));
+      await this.#sweep((app) => remembered.has(app) || this.#apps.has(app));
+    })());
+  }
+
+  async #sweep(keep: (app: string) => boolean): Promise<void> {
+    for (const driver of new Set(Object.values(this.#drivers))) {
+      const swept = await driver?.sweep?.(keep, this.#c.stopTimeoutMs ?? 10_000).catch((error: unknown) => {
+        this.#logger.warn(`cannot end what a previous agent left running: ${messageOf(error)}`);
+        return [];
+      });
+      if (swept?.length) this.#logger.info(`ended what a previous agent left running of ${swept.join(", ")}`);
+    }
   }
 }

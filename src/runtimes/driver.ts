@@ -74,4 +74,10 @@ export interface Driver {
   overlaps?(from: AppSpec, to: AppSpec): boolean;
   /** Releases what the driver holds across instances (process handlers, worker pools). */
   dispose?(): Promise<void>;
+  /**
+   * Ends what a previous agent left running (it was killed) of every app `keep` says no to, giving
+   * each `graceMs` after SIGTERM; resolves with the apps that had something left. The runtime
+   * calls it once before its first operation, and on `remove` of an app it does not run.
+   */
+  sweep?(keep: (app: string) => boolean, graceMs: number): Promise<string[]>;
 }

@@ -9,19 +9,25 @@
  * crashed (the default runtime marks it `failed` with the reason), and refuses to start the same
  * code with the same settings again for a cool-down of 60 s, so the reconciler's restarts (and its
  * own backoff) pace a crash loop at a few spawns a minute; any change of code or settings, or the
- * end of the cool-down, lets it start at once. Stopping sends SIGTERM to the whole group, then
- * SIGKILL after the stop timeout: nothing the app started survives it.
+ * end of the cool-down, lets it start at once (a refused start spawns nothing and is not counted
+ * as a restart). Stopping sends SIGTERM to the whole group, then SIGKILL after the stop timeout;
+ * once the app exited (stopped or not), what it started outside its group goes too: children that
+ * called `setsid`, double-forked daemons (see `_process-tree.ts` for how they are found, and the
+ * limits). Pid files let the next agent end what this one left running if it is killed: an app's
+ * leftovers when it starts again, and at the runtime's first operation those of apps state.json no
+ * longer remembers.
  */
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { hasProc, procStat } from "../_proc.ts";
+import { hasProc, isZombie, procStat } from "../_proc.ts";
 import { GitopsError } from "../errors.ts";
 import { RotatingLog } from "../log-file.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 import { keyOf, ProcessInstance, type AppRecord, type InstanceHost, type Policy } from "./_process-instance.ts";
-import { endGroup, portFor } from "./_process-run.ts";
+import { endGroup, portFor, type PidFile } from "./_process-run.ts";
+import { RunTree, TREE_CHECK_MS, TreeWatch } from "./_process-tree.ts";
 
 /** Options of {@link ProcessDriver}; the numbers are the supervision policy (tests use small ones). */
 export interface ProcessDriverOptions {
@@ -43,6 +49,8 @@ export interface ProcessDriverOptions {
   settleMs?: number;
   /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
   memoryCheckMs?: number;
+  /** How often one walk of `/proc` records the descendants of every running app (default 5000 ms; see `_process-tree.ts`). */
+  treeCheckMs?: number;
   /** Log file rotation (defaults 10 MiB, 3 files kept). */
   logMaxBytes?: number;
   logKeep?: number;
@@ -59,6 +67,7 @@ const DEFAULTS: Policy = {
   crashLoopCooldownMs: 60_000,
   settleMs: 500,
   memoryCheckMs: 1000,
+  treeCheckMs: TREE_CHECK_MS,
   linesPerSecond: 200,
 };
 
@@ -68,6 +77,7 @@ export class ProcessDriver implements Driver, InstanceHost {
   readonly localPath: string;
   readonly logger: Logger;
   readonly policy: Policy;
+  readonly watch: TreeWatch;
   readonly #log: { maxBytes?: number; keep?: number };
   readonly #apps = new Map<string, AppRecord>();
 
@@ -79,6 +89,7 @@ export class ProcessDriver implements Driver, InstanceHost {
       return typeof value === "number" ? [[key, value]] : [];
     });
     this.policy = { ...DEFAULTS, ...(Object.fromEntries(given) as Partial<Policy>) };
+    this.watch = new TreeWatch(this.policy.treeCheckMs);
     this.#log = { ...(options.logMaxBytes ? { maxBytes: options.logMaxBytes } : {}), ...(options.logKeep !== undefined ? { keep: options.logKeep } : {}) };
   }
 
@@ -97,7 +108,8 @@ export class ProcessDriver implements Driver, InstanceHost {
       if (record.gaveUp.key === key && left > 0) {
         throw new GitopsError(
           `${spec.name} is in a crash loop (${record.gaveUp.reason}); it is started again in ${Math.ceil(left / 1000)} s, or at once when its code or settings change`,
-          { code: "E_RUNTIME", retry: "backoff" },
+          // `refused`: nothing was spawned, so the runtime does not count it as a restart.
+          { code: "E_RUNTIME", retry: "backoff", details: { refused: "crash_loop" } },
         );
       }
       delete record.gaveUp;
@@ -159,20 +171,52 @@ export class ProcessDriver implements Driver, InstanceHost {
   }
 
   /**
-   * Ends processes a previous agent started and left behind (it was killed, or crashed): pid files
-   * whose process is still the same one (pid and start time) get their group stopped.
+   * Ends what a previous agent started and left running (it was killed, or crashed) for every app
+   * `keep` says no to: the apps that are neither running here nor remembered in state.json. Resolves
+   * with the apps that had something left. (A kept app is swept when it is started.)
    */
-  async #sweep(app: string, graceMs: number): Promise<void> {
+  async sweep(keep: (app: string) => boolean, graceMs: number): Promise<string[]> {
+    const apps = await readdir(join(this.localPath, "run")).catch(() => [] as string[]);
+    const swept: string[] = [];
+    for (const app of apps.filter((name) => !keep(name))) {
+      if (await this.#sweep(app, graceMs, "it is not deployed here any more")) swept.push(app);
+    }
+    return swept;
+  }
+
+  /**
+   * Ends processes a previous agent started for `app` and left behind: for each pid file, its
+   * process group if the process is still the same one (pid and start time), then the
+   * descendants it recorded and every process carrying its run's marker (`_process-tree.ts`).
+   * True when something still ran.
+   */
+  async #sweep(app: string, graceMs: number, why = "before it starts again"): Promise<boolean> {
     const dir = join(this.localPath, "run", app, "pids");
+    let found = false;
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const file = join(dir, name);
-      const saved = (await readFile(file, "utf8").then(JSON.parse).catch(() => undefined)) as { pid?: number; start?: string } | undefined;
-      const stat = saved?.pid ? await procStat(saved.pid) : undefined;
-      if (saved?.pid && stat && saved.start && stat.startTime === saved.start && stat.pgrp === saved.pid) {
-        this.logger.warn(`[${app}] stopping pid ${saved.pid}, left running by a previous agent`);
-        await endGroup(saved.pid, graceMs);
+      const saved = (await readFile(file, "utf8").then(JSON.parse).catch(() => undefined)) as Partial<PidFile> | undefined;
+      if (typeof saved?.pid === "number") {
+        const stat = await procStat(saved.pid);
+        const same = stat !== undefined && !!saved.start && stat.startTime === saved.start && !isZombie(stat);
+        const tree = new RunTree(saved.pid, typeof saved.run === "string" ? saved.run : "", { rootAlive: () => same, known: Array.isArray(saved.descendants) ? saved.descendants : [] });
+        await tree.sample(); // what it started is still under it before its group goes
+        if (same && stat.pgrp === saved.pid) {
+          found = true;
+          this.logger.warn(`[${app}] stopping pid ${saved.pid}, left running by a previous agent (${why})`);
+          await endGroup(saved.pid, graceMs);
+        }
+        const { ended, survivors } = await tree.end(graceMs);
+        if (ended.length > 0) {
+          found = true;
+          this.logger.warn(`[${app}] ended ${ended.map((p) => `pid ${p.pid}`).join(", ")}, started by pid ${saved.pid} and left running by a previous agent`);
+        }
+        if (survivors.length > 0) {
+          this.logger.error(`[${app}] could not end ${survivors.map((p) => `pid ${p.pid} (${p.reason})`).join(", ")}, left running by a previous agent`);
+        }
       }
       await rm(file, { force: true });
     }
+    return found;
   }
 }

@@ -2,12 +2,13 @@
 // test/fixtures/apps/proc-*), a real workspace and real ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
+import { procStat } from "../../src/_proc.ts";
 import { ProcessDriver, type ProcessDriverOptions } from "../../src/runtimes/process.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
@@ -168,6 +169,20 @@ test("a crash loop marks the app failed with the reason, stops restarting it, an
   assert.deepEqual([fixed.status, fixed.health], ["running", "healthy"]);
 });
 
+test("restarts counts only restarts that ran the app; those refused during a crash loop's cool-down are counted apart", async (t) => {
+  const h = await harness(t, { restartDelayMs: 10, crashLoopExits: 4, crashLoopCooldownMs: 60_000 });
+  const looping = web("1.0.0", { crash_after: 300 });
+  await h.runtime.deploy(looping);
+  await until("the crash loop", async () => (await current(h))?.status === "failed");
+  for (let i = 0; i < 3; i++) await assert.rejects(h.runtime.restart(looping), /is in a crash loop/);
+  const refused = (await current(h))!;
+  assert.equal(spawns(h).length, 4);
+  assert.deepEqual([refused.restarts, refused.restarts_refused], [3, 3], "three respawns in place; three refusals spawned nothing");
+  const fixed = await h.runtime.restart(web("1.0.0", {}));
+  assert.equal(spawns(h).length, 5);
+  assert.deepEqual([fixed.status, fixed.restarts, fixed.restarts_refused], ["running", 4, 3]);
+});
+
 test("an app that exits during start fails the deploy with what it printed, and leaves nothing behind", async (t) => {
   const h = await harness(t);
   await assert.rejects(h.runtime.deploy(web("1.0.0", { exit_at_start: true })), /^GitopsError: web 1\.0\.0 exited with code 2 during start: proc-server 1\.0\.0 refuses to start$/);
@@ -189,6 +204,63 @@ for (const how of ["remove", "stopAll"] as const) {
     assert.deepEqual(exits(h).map((e) => [e.metadata.pid, e.metadata.expected, e.metadata.reason]), [[state.pid, true, "stopped (exit code 0)"]]);
   });
 }
+
+/** proc-tree as app "tree": its descendants leave its process group (see the fixture). */
+function treeApp(env: Record<string, unknown>): AppSpec {
+  return AppSpec.parse({
+    name: "tree",
+    version: "1.0.0",
+    isolation: "process",
+    source: { type: "path", path: "code/proc-tree" },
+    env: { port: 0, ...env },
+    health: { type: "http", path: "/health", interval: 60_000, timeout: 1000 },
+  });
+}
+
+interface Tree {
+  pid: number;
+  setsid?: number;
+  daemon?: number;
+}
+
+/** Asserts that `pid` runs outside `app`'s process group, so only the descendant tracking can end it. */
+async function outsideGroup(pid: number | undefined, app: number): Promise<void> {
+  assert.ok(await alive(pid), `pid ${pid} runs`);
+  const stat = await procStat(pid!);
+  assert.notEqual(stat?.pgrp, app, `pid ${pid} left the app's process group`);
+}
+
+for (const how of ["remove", "stopAll"] as const) {
+  test(`${how} also ends descendants that left the process group: a setsid child with a cleared environment and a double-forked daemon`, async (t) => {
+    const h = await harness(t);
+    const state = await h.runtime.deploy(treeApp({ setsid_clean: true, daemon: true }));
+    const tree = (await get(state.port)) as unknown as Tree;
+    assert.equal(tree.pid, state.pid);
+    await outsideGroup(tree.setsid, tree.pid);
+    await outsideGroup(tree.daemon, tree.pid);
+    assert.notEqual((await procStat(tree.daemon!))?.ppid, tree.pid, "the daemon is not the app's child any more");
+    if (how === "remove") await h.runtime.remove("tree");
+    else await h.runtime.stopAll();
+    for (const pid of [tree.pid, tree.setsid, tree.daemon]) assert.equal(await alive(pid), false, `pid ${pid} is gone`);
+  });
+}
+
+test("when the app dies, the descendants recorded while it ran go too, although they left its group and cleared their environment", async (t) => {
+  const h = await harness(t, { treeCheckMs: 50, restartDelayMs: 60_000, crashLoopExits: 100 });
+  const state = await h.runtime.deploy(treeApp({ setsid_clean: true }));
+  const tree = (await get(state.port)) as unknown as Tree;
+  await outsideGroup(tree.setsid, tree.pid);
+  const pidFile = join(h.local, "run", "tree", "pids", `${tree.pid}.json`);
+  await until("the walk to record the setsid child in the pid file", async () => {
+    const saved = JSON.parse(await readFile(pidFile, "utf8")) as { descendants?: { pid: number }[] };
+    return saved.descendants?.some((d) => d.pid === tree.setsid);
+  });
+  process.kill(tree.pid, "SIGKILL");
+  await until("the setsid child to be ended", async () => !(await alive(tree.setsid)));
+  const after = await until("the exit to be reported", async () => ((await current(h, "tree"))?.last_exit ? current(h, "tree") : undefined));
+  assert.equal((after!.last_exit as { reason: string }).reason, "killed by SIGKILL");
+  assert.equal((after!.last_exit as { left_running?: unknown }).left_running, undefined);
+});
 
 test("an app that ignores SIGTERM is killed with SIGKILL after the stop timeout, grandchild included", async (t) => {
   const h = await harness(t, {}, { stopTimeoutMs: 300 });
@@ -306,6 +378,24 @@ test("a command app runs its own argv, with the heap limit in NODE_OPTIONS", asy
   assert.equal(answer.runtime, "node");
   assert.equal(answer.app, "cmd");
   assert.match(answer.nodeOptions ?? "", /(^| )--max-old-space-size=96$/);
+});
+
+test("a command app needs no entry: a directory with no package.json and no index.js runs its command", async (t) => {
+  const h = await harness(t);
+  await mkdir(join(h.repo, "code", "bare-cmd"), { recursive: true });
+  await cp(join(FIXTURES, "proc-cmd", "server.js"), join(h.repo, "code", "bare-cmd", "main.js"));
+  const state = await h.runtime.deploy(AppSpec.parse({
+    name: "bare",
+    version: "1.0.0",
+    isolation: "process",
+    command: ["node", "main.js"],
+    source: { type: "path", path: "code/bare-cmd" },
+    env: { port: 0 },
+    health: { type: "http", path: "/health", timeout: 1000 },
+  }));
+  assert.deepEqual([state.status, state.health], ["running", "healthy"]);
+  const answer = (await (await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, string>;
+  assert.equal(answer.app, "bare");
 });
 
 test("a command that is not on PATH fails the deploy with a clear error", async (t) => {
