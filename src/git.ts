@@ -104,7 +104,7 @@ export class GitSource {
     return this.#exclusive(async () => {
       const trusted = await this.#isTrusted();
       if (remote === known && trusted) return { commit: remote, changed: false, recloned: false };
-      // A clone unchanged on disk since it was last verified needs no second look; a fetch that fails re-clones anyway.
+      // A clone unchanged on disk since it was last verified needs no second look; a failing fetch looks closer (#damage).
       const state = trusted ? { ok: true as const, commit: undefined } : await this.#verify(signal);
       if (!state.ok) {
         const commit = await this.#clone(state.reason, signal);
