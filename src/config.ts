@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
 import { GitopsError } from "./errors.ts";
-import { isLocalPath } from "./git.ts";
+import { isLocalPath } from "./_git.ts";
 import type { Runtime } from "./runtime.ts";
 import { suggest } from "./suggest.ts";
 

@@ -5,13 +5,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { dirname, join, posix, resolve } from "node:path";
+import { join, posix, resolve } from "node:path";
+import { diskError, FULL_SHA, invalidBranch, isLocalPath, refusedTransport, runGit } from "./_git.ts";
 import { GitopsError, messageOf } from "./errors.ts";
-import { exec } from "./exec.ts";
 import type { ExecResult } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
-import { redact } from "./redact.ts";
+import { redact, registerUrlCredentials } from "./redact.ts";
 import { SPEC_FILE_NAMES } from "./spec-file.ts";
 import type { Emit } from "./telemetry.ts";
 import { noEmit } from "./telemetry.ts";
@@ -41,9 +41,6 @@ export interface FetchResult {
   recloned: boolean;
 }
 
-/** A full object name: SHA-1 (40 hex digits) or SHA-256 (64). */
-const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-
 /** A remote, a clone and its snapshots of one branch, all kept under `dir`. */
 export class GitSource {
   readonly #url: string;
@@ -66,9 +63,12 @@ export class GitSource {
   constructor(options: GitSourceOptions) {
     const { repoUrl, branch, dir } = options;
     const config = (message: string) => new GitopsError(redact(message), { code: "E_CONFIG", retry: "stalled" });
+    if (typeof repoUrl === "string") registerUrlCredentials(repoUrl);
     if (typeof repoUrl !== "string" || repoUrl.trim() === "") throw config("repo_url is empty");
     if (repoUrl.startsWith("-")) throw config(`repo_url ${repoUrl} must not start with "-"`);
     if (/[\u0000-\u001f\u007f]/.test(repoUrl)) throw config(`repo_url ${JSON.stringify(repoUrl)} contains a control character`);
+    const refused = refusedTransport(repoUrl);
+    if (refused) throw config(`repo_url ${repoUrl} is refused: ${refused}`);
     const why = invalidBranch(branch);
     if (why) throw config(`branch ${JSON.stringify(branch)} is not a valid branch name: ${why} (see git check-ref-format --branch)`);
     if (typeof dir !== "string" || dir === "") throw config("the git working directory is empty");
@@ -92,18 +92,20 @@ export class GitSource {
 
   /**
    * Returns the remote branch head, bringing the local clone up to it. Clones the first time;
-   * re-clones a missing or damaged clone, or one whose origin is not `repoUrl`; follows
-   * force-pushes. When the head equals `known` and the clone is intact it runs one `git ls-remote`
-   * and nothing else. Throws E_GIT_UNREACHABLE (backoff) when the remote cannot be read, leaving
-   * the clone and snapshots as they were; E_GIT_REF (stalled) when the branch does not exist;
-   * E_ABORTED when `signal` aborts.
+   * re-clones a missing or damaged clone (its branch does not resolve, `git fsck` fails, a stale
+   * lock blocks it), or one whose origin is not `repoUrl`; follows force-pushes. When the head
+   * equals `known` and the clone is intact it runs one `git ls-remote` and nothing else. Throws
+   * E_GIT_UNREACHABLE (backoff) when the remote cannot be read, also when a fetch fails on a sound
+   * clone, leaving the clone and snapshots as they were; E_GIT (backoff, `details.errno`) naming the
+   * directory when the local disk is full, read-only or not writable, never re-cloning for it;
+   * E_GIT_REF (stalled) when the branch does not exist; E_ABORTED when `signal` aborts.
    */
   async fetch(known: string | undefined, signal?: AbortSignal): Promise<FetchResult> {
     const remote = await this.#lsRemote(signal);
     return this.#exclusive(async () => {
       const trusted = await this.#isTrusted();
       if (remote === known && trusted) return { commit: remote, changed: false, recloned: false };
-      // A clone unchanged on disk since it was last verified needs no second look; a fetch that fails re-clones anyway.
+      // A clone unchanged on disk since it was last verified needs no second look; a failing fetch looks closer (#damage).
       const state = trusted ? { ok: true as const, commit: undefined } : await this.#verify(signal);
       if (!state.ok) {
         const commit = await this.#clone(state.reason, signal);
@@ -118,8 +120,12 @@ export class GitSource {
         commit = await this.#head(this.#repo, signal);
       } catch (error) {
         if (isAbort(error)) throw error;
-        // The remote answered ls-remote a moment ago, so a failing fetch most likely means local damage.
-        const commit = await this.#clone(reasonOf(error), signal);
+        const disk = this.#diskError(error);
+        if (disk) throw disk;
+        // A re-clone downloads everything again: only a clone that is really damaged gets one.
+        const damage = await this.#damage(error, signal);
+        if (damage === undefined) throw this.#unreachable(error);
+        const commit = await this.#clone(damage, signal);
         return { commit, changed: commit !== known, recloned: true };
       }
       this.#emit("bc_gitops:git:pull", { duration_ms: performance.now() - started }, { commit });
@@ -135,7 +141,7 @@ export class GitSource {
    * (stalled) when the commit is not in the repository.
    */
   async snapshot(commit: string, signal?: AbortSignal): Promise<string> {
-    if (typeof commit !== "string" || !COMMIT.test(commit)) {
+    if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
       const shown = JSON.stringify(redact(String(commit)));
       throw new GitopsError(`refusing to snapshot ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
     }
@@ -149,6 +155,8 @@ export class GitSource {
         return target;
       } catch (error) {
         if (isAbort(error)) throw error;
+        const disk = this.#diskError(error);
+        if (disk) throw disk;
         // A sound clone (its branch resolves) that lacks the commit cannot be helped by a re-clone.
         const state = await this.#verify(signal);
         const sound = state.ok && state.commit !== undefined;
@@ -184,7 +192,7 @@ export class GitSource {
 
   /** Removes the snapshot of `commit` (if any), so the next {@link snapshot} checks it out again from the object store. */
   async dropSnapshot(commit: string): Promise<void> {
-    if (typeof commit !== "string" || !COMMIT.test(commit)) return;
+    if (typeof commit !== "string" || !FULL_SHA.test(commit)) return;
     await this.#exclusive(() => rm(join(this.#snapshots, commit), { recursive: true, force: true }));
   }
 
@@ -194,7 +202,7 @@ export class GitSource {
    * a snapshot of the commit must show. Hidden directories are left out, as the loader does.
    */
   async specDirs(commit: string, appsDir: string, signal?: AbortSignal): Promise<string[]> {
-    if (typeof commit !== "string" || !COMMIT.test(commit)) throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
+    if (typeof commit !== "string" || !FULL_SHA.test(commit)) throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
     const prefix = posix.normalize(appsDir.replaceAll("\\", "/")).replace(/^\.\/?|\/$/g, "");
     const spec = prefix === "" || prefix === "." ? [] : ["--", `${prefix}/`];
     const { stdout } = await this.#exclusive(() => this.#git(["ls-tree", "-r", "-z", commit, ...spec], signal, { GIT_DIR: this.#repo }));
@@ -212,7 +220,9 @@ export class GitSource {
 
   /** The remote head of the branch, by one `git ls-remote`. */
   async #lsRemote(signal: AbortSignal | undefined): Promise<string> {
-    await mkdir(this.#dir, { recursive: true });
+    await mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
+      throw this.#diskError(error) ?? error;
+    });
     let result: ExecResult;
     try {
       result = await this.#git(["ls-remote", "--refs", "--exit-code", "--", this.#url, this.#ref], signal, {}, [0, 2]);
@@ -221,7 +231,7 @@ export class GitSource {
     }
     for (const line of result.stdout.split("\n")) {
       const [sha, ref] = line.trim().split("\t");
-      if (ref === this.#ref && sha !== undefined && COMMIT.test(sha)) return sha;
+      if (ref === this.#ref && sha !== undefined && FULL_SHA.test(sha)) return sha;
     }
     throw this.#branchMissing();
   }
@@ -258,13 +268,39 @@ export class GitSource {
       ]);
     } catch (error) {
       if (isAbort(error)) throw error;
+      const disk = this.#diskError(error);
+      if (disk) throw disk;
       return { ok: false, reason: `the local clone is damaged: ${reasonOf(error)}` };
     }
     const url = origin.stdout.trim();
     if (url !== this.#url) return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#shownUrl}` };
     const sha = head.stdout.trim();
     this.#trusted = await this.#fingerprint();
-    return { ok: true, commit: COMMIT.test(sha) ? sha : undefined };
+    return { ok: true, commit: FULL_SHA.test(sha) ? sha : undefined };
+  }
+
+  /**
+   * Why the clone must be re-cloned after `failure` of a fetch, or undefined when it is sound and
+   * the remote is to blame: a stale lock left by a killed git, an unusable clone (see #verify), a
+   * branch that does not resolve, or history that `git fsck --connectivity-only` finds broken.
+   */
+  async #damage(failure: unknown, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const stderr = failure instanceof GitopsError && typeof failure.details.stderr === "string" ? failure.details.stderr : "";
+    const lock = /Unable to create '([^']+\.lock)': File exists/.exec(stderr)?.[1];
+    if (lock !== undefined) return `a stale lock file ${lock} blocks the local clone`;
+    const state = await this.#verify(signal);
+    if (!state.ok) return state.reason;
+    if (state.commit === undefined) return `branch ${this.#branch} does not resolve in the local clone`;
+    try {
+      await this.#git(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], signal, { GIT_DIR: this.#repo });
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      const disk = this.#diskError(error);
+      if (disk) throw disk;
+      this.#trusted = undefined;
+      return `the local clone is damaged: ${reasonOf(error)}`;
+    }
+    return undefined;
   }
 
   /** Clones the branch into a temp directory and swaps it in; the old clone survives a failure. */
@@ -276,7 +312,9 @@ export class GitSource {
     this.#logger[reason === "no local clone" ? "info" : "warn"](`cloning ${this.#shownUrl} (branch ${this.#branch}): ${reason}`);
     this.#emit("bc_gitops:git:clone_start", {}, { url: this.#shownUrl, branch: this.#branch, reason });
     try {
-      await mkdir(this.#dir, { recursive: true });
+      await mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
+        throw this.#diskError(error) ?? error;
+      });
       try {
         await this.#git(
           ["clone", "--bare", "--single-branch", "--no-tags", `--branch=${this.#branch}`, "--template=",
@@ -287,17 +325,17 @@ export class GitSource {
         if (error instanceof GitopsError && /Remote branch .* not found/i.test(String(error.details.stderr))) {
           throw this.#branchMissing();
         }
-        throw this.#unreachable(error);
+        throw this.#diskError(error) ?? this.#unreachable(error);
       }
       const commit = await this.#head(tmp, signal);
       let moved = true;
       await rename(this.#repo, old).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== "ENOENT") throw error;
+        if (error.code !== "ENOENT") throw this.#diskError(error) ?? error;
         moved = false;
       });
       await rename(tmp, this.#repo).catch(async (error: unknown) => {
         if (moved) await rename(old, this.#repo).catch(() => {});
-        throw error;
+        throw this.#diskError(error) ?? error;
       });
       this.#trusted = await this.#fingerprint();
       this.#emit("bc_gitops:git:clone_stop", { duration_ms: performance.now() - started }, { commit });
@@ -331,7 +369,7 @@ export class GitSource {
   async #head(gitDir: string, signal: AbortSignal | undefined): Promise<string> {
     const { stdout } = await this.#git(["rev-parse", "--verify", `${this.#ref}^{commit}`], signal, { GIT_DIR: gitDir });
     const sha = stdout.trim();
-    if (!COMMIT.test(sha)) throw new GitopsError(`git rev-parse printed ${JSON.stringify(sha)}, not a commit id`, { code: "E_GIT" });
+    if (!FULL_SHA.test(sha)) throw new GitopsError(`git rev-parse printed ${JSON.stringify(sha)}, not a commit id`, { code: "E_GIT" });
     return sha;
   }
 
@@ -340,14 +378,15 @@ export class GitSource {
     return exitCode === 0;
   }
 
-  /** Runs git with no prompts, a C locale, no repository discovery above `dir`, and the deadline. */
+  /** Runs git in `dir` (see runGit: no prompts, C messages, pinned transports), with the deadline. */
   #git(args: string[], signal: AbortSignal | undefined, env: Record<string, string> = {}, allowExitCodes?: number[]) {
-    return exec("git", args, {
+    return runGit(args, {
       cwd: this.#dir,
+      url: this.#url,
       timeoutMs: this.#timeoutMs,
-      ...(signal ? { signal } : {}),
+      signal,
+      env,
       ...(allowExitCodes ? { allowExitCodes } : {}),
-      env: { ...GIT_ENV, GIT_ASKPASS: process.env.GIT_ASKPASS || "false", GIT_CEILING_DIRECTORIES: dirname(this.#dir), ...env },
     });
   }
 
@@ -388,6 +427,11 @@ export class GitSource {
     });
   }
 
+  /** E_GIT (backoff) naming `dir` when `error` is a local disk problem, which no re-clone can fix; else undefined. */
+  #diskError(error: unknown): GitopsError | undefined {
+    return diskError(error, `the git clone in ${this.#dir}`, { path: this.#dir, url: this.#shownUrl, branch: this.#branch });
+  }
+
   #branchMissing(): GitopsError {
     const details = { url: this.#shownUrl, branch: this.#branch };
     const message = `branch "${this.#branch}" not found on ${this.#shownUrl}: check \`branch\``;
@@ -400,38 +444,6 @@ export class GitSource {
     return new GitopsError(redact(message), { code: "E_GIT", retry: "stalled", cause, details });
   }
 }
-
-/**
- * Never prompt (stdin is /dev/null too, and the child has no terminal), C messages, and unset the
- * inherited variables that would point git at another repository, index or object store.
- */
-const GIT_ENV: Record<string, string | undefined> = {
-  GIT_TERMINAL_PROMPT: "0",
-  SSH_ASKPASS_REQUIRE: "never",
-  LC_ALL: "C",
-  ...Object.fromEntries(["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE"].map((name) => [name, undefined])),
-};
-
-/**
- * Why `branch` is not a valid branch name (the rules of `git check-ref-format --branch`), or
- * `undefined` when it is.
- */
-export function invalidBranch(branch: unknown): string | undefined {
-  if (typeof branch !== "string" || branch === "") return "it is empty";
-  return BRANCH_RULES.find(([pattern]) => pattern.test(branch))?.[1];
-}
-
-const BRANCH_RULES: [RegExp, string][] = [
-  [/^-/, 'it starts with "-"'],
-  [/^HEAD$/, '"HEAD" is not a branch'],
-  [/[\u0000-\u0020\u007f~^:?*[\\]/, "it contains a space, a control character or one of ~ ^ : ? * [ \\"],
-  [/\.\.|@\{/, 'it contains ".." or "@{"'],
-  [/^\/|\/$|\/\//, "it has an empty path component"],
-  [/\.$/, 'it ends with "."'],
-  [/(?:^|\/)\./, 'a path component starts with "."'],
-  [/\.lock(?:\/|$)/, 'a path component ends with ".lock"'],
-];
 
 /**
  * `<prefix><pid>-<random>`: temp entries carry their creator's pid, so that a second process using
@@ -451,16 +463,6 @@ function isAbandoned(name: string): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "ESRCH";
   }
-}
-
-/** git's rule: `scheme://…` and `host:path` (colon before any slash) are remote; anything else is a path. */
-/** Whether a repo URL is a local path (not `scheme://…`, `host:path` scp-style, or `transport::address`). */
-export function isLocalPath(url: string): boolean {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[a-z][a-z0-9+.-]*::/i.test(url)) return false;
-  if (/^[a-z]:[\\/]/i.test(url)) return true;
-  const colon = url.indexOf(":");
-  const slash = url.indexOf("/");
-  return !(colon > 0 && (slash < 0 || colon < slash));
 }
 
 function isAbort(error: unknown): boolean {

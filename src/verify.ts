@@ -11,6 +11,7 @@ import type { Stats } from "node:fs";
 import { access, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { FULL_SHA, runGit } from "./_git.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import { exec } from "./exec.ts";
 import type { ExecResult } from "./exec.ts";
@@ -39,20 +40,16 @@ export interface VerifyOptions {
 /** The verdict of {@link verifyCommit}: who signed, or one line a person can act on. */
 export type Verification = { ok: true; signer: string } | { ok: false; reason: string };
 
-/** A full object name: SHA-1 (40 hex digits) or SHA-256 (64). */
-const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-
 /**
- * No prompts, C messages, no system or user git config, no inherited config parameters, and none
- * of the variables that would point git at another repository or object store.
+ * On top of the agent's git environment (runGit): no system or user git config and no inherited
+ * config parameters, so nothing but the `-c` settings below can widen the trust decision.
  */
-const BASE_ENV: Record<string, string | undefined> = {
-  LC_ALL: "C",
-  GIT_TERMINAL_PROMPT: "0",
+const NO_CONFIG: Record<string, string | undefined> = {
   GIT_CONFIG_NOSYSTEM: "1",
   GIT_CONFIG_GLOBAL: "/dev/null",
-  ...Object.fromEntries(["GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT"].map((name) => [name, undefined])),
+  GIT_CONFIG: undefined,
+  GIT_CONFIG_PARAMETERS: undefined,
+  GIT_CONFIG_COUNT: undefined,
 };
 
 /**
@@ -81,7 +78,7 @@ const GPG_CONF = "no-autostart\nno-auto-key-retrieve\n";
  * `E_GIT` (backoff) when the commit cannot be read from `gitDir`, `E_TIMEOUT`, `E_ABORTED`.
  */
 export async function verifyCommit(gitDir: string, commit: string, config: VerifyConfig, options: VerifyOptions = {}): Promise<Verification> {
-  if (typeof commit !== "string" || !COMMIT.test(commit)) {
+  if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
     const shown = JSON.stringify(redact(String(commit)));
     throw new GitopsError(`refusing to verify ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
   }
@@ -90,7 +87,7 @@ export async function verifyCommit(gitDir: string, commit: string, config: Verif
   const short = commit.slice(0, 12);
   const git = async (args: string[], env: Record<string, string> = {}): Promise<ExecResult> => {
     try {
-      return await exec("git", args, { ...runOptions(options, [0, 1]), cwd: dir, env: { ...BASE_ENV, GIT_DIR: dir, ...env } });
+      return await runGit(args, { ...runOptions(options, [0, 1]), cwd: dir, env: { ...NO_CONFIG, GIT_DIR: dir, ...env } });
     } catch (error) {
       if (!(error instanceof GitopsError) || error.code !== "E_EXEC") throw error;
       throw new GitopsError(redact(`cannot verify commit ${short} in ${dir}: ${error.message}`), {

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { FULL_SHA_ANY_CASE as FULL_SHA, isLocalPath, runGit } from "./_git.ts";
 import { download, npmTarball, verify } from "./_npm.ts";
 import { dependencyInstaller, runtimeName } from "./_platform.ts";
 import { SerialQueues } from "./_serial.ts";
@@ -53,7 +54,6 @@ export interface WorkspacesOptions {
 export const WORKSPACE_MARKER = ".bc-gitops-workspace.json";
 
 const REVISION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
-const FULL_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
 /** What decides an install's result: when none of it changed, the previous revision's node_modules is reused. */
 const LOCKFILES = ["package-lock.json", "npm-shrinkwrap.json", "bun.lock", "bun.lockb", "deno.lock", "yarn.lock", "pnpm-lock.yaml"];
 const DEP_FIELDS = [
@@ -62,11 +62,6 @@ const DEP_FIELDS = [
 ];
 /** Export conditions honoured when picking the entry, in package.json key order (Node's algorithm). */
 const CONDITIONS = new Set([runtimeName, "node", "import", "module", "default"]);
-/** Variables that would point git at another repository; always unset. */
-const GIT_ENV = {
-  GIT_DIR: undefined, GIT_WORK_TREE: undefined, GIT_INDEX_FILE: undefined, GIT_OBJECT_DIRECTORY: undefined,
-  GIT_ALTERNATE_OBJECT_DIRECTORIES: undefined, GIT_TERMINAL_PROMPT: "0",
-};
 
 interface Marker { format: 1; source: string; deps: string | null }
 interface Context { repoDir?: string; signal?: AbortSignal }
@@ -296,8 +291,9 @@ export class Workspaces {
     await unpack(archive, into, this.#timeoutMs, signal);
   }
 
-  async #git(args: string[], cwd: string, signal?: AbortSignal) {
-    return exec("git", args, { cwd, env: GIT_ENV, timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) });
+  /** `url`: the remote this call talks to (http is allowed for an http:// one only). */
+  async #git(args: string[], cwd: string, signal?: AbortSignal, url?: string) {
+    return runGit(args, { cwd, timeoutMs: this.#timeoutMs, signal, ...(url === undefined ? {} : { url }) });
   }
 
   async #gitRevision(source: Extract<Source, { type: "git" }>, context: Context): Promise<string> {
@@ -308,7 +304,7 @@ export class Workspaces {
     const wanted = ref === undefined ? ["HEAD"]
       : ref.startsWith("refs/") ? [ref, `${ref}^{}`]
       : [`refs/heads/${ref}`, `refs/tags/${ref}^{}`, `refs/tags/${ref}`];
-    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal).catch((error) => {
+    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal, url).catch((error) => {
       throw fail(`cannot reach git repository ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
     });
     const refs = new Map(stdout.split("\n").map((line) => line.split("\t")).map(([sha, name]) => [name, sha]));
@@ -322,14 +318,14 @@ export class Workspaces {
   async #gitFetch(repo: string, url: string, sha: string, ref: string | undefined, signal?: AbortSignal): Promise<void> {
     if (!FULL_SHA.test(sha)) throw fail(`git revision ${sha} is not a full commit sha`, "E_GIT_REF", "stalled");
     try {
-      await this.#git(["-C", repo, "fetch", "-q", "--depth=1", "--no-tags", "--", url, sha], repo, signal);
+      await this.#git(["-C", repo, "fetch", "-q", "--depth=1", "--no-tags", "--", url, sha], repo, signal, url);
       return;
     } catch (error) {
       if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
       this.#logger.debug(`fetching commit ${sha} by sha failed, fetching refs instead: ${messageOf(error)}`);
     }
     const refspecs = ref && !FULL_SHA.test(ref) ? [ref] : ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal).catch((error) => {
+    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal, url).catch((error) => {
       throw fail(`cannot fetch ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
     });
     await this.#git(["-C", repo, "cat-file", "-e", `${sha}^{commit}`], repo, signal).catch((error) => {
@@ -435,9 +431,7 @@ function local(path: string, repoDir: string | undefined): string {
 /** Relative local git urls are relative to the gitops repo; `scheme://` and `host:path` urls are remote. */
 function gitUrl(url: string, repoDir: string | undefined): string {
   if (url.startsWith("-")) throw fail(`git url ${url} must not start with "-"`, "E_UNSAFE", "stalled");
-  const colon = url.indexOf(":");
-  const remote = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || (colon > 1 && !url.slice(0, colon).includes("/"));
-  return remote ? url : local(url, repoDir);
+  return isLocalPath(url) ? local(url, repoDir) : url;
 }
 
 /** The module to import, inside `root` (spec entry, package.json exports/module/main, index.js|ts|mjs). */

@@ -1,5 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import type { Socket } from "node:net";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
@@ -118,6 +120,66 @@ async function recordGitCalls(root: string, fn: () => Promise<void>): Promise<st
   }
   return (await readFile(log, "utf8")).split("\n").filter(Boolean);
 }
+
+/**
+ * Runs `fn` with a `git` first on PATH that fails the subcommands named in `failures` (exit 128,
+ * the given stderr: git's own wording of a full or read-only disk) for calls made inside the
+ * fixture, and runs the real git for everything else. Builds the disks CI cannot: a full or
+ * read-only file system needs mount privileges, and root ignores file permissions.
+ */
+async function withGitFailing(root: string, failures: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  const realGit = (await exec("which", ["git"])).stdout.trim();
+  const bin = join(root, "failing-bin");
+  await mkdir(bin, { recursive: true });
+  for (const [subcommand, stderr] of Object.entries(failures)) await writeFile(join(root, `fail-${subcommand}`), `${stderr}\n`);
+  await writeFile(join(bin, "git"), `#!/bin/sh\ncase "$PWD" in '${root}'*) if [ -f '${root}'/fail-"$1" ]; then cat '${root}'/fail-"$1" >&2; exit 128; fi;; esac\nexec '${realGit}' "$@"\n`, { mode: 0o755 });
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath ?? ""}`;
+  try {
+    await fn();
+  } finally {
+    if (savedPath === undefined) delete process.env.PATH;
+    else process.env.PATH = savedPath;
+    for (const subcommand of Object.keys(failures)) await rm(join(root, `fail-${subcommand}`), { force: true });
+  }
+}
+
+/** git's stderr when a fetch cannot write its objects, per errno (recorded from git 2.39 on a real full/read-only disk). */
+const FETCH_DISK_ERRORS: [string, string, RegExp][] = [
+  ["ENOSPC", "fatal: unable to write loose object file: No space left on device\nfatal: unpack-objects failed", /file system is full/],
+  ["EACCES", "error: insufficient permission for adding an object to repository database ./objects\nfatal: failed to write object\nfatal: unpack-objects failed", /may not write there/],
+  ["EROFS", "error: unable to create temporary file: Read-only file system\nfatal: failed to write object\nfatal: unpack-objects failed", /read-only/],
+];
+
+/**
+ * Mounts a tmpfs of `size` at `dir` and returns its unmount, or undefined where mounting needs
+ * privileges this process lacks (CI containers): the real full and read-only disk tests then skip.
+ */
+async function mountTmpfs(dir: string, size: string): Promise<(() => Promise<void>) | undefined> {
+  if (process.platform !== "linux") return undefined;
+  await mkdir(dir, { recursive: true });
+  try {
+    await exec("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0755`, "tmpfs", dir], { timeoutMs: 10_000 });
+  } catch {
+    return undefined;
+  }
+  return async () => {
+    await exec("umount", ["-l", dir], { timeoutMs: 10_000 });
+  };
+}
+
+const CAN_MOUNT = await (async () => {
+  const dir = await mkdtemp(join(tmpdir(), "bc-gitops-mount-"));
+  try {
+    const unmount = await mountTmpfs(dir, "64k");
+    await unmount?.();
+    return unmount !== undefined;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+})();
+
+const cloneStarts = (events: TelemetryEvent[]) => events.filter((e) => e.name === "bc_gitops:git:clone_start");
 
 /** Deletes every loose and packed object of a repository, keeping its directory layout. */
 async function loseObjects(repo: string): Promise<void> {
@@ -255,6 +317,137 @@ describe("GitSource.fetch", () => {
     assert.deepEqual(result, { commit: otherHead, changed: true, recloned: true });
   }));
 
+  for (const [errno, stderr, hint] of FETCH_DISK_ERRORS) {
+    test(`a fetch that fails with ${errno} keeps the clone, names the directory and backs off instead of re-cloning`, withFixture(async (fx) => {
+      const first = await fx.commit(APP);
+      const source = fx.source();
+      await source.fetch(undefined);
+      const second = await fx.commit({ ...APP, "new.txt": "new" });
+      fx.events.length = 0;
+      await withGitFailing(fx.root, { fetch: stderr }, async () => {
+        for (let tick = 1; tick <= 3; tick++) {
+          const error = await failure(source.fetch(first));
+          assert.equal(error.code, "E_GIT", error.message);
+          assert.equal(error.retry, "backoff");
+          assert.equal(error.details.errno, errno);
+          assert.equal(error.details.path, fx.dir);
+          assert.ok(error.message.startsWith(`cannot write the git clone in ${fx.dir}: `), error.message);
+          assert.match(error.message, hint);
+        }
+      });
+      assert.deepEqual(cloneStarts(fx.events), [], "nothing was re-cloned");
+      assert.equal(await git(fx.root, "--git-dir", join(fx.dir, "repo"), "rev-parse", "refs/heads/main"), first);
+      assert.deepEqual(await source.fetch(first), { commit: second, changed: true, recloned: false }, "the same clone catches up once the disk is fixed");
+    }));
+  }
+
+  const realDisk = CAN_MOUNT ? {} : { skip: "mounting a tmpfs needs root with CAP_SYS_ADMIN" };
+  test("on a real full, then read-only file system a new commit is neither fetched nor re-cloned, and the error names the disk", realDisk, withFixture(async (fx) => {
+    const disk = join(fx.root, "disk");
+    const unmount = await mountTmpfs(disk, "1m");
+    assert.ok(unmount, "the tmpfs mounted");
+    try {
+      const first = await fx.commit(APP);
+      const source = fx.source({ dir: join(disk, "source") });
+      await source.fetch(undefined);
+      // More than the disk can take, and incompressible: the fetch must write it.
+      const second = await fx.commit({ ...APP, "data.bin": randomBytes(300_000).toString("base64") });
+      const filler = join(disk, "filler");
+      await assert.rejects(writeFile(filler, Buffer.alloc(2 * 1024 * 1024)), (e: NodeJS.ErrnoException) => e.code === "ENOSPC");
+      fx.events.length = 0;
+      for (let tick = 1; tick <= 3; tick++) {
+        const error = await failure(source.fetch(first));
+        assert.equal(error.code, "E_GIT", error.message);
+        assert.equal(error.retry, "backoff");
+        assert.equal(error.details.errno, "ENOSPC");
+        assert.ok(error.message.startsWith(`cannot write the git clone in ${join(disk, "source")}: the file system is full`), error.message);
+      }
+      await rm(filler);
+      await exec("mount", ["-o", "remount,ro", disk], { timeoutMs: 10_000 });
+      const readOnly = await failure(source.fetch(first));
+      assert.equal(readOnly.details.errno, "EROFS", readOnly.message);
+      assert.deepEqual(cloneStarts(fx.events), [], "nothing was re-cloned");
+      await exec("mount", ["-o", "remount,rw", disk], { timeoutMs: 10_000 });
+      assert.deepEqual(await source.fetch(first), { commit: second, changed: true, recloned: false });
+    } finally {
+      await unmount();
+    }
+  }));
+
+  test("a snapshot that cannot be written to a full disk names the directory and does not re-clone", withFixture(async (fx) => {
+    const head = await fx.commit(APP);
+    const source = fx.source();
+    await source.fetch(undefined);
+    fx.events.length = 0;
+    await withGitFailing(fx.root, { "read-tree": "error: unable to create file apps/web/app.yaml: No space left on device" }, async () => {
+      const error = await failure(source.snapshot(head));
+      assert.equal(error.code, "E_GIT");
+      assert.equal(error.retry, "backoff");
+      assert.equal(error.details.errno, "ENOSPC");
+      assert.match(error.message, /file system is full/);
+    });
+    assert.deepEqual(cloneStarts(fx.events), []);
+    assert.deepEqual(await tree(await source.snapshot(head)), APP);
+  }));
+
+  test("a first clone onto a read-only disk is reported as a disk problem, not as an unreachable remote", withFixture(async (fx) => {
+    await fx.commit(APP);
+    const stderr = `fatal: could not create leading directories of '${fx.dir}/.tmp-clone-1': Read-only file system`;
+    await withGitFailing(fx.root, { clone: stderr }, async () => {
+      const error = await failure(fx.source().fetch(undefined));
+      assert.equal(error.code, "E_GIT");
+      assert.equal(error.details.errno, "EROFS");
+      assert.doesNotMatch(error.message, /cannot reach/);
+    });
+  }));
+
+  test("a fetch that fails while the remote still lists the branch keeps a sound clone and blames the remote", withFixture(async (fx) => {
+    const first = await fx.commit(APP);
+    const source = fx.source();
+    await source.fetch(undefined);
+    const second = await fx.commit({ ...APP, "new.txt": "new" });
+    // The remote advertises the new head but cannot send it: ls-remote works, every fetch fails.
+    const object = join(fx.bare, "objects", second.slice(0, 2), second.slice(2));
+    await rename(object, `${object}.away`);
+    fx.events.length = 0;
+    for (let tick = 1; tick <= 2; tick++) {
+      const error = await failure(source.fetch(first));
+      assert.equal(error.code, "E_GIT_UNREACHABLE", error.message);
+      assert.equal(error.retry, "backoff");
+      assert.ok(error.message.startsWith(`cannot reach ${fx.bare} (branch main): `), error.message);
+    }
+    assert.deepEqual(cloneStarts(fx.events), [], "a flaky remote never costs a re-clone");
+    await rename(`${object}.away`, object);
+    assert.deepEqual(await source.fetch(first), { commit: second, changed: true, recloned: false });
+  }));
+
+  test("a fetch failure on a clone whose history git fsck finds broken re-clones it", withFixture(async (fx) => {
+    const first = await fx.commit(APP);
+    const second = await fx.commit({ ...APP, "b.txt": "b" });
+    const source = fx.source();
+    await source.fetch(undefined);
+    await rm(join(fx.dir, "repo", "objects", first.slice(0, 2), first.slice(2)));
+    const third = await fx.commit({ ...APP, "c.txt": "c" });
+    fx.events.length = 0;
+    let result: unknown;
+    await withGitFailing(fx.root, { fetch: `fatal: bad object ${first}` }, async () => {
+      result = await source.fetch(second);
+    });
+    assert.deepEqual(result, { commit: third, changed: true, recloned: true });
+    assert.match(String(cloneStarts(fx.events)[0]?.metadata.reason), /damaged/);
+  }));
+
+  test("a stale ref lock left by a killed git is cleared by a re-clone", withFixture(async (fx) => {
+    const first = await fx.commit(APP);
+    const source = fx.source();
+    await source.fetch(undefined);
+    await writeFile(join(fx.dir, "repo", "refs", "heads", "main.lock"), "");
+    const second = await fx.commit({ ...APP, "new.txt": "new" });
+    fx.events.length = 0;
+    assert.deepEqual(await source.fetch(first), { commit: second, changed: true, recloned: true });
+    assert.match(String(cloneStarts(fx.events)[0]?.metadata.reason), /stale lock file .*main\.lock/);
+  }));
+
   test("an unreachable remote fails with E_GIT_UNREACHABLE, leaves clone and snapshots alone, and recovers", withFixture(async (fx) => {
     const first = await fx.commit(APP);
     const source = fx.source();
@@ -304,6 +497,19 @@ describe("GitSource.fetch", () => {
       seen.push(e.message, JSON.stringify((e as GitopsError).details ?? {}));
     }
     assert.ok(!seen.join("\n").includes("s3cret"), seen.join("\n"));
+  }));
+
+  test("a password holding an unencoded @ never reaches errors, logs or events", withFixture(async (fx) => {
+    const logged: string[] = [];
+    const log = (message: string, fields?: Record<string, unknown>) => void logged.push(message, JSON.stringify(fields ?? {}));
+    const source = fx.source({ repoUrl: "http://deploy:p@ss-w0rd@127.0.0.1:1/repo.git", logger: { debug: log, info: log, warn: log, error: log } });
+    const error = await failure(source.fetch(undefined));
+    assert.match(error.message, /^cannot reach http:\/\/\*\*\*@127\.0\.0\.1:1\/repo\.git \(branch main\): /);
+    const seen: string[] = [...logged, JSON.stringify(fx.events)];
+    for (let e: unknown = error; e instanceof Error; e = e.cause) {
+      seen.push(e.message, JSON.stringify((e as GitopsError).details ?? {}));
+    }
+    assert.ok(!/p@ss|ss-w0rd/.test(seen.join("\n")), seen.join("\n"));
   }));
 
   test("a hung remote is given up at the deadline and its git processes are killed", withFixture(async (fx) => {
@@ -408,6 +614,23 @@ describe("GitSource.snapshot and prune", () => {
 });
 
 describe("GitSource options", () => {
+  test("a repository URL using the ext:: or fd:: transport is refused before git runs", async () => {
+    const root = await mkdtemp(join(tmpdir(), "bc-gitops-git-"));
+    try {
+      const marker = join(root, "pwned");
+      for (const repoUrl of [`ext::sh -c touch% ${marker}`, "fd::3", "EXT::sh -c true"]) {
+        assert.throws(
+          () => new GitSource({ repoUrl, branch: "main", dir: join(root, "source") }),
+          (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG" && /transport; only https/.test(e.message),
+          repoUrl,
+        );
+      }
+      assert.equal(await exists(marker), false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test("repository URLs starting with '-' or holding control characters are refused", () => {
     for (const repoUrl of ["-uhack", "--upload-pack=touch /tmp/pwned", "", "/tmp/repo\n.git"]) {
       assert.throws(() => new GitSource({ repoUrl, branch: "main", dir: "/tmp/x" }), (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG", repoUrl);
