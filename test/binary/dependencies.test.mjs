@@ -5,8 +5,9 @@
 // `--compile-autoload-package-json` (oven-sh/bun#27058; scripts/compile.ts): without it only
 // packages with a root `index.js` load. Each isolation is deployed from a path source that has no
 // `node_modules`, so the binary installs the dependencies itself from a fixture registry on
-// loopback, with only git, tar and gzip on PATH; then a commit hot-reloads every app onto a new
-// revision whose `node_modules` is a symlink to the previous one's.
+// loopback, with only git, tar and gzip on PATH (one app's bunfig.toml asks for Bun's isolated
+// layout, packages reached through symlinks into node_modules/.bun); then a commit hot-reloads
+// every app onto a new revision whose `node_modules` is a symlink to the previous one's.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { lstat, readlink } from "node:fs/promises";
@@ -84,6 +85,8 @@ test("apps in every isolation load real-shaped dependencies the binary installed
     { name: "embedded-app", isolation: "embedded", port: await freePort(), server: FETCH_SERVER },
     { name: "worker-app", isolation: "worker", port: await freePort(), server: FETCH_SERVER },
     { name: "process-app", isolation: "process", port: await freePort(), server: PROCESS_SERVER },
+    // pnpm-like layout: every package under node_modules/.bun, reached through symlinks.
+    { name: "isolated-app", isolation: "embedded", port: await freePort(), server: FETCH_SERVER, bunfig: '[install]\nlinker = "isolated"\n' },
   ];
   const files = {};
   for (const app of apps) {
@@ -93,6 +96,7 @@ test("apps in every isolation load real-shaped dependencies the binary installed
     files[`code/${app.name}/.npmrc`] = `registry=${registry.url}\n`;
     files[`code/${app.name}/server.js`] = app.server;
     files[`code/${app.name}/lib.js`] = lib("one");
+    if (app.bunfig) files[`code/${app.name}/bunfig.toml`] = app.bunfig;
   }
   const repo = await gitopsRepo(join(dir, "repo"), files);
   const env = await toolsOnlyEnv(dir);
@@ -109,6 +113,8 @@ test("apps in every isolation load real-shaped dependencies the binary installed
     assert.deepEqual(await answer(app, "one"), { status: 200, body: `one | ${resolved}` }, `${app.isolation}: every import resolved as under bun`);
     first[app.name] = await status(app);
     assert.equal((await lstat(join(first[app.name].path, "node_modules", "bcg-exports", "dist", "esm", "index.js"))).isFile(), true, "installed by the binary");
+    const linked = (await lstat(join(first[app.name].path, "node_modules", "bcg-cjs-outer"))).isSymbolicLink();
+    assert.equal(linked, Boolean(app.bunfig), `${app.name}: packages are ${app.bunfig ? "" : "not "}symlinks into node_modules/.bun`);
   }
   assert.ok(registry.requests.includes("GET /@bcg/scoped/-/scoped-1.0.0.tgz"), `the scoped package came from the fixture registry: ${registry.requests.join(", ")}`);
 
