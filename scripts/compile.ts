@@ -13,6 +13,15 @@
  * - `--no-compile-autoload-dotenv --no-compile-autoload-bunfig`: the agent runs from whatever
  *   directory systemd or a container gives it; a stray `.env` there must not inject
  *   `BC_GITOPS_*` settings or app environment behind the configuration's back.
+ * - `--compile-autoload-package-json`: Bun 1.4 builds executables whose resolver never reads a
+ *   `package.json` from disk (the default changed in oven-sh/bun#25340; keeping it off is
+ *   deliberate, oven-sh/bun#27058). Apps are external files the agent imports at run time, and
+ *   without it a bare import resolves only to a package whose entry is `index.js` at its root:
+ *   `main`/`exports` into `dist/` (hono, debug's `./src/index.js`, any `exports` map) fail with
+ *   "Cannot find package". With it, embedded and worker apps resolve exactly as under `bun`
+ *   (test/binary/dependencies.test.mjs pins this). Side effect, the same as under `bun`: a
+ *   malformed `package.json` in the working directory is reported on stderr (not fatal) when the
+ *   first app module is imported.
  * - Worker scripts: every `new URL("./<file>.ts", import.meta.url)` in `src/` that names a source
  *   file becomes an extra entrypoint, embedded flat (`--entry-naming=[name].[ext]`) next to the
  *   main bundle. Inside the binary `import.meta.url` is the main bundle's (`/$bunfs/root/bc-gitops`),
@@ -107,6 +116,7 @@ async function main(): Promise<void> {
     const args = [
       "build", "--compile", "--minify", ...(options.bytecode ? ["--bytecode"] : []), "--format=esm",
       "--entry-naming=[name].[ext]", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
+      "--compile-autoload-package-json",
       ...(options.target ? [`--target=${options.target}`] : []),
       MAIN, ...workers.keys(), "--outfile", staged,
     ];
