@@ -171,7 +171,7 @@ async function parseYamlDocument(text: string): Promise<ParsedFile> {
  * The first document of a YAML (or JSON) text, parsed by the yaml package with positions; the
  * nesting depth is checked, the number of values is not (see {@link parseYamlDocument}).
  */
-async function composeYaml(text: string, uniqueKeys = true): Promise<ParsedFile> {
+async function composeYaml(text: string): Promise<ParsedFile> {
   const yaml = await loadYaml();
   const { Composer, Lexer, LineCounter, Parser, isCollection, isMap, isNode, isScalar } = yaml;
   const lineCounter = new LineCounter();
@@ -193,7 +193,7 @@ async function composeYaml(text: string, uniqueKeys = true): Promise<ParsedFile>
     }
     yield* parser.end();
   }
-  const docs = [...new Composer({ merge: true, uniqueKeys }).compose(tokens())];
+  const docs = [...new Composer({ merge: true, uniqueKeys: true }).compose(tokens())];
   const doc = docs[0] as Document | undefined;
   if (!doc) return { value: null, locate: async () => undefined };
   const problem = doc.errors[0];
@@ -294,10 +294,66 @@ async function parseJson(text: string): Promise<ParsedFile> {
   } catch (error) {
     throw new SpecSyntaxError(`invalid JSON: ${jsonMessage(error)}`, await jsonErrorPosition(text, error));
   }
-  // JSON is YAML: the yaml package maps paths back to positions, only when an error needs one.
-  // JSON.parse keeps the last of repeated keys; the yaml package must not refuse them here.
-  let full: Promise<ParsedFile> | undefined;
-  return checked({ value, locate: safe(async (path, at) => (await (full ??= composeYaml(text, false))).locate(path, at)) });
+  return checked({ value, locate: async (path, at) => locateJson(text, path, at) });
+}
+
+/**
+ * Where the value at `path` (or its nearest written ancestor) starts in valid JSON text, or with
+ * `"key"` where its key is: one linear scan, so even a 1 MB file answers at once. Like JSON.parse,
+ * the last of repeated keys counts.
+ */
+function locateJson(text: string, path: readonly PropertyKey[], at: "key" | "value" = "value"): Position {
+  let value = skipSpace(text, 0);
+  let key: number | undefined;
+  for (const segment of path) {
+    let next: number | undefined;
+    let nextKey: number | undefined;
+    let i = skipSpace(text, value + 1);
+    if (text[value] === "{") {
+      while (text[i] === '"') {
+        const end = skipValue(text, i);
+        const name: unknown = JSON.parse(text.slice(i, end));
+        const start = skipSpace(text, skipSpace(text, end) + 1); // past the ":"
+        if (name === String(segment)) [next, nextKey] = [start, i];
+        i = skipSpace(text, skipValue(text, start));
+        i = text[i] === "," ? skipSpace(text, i + 1) : text.length;
+      }
+    } else if (text[value] === "[" && typeof segment === "number") {
+      for (let n = 0; i < text.length && text[i] !== "]"; n++) {
+        if (n === segment) {
+          next = i;
+          break;
+        }
+        i = skipSpace(text, skipValue(text, i));
+        i = text[i] === "," ? skipSpace(text, i + 1) : text.length;
+      }
+    }
+    if (next === undefined) return positionAt(text, value);
+    [value, key] = [next, nextKey];
+  }
+  return positionAt(text, at === "key" && key !== undefined ? key : value);
+}
+
+function skipSpace(text: string, i: number): number {
+  while (i < text.length && (text[i] === " " || text[i] === "\n" || text[i] === "\r" || text[i] === "\t")) i++;
+  return i;
+}
+
+/** The offset just past the JSON value starting at `i` (strings, nested containers, literals). */
+function skipValue(text: string, i: number): number {
+  let depth = 0;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === "\\") i++;
+      if (depth === 0) return i + 1;
+    } else if (c === "[" || c === "{") depth++;
+    else if (c === "]" || c === "}") {
+      if (depth === 0) return i; // a literal right before its container's end
+      if (--depth === 0) return i + 1;
+    } else if (depth === 0 && (c === "," || c === " " || c === "\n" || c === "\r" || c === "\t")) return i;
+  }
+  return i;
 }
 
 function jsonMessage(error: unknown): string {

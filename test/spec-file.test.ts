@@ -69,3 +69,27 @@ test("aliases used within the limits still parse, shared values and merge keys i
   const { value } = await parseSpecText(text, "yaml");
   assert.deepEqual((value as { env: unknown }).env, { base: { a: 1, list: [1, 2] }, one: { a: 1, list: [1, 2] }, two: { a: 2, list: [1, 2] } });
 });
+
+test("JSON positions come from the text itself: nested keys and values, list items, repeated keys, and the nearest written parent", async () => {
+  const text = [
+    "{",
+    '  "name": "x", "version": "1",',
+    '  "env": { "a\\"]}": [1, "[{,", { "deep": true }], "b": {} },',
+    '  "env": { "port": 8080, "list": [ 10 , 20 ] }',
+    "}",
+  ].join("\n");
+  const { value, locate } = await parseSpecText(text, "json");
+  assert.deepEqual((value as { env: unknown }).env, { port: 8080, list: [10, 20] }, "JSON.parse keeps the last env");
+  const at = async (path: PropertyKey[], where?: "key" | "value") => {
+    const p = await locate(path, where);
+    return p && [p.line, p.column];
+  };
+  assert.deepEqual(await at(["name"]), [2, 11]);
+  assert.deepEqual(await at(["version"], "key"), [2, 16]);
+  assert.deepEqual(await at(["env"]), [4, 10], "the last of repeated keys, as JSON.parse");
+  assert.deepEqual(await at(["env", "port"]), [4, 20]);
+  assert.deepEqual(await at(["env", "list", 1]), [4, 41]);
+  assert.deepEqual(await at(["env", "list", 5]), [4, 34], "a missing item: its list");
+  assert.deepEqual(await at(["env", "missing"], "key"), [4, 10], "a missing key: its mapping");
+  assert.deepEqual(await at([]), [1, 1]);
+});
