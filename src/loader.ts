@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, type Dirent } from "node:fs";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { join, relative } from "node:path";
 import type { z } from "zod";
+import { GitopsError, messageOf } from "./errors.ts";
 import { AppSpec, KNOWN_KEYS } from "./spec.ts";
 import {
   SPEC_FILE_NAMES,
@@ -84,12 +85,24 @@ export class SpecCache {
   }
 }
 
-/** Loads and validates every app spec under `appsDir`. Never throws for bad specs; throws only if `appsDir` cannot be read. */
+/**
+ * Loads and validates every app spec under `appsDir`. Never throws for bad specs (each one is an
+ * error on its own file); throws a {@link GitopsError} (`E_SPEC`, stalled) only if `appsDir` itself
+ * cannot be read, naming it relative to `root`.
+ */
 export async function loadApps(appsDir: string, options: LoadOptions = {}): Promise<LoadResult> {
   const root = options.root ?? join(appsDir, "..");
   const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [], unnamed: [] };
-  const entries = readdirSync(appsDir, { withFileTypes: true });
-  const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).map((e) => e.name).sort();
+  const entries = readAppsDir(appsDir, root);
+  const visible = entries.filter((e) => !e.name.startsWith("."));
+  const dirs = visible.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  // git stores symlinks; one could make the agent read a file outside the repository.
+  for (const link of visible.filter((e) => e.isSymbolicLink())) {
+    const file = relative(root, join(appsDir, link.name));
+    result.errors.push({ file, message: SYMLINK });
+    result.invalid.push(link.name);
+    result.unnamed.push(file);
+  }
 
   // Synchronous reads in small batches: several times faster than promise-based fs on Deno and as
   // fast on Bun, while yielding often enough that apps served in-process never stall for long.
@@ -97,10 +110,11 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
   for (let i = 0; i < dirs.length; i++) {
     if (i > 0 && i % 100 === 0) await yieldToEventLoop();
     const dir = dirs[i]!;
-    const found = findSpecFile(join(appsDir, dir));
+    const found = specFileIn(join(appsDir, dir));
     if (!found) continue;
-    const path = join(appsDir, dir, found);
-    files.push({ dir, path, file: relative(root, path) || found, outcome: await loadFile(path, formatOf(found), options) });
+    const path = join(appsDir, dir, found.name);
+    const outcome: FileResult = found.link ? { errors: [{ message: SYMLINK }], warnings: [] } : await loadFile(path, formatOf(found.name), options);
+    files.push({ dir, path, file: relative(root, path) || found.name, outcome });
   }
 
   const byName = new Map<string, LoadedApp[]>();
@@ -154,15 +168,44 @@ export function dependencyIssues(result: Pick<LoadResult, "apps" | "invalid">): 
   return order(plan(desired, {}), desired, {}).errors.map((e) => ({ file: files.get(e.app) ?? e.app, path: "depends_on", message: e.message }));
 }
 
+const SYMLINK = "is a symbolic link: bc-gitops reads only regular files and directories of the repository (a link could point outside it); commit the file itself";
+
 /** The spec file an app directory uses, by the priority of {@link SPEC_FILE_NAMES}; `undefined` if none. */
 export function findSpecFile(dir: string): string | undefined {
-  let names: Set<string>;
+  const found = specFileIn(dir);
+  return found && !found.link ? found.name : undefined;
+}
+
+/** The spec file name of `dir` by priority, and whether it is a symlink (an error, never followed). */
+function specFileIn(dir: string): { name: string; link: boolean } | undefined {
+  let entries: Map<string, Dirent>;
   try {
-    names = new Set(readdirSync(dir, { withFileTypes: true }).filter((e: Dirent) => e.isFile()).map((e) => e.name));
+    entries = new Map(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => [e.name, e]));
   } catch {
     return undefined;
   }
-  return SPEC_FILE_NAMES.find((name) => names.has(name));
+  const name = SPEC_FILE_NAMES.find((n) => entries.has(n));
+  return name === undefined ? undefined : { name, link: entries.get(name)!.isSymbolicLink() };
+}
+
+/** The entries of the apps directory; a clear error, naming it relative to the repository, when there is none. */
+function readAppsDir(appsDir: string, root: string): Dirent[] {
+  try {
+    return readdirSync(appsDir, { withFileTypes: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const shown = `${relative(root, appsDir) || "."}/`;
+    const options = { code: "E_SPEC" as const, retry: "stalled" as const, cause: error, details: { apps_dir: shown } };
+    if (code === "ENOENT") {
+      throw new GitopsError(
+        `${shown} does not exist, so every running app is kept (git drops an empty directory: deleting the last app deletes ${shown}); to remove every app, commit an empty ${shown} holding a .gitkeep file`,
+        options,
+      );
+    }
+    if (code === "ENOTDIR") throw new GitopsError(`${shown} is not a directory: it must hold one directory per app`, options);
+    // Never the error's own message: it names the agent's local path.
+    throw new GitopsError(`cannot read ${shown}: ${code ?? messageOf(error).replaceAll(appsDir, shown)}`, options);
+  }
 }
 
 /** Where a (valid, so parseable) spec file writes its name; only needed for the rare duplicate-name error. */
@@ -187,7 +230,13 @@ async function loadFile(path: string, format: SpecFormat, options: LoadOptions):
   const key = `${format}\0${text}`;
   const cached = options.cache?.get(key);
   if (cached) return cached;
-  const outcome = await validateText(text, format);
+  let outcome: FileResult;
+  try {
+    outcome = await validateText(text, format);
+  } catch (error) {
+    // A parser or validator failing in a way nobody foresaw is still this file's problem alone.
+    outcome = { errors: [{ message: `cannot read this spec: ${messageOf(error)}` }], warnings: [] };
+  }
   options.cache?.set(key, outcome);
   return outcome;
 }

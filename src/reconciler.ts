@@ -392,7 +392,7 @@ export class Reconciler {
     try {
       load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir, cache: this.#cache });
     } catch (error) {
-      throw new GitopsError(`cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`, { code: "E_SPEC", retry: "stalled", cause: error });
+      throw new GitopsError(error instanceof GitopsError ? `commit ${commit.slice(0, 12)}: ${error.message}` : `cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`, { code: "E_SPEC", retry: "stalled", cause: error });
     }
     emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
     for (const e of load.errors) this.#warnOnce(commit, `${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`);

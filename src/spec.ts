@@ -72,9 +72,26 @@ const GitSource = z.strictObject({
   subdir: InnerPath.optional(),
 });
 
+/** Whether a relative path climbs above where it starts (`..`, `a/../..`); absolute paths do not. */
+const escapes = (p: string): boolean => {
+  if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return false;
+  let depth = 0;
+  for (const part of p.split(/[\\/]/)) {
+    if (part === "..") depth--;
+    else if (part !== "" && part !== ".") depth++;
+    if (depth < 0) return true;
+  }
+  return false;
+};
+
 const PathSource = z.strictObject({
   type: z.literal("path"),
-  path: text("a directory path").min(1, { error: "expected a directory path, got an empty string" }),
+  path: text("a directory path")
+    .min(1, { error: "expected a directory path, got an empty string" })
+    .refine((p) => !escapes(p), {
+      error: (iss) =>
+        `${show(iss.input)} leaves the repository: a relative path is read from the repository root and must stay inside it; commit the app's code to the repository and give its path from the root (e.g. "services/web")`,
+    }),
 });
 
 const TarballSource = z

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { SpecCache, formatIssue, loadApps, resolveAppsDir, type LoadResult } from "../src/loader.ts";
+import { GitopsError } from "../src/errors.ts";
 import { SPEC_FILE_NAMES } from "../src/spec-file.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
 
@@ -243,4 +244,39 @@ test("resolveAppsDir accepts a repository or its apps directory", async (t) => {
   assert.deepEqual(await resolveAppsDir(root, "deploy"), { appsDir: join(root, "deploy"), root });
   await rm(join(root, "apps"), { recursive: true });
   assert.equal(await resolveAppsDir(join(root, "apps")), undefined);
+});
+
+test("a missing apps directory is a stalled E_SPEC error that names it from the repository root and says how to remove every app", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, { "README.md": "# gitops\n" });
+  const error = await loadApps(join(root, "deploy", "apps"), { root }).then(() => undefined, (e: unknown) => e);
+  assert.ok(error instanceof GitopsError, String(error));
+  assert.equal(error.code, "E_SPEC");
+  assert.equal(error.retry, "stalled");
+  assert.match(error.message, /^deploy\/apps\/ does not exist, so every running app is kept .*commit an empty deploy\/apps\/ holding a \.gitkeep file$/);
+  assert.ok(!error.message.includes(root), error.message);
+});
+
+test("an apps path that is a file is an error saying it must be a directory", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, { apps: "not a directory\n" });
+  await assert.rejects(loadApps(join(root, "apps"), { root }), (error: unknown) => {
+    assert.ok(error instanceof GitopsError);
+    assert.equal(error.message, "apps/ is not a directory: it must hold one directory per app");
+    return true;
+  });
+});
+
+test("a relative path source that climbs out of the repository is an error at source.path; paths inside it and absolute paths are fine", async (t) => {
+  const source = (path: string) => `name: app\nversion: "1"\nsource:\n  type: path\n  path: "${path}"\n`;
+  for (const path of ["..", "../..", "code/../..", "./a/../../b"]) {
+    const result = await load(t, { "apps/app/app.yaml": source(path) });
+    assert.equal(result.apps.length, 0, path);
+    assert.deepEqual(result.errors.map((e) => [e.line, e.column, e.path]), [[5, 9, "source.path"]], path);
+    assert.match(result.errors[0]!.message, /leaves the repository: a relative path is read from the repository root and must stay inside it/);
+  }
+  for (const path of ["code/web", "./code/../web", ".", "/srv/apps/web"]) {
+    const result = await load(t, { "apps/app/app.yaml": source(path) });
+    assert.deepEqual(result.errors, [], path);
+  }
 });
