@@ -2,7 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createAgent } from "../../src/agent.ts";
+import { loadConfig } from "../../src/config.ts";
 import { loadApps, type SpecIssue } from "../../src/loader.ts";
+import { preview } from "../../src/preview.ts";
 import { runCli } from "../helpers/cli.ts";
 import { FakeRuntime } from "../helpers/fake-runtime.ts";
 import { gitopsRepo, yamlSpec } from "../helpers/gitops-repo.ts";
@@ -67,7 +69,7 @@ test("validate prints a positioned error for each hostile spec and lists the val
   }
 });
 
-test("a commit of hostile specs still applies a healthy app's change, and no app is ever removed", async (t) => {
+test("a commit of hostile specs still applies a healthy app's change, plan shows exactly that, and no app is ever removed", async (t) => {
   const repo = await gitopsRepo(t, { "apps/web/app.yaml": valid["apps/web/app.yaml"], "apps/db/app.json": valid["apps/db/app.json"] });
   const runtime = new FakeRuntime();
   const localPath = join(repo.root, "local");
@@ -86,6 +88,15 @@ test("a commit of hostile specs still applies a healthy app's change, and no app
     "apps/db/app.yaml": String(bomb.files[bomb.file]).replace("name: alias-bomb", "name: db"),
   });
   runtime.calls.length = 0;
+  // `bc-gitops plan` first: it shows the same single change, and each hostile file as its own error.
+  const config = await loadConfig({ env: {}, flags: { repo_url: repo.bare, local_path: localPath } });
+  const shown = await preview(config, { url: "http://127.0.0.1:1" });
+  assert.deepEqual(shown.actions.map((a) => `${a.type} ${a.app}`), ["reconfigure web"]);
+  for (const c of [...cases, { file: "apps/db/app.yaml" }]) assert.ok(shown.specErrors.some((e) => e.file === c.file), `plan reports ${c.file}`);
+  const planCli = await runCli(["plan", "--repo-url", repo.bare, "--local-path", localPath, "--url", "http://127.0.0.1:1"]);
+  assert.equal(planCli.exitCode, 1, "spec errors make plan exit 1");
+  assert.match(planCli.stdout, /reconfigure web/);
+  assert.doesNotMatch(planCli.stdout, /^- remove/m);
   const second = await agent.reconcile();
   assert.deepEqual(runtime.calls, ["reconfigure web 1.0.0"]);
   assert.deepEqual((await agent.getAppStatus("web"))?.env, { greeting: "two" });
