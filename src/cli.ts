@@ -5,8 +5,9 @@
  */
 import { cac } from "cac";
 import { colors } from "consola/utils";
+import { runtimeName, runtimeVersion } from "./_platform.ts";
 import { createAgent } from "./agent.ts";
-import { loadConfig } from "./config.ts";
+import { CONFIG_KEYS, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
 import { dependencyIssues, formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
@@ -48,21 +49,32 @@ cli
     return result.errors.length > 0 ? 1 : 0;
   });
 
-/** The configuration flags shared by `run` and `plan` (SPEC section 6). */
+/** Placeholder and help text of each configuration key's flag (SPEC section 6): a new key in CONFIG_KEYS must get one. */
+const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
+  repo_url: ["url", "Git URL or local path of the gitops repository"],
+  branch: ["branch", "Branch to track (default main)"],
+  local_path: ["dir", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)"],
+  apps_dir: ["dir", "Directory of app specs inside the repository (default apps)"],
+  reconcile_interval: ["duration", "Time between reconciles, ms or e.g. 60s (default 60s)"],
+  runtime: ["runtime", "default, or a module path exporting a custom runtime"],
+  listen: ["addr", "Control API address, or off (default 127.0.0.1:9477)"],
+  token: ["token", "Bearer token for mutating API calls (at least 8 characters)"],
+  webhook_secret: ["secret", "HMAC secret for POST /webhook (at least 8 characters)"],
+  verify: ["json", `Only apply signed commits, e.g. '{"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}'`],
+  log_level: ["level", "debug, info, warn or error (default info)"],
+  log_format: ["format", "pretty or json (default pretty)"],
+  git_timeout: ["duration", "Deadline of each git command, ms or e.g. 30s (default 60s)"],
+  reload_budget: ["count", "Hot reloads of an embedded app before status suggests worker isolation (default 100)"],
+};
+
+/** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
 function configFlags<T extends ReturnType<typeof cli.command>>(command: T): T {
-  return command
-    .option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)")
-    .option("--repo-url <url>", "Git URL or local path of the gitops repository")
-    .option("--branch <branch>", "Branch to track (default main)")
-    .option("--local-path <dir>", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)")
-    .option("--apps-dir <dir>", "Directory of app specs inside the repository (default apps)")
-    .option("--reconcile-interval <duration>", "Time between reconciles, ms or e.g. 60s (default 60s)")
-    .option("--runtime <runtime>", "default, or a module path exporting a custom runtime")
-    .option("--listen <addr>", "Control API address, or off (default 127.0.0.1:9477)")
-    .option("--token <token>", "Bearer token for mutating API calls")
-    .option("--webhook-secret <secret>", "HMAC secret for POST /webhook")
-    .option("--log-level <level>", "debug, info, warn or error (default info)")
-    .option("--log-format <format>", "pretty or json (default pretty)") as T;
+  command.option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)");
+  for (const key of CONFIG_KEYS) {
+    const [placeholder, help] = CONFIG_FLAGS[key];
+    command.option(`--${key.replace(/_/g, "-")} <${placeholder}>`, help);
+  }
+  return command;
 }
 
 configFlags(cli.command("run", "Run the agent in the foreground")).action(async (options: Record<string, unknown>) => {
@@ -228,6 +240,8 @@ cli.command("schema", "Print the JSON Schema of the app spec (for editors and th
 
 cli.help();
 cli.version(VERSION);
+// cac prints `process.version`, which Bun and Deno set to the Node version they are compatible with.
+cli.globalCommand.outputVersion = () => print(`bc-gitops/${VERSION} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}`);
 
 /**
  * cac turns numeric-looking values into numbers (`--branch 1.10` would become 1.1, `--token 123`
