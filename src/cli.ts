@@ -3,6 +3,7 @@
  * The bc-gitops command line. The only module that prints for humans and calls `process.exit`;
  * everything it does is a call into the library.
  */
+import { basename, join, resolve } from "node:path";
 import { cac } from "cac";
 import { colors } from "consola/utils";
 import { runtimeName, runtimeVersion } from "./_platform.ts";
@@ -37,7 +38,17 @@ cli
     const where = await resolveAppsDir(target, options.appsDir ?? "apps");
     if (!where) throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
     const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
-    result.errors.push(...dependencyIssues(result));
+    const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
+    // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
+    // it is an error, as for `run`, not "0 valid apps".
+    if (empty && where.appsDir !== join(target, options.appsDir ?? "apps") && basename(resolve(target)) !== basename(options.appsDir ?? "apps")) {
+      throw new UsageError(`no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`);
+    }
+    // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
+    const dependencyErrors = dependencyIssues(result);
+    const unmet = new Set(dependencyErrors.map((issue) => issue.file));
+    result.apps = result.apps.filter((app) => !unmet.has(app.file));
+    result.errors.push(...dependencyErrors);
     if (options.json) {
       const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
       print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));

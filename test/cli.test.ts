@@ -174,3 +174,33 @@ test("validate reports dependency cycles and missing dependencies as the agent w
   assert.match(result.stdout, /apps\/b\/app\.yaml depends_on: dependency cycle: a -> b -> a/);
   assert.match(result.stdout, /apps\/c\/app\.yaml depends_on: depends on "ghost", which is not in the repository/);
 });
+
+test("validate on a folder with no apps directory says so and exits 1, as run would refuse it", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, { "README.md": "# not a gitops repository\n" });
+  const result = await runCli(["validate", root]);
+  assert.equal(result.exitCode, 1, result.stdout);
+  assert.equal(result.stdout, "");
+  assert.match(result.stderr, new RegExp(`^error no apps directory found: ${join(root, "apps")} does not exist and ${root} holds no app specs`));
+  const empty = join(root, "apps");
+  await writeTree(empty, { ".keep": "" });
+  for (const target of [root, empty]) {
+    const ok = await runCli(["validate", target]);
+    assert.equal(ok.exitCode, 0, `an empty apps directory is a valid (empty) repository: ${target}`);
+    assert.match(ok.stdout, /✔ 0 valid apps, 0 errors, 0 warnings/);
+  }
+});
+
+test("an app whose dependency is missing is counted and listed as an error, not as valid", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, {
+    "apps/ok/app.yaml": 'name: ok\nversion: "1"\n',
+    "apps/orphan/app.yaml": 'name: orphan\nversion: "1"\ndepends_on: [ghost]\n',
+  });
+  const text = await runCli(["validate", root]);
+  assert.equal(text.exitCode, 1);
+  assert.match(text.stdout, /✖ 1 valid app, 1 error, 0 warnings/);
+  const json = JSON.parse((await runCli(["validate", root, "--json"])).stdout);
+  assert.deepEqual(json.apps.map((a: { name: string }) => a.name), ["ok"]);
+  assert.deepEqual(json.errors.map((e: { file: string }) => e.file), ["apps/orphan/app.yaml"]);
+});
