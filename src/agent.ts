@@ -286,7 +286,7 @@ class AgentImpl implements Agent {
     this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
     try {
       // One exclusive section with ticks and manual operations: the reload and its record.
-      const result = await reconciler.hotReload(spec);
+      const result = await reconciler.hotReload(spec, this.#abort.signal);
       this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
       return result;
     } catch (error) {

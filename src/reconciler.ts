@@ -314,11 +314,15 @@ export class Reconciler {
   /**
    * A hot reload outside a tick (`agent.hotReload`): the runtime's reload and the record of its
    * revision, workspace and state in one exclusive section, so no tick sees one without the other.
+   * The branch is fetched first (a failed fetch is reported in status, and the last fetched commit
+   * is reloaded); the next tick applies anything else the new commit changed.
    */
-  hotReload(spec: AppSpec): Promise<HotReloadResult> {
+  hotReload(spec: AppSpec, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
     const reload = this.#d.runtime.hotReload?.bind(this.#d.runtime);
     if (!reload) return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled" }));
     return this.exclusive(async () => {
+      // Fetch first, as a tick does: a reload right after a push must see the pushed code.
+      await this.#syncSource(signal);
       const result = await reload(spec);
       await this.#recordRevision(spec.name, result.revision);
       return result;

@@ -136,3 +136,21 @@ test("plan shows a same-version code change as hot_reload, as the agent would do
   assert.equal(changed.exitCode, 2, changed.stdout + changed.stderr);
   assert.match(changed.stdout, /~ hot_reload ticker sha256-/);
 });
+
+test("reload right after a push fetches first and reloads the pushed code", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/ticker/app.yaml": yamlSpec("ticker", "1.0.0", "source: { type: path, path: code/ticker }\n"),
+    "code/ticker/package.json": '{ "name": "ticker", "version": "1.0.0", "type": "module", "main": "index.js" }\n',
+    "code/ticker/index.js": "export async function start() { return {}; }\nexport async function stop() {}\n",
+  });
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), reconcileInterval: "1h", listen: "127.0.0.1:0" });
+  t.after(() => agent.stop());
+  assert.equal((await agent.start()).status, "synced");
+  const before = (await agent.getAppStatus("ticker"))?.revision;
+  await repo.commit({ "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n" });
+  const result = await runCli(["reload", "ticker", "--url", `http://${agent.address}`]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /^reloaded ticker at sha256-[0-9a-f]{5,}: index\.js$/m);
+  assert.notEqual((await agent.getAppStatus("ticker"))?.revision, before);
+  assert.deepEqual((await agent.reconcile()).actions, [], "the reload left nothing for the next tick");
+});
