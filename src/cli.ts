@@ -8,7 +8,7 @@ import { cac } from "cac";
 import { colors } from "consola/utils";
 import { runtimeName, runtimeVersion } from "./_platform.ts";
 import { createAgent } from "./agent.ts";
-import { CONFIG_KEYS, loadConfig, type ConfigKey } from "./config.ts";
+import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
 import { dependencyIssues, formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
@@ -193,14 +193,20 @@ configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would 
   .action(async (options: Record<string, unknown>) => {
     const config = await loadConfig({ file: options.config as string | undefined, flags: { ...options, token: undefined } });
     const api = client({ url: (options.url as string | undefined) ?? apiUrlFor(config.listen), token: (options.token as string | undefined) ?? config.token });
-    const result = await preview(config, api);
+    // An agent named by --url (or BC_GITOPS_URL) and no state.json named: the agent may run on another
+    // host, so what it has deployed comes from its API rather than from this host's default path.
+    const urlGiven = options.url !== undefined || Boolean(process.env.BC_GITOPS_URL);
+    const localGiven = options.localPath !== undefined || Boolean(process.env.BC_GITOPS_LOCAL_PATH) || config.local_path !== resolve(defaultLocalPath());
+    const deployed = urlGiven && !localGiven ? "agent" : "local";
+    const result = await preview(config, api, { deployed });
     if (options.json) {
       const actions = result.actions.map(({ type, app, ...rest }) => ({ type, app, ...("reason" in rest ? { reason: rest.reason } : {}) }));
-      print(JSON.stringify({ commit: result.commit, live: result.live, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
+      print(JSON.stringify({ commit: result.commit, live: result.live, deployed: result.deployed, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
     } else {
       for (const issue of result.specErrors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
       print(planReport(result.actions, result.errors));
       if (!result.live) print(colors.dim(`(no agent answered at ${api.url}: compared with ${config.local_path}/state.json, assuming deployed apps run)`));
+      if (result.deployed === "agent") print(colors.dim(`(compared with what the agent at ${api.url} has deployed; it masks secret-looking env values, so a change to one alone shows only with --local-path on its host)`));
     }
     if (result.errors.length > 0 || result.specErrors.length > 0) return 1;
     return result.actions.length > 0 ? 2 : 0;

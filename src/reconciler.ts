@@ -11,7 +11,7 @@ import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
-import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
+import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DeployedSpec, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
@@ -282,6 +282,13 @@ export class Reconciler {
     const removes = Object.values(apps).map((a) => ({ type: "remove" as const, app: a.spec.name, from: a.spec }));
     const current = this.#current();
     return order(removes, { apps: {}, invalid: new Set() }, current).actions.map((a) => a.app);
+  }
+
+  /** What is deployed, as the planner sees it: each app's spec, code revision and spec file. */
+  deployedApps(): Record<string, DeployedSpec> {
+    return Object.fromEntries(
+      Object.entries(this.#d.state.apps).map(([name, app]) => [name, { spec: app.spec, ...(app.revision ? { revision: app.revision } : {}), ...(app.file ? { file: app.file } : {}) }]),
+    );
   }
 
   /** The spec an app was last applied from, if it is deployed. */
