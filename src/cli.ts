@@ -79,9 +79,10 @@ const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
 };
 
 /** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
-function configFlags<T extends ReturnType<typeof cli.command>>(command: T): T {
+function configFlags<T extends ReturnType<typeof cli.command>>(command: T, except: readonly ConfigKey[] = []): T {
   command.option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)");
   for (const key of CONFIG_KEYS) {
+    if (except.includes(key)) continue;
     const [placeholder, help] = CONFIG_FLAGS[key];
     command.option(`--${key.replace(/_/g, "-")} <${placeholder}>`, help);
   }
@@ -188,7 +189,8 @@ clientFlags(cli.command("reload <app>", "Hot-reload one app now (same version, c
     return 0;
   });
 
-configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")))
+// --token once: the client's (the agent's API token, also read from the configuration).
+configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")), ["token"])
   .option("--json", "Print { commit, actions, errors } as JSON")
   .action(async (options: Record<string, unknown>) => {
     const config = await loadConfig({ file: options.config as string | undefined, flags: { ...options, token: undefined } });
