@@ -11,6 +11,7 @@ import { GitSource } from "./git.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
+import type { DeployedSpec } from "./plan.ts";
 import { Reconciler, type TickResult } from "./reconciler.ts";
 import { redact, registerSecret } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
@@ -62,6 +63,8 @@ export interface Agent {
   sync(): Promise<TickResult>;
   getDesiredState(): Promise<Record<string, AppSpec>>;
   getCurrentState(): Promise<Record<string, AppState>>;
+  /** What is deployed, as the next tick plans from it: each app's spec, code revision and spec file (`bc-gitops plan --url`). */
+  getDeployedState(): Promise<Record<string, DeployedSpec>>;
   getAppStatus(name: string): Promise<AppState | undefined>;
   /** Deploys a spec now, bypassing git; the next reconcile brings the app back in line with the repository. */
   deploy(spec: AppSpecInput): Promise<AppState>;
@@ -241,6 +244,10 @@ class AgentImpl implements Agent {
     return this.#reconciler?.apps() ?? {};
   }
 
+  async getDeployedState(): Promise<Record<string, DeployedSpec>> {
+    return this.#reconciler?.deployedApps() ?? {};
+  }
+
   async getAppStatus(name: string): Promise<AppState | undefined> {
     const apps = this.#reconciler?.apps();
     return apps && Object.hasOwn(apps, name) ? apps[name] : undefined;
@@ -286,7 +293,7 @@ class AgentImpl implements Agent {
     this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
     try {
       // One exclusive section with ticks and manual operations: the reload and its record.
-      const result = await reconciler.hotReload(spec);
+      const result = await reconciler.hotReload(spec, this.#abort.signal);
       this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
       return result;
     } catch (error) {

@@ -3,10 +3,12 @@
  * The bc-gitops command line. The only module that prints for humans and calls `process.exit`;
  * everything it does is a call into the library.
  */
+import { basename, join, resolve } from "node:path";
 import { cac } from "cac";
 import { colors } from "consola/utils";
+import { runtimeName, runtimeVersion } from "./_platform.ts";
 import { createAgent } from "./agent.ts";
-import { loadConfig } from "./config.ts";
+import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
 import { dependencyIssues, formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
@@ -36,7 +38,17 @@ cli
     const where = await resolveAppsDir(target, options.appsDir ?? "apps");
     if (!where) throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
     const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
-    result.errors.push(...dependencyIssues(result));
+    const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
+    // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
+    // it is an error, as for `run`, not "0 valid apps".
+    if (empty && where.appsDir !== join(target, options.appsDir ?? "apps") && basename(resolve(target)) !== basename(options.appsDir ?? "apps")) {
+      throw new UsageError(`no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`);
+    }
+    // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
+    const dependencyErrors = dependencyIssues(result);
+    const unmet = new Set(dependencyErrors.map((issue) => issue.file));
+    result.apps = result.apps.filter((app) => !unmet.has(app.file));
+    result.errors.push(...dependencyErrors);
     if (options.json) {
       const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
       print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
@@ -48,21 +60,33 @@ cli
     return result.errors.length > 0 ? 1 : 0;
   });
 
-/** The configuration flags shared by `run` and `plan` (SPEC section 6). */
-function configFlags<T extends ReturnType<typeof cli.command>>(command: T): T {
-  return command
-    .option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)")
-    .option("--repo-url <url>", "Git URL or local path of the gitops repository")
-    .option("--branch <branch>", "Branch to track (default main)")
-    .option("--local-path <dir>", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)")
-    .option("--apps-dir <dir>", "Directory of app specs inside the repository (default apps)")
-    .option("--reconcile-interval <duration>", "Time between reconciles, ms or e.g. 60s (default 60s)")
-    .option("--runtime <runtime>", "default, or a module path exporting a custom runtime")
-    .option("--listen <addr>", "Control API address, or off (default 127.0.0.1:9477)")
-    .option("--token <token>", "Bearer token for mutating API calls")
-    .option("--webhook-secret <secret>", "HMAC secret for POST /webhook")
-    .option("--log-level <level>", "debug, info, warn or error (default info)")
-    .option("--log-format <format>", "pretty or json (default pretty)") as T;
+/** Placeholder and help text of each configuration key's flag (SPEC section 6): a new key in CONFIG_KEYS must get one. */
+const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
+  repo_url: ["url", "Git URL or local path of the gitops repository"],
+  branch: ["branch", "Branch to track (default main)"],
+  local_path: ["dir", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)"],
+  apps_dir: ["dir", "Directory of app specs inside the repository (default apps)"],
+  reconcile_interval: ["duration", "Time between reconciles, ms or e.g. 60s (default 60s)"],
+  runtime: ["runtime", "default, or a module path exporting a custom runtime"],
+  listen: ["addr", "Control API address, or off (default 127.0.0.1:9477)"],
+  token: ["token", "Bearer token for mutating API calls (at least 8 characters)"],
+  webhook_secret: ["secret", "HMAC secret for POST /webhook (at least 8 characters)"],
+  verify: ["json", `Only apply signed commits, e.g. '{"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}'`],
+  log_level: ["level", "debug, info, warn or error (default info)"],
+  log_format: ["format", "pretty or json (default pretty)"],
+  git_timeout: ["duration", "Deadline of each git command, ms or e.g. 30s (default 60s)"],
+  reload_budget: ["count", "Hot reloads of an embedded app before status suggests worker isolation (default 100)"],
+};
+
+/** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
+function configFlags<T extends ReturnType<typeof cli.command>>(command: T, except: readonly ConfigKey[] = []): T {
+  command.option("--config <file>", "YAML configuration file (default ./bc-gitops.yaml when present)");
+  for (const key of CONFIG_KEYS) {
+    if (except.includes(key)) continue;
+    const [placeholder, help] = CONFIG_FLAGS[key];
+    command.option(`--${key.replace(/_/g, "-")} <${placeholder}>`, help);
+  }
+  return command;
 }
 
 configFlags(cli.command("run", "Run the agent in the foreground")).action(async (options: Record<string, unknown>) => {
@@ -165,19 +189,26 @@ clientFlags(cli.command("reload <app>", "Hot-reload one app now (same version, c
     return 0;
   });
 
-configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")))
+// --token once: the client's (the agent's API token, also read from the configuration).
+configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")), ["token"])
   .option("--json", "Print { commit, actions, errors } as JSON")
   .action(async (options: Record<string, unknown>) => {
     const config = await loadConfig({ file: options.config as string | undefined, flags: { ...options, token: undefined } });
     const api = client({ url: (options.url as string | undefined) ?? apiUrlFor(config.listen), token: (options.token as string | undefined) ?? config.token });
-    const result = await preview(config, api);
+    // An agent named by --url (or BC_GITOPS_URL) and no state.json named: the agent may run on another
+    // host, so what it has deployed comes from its API rather than from this host's default path.
+    const urlGiven = options.url !== undefined || Boolean(process.env.BC_GITOPS_URL);
+    const localGiven = options.localPath !== undefined || Boolean(process.env.BC_GITOPS_LOCAL_PATH) || config.local_path !== resolve(defaultLocalPath());
+    const deployed = urlGiven && !localGiven ? "agent" : "local";
+    const result = await preview(config, api, { deployed });
     if (options.json) {
       const actions = result.actions.map(({ type, app, ...rest }) => ({ type, app, ...("reason" in rest ? { reason: rest.reason } : {}) }));
-      print(JSON.stringify({ commit: result.commit, live: result.live, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
+      print(JSON.stringify({ commit: result.commit, live: result.live, deployed: result.deployed, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
     } else {
       for (const issue of result.specErrors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
       print(planReport(result.actions, result.errors));
       if (!result.live) print(colors.dim(`(no agent answered at ${api.url}: compared with ${config.local_path}/state.json, assuming deployed apps run)`));
+      if (result.deployed === "agent") print(colors.dim(`(compared with what the agent at ${api.url} has deployed; it masks secret-looking env values, so a change to one alone shows only with --local-path on its host)`));
     }
     if (result.errors.length > 0 || result.specErrors.length > 0) return 1;
     return result.actions.length > 0 ? 2 : 0;
@@ -228,6 +259,8 @@ cli.command("schema", "Print the JSON Schema of the app spec (for editors and th
 
 cli.help();
 cli.version(VERSION);
+// cac prints `process.version`, which Bun and Deno set to the Node version they are compatible with.
+cli.globalCommand.outputVersion = () => print(`bc-gitops/${VERSION} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}`);
 
 /**
  * cac turns numeric-looking values into numbers (`--branch 1.10` would become 1.1, `--token 123`

@@ -33,11 +33,11 @@ export const CONFIG_KEYS = [
 /** A configuration key. */
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
-const duration = (what: string) =>
+const duration = () =>
   z.union([z.number(), z.string()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined || ms <= 0) {
-      ctx.addIssue({ code: "custom", message: `expected a duration like 60000 or "60s" for ${what}, got ${JSON.stringify(value)}` });
+      ctx.addIssue({ code: "custom", message: `expected a duration like 60000 or "60s", got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
     return ms;
@@ -45,6 +45,8 @@ const duration = (what: string) =>
 
 const noDash = (what: string) =>
   z.string().min(1, { error: `expected ${what}` }).refine((s) => !s.startsWith("-"), { error: `${what} must not start with "-"` });
+
+const SECRET_LENGTH = "must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`";
 
 /** The validated agent configuration. */
 export const AgentConfig = z.strictObject({
@@ -55,11 +57,11 @@ export const AgentConfig = z.strictObject({
     .string()
     .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), { error: "apps_dir must be a relative path inside the repository" })
     .default("apps"),
-  reconcile_interval: duration("reconcile_interval").default(60_000),
+  reconcile_interval: duration().default(60_000),
   runtime: z.union([z.string(), z.custom<Runtime>((v) => typeof v === "object" && v !== null)]).default("default"),
   listen: z.string().default("127.0.0.1:9477"),
-  token: z.string().min(8, { error: "token must be at least 8 characters" }).optional(),
-  webhook_secret: z.string().min(8, { error: "webhook_secret must be at least 8 characters" }).optional(),
+  token: z.string().min(8, { error: SECRET_LENGTH }).optional(),
+  webhook_secret: z.string().min(8, { error: SECRET_LENGTH }).optional(),
   verify: z
     .strictObject({
       mode: z.enum(["ssh", "gpg"]),
@@ -69,7 +71,7 @@ export const AgentConfig = z.strictObject({
     .optional(),
   log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
   log_format: z.enum(["pretty", "json"]).default("pretty"),
-  git_timeout: duration("git_timeout").default(60_000),
+  git_timeout: duration().default(60_000),
   reload_budget: z.number().int().positive().default(100),
 });
 /** A validated agent configuration (snake_case keys, durations in ms). */
@@ -110,15 +112,20 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
   for (const key of CONFIG_KEYS) {
     const value = env[`BC_GITOPS_${key.toUpperCase()}`];
     if (value === undefined || value === "") continue;
-    merged[key] = key === "reload_budget" ? Number(value) : key === "verify" ? parseJsonEnv(key, value) : value;
+    merged[key] = key === "reload_budget" ? Number(value) : key === "verify" ? parseJson(`BC_GITOPS_${key.toUpperCase()}`, value) : value;
     origin.set(key, `BC_GITOPS_${key.toUpperCase()}`);
   }
   for (const key of CONFIG_KEYS) {
     const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
     const value = sources.flags?.[camel] ?? sources.flags?.[key];
     if (value === undefined) continue;
-    merged[key] = key === "reload_budget" ? Number(value) : typeof value === "object" || DURATION_KEYS.has(key) ? value : String(value);
-    origin.set(key, `--${key.replace(/_/g, "-")}`);
+    const flag = `--${key.replace(/_/g, "-")}`;
+    merged[key] =
+      key === "reload_budget" ? Number(value)
+      : key === "verify" && typeof value === "string" ? parseJson(flag, value)
+      : typeof value === "object" || DURATION_KEYS.has(key) ? value
+      : String(value);
+    origin.set(key, flag);
   }
   if (merged.repo_url === undefined) {
     throw configError("repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml");
@@ -127,7 +134,10 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0] ?? "");
-    throw configError(`${origin.get(key) ?? "configuration"}: ${key}${issue.path.length > 1 ? `.${issue.path.slice(1).join(".")}` : ""}: ${issue.message}`);
+    const where = origin.get(key);
+    // A flag or variable already names the key; a file (or no source) needs it spelt out.
+    const named = where !== undefined && where !== fileLayer.path && issue.path.length === 1;
+    throw configError(`${where ?? "configuration"}: ${named ? "" : `${issue.path.join(".")}: `}${issue.message}`);
   }
   const config = parsed.data;
   // A local repository path is resolved once, so a later chdir cannot change what is tracked.
@@ -157,11 +167,11 @@ async function readConfigFile(file: string | undefined): Promise<{ path: string;
   return { path, values: values as Record<string, unknown> };
 }
 
-function parseJsonEnv(key: string, value: string): unknown {
+function parseJson(origin: string, value: string): unknown {
   try {
     return JSON.parse(value);
   } catch {
-    throw configError(`BC_GITOPS_${key.toUpperCase()}: expected JSON, e.g. {"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}`);
+    throw configError(`${origin}: expected JSON, e.g. {"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}`);
   }
 }
 

@@ -5,7 +5,7 @@
  * change (hot reload) and a removal, reporting each step with timings; then it cleans up.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createAgent } from "./agent.ts";
@@ -72,7 +72,7 @@ export async function runDemo(options: DemoOptions): Promise<{ dir: string; step
       report.commit = (await exec("git", ["rev-parse", "HEAD"], { cwd: repo })).stdout.trim();
       const started = performance.now();
       report.result = i === 0 ? await agent.start() : await agent.reconcile();
-      report.answer = await ask(url);
+      report.answer = await ask(url, { removed: step.title === "remove" });
       report.ms = Math.round(performance.now() - started);
       steps.push(report);
       options.onStep(report);
@@ -84,12 +84,16 @@ export async function runDemo(options: DemoOptions): Promise<{ dir: string; step
   return { dir, steps };
 }
 
-async function ask(url: string): Promise<string> {
+/** What the app answered; after its removal a refused connection is the expected outcome, and said so. */
+async function ask(url: string, options: { removed: boolean }): Promise<string> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-    return `${response.status} ${(await response.text()).trim()}`;
+    const answer = `${response.status} ${(await response.text()).trim()}`;
+    return options.removed ? `${answer} (still answering after the remove)` : answer;
   } catch (error) {
-    const code = (error as { cause?: { code?: string } }).cause?.code;
+    // fetch's errors differ per runtime (Deno gives no code): a plain TCP connect tells a closed port.
+    if (options.removed && (await portClosed(new URL(url)))) return "the port is closed: removed";
+    const code = (error as { cause?: { code?: string } }).cause?.code ?? (error as { code?: string }).code;
     return `no answer (${code ?? (error as Error).message})`;
   }
 }
@@ -98,6 +102,16 @@ async function replaceIn(file: string, from: string, to: string): Promise<void> 
   const text = await readFile(file, "utf8");
   if (!text.includes(from)) throw new Error(`demo: ${file} does not contain ${JSON.stringify(from)}`);
   await writeFile(file, text.replace(from, to));
+}
+
+/** Whether a TCP connection to the URL's host and port is refused. */
+function portClosed(url: URL): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: url.hostname, port: Number(url.port) });
+    socket.setTimeout(5000, () => socket.destroy(new Error("timeout")));
+    socket.once("connect", () => (socket.destroy(), resolve(false)));
+    socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "ECONNREFUSED"));
+  });
 }
 
 /** A port nothing listens on right now (bound to 0, read, released). */

@@ -8,7 +8,7 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { join, relative } from "node:path";
 import type { z } from "zod";
 import { GitopsError, messageOf } from "./errors.ts";
-import { AppSpec, KNOWN_KEYS } from "./spec.ts";
+import { AppSpec, KNOWN_KEYS, SOURCE_KEYS } from "./spec.ts";
 import {
   SPEC_FILE_NAMES,
   SpecSyntaxError,
@@ -147,7 +147,8 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
     result.invalid.push(name);
   }
   if (options.strict) {
-    result.errors.push(...result.warnings);
+    // A warning made an error is no longer "ignored": say that --strict refuses it.
+    result.errors.push(...result.warnings.map((w) => ({ ...w, message: `${w.message.replace(/; it is ignored$/, "")} (refused by --strict)` })));
     const warned = new Set(result.warnings.map((w) => w.file));
     result.apps = result.apps.filter((app) => !warned.has(app.file) || void result.invalid.push(app.spec.name));
     result.warnings = [];
@@ -265,11 +266,10 @@ export async function validateText(text: string, format: SpecFormat): Promise<Fi
       if (issue.code !== "unrecognized_keys") continue;
       const known = KNOWN_KEYS[issue.path.join(".")] ?? [];
       for (const key of issue.keys) {
-        const hint = suggest(key, known);
         warnings.push({
           ...(await parsed.locate([...issue.path, key], "key")),
           path: formatPath([...issue.path, key]),
-          message: `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}; it is ignored`,
+          message: `${unknownKey(key, issue.path, input, known)}; it is ignored`,
         });
         deleteAt(input, [...issue.path, key]);
       }
@@ -287,11 +287,32 @@ export async function validateText(text: string, format: SpecFormat): Promise<Fi
   };
 }
 
+/**
+ * `unknown key "x"` with a did-you-mean hint. A source key is matched against the keys of its own
+ * type, and a key that only another type takes says which (`url` on an npm source).
+ */
+function unknownKey(key: string, at: readonly PropertyKey[], input: Record<string, unknown>, known: readonly string[]): string {
+  const source = at.length === 1 && at[0] === "source" ? (input.source as { type?: unknown } | undefined) : undefined;
+  const type = source?.type === "release" ? "tarball" : source?.type;
+  const own = typeof type === "string" && Object.hasOwn(SOURCE_KEYS, type) ? SOURCE_KEYS[type]! : undefined;
+  if (!own) {
+    const hint = suggest(key, known);
+    return `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}`;
+  }
+  const takers = Object.keys(SOURCE_KEYS).filter((t) => SOURCE_KEYS[t]!.includes(key));
+  if (takers.length > 0) return `unknown key "${key}" for source type ${type}: ${key} is used by ${takers.join(" and ")} sources`;
+  const hint = suggest(key, own);
+  return `unknown key "${key}" for source type ${type}${hint ? ` (did you mean "${hint}"?)` : ""}`;
+}
+
 /** Semantic warnings: fields that are valid but have no effect as written. */
 async function lint(spec: AppSpec, parsed: ParsedFile): Promise<FileIssue[]> {
   const out: FileIssue[] = [];
   if (spec.command && spec.isolation !== "process") {
     out.push({ ...(await parsed.locate(["command"])), path: "command", message: `command is only used with isolation: process (this app is ${spec.isolation}); it is ignored` });
+  }
+  if (spec.reload_signal && spec.isolation !== "process") {
+    out.push({ ...(await parsed.locate(["reload_signal"])), path: "reload_signal", message: `reload_signal is only used with isolation: process (this app is ${spec.isolation}); it is ignored` });
   }
   if (spec.limits && spec.isolation === "embedded") {
     out.push({ ...(await parsed.locate(["limits"])), path: "limits", message: "limits apply to worker and process isolation only; embedded apps share the agent's heap" });

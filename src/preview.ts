@@ -1,9 +1,11 @@
 /**
  * `bc-gitops plan`: what the next reconcile would do, without doing it. Desired state comes from a
  * fresh fetch of the repository into a temporary directory (the running agent's clone is never
- * touched); current state from the agent's `state.json` (what is deployed) and, when the control
- * API answers, from the live app statuses. Both are built by the same functions as the tick's
- * (`desiredState`, `currentState` in plan.ts), so `plan` shows what the agent will do.
+ * touched); current state from what is deployed and, when the control API answers, from the live
+ * app statuses. What is deployed comes from the agent's `state.json` (`deployed: "local"`), or,
+ * for an agent on another host, from its API (`deployed: "agent"`, `GET /state/current?include=deployed`).
+ * Both are built by the same functions as the tick's (`desiredState`, `currentState` in plan.ts),
+ * so `plan` shows what the agent will do.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,10 +15,11 @@ import type { AgentConfig } from "./config.ts";
 import { GitSource } from "./git.ts";
 import { loadApps, type SpecIssue } from "./loader.ts";
 import { silentLogger } from "./logger.ts";
-import { currentState, desiredState, order, plan, type Action, type PlanError } from "./plan.ts";
+import { currentState, desiredState, order, plan, type Action, type DeployedSpec, type PlanError } from "./plan.ts";
 import type { AppState } from "./runtime.ts";
-import { hasFloatingSource } from "./spec.ts";
+import { hasFloatingSource, type AppSpec } from "./spec.ts";
 import { readState, statePath } from "./state.ts";
+import { maskEnv } from "./status.ts";
 import { StateJournal, journalPath } from "./state-journal.ts";
 import { Workspaces } from "./workspace.ts";
 
@@ -28,10 +31,34 @@ export interface Preview {
   specErrors: SpecIssue[];
   /** Whether live statuses came from a running agent (else everything deployed is assumed running). */
   live: boolean;
+  /** Where the deployed state came from. */
+  deployed: "local" | "agent";
+}
+
+/** Options of {@link preview}. */
+export interface PreviewOptions {
+  /**
+   * `local` (default): what is deployed is `<local_path>/state.json` (with its journal). `agent`:
+   * ask the agent at `client.url` (its API masks secret-looking env values, so both sides are
+   * compared masked: a change to such a value alone does not show). Throws when it does not answer.
+   */
+  deployed?: "local" | "agent";
 }
 
 /** Computes the plan of the next reconcile. Throws when the repository cannot be fetched or read. */
-export async function preview(config: AgentConfig, client: ClientOptions): Promise<Preview> {
+export async function preview(config: AgentConfig, client: ClientOptions, options: PreviewOptions = {}): Promise<Preview> {
+  const from = options.deployed ?? "local";
+  // Asked first: with `agent`, no answer means nothing to plan against, so fail before fetching.
+  let answer: { apps: Record<string, AppState>; deployed?: Record<string, DeployedSpec> } | undefined;
+  try {
+    answer = await apiRequest({ ...client, timeoutMs: 5000 }, "GET", from === "agent" ? "/state/current?include=deployed" : "/state/current");
+  } catch (error) {
+    if (from === "agent") throw error;
+    // No agent to ask: plan against what state.json says is deployed, assumed running.
+  }
+  if (from === "agent" && !answer?.deployed) {
+    throw new Error(`the agent at ${client.url} does not report what it has deployed (GET /state/current?include=deployed); upgrade it, or pass --local-path to plan from its state.json`);
+  }
   const scratch = await mkdtemp(join(tmpdir(), "bc-gitops-plan-"));
   try {
     const git = new GitSource({ repoUrl: config.repo_url, branch: config.branch, dir: scratch, timeoutMs: config.git_timeout });
@@ -45,24 +72,24 @@ export async function preview(config: AgentConfig, client: ClientOptions): Promi
       const revision = hasFloatingSource(spec) ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined) : undefined;
       if (revision) revisions[spec.name] = revision;
     }
-    // What is deployed: state.json plus the actions a running agent completed since it last wrote it.
-    const state = await readState(statePath(config.local_path), silentLogger);
-    await new StateJournal(journalPath(config.local_path)).replay(state, silentLogger);
-    const desired = desiredState(load, state.apps, revisions);
-
-    let observed: Record<string, AppState> = {};
-    let live = false;
-    try {
-      observed = (await apiRequest<{ apps: Record<string, AppState> }>({ ...client, timeoutMs: 5000 }, "GET", "/state/current")).apps;
-      live = true;
-    } catch {
-      // No agent to ask: plan against what state.json says is deployed, assumed running.
+    let deployed: Record<string, DeployedSpec>;
+    if (answer?.deployed && from === "agent") {
+      deployed = answer.deployed;
+      // The API masks secret-looking env values: compare the repository's masked the same way.
+      for (const app of load.apps) app.spec = { ...app.spec, env: maskEnv(app.spec.env) } as AppSpec;
+    } else {
+      // What is deployed: state.json plus the actions a running agent completed since it last wrote it.
+      const state = await readState(statePath(config.local_path), silentLogger);
+      await new StateJournal(journalPath(config.local_path)).replay(state, silentLogger);
+      deployed = state.apps;
     }
-    const current = currentState(state.apps, observed, { assumeRunning: !live });
+    const desired = desiredState(load, deployed, revisions);
+    const live = answer !== undefined;
+    const current = currentState(deployed, answer?.apps ?? {}, { assumeRunning: !live });
     const planned = order(plan(desired, current), desired, current);
     const kept = Object.entries(desired.kept).map(([app, message]) => ({ app, message }));
     planned.errors.push(...kept);
-    return { commit, actions: planned.actions, errors: planned.errors, specErrors: load.errors, live };
+    return { commit, actions: planned.actions, errors: planned.errors, specErrors: load.errors, live, deployed: from };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

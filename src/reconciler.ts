@@ -9,7 +9,7 @@ import { Applier, type ActionOutcome, type ApplierDeps } from "./_apply.ts";
 import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
-import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
+import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DeployedSpec, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
@@ -271,6 +271,13 @@ export class Reconciler {
     return order(removes, { apps: {}, invalid: new Set() }, current).actions.map((a) => a.app);
   }
 
+  /** What is deployed, as the planner sees it: each app's spec, code revision and spec file. */
+  deployedApps(): Record<string, DeployedSpec> {
+    return Object.fromEntries(
+      Object.entries(this.#d.state.apps).map(([name, app]) => [name, { spec: app.spec, ...(app.revision ? { revision: app.revision } : {}), ...(app.file ? { file: app.file } : {}) }]),
+    );
+  }
+
   /** The spec an app was last applied from, if it is deployed. */
   deployedSpec(name: string): AppSpec | undefined {
     return this.#d.state.apps[name]?.spec;
@@ -301,11 +308,15 @@ export class Reconciler {
   /**
    * A hot reload outside a tick (`agent.hotReload`): the runtime's reload and the record of its
    * revision, workspace and state in one exclusive section, so no tick sees one without the other.
+   * The branch is fetched first (a failed fetch is reported in status, and the last fetched commit
+   * is reloaded); the next tick applies anything else the new commit changed.
    */
-  hotReload(spec: AppSpec): Promise<HotReloadResult> {
+  hotReload(spec: AppSpec, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
     const reload = this.#d.runtime.hotReload?.bind(this.#d.runtime);
     if (!reload) return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled" }));
     return this.exclusive(async () => {
+      // Fetch first, as a tick does: a reload right after a push must see the pushed code.
+      await this.#syncSource(signal);
       const result = await reload(spec);
       await this.#recordRevision(spec.name, result.revision);
       return result;

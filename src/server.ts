@@ -110,7 +110,19 @@ export function createHandler(agent: Agent, options: HandlerOptions = {}): Contr
         return json({ apps });
       },
     },
-    { method: "GET", path: /^\/state\/current$/, run: async () => json({ apps: await agent.getCurrentState() }) },
+    {
+      method: "GET",
+      path: /^\/state\/current$/,
+      run: async (request) => {
+        const apps = await agent.getCurrentState();
+        if (new URL(request.url).searchParams.get("include") !== "deployed") return json({ apps });
+        // `bc-gitops plan --url`: what the next tick plans from (spec, revision, file), env masked as everywhere.
+        const deployed = Object.fromEntries(
+          Object.entries(await agent.getDeployedState()).map(([name, app]) => [name, { ...app, spec: { ...app.spec, env: maskEnv(app.spec.env) } }]),
+        );
+        return json({ apps, deployed });
+      },
+    },
     {
       method: "POST",
       path: /^\/reconcile$/,

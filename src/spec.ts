@@ -120,8 +120,11 @@ export const Source = z.preprocess(
   z.discriminatedUnion("type", [NpmSource, GitSource, PathSource, TarballSource], {
     error: (iss) => {
       const type = isRecord(iss.input) ? iss.input.type : undefined;
-      if (type === "hex" || type === "mesh") {
-        return `source type "${type}" is a BEAM package source; publish the app to npm and use type: npm`;
+      if (type === "hex") {
+        return 'source type "hex" fetches Erlang/Elixir packages from hex.pm, which bc-gitops does not install; publish the app to npm and use type: npm (or git, tarball, path)';
+      }
+      if (type === "mesh") {
+        return 'source type "mesh" fetches from Macula\'s content system, which bc-gitops does not support; use type: npm, git, tarball or path';
       }
       if (!isRecord(iss.input)) return `expected a mapping with a type (${SOURCE_TYPES.join(", ")}), got ${typeName(iss.input)}`;
       return `expected type to be one of ${SOURCE_TYPES.join(", ")}, got ${show(type)}`;
@@ -250,6 +253,14 @@ export const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = {
   health: Object.keys(Health.shape),
   icon: ["type", "value", "mime_type"],
   limits: ["memory_mb"],
+};
+
+/** The keys each source type takes, to say which type an unknown source key belongs to. */
+export const SOURCE_KEYS: Readonly<Record<string, readonly string[]>> = {
+  npm: keysOf(NpmSource),
+  git: keysOf(GitSource),
+  path: keysOf(PathSource),
+  tarball: keysOf(TarballSource),
 };
 
 function keysOf(schema: unknown): string[] {

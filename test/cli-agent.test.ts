@@ -136,3 +136,50 @@ test("plan shows a same-version code change as hot_reload, as the agent would do
   assert.equal(changed.exitCode, 2, changed.stdout + changed.stderr);
   assert.match(changed.stdout, /~ hot_reload ticker sha256-/);
 });
+
+test("reload right after a push fetches first and reloads the pushed code", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/ticker/app.yaml": yamlSpec("ticker", "1.0.0", "source: { type: path, path: code/ticker }\n"),
+    "code/ticker/package.json": '{ "name": "ticker", "version": "1.0.0", "type": "module", "main": "index.js" }\n',
+    "code/ticker/index.js": "export async function start() { return {}; }\nexport async function stop() {}\n",
+  });
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), reconcileInterval: "1h", listen: "127.0.0.1:0" });
+  t.after(() => agent.stop());
+  assert.equal((await agent.start()).status, "synced");
+  const before = (await agent.getAppStatus("ticker"))?.revision;
+  await repo.commit({ "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n" });
+  const result = await runCli(["reload", "ticker", "--url", `http://${agent.address}`]);
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stdout, /^reloaded ticker at sha256-[0-9a-f]{5,}: index\.js$/m);
+  assert.notEqual((await agent.getAppStatus("ticker"))?.revision, before);
+  assert.deepEqual((await agent.reconcile()).actions, [], "the reload left nothing for the next tick");
+});
+
+test("plan --url without --local-path plans against what that agent has deployed, from its API", async (t) => {
+  const { url, repo } = await runningAgent(t);
+  // This host's default state path is empty: the agent's state lives elsewhere.
+  const env = { XDG_STATE_HOME: await tempDir(t), BC_GITOPS_LOCAL_PATH: "" };
+  const none = await runCli(["plan", "--repo-url", repo.bare, "--url", url], { env });
+  assert.equal(none.exitCode, 0, none.stdout + none.stderr);
+  assert.match(none.stdout, /^nothing to do: the host matches the repository$/m);
+  assert.match(none.stdout, /compared with what the agent at http:\/\/127\.0\.0\.1:\d+ has deployed/);
+
+  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.2.0"), "apps/web/app.yaml": yamlSpec("web", "2.0.0", "depends_on: [db]\nenv: { api_token: s3cr3t-value, pool: 3 }\n") });
+  const some = JSON.parse((await runCli(["plan", "--repo-url", repo.bare, "--url", url, "--json"], { env })).stdout);
+  assert.equal(some.deployed, "agent");
+  assert.deepEqual(some.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`), ["upgrade db", "reconfigure web"]);
+
+  // The API view that plan reads: additive, behind a query, secrets masked.
+  const plain = (await (await fetch(`${url}/state/current`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(plain), ["apps"]);
+  const withDeployed = (await (await fetch(`${url}/state/current?include=deployed`, { signal: AbortSignal.timeout(5000) })).json()) as {
+    deployed: Record<string, { spec: { version: string; env: Record<string, unknown> }; file?: string }>;
+  };
+  assert.equal(withDeployed.deployed.web?.spec.version, "2.0.0");
+  assert.deepEqual(withDeployed.deployed.web?.spec.env, { api_token: "***" });
+  assert.equal(withDeployed.deployed.web?.file, "apps/web/app.yaml");
+
+  const gone = await runCli(["plan", "--repo-url", repo.bare, "--url", "http://127.0.0.1:1"], { env });
+  assert.equal(gone.exitCode, 1);
+  assert.match(gone.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:1/);
+});

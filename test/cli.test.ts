@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runtimeName, runtimeVersion } from "../src/_platform.ts";
+import { CONFIG_KEYS, type ConfigKey } from "../src/config.ts";
 import { runCli } from "./helpers/cli.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
 
@@ -58,12 +60,49 @@ test("schema prints a JSON Schema that describes the spec", async () => {
   assert.deepEqual(schema.properties.isolation.enum, ["embedded", "worker", "process", "vm", null]); // null: `isolation: ~` means "not set"
 });
 
-test("--version prints the package version and --help lists the commands", async () => {
+test("--version prints the package version and the real runtime version, and --help lists the commands", async () => {
   const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
   const version = await runCli(["--version"]);
-  assert.match(version.stdout, new RegExp(pkg.version.replace(/\./g, "\\.")));
+  assert.equal(version.stdout, `bc-gitops/${pkg.version} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}\n`);
+  if (runtimeName !== "node") assert.notEqual(runtimeVersion, process.versions.node, "Bun and Deno report their own version, not Node's compatibility one");
   const help = await runCli(["--help"]);
   for (const command of ["run", "validate", "schema"]) assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
+});
+
+/** A value each configuration key refuses, and what the refusal says. */
+const BAD_FLAG_VALUES: Record<ConfigKey, [value: string, message: RegExp]> = {
+  repo_url: ["-x", /^error --repo-url: a git URL or path of the gitops repository must not start with "-"$/],
+  branch: ["-x", /^error --branch: a branch name must not start with "-"$/],
+  local_path: ["/dev/null/state", /^error ENOTDIR: not a directory, mkdir '\/dev\/null\/state'/m],
+  apps_dir: ["/etc", /^error --apps-dir: apps_dir must be a relative path inside the repository$/],
+  reconcile_interval: ["soon", /^error --reconcile-interval: expected a duration like 60000 or "60s", got "soon"$/],
+  runtime: ["/nonexistent/runtime.mjs", /^error cannot load the runtime module \/nonexistent\/runtime\.mjs/m],
+  listen: ["nowhere", /^error listen: expected HOST:PORT/],
+  token: ["short", /^error --token: must be at least 8 characters/],
+  webhook_secret: ["short", /^error --webhook-secret: must be at least 8 characters/],
+  verify: ["ssh", /^error --verify: expected JSON/],
+  log_level: ["loud", /^error --log-level: .*"debug"/],
+  log_format: ["xml", /^error --log-format: .*"pretty"/],
+  git_timeout: ["soon", /^error --git-timeout: expected a duration like 60000 or "60s", got "soon"$/],
+  reload_budget: ["0", /^error --reload-budget: /],
+};
+
+test("every configuration key is a flag of run and plan, listed in their --help and checked like its variable", async (t) => {
+  const dir = await tempDir(t);
+  const [runHelp, planHelp] = await Promise.all([runCli(["run", "--help"]), runCli(["plan", "--help"])]);
+  for (const key of CONFIG_KEYS) {
+    const flag = `--${key.replace(/_/g, "-")}`;
+    assert.match(runHelp.stdout, new RegExp(`^ +${flag} <`, "m"), `run --help lists ${flag}`);
+    assert.match(planHelp.stdout, new RegExp(`^ +${flag} <`, "m"), `plan --help lists ${flag}`);
+    const bad = BAD_FLAG_VALUES[key];
+    assert.ok(bad, `a bad value for ${flag} is in the table`);
+    const base: Partial<Record<ConfigKey, string>> = { repo_url: join(dir, "missing"), local_path: dir, listen: "off" };
+    const args = Object.entries(base).flatMap(([k, v]) => (k === key ? [] : [`--${k.replace(/_/g, "-")}`, v]));
+    const result = await runCli(["run", ...args, `${flag}=${bad[0]}`]);
+    assert.equal(result.exitCode, 1, `${flag}: ${result.stdout}${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /Unknown option/, flag);
+    assert.match(result.stderr.trim(), bad[1], flag);
+  }
 });
 
 test("an unknown command and bad configuration are one clear line each", async () => {
@@ -72,7 +111,7 @@ test("an unknown command and bad configuration are one clear line each", async (
   assert.match(unknown.stderr, /unknown command "frobnicate"/);
   const config = await runCli(["run", "--repo-url", "/tmp/x", "--reconcile-interval", "soon"]);
   assert.equal(config.exitCode, 1);
-  assert.match(config.stderr, /--reconcile-interval: reconcile_interval: expected a duration/);
+  assert.match(config.stderr, /--reconcile-interval: expected a duration/);
   assert.doesNotMatch(config.stderr, /\n\s+at /, "no stack trace");
 });
 
@@ -134,4 +173,34 @@ test("validate reports dependency cycles and missing dependencies as the agent w
   assert.match(result.stdout, /apps\/a\/app\.yaml depends_on: dependency cycle: a -> b -> a/);
   assert.match(result.stdout, /apps\/b\/app\.yaml depends_on: dependency cycle: a -> b -> a/);
   assert.match(result.stdout, /apps\/c\/app\.yaml depends_on: depends on "ghost", which is not in the repository/);
+});
+
+test("validate on a folder with no apps directory says so and exits 1, as run would refuse it", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, { "README.md": "# not a gitops repository\n" });
+  const result = await runCli(["validate", root]);
+  assert.equal(result.exitCode, 1, result.stdout);
+  assert.equal(result.stdout, "");
+  assert.match(result.stderr, new RegExp(`^error no apps directory found: ${join(root, "apps")} does not exist and ${root} holds no app specs`));
+  const empty = join(root, "apps");
+  await writeTree(empty, { ".keep": "" });
+  for (const target of [root, empty]) {
+    const ok = await runCli(["validate", target]);
+    assert.equal(ok.exitCode, 0, `an empty apps directory is a valid (empty) repository: ${target}`);
+    assert.match(ok.stdout, /✔ 0 valid apps, 0 errors, 0 warnings/);
+  }
+});
+
+test("an app whose dependency is missing is counted and listed as an error, not as valid", async (t) => {
+  const root = await tempDir(t);
+  await writeTree(root, {
+    "apps/ok/app.yaml": 'name: ok\nversion: "1"\n',
+    "apps/orphan/app.yaml": 'name: orphan\nversion: "1"\ndepends_on: [ghost]\n',
+  });
+  const text = await runCli(["validate", root]);
+  assert.equal(text.exitCode, 1);
+  assert.match(text.stdout, /✖ 1 valid app, 1 error, 0 warnings/);
+  const json = JSON.parse((await runCli(["validate", root, "--json"])).stdout);
+  assert.deepEqual(json.apps.map((a: { name: string }) => a.name), ["ok"]);
+  assert.deepEqual(json.errors.map((e: { file: string }) => e.file), ["apps/orphan/app.yaml"]);
 });

@@ -48,11 +48,15 @@ test("a relative repository path and local path are made absolute", async () => 
 
 const BAD: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
   ["a missing repo_url", { env: {}, flags: {} }, /repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml/],
-  ["a repo_url that looks like an option", { env: {}, flags: { repoUrl: "--upload-pack=touch /tmp/x" } }, /--repo-url: repo_url: a git URL or path of the gitops repository must not start with "-"/],
-  ["a bad interval from the environment", { env: { BC_GITOPS_RECONCILE_INTERVAL: "often" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_RECONCILE_INTERVAL: reconcile_interval: expected a duration/],
+  ["a repo_url that looks like an option", { env: {}, flags: { repoUrl: "--upload-pack=touch /tmp/x" } }, /--repo-url: a git URL or path of the gitops repository must not start with "-"/],
+  ["a bad interval from the environment", { env: { BC_GITOPS_RECONCILE_INTERVAL: "often" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_RECONCILE_INTERVAL: expected a duration like 60000 or "60s", got "often"$/],
   ["an apps_dir that escapes the repository", { env: {}, flags: { repoUrl: "/r", appsDir: "../etc" } }, /apps_dir must be a relative path inside the repository/],
-  ["a bad log format", { env: {}, flags: { repoUrl: "/r", logFormat: "xml" } }, /--log-format: log_format/],
-  ["a short token", { env: {}, flags: { repoUrl: "/r", token: "abc" } }, /token must be at least 8 characters/],
+  ["a bad log format", { env: {}, flags: { repoUrl: "/r", logFormat: "xml" } }, /--log-format: .*"pretty"/],
+  ["a short token", { env: {}, flags: { repoUrl: "/r", token: "abc" } }, /^--token: must be at least 8 characters; use a long random string/],
+  ["a short webhook secret flag", { env: {}, flags: { repoUrl: "/r", webhookSecret: "abc" } }, /^--webhook-secret: must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`$/],
+  ["a short webhook secret variable", { env: { BC_GITOPS_WEBHOOK_SECRET: "abc" }, flags: { repoUrl: "/r" } }, /^BC_GITOPS_WEBHOOK_SECRET: must be at least 8 characters;/],
+  ["a --verify flag that is not JSON", { env: {}, flags: { repoUrl: "/r", verify: "ssh" } }, /^--verify: expected JSON, e.g. \{"mode":"ssh"/],
+  ["a bad verify mode from a flag", { env: {}, flags: { repoUrl: "/r", verify: '{"mode":"pgp"}' } }, /^--verify: verify\.mode: /],
   ["verify JSON that does not parse", { env: { BC_GITOPS_VERIFY: "{mode" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_VERIFY: expected JSON/],
   ["a missing config file given explicitly", { file: "/nonexistent/bc-gitops.yaml", env: {}, flags: {} }, /cannot read config file \/nonexistent\/bc-gitops.yaml/],
 ];
@@ -71,6 +75,22 @@ test("an unknown key in the config file is refused with a did-you-mean hint", as
   const dir = await tempDir(t);
   await writeTree(dir, { "c.yaml": "repo_url: /r\nreconcile_intervall: 10s\n" });
   await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), /c\.yaml: unknown key "reconcile_intervall" \(did you mean "reconcile_interval"\?\)/);
+});
+
+test("a short webhook secret in the config file is named once, with the minimum length", async (t) => {
+  const dir = await tempDir(t);
+  await writeTree(dir, { "c.yaml": "repo_url: /r\nwebhook_secret: short\n" });
+  await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), (error: Error) => {
+    assert.equal(error.message, `${join(dir, "c.yaml")}: webhook_secret: must be at least 8 characters; use a long random string, e.g. from \`openssl rand -hex 32\``);
+    return true;
+  });
+});
+
+test("every key can be given as a flag, verify as JSON like its variable", async () => {
+  const config = await loadConfig({ env: {}, flags: { repoUrl: "/r", gitTimeout: "5s", reloadBudget: "7", verify: '{"mode":"ssh","allowed_signers":"/s"}' } });
+  assert.equal(config.git_timeout, 5000);
+  assert.equal(config.reload_budget, 7);
+  assert.deepEqual(config.verify, { mode: "ssh", allowed_signers: "/s" });
 });
 
 test("a config file that is not a mapping is refused", async (t) => {

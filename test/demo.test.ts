@@ -13,6 +13,7 @@ test("the demo runs to the end: deploy, upgrade, reconfigure, hot reload, remove
   assert.match(out, /app answers: 200 Hello, demo!/);
   assert.match(out, /app answers: 200 Howdy, demo!\n/);
   assert.match(out, /app answers: 200 Howdy, demo! \(hot-reloaded, same version\)/);
-  assert.match(out, /app answers: no answer/);
+  assert.match(out, /app answers: the port is closed: removed\n/, "the remove step reports the closed port as the expected outcome");
+  assert.doesNotMatch(out, /no answer/);
   assert.match(out, /✔ demo complete in \d+ ms; cleaned up/);
 });

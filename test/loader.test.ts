@@ -76,8 +76,8 @@ const BAD: Array<{ name: string; files: Record<string, string | Uint8Array>; err
   { name: "a numeric version", files: { "apps/x/app.yaml": "name: x\nversion: 1.0\n" }, error: /expected a string, got the number 1: quote it/, at: [2, 10], path: "version" },
   { name: "a version of the wrong type", files: { "apps/x/app.json": '{"name": "x", "version": ["1"]}' }, error: /expected a version string/, path: "version" },
   { name: "an unknown source type", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource:\n  type: ftp\n' }, error: /expected type to be one of npm, git, path, tarball, got "ftp"/, at: [4, 9], path: "source.type" },
-  { name: "a hex source", files: { "apps/x/app.config": '#{name => x, version => <<"1">>, source => #{type => hex}}.' }, error: /use type: npm/, path: "source.type" },
-  { name: "a mesh source", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: mesh }\n' }, error: /use type: npm/, path: "source.type" },
+  { name: "a hex source", files: { "apps/x/app.config": '#{name => x, version => <<"1">>, source => #{type => hex}}.' }, error: /^source type "hex" fetches Erlang\/Elixir packages from hex\.pm, which bc-gitops does not install; publish the app to npm and use type: npm/, path: "source.type" },
+  { name: "a mesh source", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: mesh }\n' }, error: /^source type "mesh" fetches from Macula's content system, which bc-gitops does not support; use type: npm, git, tarball or path$/, path: "source.type" },
   { name: "a git source without url", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git }\n' }, error: /expected a git URL/, path: "source.url" },
   { name: "a git ref starting with a dash", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git, url: /r, ref: "--upload-pack=x" }\n' }, error: /must not start with "-"/, path: "source.ref" },
   { name: "a tarball without a checksum", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: tarball, url: "https://h/x.tgz" }\n' }, error: /needs sha256 or integrity/ },
@@ -142,11 +142,31 @@ test("unknown keys are warnings with a did-you-mean hint, and the app still load
   );
 });
 
+test("a source key that only another source type takes says which types take it, not \"did you mean\" itself", async (t) => {
+  const result = await load(t, {
+    "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: npm, url: "https://h/x.tgz" }\n',
+    "apps/y/app.yaml": 'name: y\nversion: "1"\nsource: { type: git, url: /r, rf: main }\n',
+    "apps/z/app.yaml": 'name: z\nversion: "1"\nsource: { type: git, url: /r, sha265: abc }\n',
+  });
+  assert.deepEqual(
+    result.warnings.map((w) => `${w.file} ${w.path}: ${w.message}`),
+    [
+      'apps/x/app.yaml source.url: unknown key "url" for source type npm: url is used by git and tarball sources; it is ignored',
+      'apps/y/app.yaml source.rf: unknown key "rf" for source type git (did you mean "ref"?); it is ignored',
+      'apps/z/app.yaml source.sha265: unknown key "sha265" for source type git; it is ignored',
+    ],
+  );
+});
+
 test("strict mode turns warnings into errors and keeps the app out", async (t) => {
-  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\nlicense: MIT\n' }, true);
+  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\nlicense: MIT\ncommand: [node, s.js]\n' }, true);
   assert.equal(result.apps.length, 0);
   assert.equal(result.warnings.length, 0);
-  assert.match(result.errors[0]!.message, /unknown key "license"/);
+  assert.deepEqual(result.errors.map((e) => e.message), [
+    'unknown key "license" (refused by --strict)',
+    "command is only used with isolation: process (this app is embedded) (refused by --strict)",
+  ]);
+  for (const e of result.errors) assert.doesNotMatch(e.message, /ignored/, "an error does not say it is ignored");
   assert.deepEqual(result.invalid, ["x"]);
 });
 
@@ -212,9 +232,12 @@ test("health.port defaults to env.port, else 8080", async (t) => {
 });
 
 test("fields that have no effect as written are warnings", async (t) => {
-  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\ncommand: [node, s.js]\nlimits: { memory_mb: 64 }\n' });
+  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\ncommand: [node, s.js]\nlimits: { memory_mb: 64 }\nreload_signal: SIGHUP\n' });
   assert.equal(result.apps.length, 1);
-  assert.deepEqual(result.warnings.map((w) => w.path), ["command", "limits"]);
+  assert.deepEqual(result.warnings.map((w) => w.path), ["command", "limits", "reload_signal"]);
+  assert.equal(result.warnings[2]!.message, "reload_signal is only used with isolation: process (this app is embedded); it is ignored");
+  const proc = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\nisolation: process\ncommand: [node, s.js]\nreload_signal: SIGHUP\n' });
+  assert.deepEqual(proc.warnings, [], "a process app uses reload_signal");
 });
 
 test("formatIssue prints file:line:col path: message", () => {
