@@ -24,6 +24,13 @@ export const EVENT_NAMES = [
 /** A telemetry event name. */
 export type EventName = (typeof EVENT_NAMES)[number];
 
+/**
+ * One diagnostics channel per event name, held for the life of the process. `diagnostics_channel`
+ * keeps channels weakly: on Bun a channel that `diagnostics.subscribe(name, fn)` created can be
+ * collected before the agent publishes, and the channel it then gets has no subscribers.
+ */
+const CHANNELS: ReadonlyMap<string, diagnostics.Channel> = new Map(EVENT_NAMES.map((name) => [name, diagnostics.channel(name)]));
+
 /** One telemetry event. Durations are milliseconds. */
 export interface TelemetryEvent {
   name: EventName;
@@ -81,7 +88,7 @@ export class Telemetry {
         }
       }
     }
-    const channel = diagnostics.channel(name);
+    const channel = CHANNELS.get(name) ?? diagnostics.channel(name);
     if (channel.hasSubscribers) channel.publish(event);
   };
 }
