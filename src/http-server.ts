@@ -94,6 +94,22 @@ export function isLoopback(hostname: string): boolean {
   return host === "localhost" || host === "::1" || /^(::ffff:)?127(\.\d{1,3}){3}$/.test(host);
 }
 
+/**
+ * Whether a `Host` header value (`name`, `name:port`, `[v6]`, `[v6]:port`) names this host by a
+ * loopback name or address: `localhost` and `*.localhost` (browsers resolve them to loopback
+ * themselves, RFC 6761), 127.0.0.0/8 as a dotted quad, `[::1]` or `[::ffff:127.x.x.x]`. A name a
+ * DNS-rebinding page uses (its own domain) is not.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const value = host.trim().toLowerCase();
+  const bracketed = /^\[([0-9a-f:.]+)\](?::\d{1,5})?$/.exec(value);
+  if (bracketed) return isLoopback(bracketed[1]!);
+  const named = /^([a-z0-9.-]+?)\.?(?::\d{1,5})?$/.exec(value);
+  if (!named) return false;
+  const name = named[1]!;
+  return name === "localhost" || name.endsWith(".localhost") || /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(name);
+}
+
 /** `host:port`, with IPv6 hosts in brackets. */
 export function formatAddress(hostname: string, port: number): string {
   return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;

@@ -42,5 +42,69 @@ export function redact(text: string): string {
   return out;
 }
 
-/** Env keys whose values are shown as `"***"` in status and the API. */
-export const SECRET_KEY = /secret|token|password|key/i;
+/**
+ * Env keys whose values are shown as `"***"` in status and the API: a key that contains, in any
+ * case, `secret`, `token`, `passw` (password, passwd), `passphrase`, `pass` not followed by a
+ * letter (`DB_PASS`, `PASS_FILE`), `pwd`, `key`, `credential`, `creds`, `auth` (auth_header,
+ * authorization, oauth), `session`, `cookie`, `private` or `dsn`. Masking a harmless value
+ * (`AUTHOR`, `SESSION_TIMEOUT`) costs a line of visibility; showing a secret costs the secret.
+ */
+export const SECRET_KEY = /secret|token|passw|passphrase|pass(?![a-z])|pwd|key|credential|creds|auth|session|cookie|private|dsn/i;
+
+/**
+ * Env values that are secrets whatever their key: an HTTP credential (`Bearer …` anywhere,
+ * `Basic …` or `Token …` at the start) or a URL with user info (`scheme://user:pass@host`).
+ */
+export const SECRET_VALUE = /\bbearer\s+\S|^\s*(?:basic|token)\s+\S|[a-z][a-z0-9+.-]*:\/\/[^\s/?#]*@/i;
+
+/** Deepest nesting {@link redactValue} copies (spec files may nest at most 1000 levels). */
+export const MAX_SHOWN_DEPTH = 1024;
+
+/** Options of {@link redactValue}. */
+export interface RedactValueOptions {
+  /** Env rules too: values of {@link SECRET_KEY} keys and {@link SECRET_VALUE} values become `"***"`, at any depth. */
+  secrets?: boolean;
+}
+
+type Slot = Record<string | number, unknown>;
+
+/**
+ * A JSON-ready copy of `value` with every string through {@link redact} (and the env rules with
+ * `secrets`). Iterative, so no value can overflow the call stack: containers nested deeper than
+ * {@link MAX_SHOWN_DEPTH} become a `"[nested deeper than … levels: not shown]"` note, which keeps the
+ * copy shallow enough for `JSON.stringify` on every runtime (Node's overflows near 4000 levels).
+ * Key order is kept; `toJSON()` is honoured as `JSON.stringify` would.
+ */
+export function redactValue(value: unknown, options: RedactValueOptions = {}): unknown {
+  const root: Slot = {};
+  const todo: [unknown, Slot, string | number, number][] = [[value, root, "value", 0]];
+  while (todo.length > 0) {
+    const [input, parent, key, depth] = todo.pop()!;
+    let v = input;
+    if (v !== null && typeof v === "object" && typeof (v as { toJSON?: unknown }).toJSON === "function") v = (v as { toJSON(): unknown }).toJSON();
+    if (typeof v === "string") {
+      parent[key] = options.secrets && SECRET_VALUE.test(v) ? "***" : redact(v);
+    } else if (v === null || typeof v !== "object") {
+      parent[key] = v;
+    } else if (depth >= MAX_SHOWN_DEPTH) {
+      parent[key] = `[nested deeper than ${MAX_SHOWN_DEPTH} levels: not shown]`;
+    } else if (Array.isArray(v)) {
+      const copy: unknown[] = new Array(v.length);
+      parent[key] = copy;
+      for (let i = v.length - 1; i >= 0; i--) todo.push([v[i], copy as unknown as Slot, i, depth + 1]);
+    } else {
+      const copy: Slot = {};
+      parent[key] = copy;
+      const entries = Object.entries(v);
+      for (const [k] of entries) {
+        // Reserve the key now so the copy keeps the original order; "__proto__" as data, not a prototype.
+        Object.defineProperty(copy, k, { value: options.secrets && SECRET_KEY.test(k) ? "***" : undefined, writable: true, enumerable: true, configurable: true });
+      }
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, item] = entries[i]!;
+        if (!(options.secrets && SECRET_KEY.test(k))) todo.push([item, copy, k, depth + 1]);
+      }
+    }
+  }
+  return root.value;
+}

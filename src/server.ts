@@ -7,10 +7,10 @@
  */
 import type { Agent } from "./agent.ts";
 import { GitopsError, messageOf } from "./errors.ts";
-import { isLoopback, parseListen, type ListenAddress } from "./http-server.ts";
+import { isLoopback, isLoopbackHost, parseListen, type ListenAddress } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { METRICS_CONTENT_TYPE, Metrics } from "./metrics.ts";
-import { redact } from "./redact.ts";
+import { redact, redactValue } from "./redact.ts";
 import { maskEnv } from "./status.ts";
 import { constantTimeEqual, parseWebhook, pushTargets, verifyWebhook } from "./webhook.ts";
 
@@ -22,6 +22,12 @@ export interface HandlerOptions {
   webhookSecret?: string;
   /** The tracked branch: only pushes to it trigger a reconcile (default `agent.config.branch`). */
   branch?: string;
+  /**
+   * The address the handler is served on (default `agent.config.listen`). On a loopback address
+   * every request must name a loopback host (see {@link createHandler}); `"off"` (the handler is
+   * mounted elsewhere) checks nothing.
+   */
+  listen?: string;
   /** Largest webhook body accepted, in bytes (default 25 MiB, GitHub's own cap). */
   maxBodyBytes?: number;
   /** Where metrics are kept (default: a new {@link Metrics} subscribed to every agent event). */
@@ -33,7 +39,15 @@ export interface HandlerOptions {
 export type ControlHandler = (request: Request) => Promise<Response>;
 
 type Params = Record<string, string>;
-type Route = { method: "GET" | "POST"; path: RegExp; auth?: boolean; run: (request: Request, params: Params) => Promise<Response> };
+type Route = {
+  method: "GET" | "POST";
+  path: RegExp;
+  /** Needs the bearer token when one is configured. */
+  auth?: boolean;
+  /** Authenticates itself (the webhook's signature): exempt from the loopback Host check. */
+  anyHost?: boolean;
+  run: (request: Request, params: Params) => Promise<Response>;
+};
 
 /**
  * The `listen` address the control API binds, or `undefined` for `"off"`. Throws `GitopsError`
@@ -55,6 +69,13 @@ export function controlApiAddress(listen: string, token: string | undefined): Li
  * Creates the control API handler for `agent`. It subscribes a metrics collector to the agent's
  * events at once (create it before `agent.start()` to count the first tick). The handler never
  * throws: failures are JSON `{ error, code? }` answers without stack traces.
+ *
+ * Served on a loopback address, it answers only requests whose `Host` is a loopback name
+ * (`localhost`, `*.localhost`, `127.x.x.x`, `[::1]`, any port), else 421: a DNS-rebinding page
+ * reaches the port under its own host name and would otherwise read `/status`, `/apps` and
+ * `/state/*`. Exempt: requests carrying the valid bearer token (a proxy that forwards the public
+ * `Host` sends it) and `POST /webhook` (its signature authenticates it). On another address
+ * (which needs a token) the names are unknown, so only the token guards, and only mutating calls.
  */
 export function createHandler(agent: Agent, options: HandlerOptions = {}): ControlHandler {
   const token = options.token ?? agent.config.token;
@@ -62,6 +83,8 @@ export function createHandler(agent: Agent, options: HandlerOptions = {}): Contr
   const branch = options.branch ?? agent.config.branch;
   const maxBody = options.maxBodyBytes ?? 25 * 1024 * 1024;
   const logger = options.logger ?? silentLogger;
+  const listen = options.listen ?? agent.config.listen;
+  const loopbackOnly = listen.trim().toLowerCase() !== "off" && isLoopback(parseListen(listen).hostname);
   const metrics = options.metrics ?? new Metrics();
   if (!options.metrics) agent.on("*", metrics.observe);
 
@@ -136,7 +159,7 @@ export function createHandler(agent: Agent, options: HandlerOptions = {}): Contr
         }
       },
     },
-    { method: "POST", path: /^\/webhook$/, run: (request) => webhook(request) },
+    { method: "POST", path: /^\/webhook$/, anyHost: true, run: (request) => webhook(request) },
     {
       method: "GET",
       path: /^\/metrics$/,
@@ -174,22 +197,39 @@ export function createHandler(agent: Agent, options: HandlerOptions = {}): Contr
     }
   }
 
+  function bearer(request: Request): string | undefined {
+    return /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(request.headers.get("authorization") ?? "")?.[1];
+  }
+
+  /** The DNS-rebinding guard of a loopback listener (see {@link createHandler}). */
+  function checkHost(request: Request, url: URL, route: Route): Response | undefined {
+    if (!loopbackOnly || route.anyHost) return undefined;
+    const host = request.headers.get("host") ?? url.host;
+    if (isLoopbackHost(host)) return undefined;
+    const given = bearer(request);
+    if (token && given !== undefined && constantTimeEqual(given, token)) return undefined;
+    return error(
+      421,
+      `refusing a request for host ${JSON.stringify(host.slice(0, 100))}: the control API listens on loopback and answers only requests to localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding)${token ? ", or ones carrying the bearer token" : ""}`,
+    );
+  }
+
   function authorize(request: Request): Response | undefined {
     if (!token) {
       // No token: only non-browser clients may mutate. Browsers always send Origin on a POST, so
       // this stops any web page (or a DNS-rebinding one) from driving a loopback agent.
       return request.headers.has("origin") ? error(403, "requests from a browser need the API token (configure token)") : undefined;
     }
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(request.headers.get("authorization") ?? "");
-    if (!match) return error(401, "missing bearer token: send Authorization: Bearer <token>", undefined, { "www-authenticate": 'Bearer realm="bc-gitops"' });
-    if (!constantTimeEqual(match[1]!, token)) return error(401, "invalid bearer token", undefined, { "www-authenticate": 'Bearer realm="bc-gitops", error="invalid_token"' });
+    const given = bearer(request);
+    if (given === undefined) return error(401, "missing bearer token: send Authorization: Bearer <token>", undefined, { "www-authenticate": 'Bearer realm="bc-gitops"' });
+    if (!constantTimeEqual(given, token)) return error(401, "invalid bearer token", undefined, { "www-authenticate": 'Bearer realm="bc-gitops", error="invalid_token"' });
     return undefined;
   }
 
   return async (request) => {
     const method = request.method.toUpperCase();
     try {
-      const url = new URL(request.url);
+      const url = urlOf(request);
       const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, "") : url.pathname;
       const matching = routes.flatMap((route) => {
         const m = route.path.exec(path);
@@ -202,6 +242,8 @@ export function createHandler(agent: Agent, options: HandlerOptions = {}): Contr
         return error(405, `${method} is not allowed on ${url.pathname}; use ${allow}`, undefined, { allow });
       }
       if (!found.params) return error(400, `malformed path ${url.pathname}`);
+      const misdirected = checkHost(request, url, found.route);
+      if (misdirected) return misdirected;
       const denied = found.route.auth ? authorize(request) : undefined;
       if (denied) return denied;
       const response = await found.route.run(request, found.params);
@@ -227,6 +269,18 @@ function decodeParams(match: RegExpExecArray): Params | undefined {
   return params;
 }
 
+/**
+ * The request's URL. Bun.serve builds `request.url` from the Host header, so a malformed Host
+ * (`127.0.0.256`, `a b`) makes it unparsable: keep its path, the Host check then refuses it.
+ */
+function urlOf(request: Request): URL {
+  try {
+    return new URL(request.url);
+  } catch {
+    return new URL(request.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "") || "/", "http://unknown.invalid");
+  }
+}
+
 function statusOf(e: unknown): number {
   if (!(e instanceof GitopsError)) return 500;
   if (e.code === "E_NOT_FOUND") return 404;
@@ -243,16 +297,10 @@ function safePath(url: string): string {
   }
 }
 
-/** Every string in `value`, at any depth, through `redact()`. */
-function redactDeep(value: unknown): unknown {
-  if (typeof value === "string") return redact(value);
-  if (Array.isArray(value)) return value.map(redactDeep);
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v)]));
-  return value;
-}
-
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(`${JSON.stringify(redactDeep(body))}\n`, {
+  // redactValue never recurses and cuts what nests too deep, so neither it nor JSON.stringify can
+  // overflow the stack on one app's value and fail the answer for every app.
+  return new Response(`${JSON.stringify(redactValue(body))}\n`, {
     status,
     headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
   });

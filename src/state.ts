@@ -40,44 +40,94 @@ export function statePath(localPath: string): string {
   return join(localPath, "state.json");
 }
 
+/** The largest entry one app may take in state.json (compact JSON bytes); a bigger one is left out. */
+export const MAX_APP_STATE_BYTES = 1024 * 1024;
+/** The deepest nesting an app's entry may have (spec files may nest at most 1000 levels). */
+export const MAX_APP_STATE_DEPTH = 1024;
+/** The largest state.json read back: far above what {@link writeState} writes, below what a runtime can hold as one string. */
+export const MAX_STATE_FILE_BYTES = 256 * 1024 * 1024;
+
+/** What {@link writeState} left out: app name -> a message naming the app and the limit it broke. */
+export type OmittedApps = Record<string, string>;
+
 /**
- * Reads state.json. A missing file is an empty state; an unreadable or corrupt one is moved aside
- * (`state.json.corrupt-<time>`) and reported, never fatal: the next reconcile rebuilds it from git.
+ * Reads state.json. A missing file is an empty state; an unreadable, corrupt or oversized one is
+ * moved aside (`state.json.corrupt-<time>`) and reported, never fatal: the next reconcile rebuilds
+ * it from git. One bad app entry (invalid, too deep, or left out when written) is skipped with a
+ * warning naming it; the other apps are kept.
  */
 export async function readState(file: string, logger: Logger): Promise<DurableState> {
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    const handle = await open(file, "r");
+    try {
+      const { size } = await handle.stat();
+      if (size > MAX_STATE_FILE_BYTES) return await setAside(file, logger, `it is ${mb(size)}, more than bc-gitops writes (at most ${mb(MAX_APP_STATE_BYTES)} per app); an older version may have written a deeply nested spec`);
+      text = new TextDecoder().decode(await handle.readFile());
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return emptyState();
     logger.warn(`cannot read ${file}: ${(error as Error).message}; starting with no remembered apps`);
     return emptyState();
   }
+  let raw: Partial<DurableState> & { omitted?: unknown };
   try {
-    const raw = JSON.parse(text) as Partial<DurableState>;
+    raw = JSON.parse(text) as typeof raw;
     if (raw.version !== 1 || typeof raw.apps !== "object" || raw.apps === null) throw new Error("not a bc-gitops state file");
-    const state: DurableState = { version: 1, apps: {}, ...(raw.commit ? { commit: raw.commit } : {}) };
-    for (const [name, app] of Object.entries(raw.apps)) {
-      const spec = AppSpec.safeParse(app?.spec);
-      if (spec.success && spec.data.name === name) state.apps[name] = { ...app, spec: spec.data };
-      else logger.warn(`${file}: ignoring the remembered app "${name}": its spec no longer validates`);
-    }
-    return state;
   } catch (error) {
-    const aside = `${file}.corrupt-${Date.now()}`;
-    logger.warn(`${file} is corrupt (${(error as Error).message}); moved it to ${aside} and starting with no remembered apps`);
-    await rename(file, aside).catch(() => {});
-    return emptyState();
+    return setAside(file, logger, (error as Error).message);
   }
+  const state: DurableState = { version: 1, apps: {}, ...(typeof raw.commit === "string" ? { commit: raw.commit } : {}) };
+  const later = "it is deployed from git once the repository is read";
+  for (const message of Object.values(typeof raw.omitted === "object" && raw.omitted !== null ? raw.omitted : {})) {
+    logger.warn(`${file}: ${String(message)}; ${later}`);
+  }
+  for (const [name, app] of Object.entries(raw.apps)) {
+    const why = entryProblem(app);
+    if (why) {
+      logger.warn(`${file}: ignoring the remembered app "${name}": ${why}; ${later}`);
+      continue;
+    }
+    let spec: ReturnType<typeof AppSpec.safeParse> | undefined;
+    try {
+      spec = AppSpec.safeParse(app.spec);
+    } catch {
+      // A value the schema's own code cannot digest: the same as invalid, for this app only.
+    }
+    if (spec?.success && spec.data.name === name) state.apps[name] = { ...app, spec: spec.data };
+    else logger.warn(`${file}: ignoring the remembered app "${name}": its spec no longer validates; ${later}`);
+  }
+  return state;
 }
 
-/** Writes state.json atomically: a temp file in the same directory, flushed, then renamed over. */
-export async function writeState(file: string, state: DurableState): Promise<void> {
+/**
+ * Writes state.json atomically: a temp file in the same directory, flushed, then renamed over.
+ * Each app is one line of compact JSON, so the file grows linearly with the specs (indented JSON
+ * grows with the square of their nesting: 800 MB for one 20,000-level env). An app whose entry
+ * nests deeper than {@link MAX_APP_STATE_DEPTH} or takes more than {@link MAX_APP_STATE_BYTES} is
+ * left out (listed under `omitted` with the reason, and returned) so it cannot fill the disk or
+ * stop the other apps from being remembered; it keeps running, and is redeployed from git after a
+ * restart instead of restored.
+ */
+export async function writeState(file: string, state: DurableState): Promise<OmittedApps> {
+  const omitted: OmittedApps = {};
+  const lines: string[] = [];
+  for (const [name, app] of Object.entries(state.apps)) {
+    const entry = serialize(app);
+    if ("json" in entry) lines.push(`    ${JSON.stringify(name)}: ${entry.json}`);
+    else omitted[name] = `app "${name}" is not saved in state.json: ${entry.error}`;
+  }
+  const head = { version: state.version, ...(state.commit !== undefined ? { commit: state.commit } : {}), updated_at: new Date().toISOString() };
+  const top = Object.entries(head).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
+  if (Object.keys(omitted).length > 0) top.push(`  "omitted": ${JSON.stringify(omitted)}`);
+  top.push(lines.length > 0 ? `  "apps": {\n${lines.join(",\n")}\n  }` : `  "apps": {}`);
   await mkdir(dirname(file), { recursive: true });
   const temp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const handle = await open(temp, "w", 0o600);
   try {
-    await handle.writeFile(JSON.stringify({ ...state, updated_at: new Date().toISOString() }, null, 2));
+    await handle.writeFile(`{\n${top.join(",\n")}\n}\n`);
     await handle.sync();
   } finally {
     await handle.close();
@@ -88,4 +138,43 @@ export async function writeState(file: string, state: DurableState): Promise<voi
     await rm(temp, { force: true });
     throw error;
   }
+  return omitted;
+}
+
+/** One app's entry as compact JSON, or why it cannot be saved. */
+function serialize(app: DeployedApp): { json: string } | { error: string } {
+  const problem = entryProblem(app);
+  if (problem) return { error: problem };
+  let json: string;
+  try {
+    json = JSON.stringify(app);
+  } catch (error) {
+    return { error: `its entry cannot be written as JSON (${(error as Error).message})` };
+  }
+  const size = new TextEncoder().encode(json).byteLength;
+  if (size > MAX_APP_STATE_BYTES) return { error: `its entry takes ${mb(size)}, over the ${mb(MAX_APP_STATE_BYTES)} limit per app: shrink its spec (env)` };
+  return { json };
+}
+
+/** Why an app entry cannot be kept (not an object, or nested too deep), or `undefined`. Iterative: the value may nest deeper than the stack. */
+function entryProblem(app: unknown): string | undefined {
+  if (app === null || typeof app !== "object" || Array.isArray(app)) return "its entry is not an object";
+  const todo: [object, number][] = [[app, 1]];
+  while (todo.length > 0) {
+    const [value, depth] = todo.pop()!;
+    if (depth > MAX_APP_STATE_DEPTH) return `its spec nests deeper than ${MAX_APP_STATE_DEPTH} levels`;
+    for (const child of Object.values(value)) if (child !== null && typeof child === "object") todo.push([child, depth + 1]);
+  }
+  return undefined;
+}
+
+async function setAside(file: string, logger: Logger, why: string): Promise<DurableState> {
+  const aside = `${file}.corrupt-${Date.now()}`;
+  logger.warn(`${file} is corrupt (${why}); moved it to ${aside} and starting with no remembered apps`);
+  await rename(file, aside).catch(() => {});
+  return emptyState();
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
 }

@@ -3,7 +3,7 @@
  * the API shows them (secret-looking env values masked), and the error list.
  */
 import { iconFor } from "./identicon.ts";
-import { SECRET_KEY } from "./redact.ts";
+import { redactValue } from "./redact.ts";
 import type { AppState } from "./runtime.ts";
 import type { AppSpec } from "./spec.ts";
 
@@ -50,17 +50,16 @@ export function statusName(input: {
   return "synced";
 }
 
-/** Env with the values of secret-looking keys (`/secret|token|password|key/i`) replaced by `"***"`, at any depth. */
+/**
+ * Env as status and the API show it: values of secret-looking keys (`SECRET_KEY` in redact.ts) and
+ * secret-looking values (`SECRET_VALUE`: `Bearer …`, URLs with credentials) replaced by
+ * `"***"` at any depth, other strings redacted. Never recurses: a value nested deeper than
+ * `MAX_SHOWN_DEPTH` is cut there (see `redactValue`), so one app's env cannot break the view
+ * of every app.
+ */
 export function maskEnv(env: Record<string, unknown> | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(env ?? {})) {
-    out[key] = SECRET_KEY.test(key)
-      ? "***"
-      : value && typeof value === "object" && !Array.isArray(value)
-        ? maskEnv(value as Record<string, unknown>)
-        : value;
-  }
-  return out;
+  const masked = redactValue(env ?? {}, { secrets: true });
+  return masked !== null && typeof masked === "object" && !Array.isArray(masked) ? (masked as Record<string, unknown>) : {};
 }
 
 /**

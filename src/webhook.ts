@@ -70,10 +70,15 @@ export function verifyWebhook(headers: Headers, body: Uint8Array, secret: string
   return { ok: false, reason: "missing signature: send X-Hub-Signature-256 or X-Signature-256 (sha256=<hex HMAC-SHA256 of the body>) or X-Gitlab-Token" };
 }
 
+const FORM_WITHOUT_PAYLOAD =
+  "a form-encoded webhook (Content-Type: application/x-www-form-urlencoded) must carry its JSON in the payload= field; send a raw JSON body as application/json";
+
 /**
  * Reads what a (verified) webhook asks for: a ping, a push (with its ref and commit when given),
- * an event that is not a push, or a body that cannot be read. JSON bodies and GitHub's form
- * encoding (`payload=<json>`) are accepted.
+ * an event that is not a push, or a body that cannot be read. Two content types: a JSON body
+ * (`application/json`, or none; an empty body is a push naming no ref, a generic "check now"), and
+ * GitHub's default form encoding (`application/x-www-form-urlencoded`, `payload=<url-encoded
+ * JSON>`; the signature covers the raw form bytes). A form body without a `payload` field is invalid.
  */
 export function parseWebhook(headers: Headers, body: Uint8Array): WebhookEvent {
   const provider = webhookProvider(headers);
@@ -87,7 +92,13 @@ export function parseWebhook(headers: Headers, body: Uint8Array): WebhookEvent {
   let payload: unknown;
   try {
     let text = new TextDecoder("utf-8", { fatal: true }).decode(body);
-    if (/^application\/x-www-form-urlencoded\b/i.test(headers.get("content-type") ?? "")) text = new URLSearchParams(text).get("payload") ?? "";
+    if (/^application\/x-www-form-urlencoded\b/i.test(headers.get("content-type") ?? "")) {
+      // GitHub's default content type: the JSON is the `payload` field. A form without it (raw
+      // JSON sent with a form type) is not read as an empty "check now" push: that would trigger.
+      const field = new URLSearchParams(text).get("payload");
+      if (field === null || field.trim() === "") return { kind: "invalid", provider, reason: FORM_WITHOUT_PAYLOAD };
+      text = field;
+    }
     payload = text.trim() === "" ? {} : JSON.parse(text);
   } catch {
     return { kind: "invalid", provider, reason: "the body is not a JSON push payload" };

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import type { TestContext } from "node:test";
 import { GitopsError } from "../src/errors.ts";
-import { formatAddress, isLoopback, listen, parseListen, serve, type FetchHandler, type HttpListener, type ListenOptions } from "../src/http-server.ts";
+import { formatAddress, isLoopback, isLoopbackHost, listen, parseListen, serve, type FetchHandler, type HttpListener, type ListenOptions } from "../src/http-server.ts";
 
 // Each server case runs on the runtime's own server (Bun.serve / Deno.serve) and on node:http, the one Node uses.
 const ENGINES = ["native", "node"] as const;
@@ -42,6 +42,33 @@ test("only loopback hosts count as loopback", () => {
   for (const [host, expected] of cases) assert.equal(isLoopback(host), expected, host);
   assert.equal(formatAddress("::1", 80), "[::1]:80");
   assert.equal(formatAddress("127.0.0.1", 80), "127.0.0.1:80");
+});
+
+test("Host header values name a loopback host only as localhost, *.localhost, 127.x.x.x or [::1], with or without a port", () => {
+  const cases: [string, boolean][] = [
+    ["localhost", true],
+    ["localhost:9477", true],
+    ["LocalHost.", true],
+    ["api.localhost:80", true],
+    ["127.0.0.1", true],
+    ["127.255.0.9:9477", true],
+    ["[::1]", true],
+    ["[::1]:9477", true],
+    ["[::ffff:127.0.0.1]:1", true],
+    ["::1", false],
+    ["127.0.0.256", false],
+    ["127.0.0.1.evil.example", false],
+    ["localhost.evil.example:9477", false],
+    ["evil.example", false],
+    ["0.0.0.0:9477", false],
+    ["[::]:9477", false],
+    ["[::2]", false],
+    ["10.0.0.1", false],
+    ["localhost:99999999", false],
+    ["localhost:9477:1", false],
+    ["", false],
+  ];
+  for (const [host, expected] of cases) assert.equal(isLoopbackHost(host), expected, host);
 });
 
 const echo: FetchHandler = async (request) => {

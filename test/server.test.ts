@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { createAgent, type Agent, type AgentOptions } from "../src/agent.ts";
@@ -305,4 +306,96 @@ test("createAgent refuses a non-loopback listen address without a token, and a m
     assert.doesNotThrow(() => createAgent({ repoUrl: "/r", listen }), listen);
   }
   assert.throws(() => createAgent({ repoUrl: "/r", listen: "127.0.0.1" }), isConfigError(/expected HOST:PORT/));
+});
+
+test("env keys named like secrets, and Bearer or URL-credential values under any key, are masked in every view", async (t) => {
+  const secretKeys = ["passphrase", "credentials", "session", "creds", "auth_header", "cookie", "private", "db_pass", "smtp_pwd", "sentry_dsn", "api_key", "oauth_client"];
+  const env = Object.fromEntries(secretKeys.map((key, i) => [key, `value-${i}-shh`]));
+  Object.assign(env, { upstream: "Bearer abc.def.ghi-1", header: "X: bearer zzz-2", basic: "Basic dXNlcjpwdw==-3", mirror: "https://u:p@ss@mirror.example/x-4" });
+  Object.assign(env, { port: 8080, log_level: "debug", bypassed: "shown", nested: [{ session_id: "s-5-shh", home: "https://example.com/" }] });
+  const h = await harness(t, { "apps/db/app.json": JSON.stringify({ name: "db", version: "1.0.0", env }) });
+  await h.agent.start();
+  const expected = {
+    ...Object.fromEntries(secretKeys.map((key) => [key, "***"])),
+    ...{ upstream: "***", header: "***", basic: "***", mirror: "***" },
+    ...{ port: 8080, log_level: "debug", bypassed: "shown", nested: [{ session_id: "***", home: "https://example.com/" }] },
+  };
+  assert.deepEqual((await h.call("GET", "/apps/db")).json.env, expected);
+  assert.deepEqual((await h.call("GET", "/state/desired")).json.apps.db.env, expected);
+  assert.deepEqual((await h.call("GET", "/state/current")).json.apps.db.env, expected);
+  assert.deepEqual((await h.agent.getAppStatus("db"))?.env, expected, "the library's view too");
+});
+
+test("one app's env nested deeper than the stack does not break the API: its value is cut, every other answer is whole", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/deep/app.yaml": yamlSpec("deep", "1.0.0") });
+  await h.agent.start();
+  // As a custom runtime (or a spec from an older state.json) could report it: 200,000 levels.
+  let deep: Record<string, unknown> = {};
+  for (let i = 0; i < 200_000; i++) deep = i % 2 ? { a: deep } : { a: [deep] };
+  h.runtime.apps.get("deep")!.env = { deep, port: 1 };
+  await h.agent.reconcile(); // status reads the runtime's state at each tick
+  for (const path of ["/status", "/apps", "/apps/db", "/apps/deep", "/state/current", "/state/desired", "/metrics"]) {
+    assert.equal((await h.call("GET", path)).status, 200, path);
+  }
+  assert.equal((await h.call("GET", "/apps/db")).json.status, "running");
+  const shown = (await h.call("GET", "/apps/deep")).json;
+  assert.equal(shown.env.port, 1);
+  let level: any = shown.env.deep;
+  let depth = 0;
+  while (typeof level === "object") (level = Array.isArray(level) ? level[0] : level.a), depth++;
+  assert.match(level, /^\[nested deeper than 1024 levels: not shown\]$/);
+  assert.ok(depth > 1000, `shown to ${depth} levels`);
+});
+
+/** A GET over real HTTP with the given Host header (fetch may not set Host). */
+function getWithHost(port: number, path: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: "127.0.0.1", port, path, method: "GET", headers: { ...headers, host } }, (response) => {
+      let text = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (text += chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, text }));
+      response.on("error", reject);
+    });
+    request.setTimeout(15_000, () => request.destroy(new Error(`GET ${path} timed out`)));
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+for (const token of [undefined, TOKEN]) {
+  test(`on loopback ${token ? "with" : "without"} a token, only requests addressed to a loopback host are answered (DNS rebinding)`, async (t) => {
+    const repo = await gitopsRepo(t, { "apps/db/app.yaml": db() });
+    const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: new FakeRuntime(), reconcileInterval: "1h", listen: "127.0.0.1:0", token, webhookSecret: SECRET });
+    t.after(() => agent.stop());
+    await agent.start();
+    const port = Number(agent.address!.split(":").pop());
+    for (const host of ["localhost", `localhost:${port}`, "LOCALHOST.", "app.localhost", `127.0.0.1:${port}`, "127.1.2.3", "[::1]", `[::1]:${port}`]) {
+      assert.equal((await getWithHost(port, "/status", host)).status, 200, host);
+    }
+    for (const host of ["evil.example", `evil.example:${port}`, "127.0.0.1.evil.example", "localhost.evil.example", "0.0.0.0", "[::2]", "10.0.0.1", "127.0.0.256"]) {
+      for (const path of ["/status", "/apps", "/apps/db", "/state/desired", "/state/current", "/metrics", "/healthz"]) {
+        const refused = await getWithHost(port, path, host);
+        assert.equal(refused.status, 421, `${host} ${path}`);
+        assert.match(JSON.parse(refused.text).error, /^refusing a request for host ".*": the control API listens on loopback and answers only requests to localhost, 127\.0\.0\.1 or \[::1\] \(a guard against DNS rebinding\)/);
+        assert.ok(!refused.text.includes("db"), "nothing about the apps");
+      }
+    }
+    if (token) {
+      assert.equal((await getWithHost(port, "/status", "agent.example", { authorization: `Bearer ${TOKEN}` })).status, 200, "a proxy forwarding its Host sends the token");
+      assert.equal((await getWithHost(port, "/status", "agent.example", { authorization: "Bearer wrong-token-0000" })).status, 421);
+    }
+  });
+}
+
+test("the webhook is exempt from the Host check (its signature authenticates it); a handler not served on loopback checks no Host", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db() });
+  await h.agent.start();
+  const loopback = createHandler(h.agent, { listen: "127.0.0.1:9477" });
+  const hook = JSON.stringify({ ref: "refs/heads/dev" });
+  const signed = await loopback(new Request("http://gitops.example.com/webhook", { method: "POST", headers: { "x-hub-signature-256": signWebhook(hook, SECRET) }, body: hook }));
+  assert.equal(signed.status, 200);
+  assert.equal((await loopback(new Request("http://gitops.example.com/status"))).status, 421);
+  assert.equal((await createHandler(h.agent, { listen: "0.0.0.0:9477" })(new Request("http://gitops.example.com/status"))).status, 200);
+  assert.equal((await h.call("GET", "/status")).status, 200, "listen: off (mounted elsewhere) checks nothing");
 });

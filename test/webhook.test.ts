@@ -13,6 +13,8 @@ import { gitopsRepo, yamlSpec } from "./helpers/gitops-repo.ts";
 const SECRET = "webhook-secret-0123";
 const enc = (s: string) => new TextEncoder().encode(s);
 const hmac = (body: string, secret = SECRET) => createHmac("sha256", secret).update(body).digest("hex");
+const FORM_WITHOUT_PAYLOAD =
+  "a form-encoded webhook (Content-Type: application/x-www-form-urlencoded) must carry its JSON in the payload= field; send a raw JSON body as application/json";
 const push = (ref: string) => JSON.stringify({ ref, after: "a".repeat(40), repository: { full_name: "acme/gitops" } });
 
 /** Signed request headers per provider, for `body` (signed with `secret`). */
@@ -68,6 +70,9 @@ test("webhook events parse into ping, push (ref and commit), ignored and invalid
     [{}, JSON.stringify({ ref: "main" }), { kind: "push", provider: "generic", ref: "main" }],
     [{ "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" }, `payload=${encodeURIComponent(push("refs/heads/main"))}`, { kind: "push", provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }],
     [{ "x-github-event": "push" }, "{not json", { kind: "invalid", provider: "github", reason: "the body is not a JSON push payload" }],
+    [{ "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" }, push("refs/heads/main"), { kind: "invalid", provider: "github", reason: FORM_WITHOUT_PAYLOAD }],
+    [{ "content-type": "application/x-www-form-urlencoded; charset=utf-8" }, "", { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD }],
+    [{ "content-type": "application/x-www-form-urlencoded" }, "payload=", { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD }],
     [{}, "[1]", { kind: "invalid", provider: "generic", reason: "the body is not a JSON object" }],
   ];
   for (const [headers, body, expected] of cases) assert.deepEqual(parseWebhook(new Headers(headers), enc(body)), expected, JSON.stringify([headers, body]));
@@ -200,4 +205,34 @@ test("a webhook body over the size limit is refused with 413 before it is verifi
   const streamed = await handler(new Request("http://agent.test/webhook", { method: "POST", body: stream, duplex: "half" } as RequestInit));
   assert.equal(streamed.status, 413);
   await streamed.body?.cancel();
+});
+
+test("a signed form-encoded webhook whose body is raw JSON, not payload=, is refused with 400 and triggers nothing", async (t) => {
+  const h = await harness(t);
+  const before = h.ticks();
+  for (const body of [JSON.stringify({ after: "a".repeat(40) }), push("refs/heads/main"), ""]) {
+    const response = await h.post({ "content-type": "application/x-www-form-urlencoded", "x-signature-256": signWebhook(body, SECRET) }, body);
+    assert.deepEqual([response.status, response.body], [400, { error: FORM_WITHOUT_PAYLOAD }], body);
+  }
+  assert.equal(h.ticks(), before);
+});
+
+test("GitHub's default form content type (payload=<json>), signed over the raw form bytes, triggers a tick over real HTTP", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
+  const runtime = new FakeRuntime();
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "127.0.0.1:0", webhookSecret: SECRET });
+  t.after(() => agent.stop());
+  await agent.start();
+  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.1.0") });
+  // As GitHub sends it: pretty JSON, form-encoded (spaces as "+"), then signed.
+  const json = JSON.stringify({ ref: "refs/heads/main", after: "a".repeat(40), head_commit: { message: "bump db & more = 100%" } }, null, 2);
+  const body = new URLSearchParams({ payload: json }).toString();
+  assert.match(body, /^payload=%7B%0A\+\+%22ref%22/);
+  const response = await fetch(`http://${agent.address}/webhook`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", "x-github-event": "push", "x-hub-signature-256": `sha256=${hmac(body)}` },
+    body,
+  });
+  assert.deepEqual([response.status, await response.json()], [202, { triggered: true, provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }]);
+  await until(() => runtime.calls.includes("upgrade db 1.1.0 from 1.0.0"), "the triggered tick");
 });
