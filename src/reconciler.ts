@@ -503,7 +503,9 @@ export class Reconciler {
   async #saveState(): Promise<void> {
     const text = JSON.stringify(this.#d.state);
     if (text !== this.#savedState) {
-      await writeState(this.#d.statePath, this.#d.state);
+      const omitted = await writeState(this.#d.statePath, this.#d.state);
+      // The app keeps running; after a restart it is deployed from git instead of restored.
+      for (const why of Object.values(omitted)) this.#warnOnce(this.#desired?.commit ?? "", why);
       this.#savedState = text;
     }
     // state.json now holds every action the journal recorded.
