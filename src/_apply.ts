@@ -2,7 +2,8 @@
  * Applying one planned action (SPEC section 4): the gates in front of it (stalled, backoff,
  * dependencies), the runtime call, its events and log lines, and the per-app bookkeeping the
  * status shows (failures, pending reasons, restarts). Internal to the reconciler, which owns an
- * `Applier` and decides what to apply and when.
+ * `Applier`, decides what to apply and when, and records what an action changed: the applier
+ * returns the app's new durable entry and state, it never writes the reconciler's.
  */
 import { Backoff } from "./backoff.ts";
 import { messageOf, retryClassOf } from "./errors.ts";
@@ -10,7 +11,7 @@ import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError 
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./logger.ts";
 import type { Runtime } from "./runtime.ts";
-import type { DurableState } from "./state.ts";
+import type { DeployedApp } from "./state.ts";
 import type { Emit } from "./telemetry.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
@@ -38,20 +39,34 @@ export interface ActionOutcome {
   duration_ms?: number;
 }
 
-/** The collaborators the applier uses (the reconciler's, minus the git source and the state files). */
+/** The collaborators the applier uses. */
 export interface ApplierDeps {
   config: AgentConfig;
   runtime: Runtime;
   emit: Emit;
   logger: Logger;
   now: () => number;
-  state: DurableState;
 }
 
-/** The reconciler's current view that applying reads (and, for `runtimeState`, updates in place). */
+/** What applying one action did: its outcome, and what the reconciler must record. */
+export interface Applied {
+  outcome: ActionOutcome;
+  /** The app's durable entry after the action: new on success, `null` once removed; absent when nothing changed. */
+  deployed?: DeployedApp | null;
+  /** What the runtime reported for the app after a successful action. */
+  state?: AppState;
+  /** A hot reload's result. */
+  reload?: HotReloadResult;
+  /** What the runtime threw, when the action failed. */
+  error?: unknown;
+}
+
+/** The reconciler's current view that applying reads (never writes). */
 export interface ApplyContext {
-  /** What the runtime reported last; an applied action writes its new state (or removal) into this object. */
-  runtimeState(): Record<string, AppState>;
+  /** What the runtime reported last. */
+  runtimeState(): Readonly<Record<string, AppState>>;
+  /** The app's durable entry as recorded now. */
+  deployed(app: string): DeployedApp | undefined;
   /** The spec file a desired app came from (`apps/web/app.yaml`), recorded in state.json. */
   specFile(app: string): string | undefined;
   /** The commit being applied, for event metadata. */
@@ -64,8 +79,7 @@ export interface ApplyContext {
  */
 export class Applier {
   /**
-   * Failures per key: apps by name, and the reconciler's git remote under its own key. One
-   * instance so the next tick is due at the earliest retry of either.
+   * Failures per app. The reconciler's next tick is due no later than the earliest retry.
    */
   readonly backoff: Backoff;
   readonly #d: ApplierDeps;
@@ -102,11 +116,11 @@ export class Applier {
   }
 
   /**
-   * Applies one action against `current` (what the planner saw; updated in place on success so
-   * later actions of the tick see it). Never throws: a failure is in the outcome and the app's
-   * bookkeeping.
+   * Applies one action against `current` (what the planner saw, as the reconciler recorded it).
+   * Never throws: a failure is in the outcome and the app's bookkeeping. The reconciler records
+   * the returned entry and state.
    */
-  async apply(planned: Action, current: Record<string, CurrentApp>): Promise<ActionOutcome> {
+  async apply(planned: Action, current: Readonly<Record<string, CurrentApp>>): Promise<Applied> {
     let action = planned;
     const { app } = action;
     const now = this.#d.now();
@@ -114,21 +128,21 @@ export class Applier {
     if (this.infoOf(app).stalled) {
       const down = running && (running.status === "failed" || running.status === "stopped");
       if (!down || action.type === "remove") {
-        return { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.infoOf(app).last_error ?? "the last attempt failed"}` };
+        return { outcome: { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.infoOf(app).last_error ?? "the last attempt failed"}` } };
       }
       // The change waits for a new commit, but what runs must not stay down: heal the deployed version.
       action = { type: "restart", app, spec: running.spec, reason: `${running.status} while the change to it is stalled` };
     }
     if (this.backoff.waiting(app, now)) {
       const wait = Math.ceil(((this.backoff.nextRetry(now) ?? now) - now) / 1000);
-      return { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.backoff.failures(app)} failure(s); next try in about ${wait}s` };
+      return { outcome: { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.backoff.failures(app)} failure(s); next try in about ${wait}s` } };
     }
     if (action.type !== "remove" && action.type !== "reconfigure") {
       const waiting = waitingOn(action.spec, current);
       if (waiting.length > 0) {
         const reason = pendingReason(waiting, current);
         this.#info.set(app, { ...this.infoOf(app), ...(current[app] ? {} : { status: "pending" }), pending_reason: reason });
-        return { type: action.type, app, outcome: "pending", reason };
+        return { outcome: { type: action.type, app, outcome: "pending", reason } };
       }
     }
     if (action.type === "restart") {
@@ -147,19 +161,20 @@ export class Applier {
     try {
       const state = await this.#run(action, (result) => (reload = result));
       const duration_ms = this.#d.now() - started;
-      this.#succeeded(action, state, current);
+      const deployed = this.#succeeded(action, state, reload as HotReloadResult | undefined);
       // A hot reload's stop event says what it reloaded (`modules: []`: nothing changed, nothing reloaded).
-      const done = reload ? { ...meta, to_revision: reload.revision, modules: reload.modules } : meta;
+      const done = reload ? { ...meta, to_revision: (reload as HotReloadResult).revision, modules: (reload as HotReloadResult).modules } : meta;
       this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, done);
       this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
-      return { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
+      const outcome: ActionOutcome = { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
+      return { outcome, deployed, ...(state ? { state } : {}), ...(reload ? { reload } : {}) };
     } catch (error) {
       const message = redact(messageOf(error));
       const duration_ms = this.#d.now() - started;
       this.fail(app, error);
       this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, { ...meta, error: message });
       this.#d.logger.error(`${describe(action)} failed: ${message}`);
-      return { type: action.type, app, outcome: "failed", error: message, duration_ms };
+      return { outcome: { type: action.type, app, outcome: "failed", error: message, duration_ms }, error };
     }
   }
 
@@ -222,7 +237,8 @@ export class Applier {
     }
   }
 
-  #succeeded(action: Action, state: AppState | undefined, current: Record<string, CurrentApp>): void {
+  /** Clears the app's failure bookkeeping and returns its new durable entry (`null`: removed). */
+  #succeeded(action: Action, state: AppState | undefined, reload: HotReloadResult | undefined): DeployedApp | null {
     const { app } = action;
     const info = this.infoOf(app);
     delete info.status;
@@ -232,30 +248,22 @@ export class Applier {
       delete info.last_error;
     }
     if (action.type === "remove") {
-      delete this.#d.state.apps[app];
-      delete current[app];
-      delete this.#ctx.runtimeState()[app];
       this.#info.delete(app);
-      return;
+      return null;
     }
-    const previous = this.#d.state.apps[app];
-    const revision = action.type === "hot_reload" ? (state?.revision ?? action.toRevision) : (state?.revision ?? ("revision" in action ? action.revision : undefined) ?? previous?.revision);
+    const previous = this.#ctx.deployed(app);
+    const planned = "revision" in action ? action.revision : action.type === "hot_reload" ? action.toRevision || undefined : undefined;
+    const revision = reload?.revision ?? state?.revision ?? planned ?? previous?.revision;
     if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
     const file = this.#ctx.specFile(app) ?? previous?.file;
-    this.#d.state.apps[app] = {
+    const workspace = state?.path ?? previous?.workspace;
+    return {
       spec: action.spec,
       version: action.spec.version,
       ...(file ? { file } : {}),
       ...(revision ? { revision } : {}),
-      ...(state?.path ?? previous?.workspace ? { workspace: state?.path ?? previous?.workspace } : {}),
+      ...(workspace ? { workspace } : {}),
       deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
-    };
-    if (state) this.#ctx.runtimeState()[app] = state;
-    current[app] = {
-      spec: action.spec,
-      ...(revision ? { revision } : {}),
-      status: state?.status ?? current[app]?.status ?? "running",
-      health: state?.health ?? current[app]?.health ?? "unknown",
     };
   }
 
@@ -282,7 +290,7 @@ function describe(action: Action): string {
     case "upgrade":
       return `upgrade ${action.app} (${action.reason})`;
     case "hot_reload":
-      return `hot reload ${action.app} ${action.fromRevision.slice(0, 12)} -> ${action.toRevision.slice(0, 12)}`;
+      return `hot reload ${action.app} ${action.fromRevision.slice(0, 12) || "?"} -> ${action.toRevision.slice(0, 12) || "its latest revision"}`;
     case "restart":
       return `restart ${action.app} (${action.reason})`;
     default:

@@ -286,20 +286,9 @@ class AgentImpl implements Agent {
     const reconciler = this.#started();
     const spec = await this.getDeployedSpec(name);
     if (!spec) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
-    if (!this.#runtime?.hotReload) {
-      throw new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled", details: { unsupported: "hot_reload" } });
-    }
-    const started = Date.now();
-    this.#telemetry.emit("bc_gitops:hot_reload:start", {}, { app: name, version: spec.version });
-    try {
-      // One exclusive section with ticks and manual operations: the reload and its record.
-      const result = await reconciler.hotReload(spec, this.#abort.signal);
-      this.#telemetry.emit("bc_gitops:hot_reload:stop", { duration_ms: Date.now() - started }, { app: name, version: spec.version, modules: result.modules });
-      return result;
-    } catch (error) {
-      this.#telemetry.emit("bc_gitops:hot_reload:error", { duration_ms: Date.now() - started }, { app: name, error: redact(messageOf(error)) });
-      throw error;
-    }
+    // One exclusive section with ticks and manual operations, through the tick's own path: the
+    // same events, and a failure in status.
+    return reconciler.hotReload(spec, this.#abort.signal);
   }
 
   on(name: EventName | "*", handler: EventHandler): () => void {

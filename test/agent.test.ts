@@ -285,14 +285,14 @@ test("a corrupt state.json is moved aside and the agent starts from git", async 
 });
 
 test("telemetry reaches node:diagnostics_channel subscribers", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db() });
-  const seen: unknown[] = [];
-  const onMessage = (message: unknown) => seen.push(message);
+  // The channel is global to the process: count only this test's app.
+  const h = await harness(t, { "apps/diag-probe/app.yaml": yamlSpec("diag-probe", "1.0.0") });
+  const seen: TelemetryEvent[] = [];
+  const onMessage = (message: unknown) => void seen.push(message as TelemetryEvent);
   diagnostics.subscribe("bc_gitops:deploy:stop", onMessage);
   t.after(() => diagnostics.unsubscribe("bc_gitops:deploy:stop", onMessage));
   await h.agent.start();
-  assert.equal(seen.length, 1);
-  assert.equal((seen[0] as TelemetryEvent).metadata.app, "db");
+  assert.equal(seen.filter((e) => e.metadata.app === "diag-probe").length, 1);
 });
 
 test("manual deploy, upgrade and remove go through the runtime; the next reconcile restores the repo's state", async (t) => {

@@ -218,3 +218,39 @@ test("a running path app whose source turns unsafe keeps running, and status nam
   const refusal = (await agent.status()).errors.find((e) => e.app === "hello");
   assert.match(refusal?.message ?? "", /path source "code\/current" of hello .*is refused/);
 });
+
+test("a manual hot reload goes the tick's way: the same events, and a failure shows in status until one succeeds", async (t) => {
+  const { GitopsError } = await import("../src/errors.ts");
+  class ReloadingRuntime extends FakeRuntime {
+    fail: Error | undefined;
+    async hotReload(spec: { name: string }) {
+      if (this.fail) throw this.fail;
+      return { app: spec.name, revision: "rev-2", modules: ["index.js"] };
+    }
+  }
+  const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
+  const runtime = new ReloadingRuntime();
+  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off" });
+  t.after(() => agent.stop());
+  const events: { name: string; metadata: Record<string, unknown> }[] = [];
+  agent.on("*", (e) => void events.push(e));
+  await agent.start();
+
+  runtime.fail = new GitopsError("cannot import src/main.ts: SyntaxError", { code: "E_RUNTIME" });
+  await assert.rejects(agent.hotReload("db"), /cannot import src\/main\.ts: SyntaxError/);
+  const reloads = () => events.filter((e) => e.name.startsWith("bc_gitops:hot_reload:")).map((e) => e.name);
+  assert.deepEqual(reloads(), ["bc_gitops:hot_reload:start", "bc_gitops:hot_reload:error"]);
+  const failed = await agent.status();
+  assert.ok(failed.errors.some((e) => e.app === "db" && /SyntaxError/.test(e.message)), JSON.stringify(failed.errors));
+  assert.match((await agent.getAppStatus("db"))?.last_error ?? "", /SyntaxError/);
+
+  runtime.fail = undefined;
+  const result = await agent.hotReload("db");
+  assert.deepEqual(result, { app: "db", revision: "rev-2", modules: ["index.js"] });
+  assert.deepEqual(reloads().slice(2), ["bc_gitops:hot_reload:start", "bc_gitops:hot_reload:stop"]);
+  const stop = events.findLast((e) => e.name === "bc_gitops:hot_reload:stop");
+  assert.deepEqual(stop?.metadata.modules, ["index.js"]);
+  assert.equal((await agent.getAppStatus("db"))?.last_error ?? null, null);
+  const state = JSON.parse(await readFile(join(repo.root, "local", "state.json"), "utf8")) as { apps: Record<string, { revision?: string }> };
+  assert.equal(state.apps.db?.revision, "rev-2", "the new revision is recorded");
+});

@@ -1,0 +1,244 @@
+/**
+ * The desired state's source for the reconciler (SPEC section 4, steps 1-2): fetch the branch,
+ * verify the commit, read its specs from a snapshot, and resolve the code revisions of floating
+ * sources. It owns what the repository says and the repository's own error; the reconciler owns
+ * what runs and decides what to do about the difference.
+ */
+import { isAbsolute, join } from "node:path";
+import { Backoff } from "./backoff.ts";
+import type { AgentConfig } from "./config.ts";
+import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
+import type { GitSource } from "./git.ts";
+import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
+import type { Logger } from "./logger.ts";
+import { redact } from "./redact.ts";
+import type { Runtime } from "./runtime.ts";
+import { hasFloatingSource, type AppSpec } from "./spec.ts";
+import type { Emit } from "./telemetry.ts";
+import { verifyCommit } from "./verify.ts";
+
+/** The collaborators of a {@link DesiredSource}. */
+export interface DesiredSourceDeps {
+  config: AgentConfig;
+  git: GitSource;
+  /** Resolves the code revision of floating sources (optional on custom runtimes). */
+  runtime: Pick<Runtime, "resolveRevision">;
+  emit: Emit;
+  logger: Logger;
+  now: () => number;
+}
+
+/** What one read of the repository gave. */
+export interface DesiredRead {
+  commit: string;
+  /** The snapshot directory the specs were read from (path sources are relative to it). */
+  repoDir: string;
+  load: LoadResult;
+}
+
+/** Fetches, verifies and reads the gitops repository; one instance per agent, used one call at a time. */
+export class DesiredSource {
+  readonly #d: DesiredSourceDeps;
+  readonly #cache = new SpecCache();
+  /** Failures to fetch the remote: the next tick comes no later than the next retry. */
+  readonly #backoff: Backoff;
+  readonly #verifiedCommits = new Set<string>();
+  /** Revisions of path sources inside the repository, by snapshot directory and path. */
+  #pathRevisions = new Map<string, string>();
+  /** Spec problems already logged for the commit they were found in: each is logged once, status keeps it. */
+  #logged: { commit: string; lines: Set<string> } = { commit: "", lines: new Set() };
+  #read: DesiredRead | undefined;
+  #error: string | undefined;
+  /** Apps whose source the runtime refused to resolve as unsafe (a path source escaping the repository), with why. */
+  #refused = new Map<string, string>();
+
+  constructor(deps: DesiredSourceDeps) {
+    this.#d = deps;
+    this.#backoff = new Backoff(1000, deps.config.reconcile_interval);
+  }
+
+  /** The last successful read, if any. */
+  get current(): DesiredRead | undefined {
+    return this.#read;
+  }
+
+  /** Why the repository cannot be fetched, verified or read right now (`undefined`: it can). */
+  get error(): string | undefined {
+    return this.#error;
+  }
+
+  /** Floating sources refused as unsafe by the last {@link revisions}, with why. */
+  get refused(): ReadonlyMap<string, string> {
+    return this.#refused;
+  }
+
+  /** When the remote should be tried again after a failed fetch, if it failed. */
+  nextRetry(now: number): number | undefined {
+    return this.#backoff.nextRetry(now);
+  }
+
+  /** The valid specs of the commit read last, by app name. */
+  specs(): Record<string, AppSpec> {
+    return Object.fromEntries((this.#read?.load.apps ?? []).map(({ spec }) => [spec.name, spec]));
+  }
+
+  /**
+   * Reads the specs of `commit` (the last applied one) from its local snapshot, if it is still there,
+   * so a restarted agent knows what the repo wants before it can reach the remote.
+   */
+  async prime(commit: string, signal?: AbortSignal): Promise<void> {
+    this.#verifiedCommits.add(commit); // it was applied, so it passed verification then
+    try {
+      await this.#readCommit(commit, signal);
+    } catch (error) {
+      this.#d.logger.debug(`no local snapshot of ${commit.slice(0, 12)} to start from: ${messageOf(error)}`);
+    }
+  }
+
+  /**
+   * Fetches the branch and re-reads the specs when needed (a new commit, or the last read had
+   * errors). Returns whether a new commit was read. Failures land in {@link error}; only an abort throws.
+   */
+  async sync(signal: AbortSignal): Promise<boolean> {
+    const known = this.#read?.commit;
+    let commit: string;
+    try {
+      commit = (await this.#d.git.fetch(known, signal)).commit;
+      this.#backoff.reset("git");
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#error = redact(messageOf(error));
+      this.#backoff.fail("git", this.#d.now());
+      this.#d.emit("bc_gitops:reconcile:error", {}, { error: this.#error });
+      this.#d.logger.warn(`cannot fetch ${this.#d.config.branch}: ${this.#error}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`);
+      return false;
+    }
+    const mustRead = commit !== known || !this.#read || this.#read.load.errors.length > 0 || this.#error !== undefined;
+    if (!mustRead) return false;
+    if (commit !== known && !(await this.#verified(commit, signal))) return false;
+    try {
+      await this.#readCommit(commit, signal);
+      this.#error = undefined;
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#error = redact(messageOf(error));
+      this.warnOnce(`cannot read the specs of ${commit.slice(0, 12)}: ${this.#error}`, commit);
+      return false;
+    }
+    if (commit !== known) this.#d.logger.info(`applying commit ${commit.slice(0, 12)}`);
+    return commit !== known;
+  }
+
+  /**
+   * Whether the snapshot the specs were read from still shows every spec file the commit has under
+   * `apps_dir` (asked of the object store with one `git ls-tree`). A directory deleted from a
+   * snapshot on disk would otherwise look like an app removed from the repository.
+   */
+  async intact(signal: AbortSignal): Promise<boolean> {
+    const { commit, load } = this.#read!;
+    const { apps_dir } = this.#d.config;
+    let inGit: string[];
+    try {
+      inGit = await this.#d.git.specDirs(commit, apps_dir, signal);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#d.logger.warn(`cannot list ${apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`);
+      return false;
+    }
+    const seen = new Set([...load.apps, ...load.errors].map(({ file }) => file.split("/").at(-2)));
+    const missing = inGit.filter((dir) => !seen.has(dir));
+    if (missing.length === 0) return true;
+    this.#d.logger.warn(`the local snapshot of ${commit.slice(0, 12)} lacks ${missing.map((d) => `${apps_dir}/${d}`).join(", ")}: checking it out again before removing anything`);
+    return false;
+  }
+
+  /** Checks the current commit out again from the object store and reads it. */
+  async reread(signal: AbortSignal): Promise<void> {
+    const { commit } = this.#read!;
+    await this.#d.git.dropSnapshot(commit);
+    this.#pathRevisions = new Map();
+    await this.#readCommit(commit, signal);
+  }
+
+  /** The code revision each floating source (git branch, path) points at now, by app name. */
+  async revisions(signal: AbortSignal): Promise<Record<string, string>> {
+    const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
+    const out: Record<string, string> = {};
+    const refused = new Map<string, string>();
+    const read = this.#read;
+    if (!resolve || !read) return out;
+    const { repoDir, commit } = read;
+    const floating = read.load.apps.filter(({ spec }) => hasFloatingSource(spec));
+    for (let i = 0; i < floating.length; i += 8) {
+      await Promise.all(
+        floating.slice(i, i + 8).map(async ({ spec }) => {
+          // A path inside the repository changes only with the commit (repoDir is that commit's
+          // snapshot): hash it once per commit, not on every tick.
+          const fixed = spec.source.type === "path" && !isAbsolute(spec.source.path) ? `${repoDir}\0${spec.source.path}` : undefined;
+          try {
+            const revision = (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal }));
+            if (fixed && revision) this.#pathRevisions.set(fixed, revision);
+            if (revision) out[spec.name] = revision;
+          } catch (error) {
+            const message = redact(messageOf(error));
+            // A refused source (unsafe) is the repository's mistake: say so, once per commit, and in
+            // status; anything else (a source remote away) is retried quietly on the next tick.
+            if (error instanceof GitopsError && error.code === "E_UNSAFE") {
+              refused.set(spec.name, message);
+              this.warnOnce(`${spec.name}: ${message}`, commit);
+            } else this.#d.logger.debug(`cannot resolve the revision of ${spec.name}: ${message}`);
+          }
+        }),
+      );
+    }
+    this.#refused = refused;
+    return out;
+  }
+
+  /** Logs a problem the first time it is seen in a commit (default: the current one); status keeps showing it. */
+  warnOnce(line: string, commit = this.#read?.commit ?? ""): void {
+    if (this.#logged.commit !== commit) this.#logged = { commit, lines: new Set() };
+    if (this.#logged.lines.has(line)) return;
+    this.#logged.lines.add(line);
+    this.#d.logger.warn(line);
+  }
+
+  /**
+   * With `verify` set, whether `commit` is signed by an allowed key. A rejected commit is not
+   * applied: the last verified commit keeps running and status says why (checked again each
+   * tick, since a fixed allowed_signers file can accept it without a new commit).
+   */
+  async #verified(commit: string, signal: AbortSignal): Promise<boolean> {
+    const verify = this.#d.config.verify;
+    if (!verify || this.#verifiedCommits.has(commit)) return true;
+    const verdict = await verifyCommit(this.#d.git.gitDir, commit, verify, { signal, timeoutMs: this.#d.config.git_timeout });
+    if (verdict.ok) {
+      this.#verifiedCommits.add(commit);
+      this.#d.logger.info(`commit ${commit.slice(0, 12)} is signed by ${verdict.signer}`);
+      return true;
+    }
+    const running = this.#read?.commit;
+    this.#error = `not applying ${commit.slice(0, 12)}: ${verdict.reason}; ${running ? `still at the verified commit ${running.slice(0, 12)}` : "no verified commit yet"}`;
+    this.#d.emit("bc_gitops:reconcile:error", {}, { commit, error: this.#error });
+    this.#d.logger.warn(this.#error);
+    return false;
+  }
+
+  async #readCommit(commit: string, signal?: AbortSignal): Promise<void> {
+    const { emit, git, config } = this.#d;
+    const repoDir = await git.snapshot(commit, signal);
+    const started = this.#d.now();
+    emit("bc_gitops:parse:start", {}, { commit });
+    let load: LoadResult;
+    try {
+      load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir, cache: this.#cache });
+    } catch (error) {
+      const message = error instanceof GitopsError ? `commit ${commit.slice(0, 12)}: ${error.message}` : `cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`;
+      throw new GitopsError(message, { code: "E_SPEC", retry: "stalled", cause: error });
+    }
+    emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
+    for (const e of load.errors) this.warnOnce(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`, commit);
+    if (repoDir !== this.#read?.repoDir) this.#pathRevisions = new Map();
+    this.#read = { commit, repoDir, load };
+  }
+}
