@@ -5,12 +5,14 @@
  */
 export class Backoff {
   readonly #entries = new Map<string, { failures: number; retryAt: number }>();
+  readonly baseMs: number;
+  /** The cap; may change at run time (it is the reconcile interval). */
+  maxMs: number;
 
-  constructor(
-    readonly baseMs: number,
-    /** The cap; may change at run time (it is the reconcile interval). */
-    public maxMs: number,
-  ) {}
+  constructor(baseMs: number, maxMs: number) {
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+  }
 
   /** Records a failure at `now`; returns when the next attempt is due. */
   fail(key: string, now: number): number {

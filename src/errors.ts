@@ -4,10 +4,9 @@
  * never the message text.
  *
  * - `stalled`: retrying will not help until the input changes (a new commit, a fixed spec).
- * - `retry`:   try again after a fixed delay (the next tick).
  * - `backoff`: transient; retry with exponential backoff (unreachable remote, crashed app).
  */
-export type RetryClass = "stalled" | "retry" | "backoff";
+export type RetryClass = "stalled" | "backoff";
 
 /** Stable machine-readable error codes. */
 export type ErrorCode =
@@ -20,10 +19,8 @@ export type ErrorCode =
   | "E_GIT"
   | "E_GIT_UNREACHABLE"
   | "E_GIT_REF"
-  | "E_DEPENDENCY"
   | "E_RUNTIME"
-  | "E_NOT_FOUND"
-  | "E_VERIFY";
+  | "E_NOT_FOUND";
 
 /** Options accepted by {@link GitopsError}. */
 export interface GitopsErrorOptions {

@@ -73,7 +73,11 @@ interface FileResult {
  */
 export class SpecCache {
   readonly #entries = new Map<string, FileResult>();
-  constructor(readonly maxEntries = 10_000) {}
+  readonly maxEntries: number;
+
+  constructor(maxEntries = 10_000) {
+    this.maxEntries = maxEntries;
+  }
   /** @internal */
   get(key: string): FileResult | undefined {
     return this.#entries.get(key);

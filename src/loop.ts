@@ -34,27 +34,13 @@ export class Loop<R> {
   #running: Promise<R> | undefined;
   #followUp: Deferred<R> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #started = false;
-  #ticks = 0;
 
   constructor(options: LoopOptions<R>) {
     this.#options = options;
   }
 
-  /** Number of ticks started so far. */
-  get ticks(): number {
-    return this.#ticks;
-  }
-
-  /** Whether a tick is running now. */
-  get busy(): boolean {
-    return this.#running !== undefined;
-  }
-
   /** Starts the loop with an immediate first tick; returns that tick's result. */
   start(): Promise<R> {
-    if (this.#started) return this.trigger();
-    this.#started = true;
     return this.trigger();
   }
 
@@ -81,7 +67,6 @@ export class Loop<R> {
 
   #run(): Promise<R> {
     clearTimeout(this.#timer);
-    this.#ticks++;
     const running = (async () => this.#options.tick(this.#abort.signal))();
     this.#running = running;
     running.then(

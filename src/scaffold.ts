@@ -1,7 +1,9 @@
 /**
  * `bc-gitops init`: a ready gitops repository with one example app that runs as it is (its code is
  * in the repository, referenced by a `path` source, so it needs no registry and no network).
- * The demo builds its throwaway repository with the same files.
+ * The one copy of the example app: the demo builds its throwaway repository with these files, and
+ * `examples/gitops-repo/` is generated from them (`bun scripts/example-repo.ts`; `test/scaffold.test.ts`
+ * fails when the two differ).
  */
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";

@@ -24,6 +24,20 @@ test("validate passes on the bundled example repository", () => {
   assert.match(stdout, /✔ [1-9]\d* valid apps?, 0 errors/);
 });
 
+test("init writes the example repository (the same files as examples/gitops-repo) and validate accepts it", async (t) => {
+  const repo = join(await tempDir(t, "bc-gitops-binary-init-"), "gitops");
+  const init = runBinary(["init", repo]);
+  assert.equal(init.code, 0, init.stdout + init.stderr);
+  const files = [...init.stdout.matchAll(/^ {2}(\S+)$/gm)].map((m) => m[1]);
+  assert.ok(files.includes("apps/hello/app.yaml") && files.includes("code/hello/server.js"), init.stdout);
+  for (const file of files) {
+    assert.equal(await readFile(join(repo, file), "utf8"), await readFile(join(root, "examples", "gitops-repo", file), "utf8"), file);
+  }
+  const { code, stdout } = runBinary(["validate", repo]);
+  assert.equal(code, 0, stdout);
+  assert.match(stdout, /✔ 1 valid app, 0 errors/);
+});
+
 test("validate exits 1 with file:line:col on a broken spec", async (t) => {
   const dir = await tempDir(t, "bc-gitops-binary-bad-");
   await writeTree(dir, { "apps/web/app.yaml": "name: web\nversion: 1.0\n" });

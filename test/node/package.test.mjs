@@ -32,6 +32,16 @@ test("only Bun is pointed at TypeScript: Node and Deno refuse to strip types und
   }
 });
 
+test("bc-gitops and bc-gitops/tools resolve through the exports map to the build under Node", async () => {
+  // A package may import itself by name: Node applies the same exports map an installing project sees.
+  const [main, tools] = await Promise.all([import("bc-gitops"), import("bc-gitops/tools")]);
+  assert.equal(main.createAgent, (await import("../../dist/index.js")).createAgent);
+  assert.equal(tools.loadApps, (await import("../../dist/tools.js")).loadApps);
+  assert.ok(!("loadApps" in main), "the tools are not in the main entry");
+  assert.deepEqual(Object.keys(pkg.exports), [".", "./tools", "./package.json"]);
+  assert.deepEqual(Object.keys(pkg.exports["./tools"]), Object.keys(pkg.exports["."]), "the same conditions, in the same order");
+});
+
 test("the bin is dist/cli.js with a node shebang, and it runs under Node", async () => {
   const bin = pkg.bin["bc-gitops"];
   assert.equal(bin, "dist/cli.js");

@@ -1,4 +1,4 @@
-// Edit this file (same version) and commit: the agent hot-reloads it in place.
-export function greet(name) {
-  return `Hello, ${name}!`;
+// Change this (same version), commit, push: the agent hot-reloads it in place.
+export function greet(greeting, name) {
+  return `${greeting}, ${name}!`;
 }
