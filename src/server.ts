@@ -5,7 +5,13 @@
  * Every string in a response passes through `redact()`, and env values of secret-looking keys are
  * masked, so credentials never leave through the API.
  */
-import type { Agent } from "./agent.ts";
+import type { AgentConfig } from "./config.ts";
+import type { DeployedSpec } from "./plan.ts";
+import type { TickResult } from "./reconciler.ts";
+import type { AppState, HotReloadResult } from "./runtime.ts";
+import type { AppSpec } from "./spec.ts";
+import type { AgentStatus } from "./status.ts";
+import type { EventHandler, EventName } from "./telemetry.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import { isLoopback, isLoopbackHost, parseListen, type ListenAddress } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
@@ -66,6 +72,22 @@ export function controlApiAddress(listen: string, token: string | undefined): Li
 }
 
 /**
+ * What the control API needs of an agent: the calls it answers with and its configuration. An
+ * `Agent` fits; a program that embeds the handler may pass anything shaped like it.
+ */
+export interface ControlledAgent {
+  readonly config: Pick<AgentConfig, "token" | "webhook_secret" | "branch" | "listen">;
+  status(): Promise<AgentStatus>;
+  reconcile(): Promise<TickResult>;
+  getDesiredState(): Promise<Record<string, AppSpec>>;
+  getCurrentState(): Promise<Record<string, AppState>>;
+  getDeployedState(): Promise<Record<string, DeployedSpec>>;
+  getAppStatus(name: string): Promise<AppState | undefined>;
+  hotReload(name: string): Promise<HotReloadResult>;
+  on(name: EventName | "*", handler: EventHandler): () => void;
+}
+
+/**
  * Creates the control API handler for `agent`. It subscribes a metrics collector to the agent's
  * events at once (create it before `agent.start()` to count the first tick). The handler never
  * throws: failures are JSON `{ error, code? }` answers without stack traces.
@@ -77,7 +99,7 @@ export function controlApiAddress(listen: string, token: string | undefined): Li
  * `Host` sends it) and `POST /webhook` (its signature authenticates it). On another address
  * (which needs a token) the names are unknown, so only the token guards, and only mutating calls.
  */
-export function createHandler(agent: Agent, options: HandlerOptions = {}): ControlHandler {
+export function createHandler(agent: ControlledAgent, options: HandlerOptions = {}): ControlHandler {
   const token = options.token ?? agent.config.token;
   const secret = options.webhookSecret ?? agent.config.webhook_secret;
   const branch = options.branch ?? agent.config.branch;
