@@ -16,7 +16,7 @@ export {
   type DefaultRuntime,
   type DefaultRuntimeOptions,
 } from "./runtimes/default.ts";
-export { createHandler, type ControlHandler, type HandlerOptions } from "./server.ts";
+export { createHandler, type ControlHandler, type ControlledAgent, type HandlerOptions } from "./server.ts";
 export { AppSpec, type AppSpecInput } from "./spec.ts";
 export type { AgentStatus, AgentStatusName, StatusError } from "./status.ts";
 export { EVENT_NAMES, type EventHandler, type EventName, type TelemetryEvent } from "./telemetry.ts";
