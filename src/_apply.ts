@@ -6,7 +6,7 @@
  * returns the app's new durable entry and state, it never writes the reconciler's.
  */
 import { Backoff } from "./backoff.ts";
-import { messageOf, retryClassOf } from "./errors.ts";
+import { codeOf, messageOf, retryClassOf } from "./errors.ts";
 import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./logger.ts";
@@ -21,6 +21,8 @@ import type { EventName } from "./telemetry.ts";
 export interface AppInfo {
   status?: "pending" | "failed";
   last_error?: string;
+  /** The code of the error in `last_error`, when bc-gitops raised it. */
+  last_error_code?: string;
   pending_reason?: string;
   restarts: number;
   /** The last failure was of retry class `stalled`: retrying cannot help until a new commit. */
@@ -106,7 +108,7 @@ export class Applier {
 
   /** Records that the plan cannot apply `app` (a dependency cycle or a missing dependency). */
   planFailed(problem: PlanError): void {
-    this.#info.set(problem.app, { ...this.infoOf(problem.app), status: "failed", last_error: problem.message });
+    this.#info.set(problem.app, { ...this.infoOf(problem.app), status: "failed", last_error: problem.message, last_error_code: "E_SPEC" });
   }
 
   /** Lets `app` be tried at once: forgets its backoff and that it was stalled. */
@@ -151,7 +153,10 @@ export class Applier {
       this.backoff.fail(app, now);
       // Keep why it went down in status after it comes back, until it has stayed up (clearSettled).
       const why = this.#ctx.runtimeState()[app]?.last_error;
-      if (why) Object.assign(this.infoOf(app), { last_error: redact(why), crashed: true });
+      if (why) {
+        Object.assign(this.infoOf(app), { last_error: redact(why), crashed: true });
+        delete this.infoOf(app).last_error_code;
+      }
     }
     const event = action.type;
     const meta = this.#metadata(action);
@@ -186,6 +191,9 @@ export class Applier {
     const info = this.infoOf(app);
     info.status = "failed";
     info.last_error = redact(messageOf(error));
+    const code = codeOf(error);
+    if (code) info.last_error_code = code;
+    else delete info.last_error_code;
     delete info.pending_reason;
     delete info.crashed;
     if (retryClassOf(error) === "stalled") info.stalled = true;
@@ -207,6 +215,7 @@ export class Applier {
       if (info.restarts > 0 && upFor < settledAfter) continue;
       delete info.status;
       delete info.last_error;
+      delete info.last_error_code;
       delete info.pending_reason;
       delete info.stalled;
       delete info.crashed;
@@ -246,6 +255,7 @@ export class Applier {
     if (action.type !== "restart") {
       this.backoff.reset(app);
       delete info.last_error;
+      delete info.last_error_code;
     }
     if (action.type === "remove") {
       this.#info.delete(app);

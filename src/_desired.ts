@@ -7,7 +7,7 @@
 import { isAbsolute, join } from "node:path";
 import { Backoff } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
-import { GitopsError, messageOf, retryClassOf } from "./errors.ts";
+import { GitopsError, codeOf, messageOf, retryClassOf, type ErrorCode } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
@@ -49,6 +49,7 @@ export class DesiredSource {
   #logged: { commit: string; lines: Set<string> } = { commit: "", lines: new Set() };
   #read: DesiredRead | undefined;
   #error: string | undefined;
+  #errorCode: ErrorCode | undefined;
   /** Apps whose source the runtime refused to resolve as unsafe (a path source escaping the repository), with why. */
   #refused = new Map<string, string>();
 
@@ -65,6 +66,11 @@ export class DesiredSource {
   /** Why the repository cannot be fetched, verified or read right now (`undefined`: it can). */
   get error(): string | undefined {
     return this.#error;
+  }
+
+  /** The code of {@link error}. */
+  get errorCode(): ErrorCode | undefined {
+    return this.#errorCode;
   }
 
   /** Floating sources refused as unsafe by the last {@link revisions}, with why. */
@@ -107,7 +113,7 @@ export class DesiredSource {
       this.#backoff.reset("git");
     } catch (error) {
       if (signal.aborted) throw error;
-      this.#error = redact(messageOf(error));
+      this.#fail(error);
       this.#backoff.fail("git", this.#d.now());
       this.#d.emit("bc_gitops:reconcile:error", {}, { error: this.#error });
       this.#d.logger.warn(`cannot fetch ${this.#d.config.branch}: ${this.#error}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`);
@@ -118,10 +124,10 @@ export class DesiredSource {
     if (commit !== known && !(await this.#verified(commit, signal))) return false;
     try {
       await this.#readCommit(commit, signal);
-      this.#error = undefined;
+      this.#error = this.#errorCode = undefined;
     } catch (error) {
       if (signal.aborted) throw error;
-      this.#error = redact(messageOf(error));
+      this.#fail(error);
       this.warnOnce(`cannot read the specs of ${commit.slice(0, 12)}: ${this.#error}`, commit);
       return false;
     }
@@ -219,9 +225,15 @@ export class DesiredSource {
     }
     const running = this.#read?.commit;
     this.#error = `not applying ${commit.slice(0, 12)}: ${verdict.reason}; ${running ? `still at the verified commit ${running.slice(0, 12)}` : "no verified commit yet"}`;
+    this.#errorCode = "E_UNSAFE";
     this.#d.emit("bc_gitops:reconcile:error", {}, { commit, error: this.#error });
     this.#d.logger.warn(this.#error);
     return false;
+  }
+
+  #fail(error: unknown): void {
+    this.#error = redact(messageOf(error));
+    this.#errorCode = codeOf(error);
   }
 
   async #readCommit(commit: string, signal?: AbortSignal): Promise<void> {

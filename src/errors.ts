@@ -20,6 +20,7 @@ export type ErrorCode =
   | "E_GIT_UNREACHABLE"
   | "E_GIT_REF"
   | "E_RUNTIME"
+  | "E_UNSUPPORTED"
   | "E_NOT_FOUND";
 
 /** Options accepted by {@link GitopsError}. */
@@ -49,6 +50,11 @@ export class GitopsError extends Error {
 /** The retry class of any thrown value: a {@link GitopsError}'s own class, else `backoff`. */
 export function retryClassOf(error: unknown): RetryClass {
   return error instanceof GitopsError ? error.retry : "backoff";
+}
+
+/** The code of any thrown value: a {@link GitopsError}'s own, else `undefined` (an app's or the platform's error). */
+export function codeOf(error: unknown): ErrorCode | undefined {
+  return error instanceof GitopsError ? error.code : undefined;
 }
 
 /** A one-line message for any thrown value (no stack). */

@@ -6,7 +6,7 @@
  */
 import { Applier, type ActionOutcome, type Applied, type ApplierDeps } from "./_apply.ts";
 import { DesiredSource } from "./_desired.ts";
-import { GitopsError, messageOf } from "./errors.ts";
+import { GitopsError, codeOf, messageOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DeployedSpec, type PlanError } from "./plan.ts";
 import { redact } from "./redact.ts";
@@ -50,7 +50,7 @@ export class Reconciler {
   #kept: Readonly<Record<string, string>> = {};
   #runtimeState: Record<string, AppState> = {};
   /** A tick that failed unexpectedly (a runtime's getCurrentState threw, state.json could not be written). */
-  #tickError: string | undefined;
+  #tickError: { message: string; code?: string } | undefined;
   #planErrors: PlanError[] = [];
   #workPending = false;
   #lastTick: { at: number; duration_ms: number } | undefined;
@@ -175,9 +175,10 @@ export class Reconciler {
       this.#tickError = undefined;
     } catch (error) {
       // Unexpected (a runtime's getCurrentState threw, state.json could not be written): report, keep going next tick.
-      this.#tickError = redact(messageOf(error));
-      emit("bc_gitops:reconcile:error", {}, { error: this.#tickError });
-      this.#d.logger.error(`reconcile failed: ${this.#tickError}`);
+      const code = codeOf(error);
+      this.#tickError = { message: redact(messageOf(error)), ...(code ? { code } : {}) };
+      emit("bc_gitops:reconcile:error", {}, { error: this.#tickError.message });
+      this.#d.logger.error(`reconcile failed: ${this.#tickError.message}`);
     } finally {
       this.#lastTick = { at: started, duration_ms: this.#d.now() - started };
     }
@@ -248,17 +249,17 @@ export class Reconciler {
   /** Every problem status shows: the repository's, spec errors, plan errors and app failures. */
   errors(): StatusError[] {
     const out: StatusError[] = [];
-    const repoError = this.#repoError();
-    if (repoError) out.push({ message: repoError });
-    for (const e of this.#source.current?.load.errors ?? []) out.push({ ...e });
-    for (const [app, message] of Object.entries(this.#kept)) out.push({ app, message });
-    for (const [app, message] of this.#source.refused) out.push({ app, message });
+    const repoError = this.#source.error !== undefined ? { message: this.#source.error, code: this.#source.errorCode } : this.#tickError;
+    if (repoError) out.push({ ...(repoError.code ? { code: repoError.code } : {}), message: repoError.message });
+    for (const e of this.#source.current?.load.errors ?? []) out.push({ code: "E_SPEC", ...e });
+    for (const [app, message] of Object.entries(this.#kept)) out.push({ code: "E_SPEC", app, message });
+    for (const [app, message] of this.#source.refused) out.push({ code: "E_UNSAFE", app, message });
     const planned = new Set(this.#planErrors.map((p) => p.app));
-    for (const p of this.#planErrors) out.push({ app: p.app, message: p.message });
+    for (const p of this.#planErrors) out.push({ code: "E_SPEC", app: p.app, message: p.message });
     for (const [app, info] of this.#applier.info) {
       if (!info.last_error || planned.has(app)) continue;
       if (info.crashed && this.#runtimeState[app]?.status === "running") continue; // restarted: shown in the app's state only
-      out.push({ app, message: info.last_error });
+      out.push({ ...(info.last_error_code ? { code: info.last_error_code } : {}), app, message: info.last_error });
     }
     return out;
   }
@@ -330,7 +331,7 @@ export class Reconciler {
    */
   hotReload(spec: AppSpec, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
     if (!this.#d.runtime.hotReload) {
-      return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_RUNTIME", retry: "stalled", details: { unsupported: "hot_reload" } }));
+      return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_UNSUPPORTED", retry: "stalled" }));
     }
     return this.exclusive(async () => {
       // Fetch first, as a tick does: a reload right after a push must see the pushed code.
@@ -345,7 +346,7 @@ export class Reconciler {
 
   /** Why the repository (or the last tick) failed, if it did: status is `error` meanwhile. */
   #repoError(): string | undefined {
-    return this.#source.error ?? this.#tickError;
+    return this.#source.error ?? this.#tickError?.message;
   }
 
   /**

@@ -34,6 +34,8 @@ export interface AppState {
   /** Restarts refused without starting anything (a crash loop's cool-down), since the last deploy or upgrade. */
   restarts_refused?: number;
   last_error?: string;
+  /** The `code` of the error in `last_error`, when bc-gitops raised it (`E_RUNTIME`, `E_UNSAFE`…). */
+  last_error_code?: string;
   pending_reason?: string;
   [extra: string]: unknown;
 }

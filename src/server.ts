@@ -139,7 +139,7 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
         try {
           return json(await agent.hotReload(name));
         } catch (e) {
-          if (e instanceof GitopsError && e.details.unsupported === "hot_reload") return error(501, messageOf(e), e.code);
+          if (e instanceof GitopsError && e.code === "E_UNSUPPORTED") return error(501, messageOf(e), e.code);
           // Known but not deployed (pending, never started): nothing to reload yet.
           if (e instanceof GitopsError && e.code === "E_NOT_FOUND") return error(409, messageOf(e), e.code);
           throw e;

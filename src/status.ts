@@ -12,6 +12,8 @@ export type AgentStatusName = "initializing" | "synced" | "out_of_sync" | "degra
 
 /** One problem shown in status: a spec error, an app's failure, or the repository's. */
 export interface StatusError {
+  /** The error's stable code (`E_SPEC`, `E_GIT_UNREACHABLE`, `E_RUNTIME`…), when bc-gitops raised it. */
+  code?: string;
   app?: string;
   file?: string;
   line?: number;
@@ -70,7 +72,7 @@ export function appView(
   name: string,
   spec: AppSpec | undefined,
   runtime: AppState | undefined,
-  info: { status?: AppState["status"]; last_error?: string; pending_reason?: string; restarts?: number; revision?: string; path?: string },
+  info: { status?: AppState["status"]; last_error?: string; last_error_code?: string; pending_reason?: string; restarts?: number; revision?: string; path?: string },
 ): AppState {
   const base: AppState = runtime
     ? { ...runtime }
@@ -93,6 +95,9 @@ export function appView(
   };
   if (info.last_error ?? base.last_error) view.last_error = info.last_error ?? base.last_error;
   else delete view.last_error;
+  const code = info.last_error ? info.last_error_code : base.last_error_code;
+  if (view.last_error && code) view.last_error_code = code;
+  else delete view.last_error_code;
   if (info.pending_reason) view.pending_reason = info.pending_reason;
   else delete view.pending_reason;
   for (const key of Object.keys(view)) if (view[key] === undefined) delete view[key];

@@ -254,3 +254,22 @@ test("a manual hot reload goes the tick's way: the same events, and a failure sh
   const state = JSON.parse(await readFile(join(repo.root, "local", "state.json"), "utf8")) as { apps: Record<string, { revision?: string }> };
   assert.equal(state.apps.db?.revision, "rev-2", "the new revision is recorded");
 });
+
+test("status carries each problem's error code: the repository's, a spec's and an app's", async (t) => {
+  const { GitopsError } = await import("../src/errors.ts");
+  const repo = await gitopsRepo(t, { "apps/ok/app.yaml": yamlSpec("ok", "1.0.0"), "apps/bad/app.yaml": "name: [bad" });
+  const { agent, runtime } = agentOn(t, repo);
+  runtime.failAlways.add("ok");
+  runtime.failNext.set("ok", new GitopsError("cannot import index.js: SyntaxError", { code: "E_RUNTIME" }));
+  await agent.start();
+  const status = await agent.status();
+  assert.ok(status.errors.some((e) => e.file === "apps/bad/app.yaml" && e.code === "E_SPEC"), JSON.stringify(status.errors));
+  assert.ok(status.errors.some((e) => e.app === "ok" && e.code === "E_RUNTIME"), JSON.stringify(status.errors));
+  assert.equal((await agent.getAppStatus("ok"))?.last_error_code, "E_RUNTIME");
+
+  const { rename } = await import("node:fs/promises");
+  await rename(repo.bare, `${repo.bare}.away`);
+  await agent.reconcile();
+  const away = await agent.status();
+  assert.equal(away.errors[0]?.code, "E_GIT_UNREACHABLE", JSON.stringify(away.errors[0]));
+});

@@ -223,7 +223,7 @@ test("a runtime that cannot hot reload answers 501", async (t) => {
   await h.agent.start();
   const response = await h.call("POST", "/apps/db/reload", auth);
   assert.equal(response.status, 501);
-  assert.deepEqual(response.json, { error: "this runtime cannot hot-reload apps", code: "E_RUNTIME" });
+  assert.deepEqual(response.json, { error: "this runtime cannot hot-reload apps", code: "E_UNSUPPORTED" });
 });
 
 test("credentials never appear in any answer", async (t) => {
