@@ -5,7 +5,7 @@
 import { chmod, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { AgentConfig } from "./config.ts";
+import { AgentConfig, CONFIG_KEYS } from "./config.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import { GitSource } from "./git.ts";
 import { serve, type HttpServer } from "./http-server.ts";
@@ -79,26 +79,28 @@ export interface Agent {
   readonly address: string | undefined;
 }
 
+/** The configuration keys that are agent options (the log settings belong to the CLI's logger). */
+const OPTION_KEYS = CONFIG_KEYS.filter((key) => key !== "log_level" && key !== "log_format");
+
+/** `repo_url` -> `repoUrl`. */
+function optionName(key: string): string {
+  return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The `createAgent` options of a loaded configuration (`bc-gitops run`), each key in camelCase. */
+export function agentOptionsOf(config: AgentConfig): AgentOptions {
+  const out: Record<string, unknown> = {};
+  for (const key of OPTION_KEYS) if (config[key] !== undefined) out[optionName(key)] = config[key];
+  return out as unknown as AgentOptions;
+}
+
 /** Creates an agent. Validates the options at once (throws `GitopsError` E_CONFIG); does nothing else until `start()`. */
 export function createAgent(options: AgentOptions): Agent {
-  const parsed = AgentConfig.safeParse(
-    Object.fromEntries(
-      Object.entries({
-        repo_url: options.repoUrl,
-        branch: options.branch,
-        local_path: options.localPath,
-        apps_dir: options.appsDir,
-        reconcile_interval: options.reconcileInterval,
-        runtime: typeof options.runtime === "function" ? "default" : options.runtime,
-        listen: options.listen,
-        token: options.token,
-        webhook_secret: options.webhookSecret,
-        verify: options.verify,
-        git_timeout: options.gitTimeout,
-        reload_budget: options.reloadBudget,
-      }).filter(([, v]) => v !== undefined),
-    ),
-  );
+  const given = options as unknown as Record<string, unknown>;
+  const raw: Record<string, unknown> = {};
+  for (const key of OPTION_KEYS) if (given[optionName(key)] !== undefined) raw[key] = given[optionName(key)];
+  if (typeof options.runtime === "function") raw.runtime = "default";
+  const parsed = AgentConfig.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new GitopsError(`invalid agent option ${issue.path.join(".")}: ${issue.message}`, { code: "E_CONFIG", retry: "stalled" });

@@ -7,7 +7,7 @@ import { basename, join, resolve } from "node:path";
 import { cac } from "cac";
 import { colors } from "consola/utils";
 import { runtimeName, runtimeVersion } from "./_platform.ts";
-import { createAgent } from "./agent.ts";
+import { agentOptionsOf, createAgent } from "./agent.ts";
 import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
@@ -92,21 +92,7 @@ function configFlags<T extends ReturnType<typeof cli.command>>(command: T, excep
 configFlags(cli.command("run", "Run the agent in the foreground")).action(async (options: Record<string, unknown>) => {
   const config = await loadConfig({ file: options.config as string | undefined, flags: options });
   const logger = createConsoleLogger({ level: config.log_level, format: config.log_format });
-  const agent = createAgent({
-    repoUrl: config.repo_url,
-    branch: config.branch,
-    localPath: config.local_path,
-    appsDir: config.apps_dir,
-    reconcileInterval: config.reconcile_interval,
-    runtime: config.runtime,
-    listen: config.listen,
-    token: config.token,
-    webhookSecret: config.webhook_secret,
-    verify: config.verify,
-    gitTimeout: config.git_timeout,
-    reloadBudget: config.reload_budget,
-    logger,
-  });
+  const agent = createAgent({ ...agentOptionsOf(config), logger });
   logger.info(`bc-gitops ${VERSION} tracking ${config.branch} of ${config.repo_url} every ${config.reconcile_interval / 1000}s`);
   // Keep the process alive until a signal stops it, whatever else holds the event loop.
   const keepAlive = setInterval(() => {}, 1 << 30);

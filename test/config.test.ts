@@ -105,3 +105,20 @@ test("values that look like numbers stay text, and host aliases stay remote", as
   assert.equal(config.token, "123456789");
   assert.equal(config.repo_url, "github:acme/gitops.git");
 });
+
+test("a loaded configuration becomes createAgent options key by key, and every agent key has an option", async () => {
+  const { agentOptionsOf } = await import("../src/agent.ts");
+  const { CONFIG_KEYS, loadConfig } = await import("../src/config.ts");
+  const config = await loadConfig({ env: {}, flags: { repo_url: "/tmp/r.git", branch: "prod", git_timeout: "5s", reload_budget: 7, webhook_secret: "12345678" } });
+  const options = agentOptionsOf(config) as unknown as Record<string, unknown>;
+  assert.equal(options.repoUrl, "/tmp/r.git");
+  assert.equal(options.branch, "prod");
+  assert.equal(options.gitTimeout, 5000);
+  assert.equal(options.reloadBudget, 7);
+  assert.equal(options.webhookSecret, "12345678");
+  assert.equal(options.logLevel, undefined, "log settings stay with the CLI");
+  for (const key of CONFIG_KEYS.filter((k) => !k.startsWith("log_"))) {
+    const name = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    if ((config as Record<string, unknown>)[key] !== undefined) assert.ok(name in options, `${key} -> ${name}`);
+  }
+});
