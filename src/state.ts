@@ -24,6 +24,11 @@ export interface DeployedApp {
 export interface DurableState {
   /** Format version of this file. */
   version: 1;
+  /**
+   * 2: specs keep `health.port` unset unless their file sets it. Older files hold a filled-in default
+   * there (`env.port`, else 8080), which {@link readState} removes.
+   */
+  specs?: 2;
   /** The last commit whose specs were applied. */
   commit?: string;
   updated_at?: string;
@@ -59,6 +64,7 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
     const state: DurableState = { version: 1, apps: {}, ...(raw.commit ? { commit: raw.commit } : {}) };
     for (const [name, app] of Object.entries(raw.apps)) {
       const spec = AppSpec.safeParse(app?.spec);
+      if (spec.success && raw.specs !== 2) forgetDefaultHealthPort(spec.data);
       if (spec.success && spec.data.name === name) state.apps[name] = { ...app, spec: spec.data };
       else logger.warn(`${file}: ignoring the remembered app "${name}": its spec no longer validates`);
     }
@@ -71,13 +77,26 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
   }
 }
 
+/**
+ * Removes the `health.port` an older agent filled in (`env.port` when it is a port from 1 to 65535,
+ * else 8080) so a remembered spec equals the same spec file read today: the app is checked where it
+ * listens, and the first tick after an upgrade of the agent sees no change. A port that the file set
+ * to that same value means the same, except 8080 with `env.port: 0`, which the older agent took for
+ * the default too: the first tick then applies the spec file's port as a health change.
+ */
+function forgetDefaultHealthPort(spec: AppSpec): void {
+  const port = Number(spec.env.port);
+  const filledIn = Number.isInteger(port) && port > 0 && port < 65536 ? port : 8080;
+  if (spec.health.port === filledIn) delete spec.health.port;
+}
+
 /** Writes state.json atomically: a temp file in the same directory, flushed, then renamed over. */
 export async function writeState(file: string, state: DurableState): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   const temp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const handle = await open(temp, "w", 0o600);
   try {
-    await handle.writeFile(JSON.stringify({ ...state, updated_at: new Date().toISOString() }, null, 2));
+    await handle.writeFile(JSON.stringify({ ...state, specs: 2, updated_at: new Date().toISOString() }, null, 2));
     await handle.sync();
   } finally {
     await handle.close();

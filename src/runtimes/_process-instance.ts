@@ -7,13 +7,14 @@
 import { connect } from "node:net";
 import { mkdir, rename, rm, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { probeAddress } from "../_address.ts";
 import { groupMembers, hasProc, listensOn, residentBytes } from "../_proc.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
 import type { ProcessDriverOptions } from "./process.ts";
-import { hostFor, note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
+import { note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
 import type { TreeWatch } from "./_process-tree.ts";
 
 /** The supervision numbers (see {@link ProcessDriverOptions}). */
@@ -324,11 +325,9 @@ export function keyOf(o: DriverStartOptions): string {
   return JSON.stringify([spec.version, prepared.revision, spec.env, spec.command ?? null, spec.limits ?? null]);
 }
 
-/** Where readiness is checked (as the runtime's health check will be), or `undefined` without an http/tcp check. */
+/** Where readiness is checked (where the health monitor will check), or `undefined` without an http/tcp check. */
 function readyTarget(spec: AppSpec, port: number | undefined): { host: string; port: number } | undefined {
-  if (spec.health.type !== "http" && spec.health.type !== "tcp") return undefined;
-  const assigned = (spec.env.port === 0 || spec.env.port === "0") && spec.health.port === 8080;
-  return { host: hostFor(spec), port: assigned && port !== undefined ? port : spec.health.port };
+  return spec.health.type === "http" || spec.health.type === "tcp" ? probeAddress(spec, port) : undefined;
 }
 
 function connects(host: string, port: number): Promise<boolean> {
