@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { connectHost, envPort } from "../_address.ts";
 import { scriptCommand } from "../_platform.ts";
-import { groupMembers, hasProc, procStat, residentBytes } from "../_proc.ts";
+import { procStat, residentBytes } from "../_proc.ts";
 import { spawnProcess, type ProcessExit, type SpawnedProcess } from "../exec.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { Logger } from "../logger.ts";
@@ -296,34 +296,4 @@ export async function portFor(spec: AppSpec): Promise<number | undefined> {
       server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
     });
   });
-}
-
-/** SIGTERM to group `pgid`, SIGKILL after `graceMs` if anything of it is left. */
-export async function endGroup(pgid: number, graceMs: number): Promise<void> {
-  const alive = async () => {
-    try {
-      process.kill(-pgid, 0);
-    } catch {
-      return false;
-    }
-    return !hasProc || (await groupMembers(pgid)).length > 0;
-  };
-  try {
-    process.kill(-pgid, "SIGTERM");
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && (await alive())) await sleep(50);
-  if (await alive()) {
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

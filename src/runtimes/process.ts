@@ -21,12 +21,13 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { hasProc, isZombie, procStat } from "../_proc.ts";
 import { GitopsError } from "../errors.ts";
+import { endGroup } from "../exec.ts";
 import { RotatingLog } from "../log-file.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 import { keyOf, ProcessInstance, type AppRecord, type InstanceHost, type Policy } from "./_process-instance.ts";
-import { endGroup, portFor, type PidFile } from "./_process-run.ts";
+import { portFor, type PidFile } from "./_process-run.ts";
 import { RunTree, TREE_CHECK_MS, TreeWatch } from "./_process-tree.ts";
 
 /** Options of {@link ProcessDriver}; the numbers are the supervision policy (tests use small ones). */
