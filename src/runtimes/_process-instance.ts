@@ -13,12 +13,31 @@ import { GitopsError, messageOf } from "../errors.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
-import type { ProcessDriverOptions } from "./process.ts";
 import { note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
 import type { TreeWatch } from "./_process-tree.ts";
 
-/** The supervision numbers (see {@link ProcessDriverOptions}). */
-export type Policy = Required<Omit<ProcessDriverOptions, "localPath" | "logger" | "logMaxBytes" | "logKeep">>;
+/** The supervision numbers of the `process` driver (its options may set each; defaults in `process.ts`). */
+export interface Policy {
+  /** Delay before the first restart after an unexpected exit (default 1000 ms); doubles per exit. */
+  restartDelayMs: number;
+  /** Longest restart delay (default 60 000 ms). */
+  maxRestartDelayMs: number;
+  /** A run that stayed up this long resets the restart delay (default 60 000 ms). */
+  resetAfterMs: number;
+  /** Exits within {@link crashLoopWindowMs} that make a crash loop (default 5). */
+  crashLoopExits: number;
+  crashLoopWindowMs: number;
+  /** How long the same code and settings are not started again after a crash loop (default 60 000 ms). */
+  crashLoopCooldownMs: number;
+  /** With health `none`: how long a new child must live for its start to count (default 500 ms). */
+  settleMs: number;
+  /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
+  memoryCheckMs: number;
+  /** How often one walk of `/proc` records the descendants of every running app (default 5000 ms; see `_process-tree.ts`). */
+  treeCheckMs: number;
+  /** Output lines per second and app copied into the agent's log (default 200; the file gets all). */
+  linesPerSecond: number;
+}
 
 /** What the driver remembers of an app across its instances. */
 export interface AppRecord {
