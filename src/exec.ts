@@ -318,12 +318,12 @@ export async function endGroup(pgid: number, graceMs: number, leader?: GroupLead
   return { killed: true };
 }
 
-/** True while anything of group `pgid` runs: zombies do not count where `/proc` tells, an unreaped leader does. */
+/** True while anything of group `pgid` runs, or its `leader` has not been seen to exit; zombies do not count where `/proc` tells. */
 async function groupAlive(pgid: number, leader?: GroupLeader): Promise<boolean> {
-  if (isWindows) return leader?.running() ?? false;
-  if (!signalTo(-pgid, 0)) return false;
+  if (leader?.running()) return true;
+  if (isWindows || !signalTo(-pgid, 0)) return false;
   // kill(-pgid, 0) also succeeds for zombies nobody reaps; /proc tells them apart.
-  return !hasProc || (leader?.running() ?? false) || (await groupMembers(pgid)).length > 0;
+  return !hasProc || (await groupMembers(pgid)).length > 0;
 }
 
 /** `process.kill` that reports instead of throwing: false when the target is gone (or not ours). */
