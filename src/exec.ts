@@ -277,8 +277,64 @@ export interface SpawnedProcess {
   terminate(graceMs: number): Promise<{ killed: boolean }>;
 }
 
-/** How often {@link SpawnedProcess.terminate} looks whether the group is gone. */
+/** How often {@link endGroup} looks whether the group is gone. */
 const GROUP_POLL_MS = 50;
+
+/** The leader of a group when it is a child of this process: its exit ends waits early, and it is a zombie until reaped. */
+export interface GroupLeader {
+  /** Resolves once the leader exited. */
+  readonly exited: Promise<unknown>;
+  /** True until the leader's exit was seen. */
+  running(): boolean;
+  /** Sends `signal` to the group (to the child alone where there are no groups); false when nothing is left. */
+  kill(signal: NodeJS.Signals): boolean;
+}
+
+/**
+ * Ends process group `pgid` (POSIX; with `leader` also where groups do not exist): SIGTERM, then
+ * polls until the group is empty; SIGKILL once `graceMs` passed with anything of it still running,
+ * then waits (at most about 5 s) until the group is empty. Pass `leader` when the group's leader is
+ * a child of this process; without it (a group a previous agent left) the leader is someone
+ * else's child. Resolves with `killed: true` when SIGKILL was needed; never rejects.
+ */
+export async function endGroup(pgid: number, graceMs: number, leader?: GroupLeader): Promise<{ killed: boolean }> {
+  const kill = (signal: NodeJS.Signals) => (leader ? leader.kill(signal) : signalTo(-pgid, signal));
+  const wait = (ms: number) => {
+    const pause = new Promise<void>((resolve) => setTimer(resolve, ms));
+    return leader ? Promise.race([leader.exited, pause]) : pause;
+  };
+  if (!(await groupAlive(pgid, leader))) return { killed: false };
+  kill("SIGTERM");
+  const deadline = performance.now() + graceMs;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    await wait(Math.min(GROUP_POLL_MS, left));
+    if (!(await groupAlive(pgid, leader))) return { killed: false };
+  }
+  kill("SIGKILL");
+  const until = performance.now() + KILL_GRACE_MS;
+  while ((await groupAlive(pgid, leader)) && performance.now() < until) await wait(GROUP_POLL_MS);
+  return { killed: true };
+}
+
+/** True while anything of group `pgid` runs, or its `leader` has not been seen to exit; zombies do not count where `/proc` tells. */
+async function groupAlive(pgid: number, leader?: GroupLeader): Promise<boolean> {
+  if (leader?.running()) return true;
+  if (isWindows || !signalTo(-pgid, 0)) return false;
+  // kill(-pgid, 0) also succeeds for zombies nobody reaps; /proc tells them apart.
+  return !hasProc || (await groupMembers(pgid)).length > 0;
+}
+
+/** `process.kill` that reports instead of throwing: false when the target is gone (or not ours). */
+function signalTo(target: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(target, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Starts `command args…` as a long-running child with piped stdout/stderr (stdin is `/dev/null`)
@@ -315,44 +371,16 @@ export async function spawnProcess(command: string, args: readonly string[], opt
   const pid = child.pid!;
   if (!isWindows) trackGroup(pid);
 
-  const send = (target: number, signal: NodeJS.Signals | 0): boolean => {
-    try {
-      process.kill(target, signal);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const groupAlive = async (): Promise<boolean> => {
-    if (isWindows) return exit === undefined;
-    if (!send(-pid, 0)) return false;
-    // kill(-pgid, 0) also succeeds for zombies nobody reaps; /proc tells them apart.
-    return !hasProc || exit === undefined || (await groupMembers(pid)).length > 0;
+  const leader: GroupLeader = {
+    exited,
+    running: () => exit === undefined,
+    kill: (signal) => (isWindows ? exit === undefined && child.kill(signal) : signalTo(-pid, signal)),
   };
   let terminating: Promise<{ killed: boolean }> | undefined;
-  const sleep = (ms: number) => new Promise<void>((resolve) => setTimer(resolve, ms));
   const terminate = (graceMs: number) =>
-    (terminating ??= (async () => {
-      try {
-        if (!(await groupAlive())) return { killed: false };
-        if (isWindows) child.kill("SIGTERM");
-        else send(-pid, "SIGTERM");
-        const deadline = performance.now() + graceMs;
-        for (;;) {
-          const left = deadline - performance.now();
-          if (left <= 0) break;
-          await Promise.race([exited, sleep(Math.min(GROUP_POLL_MS, left))]);
-          if (exit && !(await groupAlive())) return { killed: false };
-        }
-        if (isWindows) child.kill("SIGKILL");
-        else send(-pid, "SIGKILL");
-        const until = performance.now() + KILL_GRACE_MS;
-        while ((!exit || (await groupAlive())) && performance.now() < until) await Promise.race([exited, sleep(GROUP_POLL_MS)]);
-        return { killed: true };
-      } finally {
-        if (exit) liveGroups.delete(pid);
-      }
-    })());
+    (terminating ??= endGroup(pid, graceMs, leader).finally(() => {
+      if (exit) liveGroups.delete(pid);
+    }));
 
   return {
     pid,
@@ -362,9 +390,9 @@ export async function spawnProcess(command: string, args: readonly string[], opt
     get exit() {
       return exit;
     },
-    signal: (signal) => exit === undefined && send(pid, signal),
-    killGroup: (signal) => (isWindows ? exit === undefined && child.kill(signal) : send(-pid, signal)),
-    groupAlive,
+    signal: (signal) => exit === undefined && signalTo(pid, signal),
+    killGroup: leader.kill,
+    groupAlive: () => groupAlive(pid, leader),
     terminate,
   };
 }

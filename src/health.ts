@@ -66,16 +66,15 @@ export function moduleProbe(check: () => unknown): Probe {
 }
 
 /**
- * The probe `health` describes (`undefined` for `none`): `http`/`tcp` go to `target.host` (the
- * address the app listens on; default 127.0.0.1) and `target.port` (default `health.port`),
- * `module` calls `target.module` (required for that type).
+ * The probe `health` describes (`undefined` for `none`): `http`/`tcp` go to `target.host` and
+ * `target.port` (where the app is checked: `probeAddress` of `_address.ts`), `module` calls
+ * `target.module` (required for that type).
  */
 export function probeFor(
   health: AppSpec["health"],
-  target: { host?: string; port?: number; module?: () => unknown } = {},
+  target: { host: string; port: number; module?: () => unknown },
 ): Probe | undefined {
-  const host = target.host ?? "127.0.0.1";
-  const port = target.port ?? health.port;
+  const { host, port } = target;
   switch (health.type) {
     case "http":
       return httpProbe({ host, port, path: health.path ?? "/" });

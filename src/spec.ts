@@ -227,17 +227,12 @@ export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
   });
 }).transform((spec) => {
   const source: Source = spec.source ?? { type: "npm" };
-  const envPort = Number(spec.env.port);
-  const healthType = spec.health?.type ?? "none";
+  // `health.port` stays unset when not given: the app is then checked where it listens (`_address.ts`).
+  const health: z.output<typeof Health> = spec.health ?? { type: "none", interval: 30_000, timeout: 5_000 };
   return {
     ...spec,
     source: source.type === "npm" ? { ...source, package: source.package ?? spec.name } : source,
-    health: {
-      ...(spec.health ?? { interval: 30_000, timeout: 5_000 }),
-      type: healthType,
-      port: spec.health?.port ?? (Number.isInteger(envPort) && envPort > 0 && envPort < 65536 ? envPort : 8080),
-      path: spec.health?.path ?? "/",
-    },
+    health: { ...health, path: health.path ?? "/" },
   };
 });
 

@@ -24,6 +24,11 @@ export interface DeployedApp {
 export interface DurableState {
   /** Format version of this file. */
   version: 1;
+  /**
+   * 2: specs keep `health.port` unset unless their file sets it. Older files hold a filled-in default
+   * there (`env.port`, else 8080), which {@link readState} removes.
+   */
+  specs?: 2;
   /** The last commit whose specs were applied. */
   commit?: string;
   updated_at?: string;
@@ -96,10 +101,24 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
     } catch {
       // A value the schema's own code cannot digest: the same as invalid, for this app only.
     }
+    if (spec?.success && raw.specs !== 2) forgetDefaultHealthPort(spec.data);
     if (spec?.success && spec.data.name === name) state.apps[name] = { ...app, spec: spec.data };
     else logger.warn(`${file}: ignoring the remembered app "${name}": its spec no longer validates; ${later}`);
   }
   return state;
+}
+
+/**
+ * Removes the `health.port` an older agent filled in (`env.port` when it is a port from 1 to 65535,
+ * else 8080) so a remembered spec equals the same spec file read today: the app is checked where it
+ * listens, and the first tick after an upgrade of the agent sees no change. A port that the file set
+ * to that same value means the same, except 8080 with `env.port: 0`, which the older agent took for
+ * the default too: the first tick then applies the spec file's port as a health change.
+ */
+function forgetDefaultHealthPort(spec: AppSpec): void {
+  const port = Number(spec.env.port);
+  const filledIn = Number.isInteger(port) && port > 0 && port < 65536 ? port : 8080;
+  if (spec.health.port === filledIn) delete spec.health.port;
 }
 
 /**
@@ -119,7 +138,7 @@ export async function writeState(file: string, state: DurableState): Promise<Omi
     if ("json" in entry) lines.push(`    ${JSON.stringify(name)}: ${entry.json}`);
     else omitted[name] = `app "${name}" is not saved in state.json: ${entry.error}`;
   }
-  const head = { version: state.version, ...(state.commit !== undefined ? { commit: state.commit } : {}), updated_at: new Date().toISOString() };
+  const head = { version: state.version, specs: 2, ...(state.commit !== undefined ? { commit: state.commit } : {}), updated_at: new Date().toISOString() };
   const top = Object.entries(head).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
   if (Object.keys(omitted).length > 0) top.push(`  "omitted": ${JSON.stringify(omitted)}`);
   top.push(lines.length > 0 ? `  "apps": {\n${lines.join(",\n")}\n  }` : `  "apps": {}`);

@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GitopsError } from "../src/errors.ts";
-import { exec } from "../src/exec.ts";
+import { endGroup, exec } from "../src/exec.ts";
+import { groupMembers, hasProc } from "../src/_proc.ts";
 
 /** Runs `fn` and returns the GitopsError it rejects with (fails the test if it resolves). */
 async function failure(fn: () => Promise<unknown>): Promise<GitopsError> {
@@ -189,5 +190,26 @@ describe("exec", () => {
     assert.ok(!everything.includes("s3cret"), everything);
     assert.match(error.message, /^sh https:\/\/\*\*\*@example\.invalid\/repo\.git failed \(exit \d+\): .*https:\/\/\*\*\*@/);
     assert.deepEqual(error.details.args, ["https://***@example.invalid/repo.git"]);
+  });
+});
+
+describe("endGroup", () => {
+  /** A process group whose leader is gone and whose member ignores SIGTERM, like one a killed agent left. */
+  async function leftGroup(): Promise<number> {
+    const script = 'trap "" TERM; sleep 30 >/dev/null 2>&1 & echo $$';
+    return Number((await exec("sh", ["-c", script])).stdout.trim());
+  }
+
+  test("a group that ignores SIGTERM gets SIGKILL after the grace, and endGroup resolves once nothing of it runs", { skip: !hasProc && "needs /proc to see a group's members" }, async () => {
+    const pgid = await leftGroup();
+    assert.equal((await groupMembers(pgid)).length, 1, "the sleep runs in the group after its leader exited");
+    assert.deepEqual(await endGroup(pgid, 200), { killed: true });
+    assert.deepEqual(await groupMembers(pgid), []);
+  });
+
+  test("a group that is gone is left alone", async () => {
+    const pgid = await leftGroup();
+    await endGroup(pgid, 200);
+    assert.deepEqual(await endGroup(pgid, 200), { killed: false });
   });
 });

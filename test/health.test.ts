@@ -156,15 +156,15 @@ test("started checks run on the interval until stopped, and a check asked for du
   assert.equal(await m.checkNow(), "healthy", "a stopped monitor keeps its last health");
 });
 
-test("probeFor builds the probe the spec asks for, on the given address or the spec's port", async (t) => {
+test("probeFor builds the probe the spec asks for, on the address it is given", async (t) => {
   const server = await flippingServer(t);
-  const spec = (health: Record<string, unknown>) => AppSpec.parse({ name: "web", version: "1", env: { port: server.port }, health }).health;
-  assert.equal(probeFor(spec({ type: "none" })), undefined);
-  const probe = (health: Record<string, unknown>, target = {}) => probeFor(spec(health), target)!(new AbortController().signal);
+  const spec = (health: Record<string, unknown>) => AppSpec.parse({ name: "web", version: "1", health }).health;
+  const at = { host: "127.0.0.1", port: server.port };
+  assert.equal(probeFor(spec({ type: "none" }), at), undefined);
+  const probe = (health: Record<string, unknown>, target: Parameters<typeof probeFor>[1] = at) => probeFor(spec(health), target)!(new AbortController().signal);
   await probe({ type: "http", path: "/health" });
   await assert.rejects(probe({ type: "http" }), /GET \/ answered 404/);
   await probe({ type: "tcp" });
-  await probe({ type: "tcp", port: 1 }, { port: server.port });
-  await probe({ type: "custom" }, { module: () => true });
-  assert.throws(() => probeFor(spec({ type: "module" })), /export health\(instance, ctx\)/);
+  await probe({ type: "custom" }, { ...at, module: () => true });
+  assert.throws(() => probeFor(spec({ type: "module" }), at), /export health\(instance, ctx\)/);
 });

@@ -40,7 +40,7 @@ for (const name of SPEC_FILE_NAMES) {
     assert.equal(spec.isolation, "embedded");
     assert.deepEqual(spec.env, {});
     assert.deepEqual(spec.depends_on, []);
-    assert.deepEqual(spec.health, { type: "none", interval: 30000, timeout: 5000, port: 8080, path: "/" });
+    assert.deepEqual(spec.health, { type: "none", interval: 30000, timeout: 5000, path: "/" });
   });
 }
 
@@ -222,13 +222,13 @@ test("aliases from bc_gitops map onto the bc-gitops names", async (t) => {
   assert.equal(spec.source.type, "tarball");
 });
 
-test("health.port defaults to env.port, else 8080", async (t) => {
+test("health.port stays unset unless the spec sets it (the app is then checked where it listens)", async (t) => {
   const result = await load(t, {
     "apps/a/app.yaml": 'name: a\nversion: "1"\nenv: { port: 3000 }\nhealth: { type: http }\n',
     "apps/b/app.yaml": 'name: b\nversion: "1"\nhealth: { type: tcp }\n',
-    "apps/c/app.yaml": 'name: c\nversion: "1"\nenv: { port: 3000 }\nhealth: { type: http, port: 4000, interval: 2m }\n',
+    "apps/c/app.yaml": 'name: c\nversion: "1"\nenv: { port: 0 }\nhealth: { type: http, port: 8080, interval: 2m }\n',
   });
-  assert.deepEqual(result.apps.map((a) => [a.spec.health.port, a.spec.health.interval]), [[3000, 30000], [8080, 30000], [4000, 120000]]);
+  assert.deepEqual(result.apps.map((a) => [a.spec.health.port, a.spec.health.interval]), [[undefined, 30000], [undefined, 30000], [8080, 120000]]);
 });
 
 test("fields that have no effect as written are warnings", async (t) => {

@@ -7,17 +7,37 @@
 import { connect } from "node:net";
 import { mkdir, rename, rm, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { probeAddress } from "../_address.ts";
 import { groupMembers, hasProc, listensOn, residentBytes } from "../_proc.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
-import type { ProcessDriverOptions } from "./process.ts";
-import { hostFor, note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
+import { note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
 import type { TreeWatch } from "./_process-tree.ts";
 
-/** The supervision numbers (see {@link ProcessDriverOptions}). */
-export type Policy = Required<Omit<ProcessDriverOptions, "localPath" | "logger" | "logMaxBytes" | "logKeep">>;
+/** The supervision numbers of the `process` driver (its options may set each; defaults in `process.ts`). */
+export interface Policy {
+  /** Delay before the first restart after an unexpected exit (default 1000 ms); doubles per exit. */
+  restartDelayMs: number;
+  /** Longest restart delay (default 60 000 ms). */
+  maxRestartDelayMs: number;
+  /** A run that stayed up this long resets the restart delay (default 60 000 ms). */
+  resetAfterMs: number;
+  /** Exits within {@link crashLoopWindowMs} that make a crash loop (default 5). */
+  crashLoopExits: number;
+  crashLoopWindowMs: number;
+  /** How long the same code and settings are not started again after a crash loop (default 60 000 ms). */
+  crashLoopCooldownMs: number;
+  /** With health `none`: how long a new child must live for its start to count (default 500 ms). */
+  settleMs: number;
+  /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
+  memoryCheckMs: number;
+  /** How often one walk of `/proc` records the descendants of every running app (default 5000 ms; see `_process-tree.ts`). */
+  treeCheckMs: number;
+  /** Output lines per second and app copied into the agent's log (default 200; the file gets all). */
+  linesPerSecond: number;
+}
 
 /** What the driver remembers of an app across its instances. */
 export interface AppRecord {
@@ -324,11 +344,9 @@ export function keyOf(o: DriverStartOptions): string {
   return JSON.stringify([spec.version, prepared.revision, spec.env, spec.command ?? null, spec.limits ?? null]);
 }
 
-/** Where readiness is checked (as the runtime's health check will be), or `undefined` without an http/tcp check. */
+/** Where readiness is checked (where the health monitor will check), or `undefined` without an http/tcp check. */
 function readyTarget(spec: AppSpec, port: number | undefined): { host: string; port: number } | undefined {
-  if (spec.health.type !== "http" && spec.health.type !== "tcp") return undefined;
-  const assigned = (spec.env.port === 0 || spec.env.port === "0") && spec.health.port === 8080;
-  return { host: hostFor(spec), port: assigned && port !== undefined ? port : spec.health.port };
+  return spec.health.type === "http" || spec.health.type === "tcp" ? probeAddress(spec, port) : undefined;
 }
 
 function connects(host: string, port: number): Promise<boolean> {

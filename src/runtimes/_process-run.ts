@@ -9,9 +9,9 @@ import { randomUUID } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { connectHost, envPort } from "../_address.ts";
 import { scriptCommand } from "../_platform.ts";
-import { groupMembers, hasProc, procStat, residentBytes } from "../_proc.ts";
-import { GitopsError } from "../errors.ts";
+import { procStat, residentBytes } from "../_proc.ts";
 import { spawnProcess, type ProcessExit, type SpawnedProcess } from "../exec.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { Logger } from "../logger.ts";
@@ -283,58 +283,17 @@ export function note(log: RotatingLog, text: string): void {
   log.write(`${new Date().toISOString()} [bc-gitops] ${text}\n`);
 }
 
-/** The port the child gets as `PORT`: `env.port`, a free one when it is 0, none without. */
+/** The port the child gets as `PORT`: `env.port`, a free one when it is 0, none without (see `_address.ts`). */
 export async function portFor(spec: AppSpec): Promise<number | undefined> {
-  const raw = spec.env.port;
-  if (raw === undefined || raw === null || raw === "") return undefined;
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new GitopsError(`${spec.name}: env.port must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`, { code: "E_RUNTIME", retry: "stalled" });
-  }
+  const port = envPort(spec.env, spec.name);
   if (port !== 0) return port;
   // The child cannot tell us which port the OS gave it, so it gets one that was free a moment ago.
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
-    server.listen(0, hostFor(spec), () => {
+    server.listen(0, connectHost(spec.env), () => {
       const address = server.address();
       server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
     });
   });
-}
-
-/** The address the app listens on as seen from here: `env.host` unless it is a wildcard, else 127.0.0.1. */
-export function hostFor(spec: AppSpec): string {
-  const host = spec.env.host;
-  return typeof host === "string" && !["", "0.0.0.0", "::", "[::]"].includes(host) ? host : "127.0.0.1";
-}
-
-/** SIGTERM to group `pgid`, SIGKILL after `graceMs` if anything of it is left. */
-export async function endGroup(pgid: number, graceMs: number): Promise<void> {
-  const alive = async () => {
-    try {
-      process.kill(-pgid, 0);
-    } catch {
-      return false;
-    }
-    return !hasProc || (await groupMembers(pgid)).length > 0;
-  };
-  try {
-    process.kill(-pgid, "SIGTERM");
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && (await alive())) await sleep(50);
-  if (await alive()) {
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -10,10 +10,11 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { probeAddress } from "../_address.ts";
 import { SerialQueues } from "../_serial.ts";
 import { envChange, isEmptyChange } from "../app-context.ts";
 import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
-import { HealthMonitor, probeFor } from "../health.ts";
+import { HealthMonitor, probeFor, type Probe } from "../health.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppHealth, AppState, AppStatus, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
@@ -392,15 +393,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
 
   #monitor(app: Running, instance: Instance): HealthMonitor | undefined {
     const { spec } = app;
-    const env = spec.env;
-    const host = typeof env.host === "string" && !["", "0.0.0.0", "::", "[::]"].includes(env.host) ? env.host : undefined;
-    // An app on an OS-assigned port (env.port 0) is checked where it actually listens, unless health.port says otherwise.
-    const port = (env.port === 0 || env.port === "0") && spec.health.port === 8080 ? instance.port : undefined;
-    const probe = probeFor(spec.health, {
-      ...(host ? { host } : {}),
-      ...(port !== undefined ? { port } : {}),
-      ...(instance.health ? { module: () => instance.health!() } : {}),
-    });
+    const module = instance.health ? { module: () => instance.health!() } : {};
+    const check = (current: AppSpec) => probeFor(spec.health, { ...probeAddress(current, instance.port), ...module });
+    // Each check asks where the app is now: an env change applied in place may move it (env.port, env.host).
+    const probe: Probe | undefined = check(spec) && ((signal) => check(app.spec)!(signal));
     if (!probe) return undefined;
     return new HealthMonitor({
       app: spec.name,

@@ -9,16 +9,12 @@
 import { realpath } from "node:fs/promises";
 import { sep } from "node:path";
 import { pathToFileURL } from "node:url";
+import { bindHost, listenPort } from "../_address.ts";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import { listen, type HttpListener } from "../http-server.ts";
 import { silentLogger, tagged, type Logger } from "../logger.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-
-/** Where a fetch app listens when its env has no `host`: loopback, so nothing is exposed by accident. */
-export const DEFAULT_HOST = "127.0.0.1";
-/** Where a fetch app listens when its env has no `port` (the spec's default health port too). */
-export const DEFAULT_PORT = 8080;
 
 interface Owner {
   app: string;
@@ -72,8 +68,8 @@ export class EmbeddedDriver implements Driver {
         gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, gen.ctx));
       } else {
         listener = await listen({
-          host: hostOf(gen.ctx.env),
-          port: portOf(gen.ctx.env, prepared.entry),
+          host: bindHost(gen.ctx.env),
+          port: listenPort(gen.ctx.env, prepared.entry),
           handler: serve(gen),
           onError: (error) => gen.ctx.log.error(`fetch failed: ${stackOf(error)}`),
           closeTimeoutMs: Math.min(options.stopTimeoutMs, 5000),
@@ -173,7 +169,7 @@ export class EmbeddedDriver implements Driver {
         })()),
       reconfigure: async (change: EnvChange) => {
         // A fetch app on a new address needs a new listener: only a restart gives it one.
-        if (listener && (hostOf(change.env) !== listener.host || portOf(change.env, "") !== portOf(gen.ctx.env, ""))) return false;
+        if (listener && (bindHost(change.env) !== listener.host || listenPort(change.env, "") !== listenPort(gen.ctx.env, ""))) return false;
         const { mod, ctx } = gen;
         if (!mod.reconfigure) return false;
         const before = ctx.env;
@@ -206,7 +202,7 @@ export class EmbeddedDriver implements Driver {
         const next = await driver.#generation(mod, options);
         const previous = gen;
         if (listener) {
-          if (hostOf(options.spec.env) !== listener.host || portOf(options.spec.env, "") !== portOf(previous.ctx.env, "")) {
+          if (bindHost(options.spec.env) !== listener.host || listenPort(options.spec.env, "") !== listenPort(previous.ctx.env, "")) {
             driver.#end(next);
             throw new GitopsError(`${app}: a hot reload cannot move a fetch app to another address; change env to reconfigure it`, { code: "E_RUNTIME", retry: "stalled" });
           }
@@ -357,21 +353,6 @@ async function deadline<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** `env.host`, else {@link DEFAULT_HOST}. */
-export function hostOf(env: Record<string, unknown>): string {
-  return typeof env.host === "string" && env.host !== "" ? env.host : DEFAULT_HOST;
-}
-
-/** `env.port` (a number or numeric string; 0 = any free port), else {@link DEFAULT_PORT}. Throws for anything else. */
-export function portOf(env: Record<string, unknown>, entry: string): number {
-  if (env.port === undefined || env.port === null || env.port === "") return DEFAULT_PORT;
-  const port = Number(env.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new GitopsError(`${entry}: env.port must be a port number from 0 to 65535 for a fetch app, got ${JSON.stringify(env.port)}`, { code: "E_RUNTIME", retry: "stalled" });
-  }
-  return port;
 }
 
 function stackOf(error: unknown): string {

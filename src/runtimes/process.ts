@@ -21,41 +21,23 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { hasProc, isZombie, procStat } from "../_proc.ts";
 import { GitopsError } from "../errors.ts";
+import { endGroup } from "../exec.ts";
 import { RotatingLog } from "../log-file.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 import { keyOf, ProcessInstance, type AppRecord, type InstanceHost, type Policy } from "./_process-instance.ts";
-import { endGroup, portFor, type PidFile } from "./_process-run.ts";
+import { portFor, type PidFile } from "./_process-run.ts";
 import { RunTree, TREE_CHECK_MS, TreeWatch } from "./_process-tree.ts";
 
-/** Options of {@link ProcessDriver}; the numbers are the supervision policy (tests use small ones). */
-export interface ProcessDriverOptions {
+/** Options of {@link ProcessDriver}; the numbers are the supervision policy (tests use small ones; see {@link Policy}). */
+export interface ProcessDriverOptions extends Partial<Policy> {
   /** `<local_path>`: logs go to `logs/<app>.log`, pid files and the `current` symlink to `run/<app>/`. */
   localPath: string;
   logger?: Logger;
-  /** Delay before the first restart after an unexpected exit (default 1000 ms); doubles per exit. */
-  restartDelayMs?: number;
-  /** Longest restart delay (default 60 000 ms). */
-  maxRestartDelayMs?: number;
-  /** A run that stayed up this long resets the restart delay (default 60 000 ms). */
-  resetAfterMs?: number;
-  /** Exits within {@link crashLoopWindowMs} that make a crash loop (default 5). */
-  crashLoopExits?: number;
-  crashLoopWindowMs?: number;
-  /** How long the same code and settings are not started again after a crash loop (default 60 000 ms). */
-  crashLoopCooldownMs?: number;
-  /** With health `none`: how long a new child must live for its start to count (default 500 ms). */
-  settleMs?: number;
-  /** How often the memory watchdog looks at a Bun app's RSS (default 1000 ms). */
-  memoryCheckMs?: number;
-  /** How often one walk of `/proc` records the descendants of every running app (default 5000 ms; see `_process-tree.ts`). */
-  treeCheckMs?: number;
   /** Log file rotation (defaults 10 MiB, 3 files kept). */
   logMaxBytes?: number;
   logKeep?: number;
-  /** Output lines per second and app copied into the agent's log (default 200; the file gets all). */
-  linesPerSecond?: number;
 }
 
 const DEFAULTS: Policy = {

@@ -8,6 +8,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import { bindHost, listenPort } from "../_address.ts";
 import { runtimeName } from "../_platform.ts";
 import type { EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
@@ -15,7 +16,6 @@ import { listen, type HttpListener } from "../http-server.ts";
 import { tagged, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-import { hostOf, portOf } from "./embedded.ts";
 
 /**
  * The Worker script: the `.ts` source under Bun and Deno, the built `.js` next to this file in
@@ -57,8 +57,8 @@ export class WorkerDriver implements Driver {
         current.port = (await current.call("start", undefined, options.startTimeoutMs)) as number | undefined;
       } else {
         listener = await listen({
-          host: hostOf(spec.env),
-          port: portOf(spec.env, options.prepared.entry),
+          host: bindHost(spec.env),
+          port: listenPort(spec.env, options.prepared.entry),
           handler: (request) => current.fetch(request),
           onError: (error) => options.logger.error(`[${app}] fetch failed: ${messageOf(error)}`),
           closeTimeoutMs: Math.min(options.stopTimeoutMs, 5000),
@@ -93,7 +93,7 @@ export class WorkerDriver implements Driver {
           await current.end(true);
         })()),
       reconfigure: async (change: EnvChange) => {
-        if (listener && (hostOf(change.env) !== listener.host || portOf(change.env, "") !== portOf(env, ""))) return false;
+        if (listener && (bindHost(change.env) !== listener.host || listenPort(change.env, "") !== listenPort(env, ""))) return false;
         if (!current.ready.hooks.reconfigure) return false;
         await current.call("reconfigure", change, options.startTimeoutMs);
         env = change.env;

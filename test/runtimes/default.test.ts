@@ -10,6 +10,7 @@ import { exec } from "../../src/exec.ts";
 import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
+import { countingListener, listenOn8080 } from "../helpers/listen.ts";
 import { runtimeHarness, type RuntimeHarness } from "../helpers/runtime-harness.ts";
 import { writeTree } from "../helpers/tmp.ts";
 
@@ -196,6 +197,32 @@ test("a change of health settings alone changes the checks, not the app", async 
   assert.equal(state.port, first.port);
   assert.equal(state.health, "unknown", "one failed check so far");
   assert.deepEqual([await h.runtime.checkNow("api"), await h.runtime.checkNow("api")], ["unknown", "unhealthy"]);
+});
+
+test("an explicit health.port 8080 is where the app is checked, also when env.port is 0", async (t) => {
+  const checked = await listenOn8080(t);
+  const h = await harness(t);
+  // rt-server listens on a free port of its own, never on 8080: only the agent's checks reach the listener there.
+  const state = await h.runtime.deploy(web("1.0.0", { host: checked.host }, { health: { type: "tcp", port: 8080, interval: 60_000, timeout: 1000 } }));
+  assert.deepEqual([state.status, state.health], ["running", "healthy"]);
+  assert.notEqual(state.port, 8080);
+  assert.ok(checked.connections() >= 1, `the first health check connects to ${checked.host}:8080, got ${checked.connections()} connection(s)`);
+});
+
+test("an env.port changed in place (the app's reconfigure hook) moves where the app is checked", async (t) => {
+  const [before, after] = [await countingListener(t), await countingListener(t)];
+  const h = await harness(t);
+  const spec = (port: number) =>
+    AppSpec.parse({ name: "worker", version: "1.0.0", source: { type: "path", path: "code/lifecycle" }, env: { port }, health: { type: "tcp", interval: 60_000, timeout: 1000 } });
+  const deployed = await h.runtime.deploy(spec(before.port));
+  assert.equal(deployed.health, "healthy");
+  const first = before.connections();
+  assert.ok(first >= 1, "checked on the first env.port");
+  const state = await h.runtime.reconfigure(spec(after.port));
+  assert.equal(state.started_at, deployed.started_at, "not restarted");
+  assert.equal(await h.runtime.checkNow("worker"), "healthy");
+  assert.ok(after.connections() >= 1, "checked on the new env.port");
+  assert.equal(before.connections(), first, "no longer checked on the old one");
 });
 
 test("remove stops the app, deletes its workspaces and keeps its data directory", async (t) => {

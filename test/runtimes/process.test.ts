@@ -12,6 +12,7 @@ import { procStat } from "../../src/_proc.ts";
 import { ProcessDriver, type ProcessDriverOptions } from "../../src/runtimes/process.ts";
 import type { AppState } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
+import { listenOn8080 } from "../helpers/listen.ts";
 import { alive, runtimeHarness, type RuntimeHarness } from "../helpers/runtime-harness.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
@@ -181,6 +182,16 @@ test("restarts counts only restarts that ran the app; those refused during a cra
   const fixed = await h.runtime.restart(web("1.0.0", {}));
   assert.equal(spawns(h).length, 5);
   assert.deepEqual([fixed.status, fixed.restarts, fixed.restarts_refused], ["running", 4, 3]);
+});
+
+test("an explicit health.port 8080 is where readiness and health are checked, also when env.port is 0", async (t) => {
+  const checked = await listenOn8080(t);
+  const h = await harness(t);
+  // proc-server listens on the free port it is given, never on 8080: only the agent's checks reach the listener there.
+  const state = await h.runtime.deploy(web("1.0.0", { host: checked.host }, { health: { type: "tcp", port: 8080, interval: 60_000, timeout: 1000 } }));
+  assert.deepEqual([state.status, state.health], ["running", "healthy"]);
+  assert.notEqual(state.port, 8080);
+  assert.ok(checked.connections() >= 2, `readiness and the first health check connect to ${checked.host}:8080, got ${checked.connections()} connection(s)`);
 });
 
 test("an app that exits during start fails the deploy with what it printed, and leaves nothing behind", async (t) => {
