@@ -15,7 +15,7 @@ import type { HttpListener } from "../http-server.ts";
 import { tagged, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-import { Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, startFailure, stopStartRestore } from "./_driver-kit.ts";
+import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, startFailure, stopStartRestore } from "./_driver-kit.ts";
 
 /**
  * The Worker script: the `.ts` source under Bun and Deno, the built `.js` next to this file in
@@ -101,7 +101,8 @@ export class WorkerDriver implements Driver {
       memory: async () => (await current.call("memory", undefined, 250)) as number,
       /**
        * Fetch app: the new Worker is swapped in once it imported the revision; the old one
-       * finishes its requests (up to `stopTimeoutMs`) and is terminated. Lifecycle app: an
+       * finishes its requests (up to `stopTimeoutMs`) and is terminated; the listener stays where
+       * it is, so a new address is refused (as in `embedded`: reconfigure moves it). Lifecycle app: an
        * instance cannot move between Workers, so the old one is stopped and the new one started;
        * when that `start` fails the old Worker starts its app again. Throws with the old code serving.
        */
@@ -109,9 +110,10 @@ export class WorkerDriver implements Driver {
         notStopping(app, stopping);
         const fresh = await spawn(next);
         const mismatch = kindChange(app, instance.kind, fresh.ready.kind);
-        if (mismatch) {
+        const moved = listener && movesAddress(listener, env, next.spec.env) ? addressChange(app) : undefined;
+        if (mismatch ?? moved) {
           await fresh.end(false);
-          throw mismatch;
+          throw mismatch ?? moved;
         }
         const old = current;
         if (instance.kind === "lifecycle") {
@@ -134,6 +136,7 @@ export class WorkerDriver implements Driver {
         }
         fresh.onCrash = next.onCrash;
         current = fresh;
+        env = next.spec.env;
         old.onCrash = undefined;
         retire(old, instance.kind === "fetch");
         return instance;

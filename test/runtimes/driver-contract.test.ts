@@ -195,6 +195,24 @@ for (const s of SUBJECTS) {
     });
   }
 
+  if (s.drains) {
+    test(`${s.label}: a hot reload cannot move it to another address, and it keeps serving the old code where it was`, async (t) => {
+      const h = await harness(t);
+      const before = await h.runtime.deploy(spec(s));
+      h.seen.push(before);
+      await writeMessage(h, s, 'export const MESSAGE = "new code";\n');
+      await assert.rejects(h.runtime.hotReload(spec(s, "1.0.0", { port: await freePort() })), (error: unknown) => {
+        assert.ok(error instanceof GitopsError);
+        assert.match(error.message, /a hot reload cannot move a fetch app to another address; change env to reconfigure it/);
+        return true;
+      });
+      const after = await current(h);
+      assert.deepEqual([after.status, after.port, after.reloads], ["running", before.port, 0]);
+      assert.equal((await get(before.port)).message, s.message);
+      await nothingLeft(h);
+    });
+  }
+
   test(`${s.label}: a hot reload whose new code does not start leaves the old code serving, with the error in its status`, async (t) => {
     const h = await harness(t);
     h.seen.push(await h.runtime.deploy(spec(s)));
