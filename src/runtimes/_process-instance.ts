@@ -13,6 +13,7 @@ import { GitopsError, messageOf } from "../errors.ts";
 import type { RotatingLog } from "../log-file.ts";
 import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
+import { stopStartRestore } from "./_driver-kit.ts";
 import { note, startRun, type ExitInfo, type Run, type RunOptions } from "./_process-run.ts";
 import type { TreeWatch } from "./_process-tree.ts";
 
@@ -160,19 +161,18 @@ export class ProcessInstance implements Instance {
       this.#o = options;
       await this.#retire(old);
     } else {
-      if (old) await this.#retire(old);
-      this.#run = undefined;
-      try {
-        this.#o = options;
-        this.#run = await this.#launch(options);
-      } catch (error) {
-        this.#o = previous;
-        this.#run = await this.#launch(previous).catch((again: unknown) => {
-          this.#giveUp(`the previous revision did not start again either: ${messageOf(again)}`);
-          return undefined;
-        });
-        throw error;
-      }
+      this.#run = await stopStartRestore({
+        stop: async () => {
+          if (old) await this.#retire(old);
+          this.#run = undefined;
+        },
+        start: () => this.#launch((this.#o = options)),
+        restore: async () => void (this.#run = await this.#launch((this.#o = previous))),
+        failed: (error, again) => {
+          if (again) this.#giveUp(`the previous revision did not start again either: ${messageOf(again.error)}`);
+          return error;
+        },
+      });
     }
     this.#state = "running";
     this.#streak = 0;

@@ -14,6 +14,7 @@ import type { HotReloadResult } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
 import { WORKSPACE_MARKER, type PreparedWorkspace } from "../workspace.ts";
 import type { DriverStartOptions, Instance } from "./driver.ts";
+import { stopStartRestore } from "./_driver-kit.ts";
 
 /** Extensions of the files that count as modules when listing what a reload changed. */
 const MODULE_EXTENSIONS: ReadonlySet<string> = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]);
@@ -220,23 +221,22 @@ async function swap(app: Reloadable, spec: AppSpec, prepared: PreparedWorkspace,
   const old = app.instance!;
   if (!old.reload) {
     const before = { spec: app.spec, prepared: app.prepared };
-    await ops.halt();
-    Object.assign(app, { spec, prepared });
-    try {
-      await ops.launch();
-      return;
-    } catch (error) {
-      Object.assign(app, before);
-      const failed = `${what} failed: ${messageOf(error)}`;
-      try {
-        await ops.launch();
-      } catch (again) {
-        app.lastError = `${failed}; starting the previous revision again failed too: ${messageOf(again)}`;
-        throw new GitopsError(app.lastError, { code: "E_RUNTIME", retry: "backoff", cause: again });
-      }
-      app.lastError = `${failed}; the previous revision was started again`;
-      throw new GitopsError(app.lastError, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
-    }
+    return stopStartRestore({
+      stop: () => ops.halt(),
+      start: () => {
+        Object.assign(app, { spec, prepared });
+        return ops.launch();
+      },
+      restore: () => {
+        Object.assign(app, before);
+        return ops.launch();
+      },
+      failed: (error, again) => {
+        const failed = `${what} failed: ${messageOf(error)}`;
+        app.lastError = again ? `${failed}; starting the previous revision again failed too: ${messageOf(again.error)}` : `${failed}; the previous revision was started again`;
+        return new GitopsError(app.lastError, { code: "E_RUNTIME", ...(again ? { retry: "backoff", cause: again.error } : { retry: retryClassOf(error), cause: error }) });
+      },
+    });
   }
   let next: Instance | undefined;
   try {

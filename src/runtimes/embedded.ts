@@ -9,12 +9,12 @@
 import { realpath } from "node:fs/promises";
 import { sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { bindHost, listenPort } from "../_address.ts";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
-import { listen, type HttpListener } from "../http-server.ts";
+import type { HttpListener } from "../http-server.ts";
 import { silentLogger, tagged, type Logger } from "../logger.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
+import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, stackOf, startFailure, stopStartRestore } from "./_driver-kit.ts";
 
 interface Owner {
   app: string;
@@ -34,9 +34,7 @@ interface Generation {
   /** What the lifecycle app's `start`/`hotReload` returned. */
   value: unknown;
   /** Fetch requests running on this generation's handler. */
-  inflight: number;
-  /** Called when `inflight` drops to 0. */
-  idle?: () => void;
+  requests: Inflight;
 }
 
 /** How many stopped instances are still recognised in stacks (their leftover timers may still throw). */
@@ -59,7 +57,7 @@ export class EmbeddedDriver implements Driver {
    * outlives `startTimeoutMs`, or the listener of a fetch app cannot bind its address.
    */
   async start(options: DriverStartOptions): Promise<Instance> {
-    const { spec, prepared } = options;
+    const { spec } = options;
     const mod = await this.#load(options);
     const gen = await this.#generation(mod, options);
     let listener: HttpListener | undefined;
@@ -67,13 +65,7 @@ export class EmbeddedDriver implements Driver {
       if (mod.kind === "lifecycle") {
         gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, gen.ctx));
       } else {
-        listener = await listen({
-          host: bindHost(gen.ctx.env),
-          port: listenPort(gen.ctx.env, prepared.entry),
-          handler: serve(gen),
-          onError: (error) => gen.ctx.log.error(`fetch failed: ${stackOf(error)}`),
-          closeTimeoutMs: Math.min(options.stopTimeoutMs, 5000),
-        });
+        listener = await listenFor(options, serve(gen));
       }
     } catch (error) {
       this.#end(gen);
@@ -122,7 +114,7 @@ export class EmbeddedDriver implements Driver {
       dataDir: options.dataDir,
     };
     const owner = await this.#watch(spec.name, prepared.dir, options.onCrash);
-    return { mod, ctx, controllers: [controller], owner, value: undefined, inflight: 0 };
+    return { mod, ctx, controllers: [controller], owner, value: undefined, requests: new Inflight() };
   }
 
   /** Aborts a generation's signals and stops attributing crashes to it. */
@@ -169,7 +161,7 @@ export class EmbeddedDriver implements Driver {
         })()),
       reconfigure: async (change: EnvChange) => {
         // A fetch app on a new address needs a new listener: only a restart gives it one.
-        if (listener && (bindHost(change.env) !== listener.host || listenPort(change.env, "") !== listenPort(gen.ctx.env, ""))) return false;
+        if (listener && movesAddress(listener, gen.ctx.env, change.env)) return false;
         const { mod, ctx } = gen;
         if (!mod.reconfigure) return false;
         const before = ctx.env;
@@ -193,18 +185,16 @@ export class EmbeddedDriver implements Driver {
        * the old module is started again. Throws with the old code serving.
        */
       async reload(options: DriverStartOptions): Promise<Instance> {
-        if (stopping) throw new GitopsError(`${app} is stopping; nothing to reload`, { code: "E_RUNTIME", retry: "backoff" });
+        notStopping(app, stopping);
         const mod = await driver.#load(options);
-        if (mod.kind !== kind) {
-          const why = `${app}'s new revision is a ${mod.kind} app and the running one a ${kind} app: a hot reload cannot change that; bump the version to upgrade it`;
-          throw new GitopsError(why, { code: "E_RUNTIME", retry: "stalled" });
-        }
+        const mismatch = kindChange(app, kind, mod.kind);
+        if (mismatch) throw mismatch;
         const next = await driver.#generation(mod, options);
         const previous = gen;
         if (listener) {
-          if (bindHost(options.spec.env) !== listener.host || listenPort(options.spec.env, "") !== listenPort(previous.ctx.env, "")) {
+          if (movesAddress(listener, previous.ctx.env, options.spec.env)) {
             driver.#end(next);
-            throw new GitopsError(`${app}: a hot reload cannot move a fetch app to another address; change env to reconfigure it`, { code: "E_RUNTIME", retry: "stalled" });
+            throw addressChange(app);
           }
           listener.handler = serve(next);
           gen = next;
@@ -225,23 +215,22 @@ export class EmbeddedDriver implements Driver {
           gen = next;
           return instance;
         }
-        try {
-          await stopGen(previous);
-        } catch (error) {
-          previous.ctx.log.warn(messageOf(error));
-        }
-        for (const controller of previous.controllers) controller.abort();
-        try {
-          next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, next.ctx));
-        } catch (error) {
-          driver.#end(next);
-          const failure = startFailure(options.spec, error);
-          gen = await driver.#restartOld(previous, callTimeoutMs).catch((again: unknown) => {
-            previous.owner.onCrash(new Error(`${failure.message}; starting the previous revision again failed too: ${messageOf(again)}`));
-            return previous;
-          });
-          throw new GitopsError(`${failure.message}; the previous revision was started again`, { code: "E_RUNTIME", retry: failure.retry, cause: error });
-        }
+        await stopStartRestore({
+          stop: async () => {
+            await stopGen(previous).catch((error: unknown) => previous.ctx.log.warn(messageOf(error)));
+            for (const controller of previous.controllers) controller.abort();
+          },
+          start: async () => {
+            try {
+              next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, next.ctx));
+            } catch (error) {
+              driver.#end(next);
+              throw error;
+            }
+          },
+          restore: async () => void (gen = await driver.#restartOld(previous, callTimeoutMs)),
+          failed: (error, again) => restartFailure(options.spec, error, again, (crash) => previous.owner.onCrash(crash)),
+        });
         driver.#retire(previous.owner);
         gen = next;
         return instance;
@@ -260,14 +249,7 @@ export class EmbeddedDriver implements Driver {
 
   /** Waits (up to `timeoutMs`) for a swapped-out fetch generation's requests, then stops and retires it. */
   async #drain(old: Generation, timeoutMs: number, stop: (g: Generation) => Promise<void>): Promise<void> {
-    if (old.inflight > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        old.idle = resolve;
-        timer = setTimeout(resolve, timeoutMs);
-      });
-      clearTimeout(timer);
-    }
+    await old.requests.drained(timeoutMs);
     try {
       await stop(old);
     } catch (error) {
@@ -315,18 +297,13 @@ export class EmbeddedDriver implements Driver {
 /** The listener handler of a fetch generation: counts its requests so a swap can wait for them. */
 function serve(gen: Generation): (request: Request) => Promise<Response> {
   return async (request) => {
-    gen.inflight++;
+    gen.requests.add();
     try {
       return await gen.mod.handler!.fetch(request, gen.ctx);
     } finally {
-      if (--gen.inflight === 0) gen.idle?.();
+      gen.requests.done();
     }
   };
-}
-
-function startFailure(spec: DriverStartOptions["spec"], error: unknown): GitopsError {
-  if (error instanceof GitopsError) return error;
-  return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "backoff", cause: error });
 }
 
 /**
@@ -353,9 +330,4 @@ async function deadline<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-function stackOf(error: unknown): string {
-  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  return messageOf(error);
 }

@@ -8,14 +8,14 @@
  */
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { bindHost, listenPort } from "../_address.ts";
 import { runtimeName } from "../_platform.ts";
 import type { EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
-import { listen, type HttpListener } from "../http-server.ts";
+import type { HttpListener } from "../http-server.ts";
 import { tagged, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
+import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, startFailure, stopStartRestore } from "./_driver-kit.ts";
 
 /**
  * The Worker script: the `.ts` source under Bun and Deno, the built `.js` next to this file in
@@ -56,17 +56,11 @@ export class WorkerDriver implements Driver {
       if (current.ready.kind === "lifecycle") {
         current.port = (await current.call("start", undefined, options.startTimeoutMs)) as number | undefined;
       } else {
-        listener = await listen({
-          host: bindHost(spec.env),
-          port: listenPort(spec.env, options.prepared.entry),
-          handler: (request) => current.fetch(request),
-          onError: (error) => options.logger.error(`[${app}] fetch failed: ${messageOf(error)}`),
-          closeTimeoutMs: Math.min(options.stopTimeoutMs, 5000),
-        });
+        listener = await listenFor(options, (request) => current.fetch(request));
       }
     } catch (error) {
       await current.end(false);
-      throw startFailure(options, error);
+      throw startFailure(spec, error);
     }
     current.onCrash = options.onCrash;
     let env = spec.env;
@@ -93,7 +87,7 @@ export class WorkerDriver implements Driver {
           await current.end(true);
         })()),
       reconfigure: async (change: EnvChange) => {
-        if (listener && (bindHost(change.env) !== listener.host || listenPort(change.env, "") !== listenPort(env, ""))) return false;
+        if (listener && movesAddress(listener, env, change.env)) return false;
         if (!current.ready.hooks.reconfigure) return false;
         await current.call("reconfigure", change, options.startTimeoutMs);
         env = change.env;
@@ -107,40 +101,42 @@ export class WorkerDriver implements Driver {
       memory: async () => (await current.call("memory", undefined, 250)) as number,
       /**
        * Fetch app: the new Worker is swapped in once it imported the revision; the old one
-       * finishes its requests (up to `stopTimeoutMs`) and is terminated. Lifecycle app: an
+       * finishes its requests (up to `stopTimeoutMs`) and is terminated; the listener stays where
+       * it is, so a new address is refused (as in `embedded`: reconfigure moves it). Lifecycle app: an
        * instance cannot move between Workers, so the old one is stopped and the new one started;
        * when that `start` fails the old Worker starts its app again. Throws with the old code serving.
        */
       async reload(next: DriverStartOptions): Promise<Instance> {
-        if (stopping) throw new GitopsError(`${app} is stopping; nothing to reload`, { code: "E_RUNTIME", retry: "backoff" });
+        notStopping(app, stopping);
         const fresh = await spawn(next);
-        if (fresh.ready.kind !== instance.kind) {
+        const mismatch = kindChange(app, instance.kind, fresh.ready.kind);
+        const moved = listener && movesAddress(listener, env, next.spec.env) ? addressChange(app) : undefined;
+        if (mismatch ?? moved) {
           await fresh.end(false);
-          const why = `${app}'s new revision is a ${fresh.ready.kind} app and the running one a ${instance.kind} app: a hot reload cannot change that; bump the version to upgrade it`;
-          throw new GitopsError(why, { code: "E_RUNTIME", retry: "stalled" });
+          throw mismatch ?? moved;
         }
         const old = current;
         if (instance.kind === "lifecycle") {
-          try {
-            await old.call("stop", undefined, options.stopTimeoutMs);
-          } catch (error) {
-            options.logger.warn(`[${app}] ${messageOf(error)}`);
-          }
-          try {
-            fresh.port = (await fresh.call("start", undefined, next.startTimeoutMs)) as number | undefined;
-          } catch (error) {
-            await fresh.end(false);
-            const failure = startFailure(next, error);
-            try {
-              old.port = (await old.call("start", undefined, options.startTimeoutMs)) as number | undefined;
-            } catch (again) {
-              old.onCrash?.(new Error(`${failure.message}; starting the previous revision again failed too: ${messageOf(again)}`));
-            }
-            throw new GitopsError(`${failure.message}; the previous revision was started again`, { code: "E_RUNTIME", retry: failure.retry, cause: error });
-          }
+          await stopStartRestore({
+            stop: () => old.call("stop", undefined, options.stopTimeoutMs).then(
+              () => {},
+              (error: unknown) => options.logger.warn(`[${app}] ${messageOf(error)}`),
+            ),
+            start: async () => {
+              try {
+                fresh.port = (await fresh.call("start", undefined, next.startTimeoutMs)) as number | undefined;
+              } catch (error) {
+                await fresh.end(false);
+                throw error;
+              }
+            },
+            restore: async () => void (old.port = (await old.call("start", undefined, options.startTimeoutMs)) as number | undefined),
+            failed: (error, again) => restartFailure(next.spec, error, again, (crash) => old.onCrash?.(crash)),
+          });
         }
         fresh.onCrash = next.onCrash;
         current = fresh;
+        env = next.spec.env;
         old.onCrash = undefined;
         retire(old, instance.kind === "fetch");
         return instance;
@@ -194,12 +190,13 @@ class Host {
   readonly #fail: (error: Error) => void;
   readonly #calls = new Map<number, Pending>();
   readonly #exchanges = new Map<number, Exchange>();
+  /** The forwarded requests still open (the entries of `#exchanges`), for {@link drain}. */
+  readonly #requests = new Inflight();
   readonly #exited: Promise<number>;
   readonly #log: Logger;
   #next = 0;
   #ending = false;
   #dead: Error | undefined;
-  #idle: (() => void) | undefined;
   #ended: Promise<void> | undefined;
 
   constructor(options: DriverStartOptions) {
@@ -277,19 +274,14 @@ class Host {
     const headers = [...request.headers] as [string, string][];
     return new Promise<Response>((resolve, reject) => {
       this.#exchanges.set(id, { resolve, reject });
+      this.#requests.add();
       this.worker.postMessage({ type: "fetch", id, method: request.method, url: request.url, headers, body } satisfies ToHost, body ? [body] : []);
     });
   }
 
   /** Resolves once no forwarded request is open, or after `timeoutMs`. */
-  async drain(timeoutMs: number): Promise<void> {
-    if (this.#exchanges.size === 0) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await new Promise<void>((resolve) => {
-      this.#idle = resolve;
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    clearTimeout(timer);
+  drain(timeoutMs: number): Promise<void> {
+    return this.#requests.drained(timeoutMs);
   }
 
   /**
@@ -322,7 +314,7 @@ class Host {
       else exchange.reject(this.#dead);
     }
     this.#exchanges.clear();
-    this.#idle?.();
+    this.#requests.clear();
     if (!this.#ending) {
       const crash = this.onCrash;
       this.onCrash = undefined;
@@ -334,8 +326,7 @@ class Host {
     const exchange = this.#exchanges.get(message.id);
     if (!exchange) return;
     const done = () => {
-      this.#exchanges.delete(message.id);
-      if (this.#exchanges.size === 0) this.#idle?.();
+      if (this.#exchanges.delete(message.id)) this.#requests.done();
     };
     switch (message.type) {
       case "head": {
@@ -369,10 +360,4 @@ function fromWire(wire: WireError): Error {
   error.name = wire.name;
   if (wire.stack) error.stack = wire.stack;
   return error;
-}
-
-function startFailure(options: DriverStartOptions, error: unknown): GitopsError {
-  if (error instanceof GitopsError) return error;
-  const { spec } = options;
-  return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "backoff", cause: error });
 }
