@@ -38,6 +38,8 @@ export interface ReconcilerDeps extends ApplierDeps {
   statePath: string;
   /** Records each completed action as it completes (state.json is written once per tick). */
   journal?: StateJournal;
+  /** Where the reconciler puts the checkout its current specs were read from, for the runtime (`RuntimeContext.repoDir`). */
+  checkout?: { repoDir?: string | undefined };
 }
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
@@ -399,6 +401,7 @@ export class Reconciler {
     this.#files = new Map(load.apps.map(({ spec, file }) => [spec.name, file]));
     if (repoDir !== this.#desired?.repoDir || options.fresh) this.#pathRevisions = new Map();
     this.#desired = { commit, repoDir, load };
+    if (this.#d.checkout) this.#d.checkout.repoDir = repoDir;
   }
 
   /** Logs a problem the first time it is seen in a commit; status keeps showing it on every tick. */
