@@ -66,6 +66,19 @@ async function setup(t: Scope) {
   return { root, local: join(root, "local"), workspaces, events };
 }
 
+/** The with-dep fixture as path app "dep" under `root`, its dependency (1.0.0 and 1.1.0) served by a fixture registry set as the user's. */
+async function withDepApp(t: Scope, root: string) {
+  const reg = await registry(t);
+  await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
+  await reg.publish("@fixtures/greeting", "1.1.0", join(APPS, "greeting"));
+  const src = join(root, "with-dep");
+  await cp(join(APPS, "with-dep"), src, { recursive: true });
+  const before = process.env.NPM_CONFIG_REGISTRY;
+  process.env.NPM_CONFIG_REGISTRY = reg.url;
+  t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
+  return { src, s: spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } }) };
+}
+
 async function registry(t: Scope) {
   const reg = await startRegistry();
   t.after(() => reg.close());
@@ -242,15 +255,7 @@ describe("path sources", () => {
 
   it("a new revision with unchanged dependency manifests reuses node_modules; a changed manifest reinstalls", async (t) => {
     const { root, workspaces, events } = await setup(t);
-    const reg = await registry(t);
-    await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
-    await reg.publish("@fixtures/greeting", "1.1.0", join(APPS, "greeting"));
-    const src = join(root, "with-dep");
-    await cp(join(APPS, "with-dep"), src, { recursive: true });
-    const before = process.env.NPM_CONFIG_REGISTRY;
-    process.env.NPM_CONFIG_REGISTRY = reg.url;
-    t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
-    const s = spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } });
+    const { src, s } = await withDepApp(t, root);
     const installs = () => events.filter((e) => e.name === "bc_gitops:deps:start").length;
     const dep = (dir: string) => join(dir, "node_modules", "@fixtures", "greeting", "package.json");
 
@@ -272,15 +277,7 @@ describe("path sources", () => {
 describe("dependencies across revisions", () => {
   it("unchanged dependencies are a symlink into the revision that installed them, which prune keeps while a kept revision links to it", async (t) => {
     const { root, workspaces, events } = await setup(t);
-    const reg = await registry(t);
-    await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
-    await reg.publish("@fixtures/greeting", "1.1.0", join(APPS, "greeting"));
-    const src = join(root, "with-dep");
-    await cp(join(APPS, "with-dep"), src, { recursive: true });
-    const before = process.env.NPM_CONFIG_REGISTRY;
-    process.env.NPM_CONFIG_REGISTRY = reg.url;
-    t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
-    const s = spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } });
+    const { src, s } = await withDepApp(t, root);
     const installs = () => events.filter((e) => e.name === "bc_gitops:deps:start").length;
     const greeting = async (dir: string) => JSON.parse(await readFile(join(dir, "node_modules", "@fixtures", "greeting", "package.json"), "utf8")).version;
     const change = (body: string) => writeFile(join(src, "index.js"), `export default { fetch: () => new Response(${JSON.stringify(body)}) };\n`);

@@ -15,6 +15,7 @@ import { writeTree } from "../helpers/tmp.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
 const CRASH_HOST = fileURLToPath(new URL("./crash-host.ts", import.meta.url));
+const DEPENDENCY_CRASH_HOST = fileURLToPath(new URL("./dependency-crash-host.ts", import.meta.url));
 
 type Harness = RuntimeHarness;
 
@@ -292,6 +293,15 @@ test("when the source cannot be read, the revision the agent remembers for the s
   await h.runtime.stopAll(); // the workspace stays: only the version differs now
   remember(web("0.9.0"));
   await assert.rejects(h.runtime.deploy(web("1.0.0")), /path source .* is not a directory/, "another version's revision is never used");
+});
+
+test("an uncaught error thrown by a dependency linked from the revision that installed it marks the embedded app failed", async (t) => {
+  const h = await harness(t);
+  const runner = runtimeName === "deno" ? ["run", "-A"] : [];
+  const result = await exec(process.execPath, [...runner, DEPENDENCY_CRASH_HOST, h.local, h.repo], { timeoutMs: 90_000 });
+  const seen = JSON.parse(result.stdout.trim().split("\n").pop()!) as { linked: boolean; answer: unknown; crashed?: AppState; logs: string[] };
+  assert.deepEqual([seen.linked, seen.answer], [true, { message: "two" }]);
+  assert.deepEqual([seen.crashed?.status, seen.crashed?.last_error], ["failed", "crashed: the dependency throws"], seen.logs.join("\n"));
 });
 
 test("stopAll stops every app, dependents before their dependencies", async (t) => {
