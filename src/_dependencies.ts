@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { readFile, realpath, symlink } from "node:fs/promises";
 import { basename, join, relative, sep } from "node:path";
 import { dependencyInstaller } from "./_platform.ts";
-import { isDir } from "./_tree.ts";
+import { isDir, readJson } from "./_tree.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import { exec } from "./exec.ts";
 import type { Logger } from "./logger.ts";
@@ -27,11 +27,12 @@ const DEP_FIELDS = [
 ];
 
 /**
- * The key of the dependencies declared by the package at `root` (its `package.json`, parsed as
- * `pkg`): a hash of the installer, the registry, the dependency fields and the lockfiles; `null`
- * when it declares none. Two revisions with the same key get the same `node_modules`.
+ * The key of the dependencies declared by the package at `root`: a hash of the installer, the
+ * registry, package.json's dependency fields and the lockfiles; `null` when it declares none. Two
+ * revisions with the same key get the same `node_modules`.
  */
-export async function dependencyKey(spec: AppSpec, root: string, pkg: Record<string, unknown> | undefined): Promise<string | null> {
+export async function dependencyKey(spec: AppSpec, root: string): Promise<string | null> {
+  const pkg = await readJson(join(root, "package.json"));
   const declared = { ...record(pkg?.dependencies), ...record(pkg?.optionalDependencies) };
   if (Object.keys(declared).length === 0) return null;
   const registry = registryOf(spec);

@@ -334,7 +334,7 @@ export class Workspaces {
    * Returns their key.
    */
   async #dependencies(spec: AppSpec, appDir: string, root: string, revision: string, context: Context & { shareWith?: string }): Promise<string | null> {
-    const key = await dependencyKey(spec, root, await readJson(join(root, "package.json")));
+    const key = await dependencyKey(spec, root);
     if (key === null) return null;
     if (!(await exists(join(root, "node_modules")))) {
       const newestFirst = (await this.revisions(spec.name)).reverse();
