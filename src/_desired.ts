@@ -26,6 +26,8 @@ export interface DesiredSourceDeps {
   emit: Emit;
   logger: Logger;
   now: () => number;
+  /** Where the checkout the current specs were read from is published, for the runtime (`RuntimeContext.repoDir`). */
+  checkout?: { repoDir?: string | undefined };
 }
 
 /** What one read of the repository gave. */
@@ -252,5 +254,6 @@ export class DesiredSource {
     for (const e of load.errors) this.warnOnce(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`, commit);
     if (repoDir !== this.#read?.repoDir) this.#pathRevisions = new Map();
     this.#read = { commit, repoDir, load };
+    if (this.#d.checkout) this.#d.checkout.repoDir = repoDir;
   }
 }

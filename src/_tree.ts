@@ -1,11 +1,11 @@
 /**
- * File-tree helpers of the workspaces: walking, copying, hard-linking and hashing a directory, and
+ * File-tree helpers of the workspaces: walking, copying and hashing a directory, and
  * the safety checks that keep a workspace's files inside it (symlink targets, archive entries).
  */
 import { createHash } from "node:crypto";
 import type { Buffer } from "node:buffer";
 import { closeSync, constants, fstatSync, openSync, readFile as readFileFd } from "node:fs";
-import { copyFile, link, lstat, mkdir, readdir, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from "node:path";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
@@ -33,13 +33,15 @@ export async function treeHash(dir: string): Promise<string> {
   return `sha256-${hash.digest("hex").slice(0, 16)}`;
 }
 
-interface Entry { rel: string; kind: "file" | "dir" | "link"; target?: string }
+/** One entry of a tree {@link walk} lists: its `/`-separated path under the root, its kind, a symlink's target. */
+export interface Entry { rel: string; kind: "file" | "dir" | "link"; target?: string }
 
 /**
- * Every file, directory and symlink under `dir` (symlinks are not followed), parents before
- * children. Other kinds (sockets, FIFOs, devices) are left out: they are never copied or hashed.
+ * Every file, directory and symlink under `dir` (symlinks are not followed; names in `skip` are left
+ * out at any depth), parents before children. Other kinds (sockets, FIFOs, devices) are left out:
+ * they are never copied or hashed.
  */
-async function walk(dir: string, skip: ReadonlySet<string>, rel = "", out: Entry[] = []): Promise<Entry[]> {
+export async function walk(dir: string, skip: ReadonlySet<string>, rel = "", out: Entry[] = []): Promise<Entry[]> {
   for (const dirent of await readdir(join(dir, rel), { withFileTypes: true })) {
     if (skip.has(dirent.name)) continue;
     const path = rel ? `${rel}/${dirent.name}` : dirent.name;
@@ -74,17 +76,6 @@ export async function copyTree(from: string, to: string): Promise<void> {
       const { bytes, mode } = await readRegular(src);
       await writeFile(dst, bytes, { mode: mode & 0o777 });
     }
-  }
-}
-
-/** A copy of `from` made of hard links (copies across devices); symlinks are recreated as they were. `to` must not exist. */
-export async function linkTree(from: string, to: string): Promise<void> {
-  await mkdir(to);
-  for (const entry of await walk(from, new Set())) {
-    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
-    if (entry.kind === "dir") await mkdir(dst);
-    else if (entry.kind === "link") await symlink(entry.target ?? "", dst);
-    else await link(src, dst).catch(() => copyFile(src, dst));
   }
 }
 
@@ -252,3 +243,13 @@ export const exists = (path: string): Promise<boolean> => lstat(path).then(() =>
 export const isDir = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);
 /** True when `path` is (or links to) a regular file. */
 export const isFile = (path: string): Promise<boolean> => stat(path).then((s) => s.isFile(), () => false);
+
+/** The JSON object in `file`, or `undefined` when it is missing, unreadable or not an object. */
+export async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const value: unknown = JSON.parse(await readFile(file, "utf8"));
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -172,16 +172,19 @@ class AgentImpl implements Agent {
       await writeState(file, state);
       await journal.clear();
     }
-    let reconciler!: Reconciler;
+    // What the runtime reads of the agent's state, created before both: the reconciler moves the
+    // checkout and records deployed apps in `state`; the runtime only reads them.
+    const checkout: { repoDir?: string } = {};
     this.#runtime = await loadRuntime(this.#options.runtime ?? config.runtime, {
       localPath: config.local_path,
-      repoDir: () => reconciler?.repoDir,
+      repoDir: () => checkout.repoDir,
+      remembered: () => state.apps,
       requestReconcile: () => void this.#loop?.trigger().catch(() => {}),
       reloadBudget: config.reload_budget,
       logger: this.#logger,
       emit: this.#telemetry.emit,
     });
-    reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file, journal });
+    const reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file, journal, checkout });
     this.#reconciler = reconciler;
     if (listen && api) {
       // Before any app starts: a taken port fails here, and /healthz and /status answer during a

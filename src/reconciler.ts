@@ -37,6 +37,8 @@ export interface ReconcilerDeps extends ApplierDeps {
   statePath: string;
   /** Records each completed action as it completes (state.json is written once per tick). */
   journal?: StateJournal;
+  /** Where the reconciler puts the checkout its current specs were read from, for the runtime (`RuntimeContext.repoDir`). */
+  checkout?: { repoDir?: string | undefined };
 }
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */

@@ -72,12 +72,35 @@ export interface Runtime {
   stopAll?(): Promise<void>;
 }
 
-/** Context the agent hands to a runtime factory (module path runtimes and the default runtime). */
+/** One app the agent remembers having deployed (its record in state.json), as a runtime may read it. */
+export interface RememberedApp {
+  readonly spec: AppSpec;
+  readonly version: string;
+  /** The code revision it ran (`AppState.revision`). */
+  readonly revision?: string | undefined;
+}
+
+/**
+ * Context the agent hands to a runtime factory (module path runtimes and the default runtime).
+ * Everything in it exists before the runtime and the reconciler: the runtime reads the agent's
+ * state through it, never from the agent's files.
+ */
 export interface RuntimeContext {
   /** `<local_path>`: the runtime keeps its workspaces, data and logs under it. */
   localPath: string;
-  /** The checkout of the gitops repo the current specs were read from (path sources are relative to it). */
+  /**
+   * The checkout of the gitops repo the current specs were read from (path sources are relative
+   * to it); `undefined` before the first specs are read.
+   */
   repoDir: () => string | undefined;
   /** Asks the agent for a reconcile soon (e.g. an app crashed and should be restarted); coalesced by the loop. */
   requestReconcile?: () => void;
+  /**
+   * The apps the agent remembers having deployed, by name: state.json as read when the agent
+   * started (with the actions its journal recorded after it), kept current as actions complete.
+   * Read-only: the agent owns it. The default runtime starts the revision remembered for the same
+   * spec from its cache when the source cannot be read, and leaves what a previous agent left
+   * running of these apps to their next start. Absent: the runtime remembers nothing.
+   */
+  remembered?: () => Readonly<Record<string, RememberedApp>>;
 }

@@ -7,17 +7,17 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FULL_SHA_ANY_CASE as FULL_SHA, isLocalPath, runGit } from "./_git.ts";
 import { download, npmTarball, verify } from "./_npm.ts";
-import { dependencyInstaller, runtimeName } from "./_platform.ts";
 import { SerialQueues } from "./_serial.ts";
-import { checkLinks, copyTree, exists, inside, isDir, isFile, linkTree, sourceDir, treeHash, unpack } from "./_tree.ts";
+import { dependencyKey, installDependencies, linkDependencies, withHomes } from "./_dependencies.ts";
+import { entryOf } from "./_entry.ts";
+import { checkLinks, copyTree, exists, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
-import { exec } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
 import { redact } from "./redact.ts";
@@ -54,14 +54,6 @@ export interface WorkspacesOptions {
 export const WORKSPACE_MARKER = ".bc-gitops-workspace.json";
 
 const REVISION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
-/** What decides an install's result: when none of it changed, the previous revision's node_modules is reused. */
-const LOCKFILES = ["package-lock.json", "npm-shrinkwrap.json", "bun.lock", "bun.lockb", "deno.lock", "yarn.lock", "pnpm-lock.yaml"];
-const DEP_FIELDS = [
-  "dependencies", "optionalDependencies", "peerDependencies", "bundleDependencies", "bundledDependencies",
-  "overrides", "resolutions", "trustedDependencies", "workspaces",
-];
-/** Export conditions honoured when picking the entry, in package.json key order (Node's algorithm). */
-const CONDITIONS = new Set([runtimeName, "node", "import", "module", "default"]);
 
 interface Marker { format: 1; source: string; deps: string | null }
 interface Context { repoDir?: string; signal?: AbortSignal }
@@ -115,8 +107,10 @@ export class Workspaces {
    * directories of the app are deleted first. Calls for the same app run one at a time. For npm the
    * revision is the version fetched, for git the commit; for path and tarball sources a given
    * revision only selects an existing workspace, and a new one is named by its content.
+   * Dependencies unchanged since an earlier revision are linked from it (`shareWith`'s first: the
+   * revision that runs, whose packages are loaded already).
    */
-  async prepare(spec: AppSpec, context: Context & { revision?: string } = {}): Promise<PreparedWorkspace> {
+  async prepare(spec: AppSpec, context: Context & { revision?: string; shareWith?: string } = {}): Promise<PreparedWorkspace> {
     const app = checkApp(spec.name);
     return this.#serial(app, async () => {
       // Checked even when a revision is given: a cached workspace of a now refused path is not
@@ -151,7 +145,7 @@ export class Workspaces {
           const same = await reuse(revision);
           if (same) return same;
         }
-        const deps = await this.#dependencies(spec, appDir, root, context.signal);
+        const deps = await this.#dependencies(spec, appDir, root, revision, context);
         // A package without a usable entry never becomes a workspace.
         const entry = relative(root, await entryOf(root, spec));
         await writeFile(join(root, WORKSPACE_MARKER), JSON.stringify({ format: 1, source: key, deps } satisfies Marker));
@@ -179,11 +173,12 @@ export class Workspaces {
     return found.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : 1)).map((r) => r.name);
   }
 
-  /** Deletes every revision (and leftover) of `app` except those in `keep`. */
+  /** Deletes every revision (and leftover) of `app` except those in `keep` and the revisions whose `node_modules` they link to. */
   async prune(app: string, keep: readonly string[]): Promise<void> {
     const appDir = join(this.#root, checkApp(app));
     return this.#serial(app, async () => {
-      const doomed = (await readdir(appDir).catch(() => [])).filter((name) => !keep.includes(name));
+      const kept = await withHomes(appDir, keep);
+      const doomed = (await readdir(appDir).catch(() => [])).filter((name) => !kept.includes(name));
       if (doomed.length === 0) return;
       // Renamed away first: a half-deleted directory must never look like a revision.
       const trash = await mkdtemp(join(appDir, ".tmp-prune-"));
@@ -334,49 +329,22 @@ export class Workspaces {
   }
 
   /**
-   * Installs the dependencies when package.json has any, reusing an earlier revision's
-   * `node_modules` (hard links) when the dependency manifests are unchanged. Returns their key.
+   * Installs the dependencies when package.json has any; when an earlier revision has the same
+   * dependency key, links its packages instead (see _dependencies.ts), preferring `shareWith`'s.
+   * Returns their key.
    */
-  async #dependencies(spec: AppSpec, appDir: string, root: string, signal?: AbortSignal): Promise<string | null> {
-    const pkg = await readJson(join(root, "package.json"));
-    const declared = { ...record(pkg?.dependencies), ...record(pkg?.optionalDependencies) };
-    if (Object.keys(declared).length === 0) return null;
-    const registry = spec.source.type === "npm" ? spec.source.registry : undefined;
-    const installer = dependencyInstaller(registry);
-    const manifest = JSON.stringify([installer.name, registry ?? "", DEP_FIELDS.map((f) => pkg?.[f] ?? null)]);
-    const hash = createHash("sha256").update(manifest);
-    for (const file of LOCKFILES) hash.update(`\0${file}\0`).update(await readFile(join(root, file)).catch(() => ""));
-    const key = hash.digest("hex");
+  async #dependencies(spec: AppSpec, appDir: string, root: string, revision: string, context: Context & { shareWith?: string }): Promise<string | null> {
+    const key = await dependencyKey(spec, root);
+    if (key === null) return null;
     if (!(await exists(join(root, "node_modules")))) {
-      for (const rev of (await this.revisions(spec.name)).reverse()) {
-        const from = join(appDir, rev);
-        if ((await readMarker(from))?.deps !== key || !(await isDir(join(from, "node_modules")))) continue;
-        try {
-          await linkTree(join(from, "node_modules"), join(root, "node_modules"));
-          this.#logger.debug(`${spec.name}: dependencies unchanged, reusing node_modules of revision ${rev}`);
-          return key;
-        } catch (error) {
-          this.#logger.debug(`${spec.name}: cannot reuse node_modules of ${rev}: ${messageOf(error)}`);
-          await rm(join(root, "node_modules"), { recursive: true, force: true });
-        }
-      }
+      const newestFirst = (await this.revisions(spec.name)).reverse();
+      const order = context.shareWith === undefined ? newestFirst : [context.shareWith, ...newestFirst.filter((r) => r !== context.shareWith)];
+      const candidates: string[] = [];
+      for (const rev of order) if ((await readMarker(join(appDir, rev)))?.deps === key) candidates.push(rev);
+      if (await linkDependencies(appDir, root, revision, candidates, this.#logger)) return key;
     }
-    const meta = { app: spec.name, version: spec.version };
-    this.#emit("bc_gitops:deps:start", {}, meta);
-    const started = performance.now();
-    try {
-      const options = { cwd: root, env: installer.env, timeoutMs: this.#timeoutMs, ...(signal ? { signal } : {}) };
-      const result = await exec(installer.command, installer.args, options);
-      this.#logger.debug(`${spec.name}: ${installer.name} install\n${`${result.stdout}\n${result.stderr}`.trim()}`, meta);
-      this.#emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, meta);
-      return key;
-    } catch (error) {
-      this.#emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, { ...meta, error: messageOf(error) });
-      if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
-      const details = error instanceof GitopsError ? error.details : {};
-      const message = `installing the dependencies of ${spec.name} with ${installer.name} failed: ${messageOf(error)}`;
-      throw fail(message, "E_RUNTIME", "backoff", error, details);
-    }
+    await installDependencies(spec, root, { logger: this.#logger, emit: this.#emit, timeoutMs: this.#timeoutMs, signal: context.signal });
+    return key;
   }
 }
 
@@ -434,64 +402,7 @@ function gitUrl(url: string, repoDir: string | undefined): string {
   return isLocalPath(url) ? local(url, repoDir) : url;
 }
 
-/** The module to import, inside `root` (spec entry, package.json exports/module/main, index.js|ts|mjs). */
-async function entryOf(root: string, spec: AppSpec): Promise<string> {
-  const pkg = await readJson(join(root, "package.json"));
-  let chosen = spec.entry ?? exportsEntry(pkg?.exports) ?? text(pkg?.module) ?? text(pkg?.main);
-  if (chosen === undefined) {
-    for (const name of ["index.js", "index.ts", "index.mjs"]) {
-      if (chosen === undefined && (await isFile(join(root, name)))) chosen = name;
-    }
-  }
-  // A process app's `command` says what to run: it needs no module to import.
-  if (chosen === undefined && spec.command && spec.isolation === "process") return root;
-  if (chosen === undefined) {
-    const hint = "set entry in the spec, or exports/module/main in package.json, or add index.js";
-    throw fail(`${spec.name} has no entry: ${hint}`, "E_NOT_FOUND", "stalled");
-  }
-  const outside = () => fail(`the entry ${chosen} of ${spec.name} is outside its package`, "E_UNSAFE", "stalled");
-  const base = resolve(root, chosen);
-  if (!inside(root, base)) throw outside();
-  // Like Node's `main`: the file, then with `.js`, then the directory's index.js.
-  for (const candidate of [base, `${base}.js`, join(base, "index.js")]) {
-    if (!(await isFile(candidate))) continue;
-    if (!inside(await realpath(root), await realpath(candidate))) throw outside();
-    return candidate;
-  }
-  throw fail(`the entry ${chosen} of ${spec.name} does not exist in its package`, "E_NOT_FOUND", "stalled");
-}
-
-/** The `.` export of package.json `exports` (string, conditions object, `{ ".": … }` map, or array). */
-function exportsEntry(exports: unknown): string | undefined {
-  const map = record(exports);
-  return Object.keys(map).some((k) => k.startsWith(".")) ? conditional(map["."]) : conditional(exports);
-}
-
-function conditional(target: unknown): string | undefined {
-  if (typeof target === "string") return target;
-  if (Array.isArray(target)) return target.map(conditional).find((t) => t !== undefined);
-  if (typeof target !== "object" || target === null) return undefined;
-  for (const [condition, value] of Object.entries(target)) {
-    const found = CONDITIONS.has(condition) ? conditional(value) : undefined;
-    if (found !== undefined) return found;
-  }
-  return undefined;
-}
-
 async function readMarker(dir: string): Promise<Marker | undefined> {
   const marker = (await readJson(join(dir, WORKSPACE_MARKER))) as Partial<Marker> | undefined;
   return marker?.format === 1 && typeof marker.source === "string" ? (marker as Marker) : undefined;
 }
-
-async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
-  try {
-    const value: unknown = JSON.parse(await readFile(file, "utf8"));
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? record(value) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const record = (v: unknown): Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-const text = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);

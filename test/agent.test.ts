@@ -4,6 +4,7 @@ import diagnostics from "node:diagnostics_channel";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createAgent, type Agent, type AgentOptions } from "../src/agent.ts";
+import type { RuntimeContext } from "../src/runtime.ts";
 import type { TelemetryEvent } from "../src/telemetry.ts";
 import { FakeRuntime } from "./helpers/fake-runtime.ts";
 import { gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts";
@@ -509,4 +510,35 @@ test("a path source inside the repository is hashed once per commit, not on ever
   await repo.commit({ "code/db/index.js": "export const v = 2;\n" });
   await agent.reconcile();
   assert.equal(resolved, 2, "a new commit resolves it again");
+});
+
+test("a runtime gets the checkout and the remembered apps through its context, before the reconciler exists and kept current after", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web() });
+  await h.agent.start();
+  await h.agent.stop();
+  let context: RuntimeContext | undefined;
+  let atCreation: { repoDir: string | undefined; remembered: string[] } | undefined;
+  const runtime = new FakeRuntime();
+  const again = createAgent({
+    repoUrl: h.repo.bare,
+    localPath: h.localPath,
+    reconcileInterval: "1h",
+    listen: "off",
+    runtime: (c) => {
+      context = c;
+      atCreation = { repoDir: c.repoDir(), remembered: Object.keys(c.remembered?.() ?? {}).sort() };
+      return runtime;
+    },
+  });
+  t.after(() => again.stop());
+  await again.start();
+  assert.deepEqual(atCreation, { repoDir: undefined, remembered: ["db", "web"] }, "state.json is read before the runtime is created");
+  const repoDir = context!.repoDir();
+  assert.ok(repoDir !== undefined && (await readFile(join(repoDir, "apps", "web", "app.yaml"), "utf8")).includes("name: web"), `the checkout the specs came from: ${repoDir}`);
+  await h.repo.commit({ "apps/web/app.yaml": null, "apps/cache/app.yaml": yamlSpec("cache", "1.0.0") });
+  await again.reconcile();
+  assert.deepEqual(Object.keys(context!.remembered!()).sort(), ["cache", "db"], "the remembered apps follow what the agent deploys and removes");
+  assert.equal(context!.remembered!().cache?.version, "1.0.0");
+  const moved = context!.repoDir();
+  assert.ok(moved !== undefined && moved !== repoDir && (await readFile(join(moved, "apps", "cache", "app.yaml"), "utf8")).includes("name: cache"), "the checkout follows the commit");
 });

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { cp, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { cp, lstat, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -64,6 +64,19 @@ async function setup(t: Scope) {
     timeoutMs: 60_000,
   });
   return { root, local: join(root, "local"), workspaces, events };
+}
+
+/** The with-dep fixture as path app "dep" under `root`, its dependency (1.0.0 and 1.1.0) served by a fixture registry set as the user's. */
+async function withDepApp(t: Scope, root: string) {
+  const reg = await registry(t);
+  await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
+  await reg.publish("@fixtures/greeting", "1.1.0", join(APPS, "greeting"));
+  const src = join(root, "with-dep");
+  await cp(join(APPS, "with-dep"), src, { recursive: true });
+  const before = process.env.NPM_CONFIG_REGISTRY;
+  process.env.NPM_CONFIG_REGISTRY = reg.url;
+  t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
+  return { src, s: spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } }) };
 }
 
 async function registry(t: Scope) {
@@ -242,15 +255,7 @@ describe("path sources", () => {
 
   it("a new revision with unchanged dependency manifests reuses node_modules; a changed manifest reinstalls", async (t) => {
     const { root, workspaces, events } = await setup(t);
-    const reg = await registry(t);
-    await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
-    await reg.publish("@fixtures/greeting", "1.1.0", join(APPS, "greeting"));
-    const src = join(root, "with-dep");
-    await cp(join(APPS, "with-dep"), src, { recursive: true });
-    const before = process.env.NPM_CONFIG_REGISTRY;
-    process.env.NPM_CONFIG_REGISTRY = reg.url;
-    t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
-    const s = spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } });
+    const { src, s } = await withDepApp(t, root);
     const installs = () => events.filter((e) => e.name === "bc_gitops:deps:start").length;
     const dep = (dir: string) => join(dir, "node_modules", "@fixtures", "greeting", "package.json");
 
@@ -260,12 +265,46 @@ describe("path sources", () => {
     const b = await workspaces.prepare(s);
     assert.notEqual(b.revision, a.revision);
     assert.equal(installs(), 1, "unchanged dependencies are not reinstalled");
-    assert.equal((await stat(dep(b.dir))).ino, (await stat(dep(a.dir))).ino, "node_modules is hard-linked from the previous revision");
+    assert.equal((await stat(dep(b.dir))).ino, (await stat(dep(a.dir))).ino, "node_modules is the previous revision's");
     const pkg = JSON.parse(await readFile(join(src, "package.json"), "utf8"));
     await writeFile(join(src, "package.json"), JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }));
     const c = await workspaces.prepare(s);
     assert.equal(installs(), 2);
     assert.equal(JSON.parse(await readFile(dep(c.dir), "utf8")).version, "1.1.0");
+  });
+});
+
+describe("dependencies across revisions", () => {
+  it("unchanged dependencies are a symlink into the revision that installed them, which prune keeps while a kept revision links to it", async (t) => {
+    const { root, workspaces, events } = await setup(t);
+    const { src, s } = await withDepApp(t, root);
+    const installs = () => events.filter((e) => e.name === "bc_gitops:deps:start").length;
+    const greeting = async (dir: string) => JSON.parse(await readFile(join(dir, "node_modules", "@fixtures", "greeting", "package.json"), "utf8")).version;
+    const change = (body: string) => writeFile(join(src, "index.js"), `export default { fetch: () => new Response(${JSON.stringify(body)}) };\n`);
+
+    const home = await workspaces.prepare(s);
+    const revisions = [home.revision];
+    for (const body of ["b", "c"]) {
+      await change(body);
+      const next = await workspaces.prepare(s, { shareWith: revisions.at(-1)! });
+      revisions.push(next.revision);
+      assert.equal(await readlink(join(next.dir, "node_modules")), join("..", home.revision, "node_modules"), "a link into the revision that installed them, not to another link");
+      assert.equal(await greeting(next.dir), "1.0.0");
+    }
+    assert.equal(installs(), 1);
+    const [, b, c] = revisions as [string, string, string];
+    await workspaces.prune("dep", [c]);
+    assert.deepEqual((await workspaces.revisions("dep")).sort(), [home.revision, c].sort(), "the home stays, the revision in between goes");
+    assert.equal(await greeting(join(root, "local", "workspace", "dep", c)), "1.0.0");
+    assert.equal((await workspaces.revisions("dep")).includes(b), false);
+
+    const pkg = JSON.parse(await readFile(join(src, "package.json"), "utf8"));
+    await writeFile(join(src, "package.json"), JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }));
+    const fresh = await workspaces.prepare(s, { shareWith: c });
+    assert.equal(installs(), 2);
+    assert.equal((await lstat(join(fresh.dir, "node_modules"))).isSymbolicLink(), false, "changed dependencies are installed in the new revision");
+    await workspaces.prune("dep", [fresh.revision]);
+    assert.deepEqual(await workspaces.revisions("dep"), [fresh.revision], "no kept revision links to the old home any more");
   });
 });
 

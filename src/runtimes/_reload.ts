@@ -1,19 +1,18 @@
 /**
- * Hot reload in the default runtime (SPEC section 5): the reload itself ({@link reloadApp}), which
- * modules differ between two revision directories (by content hash), the reload and memory
- * fields of `AppState`, and sharing an unchanged `node_modules` between revisions by symlink. Runtimes identify a module by its real path, so a hard-linked copy of a
- * dependency in a new revision directory is a new module that would be evaluated (and kept in
- * memory) again; a symlink resolves to the files the previous revision already loaded.
+ * Hot reload in the default runtime (SPEC section 5): {@link reloadApp} prepares the new revision
+ * (the workspace links unchanged dependencies to the packages already loaded), lists the modules
+ * that differ from the running revision by content hash, and swaps the instance when some do.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { readdir, readFile, realpath, rename, rm, stat, symlink } from "node:fs/promises";
-import { basename, dirname, extname, join, relative, sep } from "node:path";
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { extname, join } from "node:path";
+import { walk } from "../_tree.ts";
 import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
-import type { Logger } from "../logger.ts";
 import type { HotReloadResult } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
 import { WORKSPACE_MARKER, type PreparedWorkspace } from "../workspace.ts";
-import type { DriverStartOptions, Instance } from "./driver.ts";
+import type { AppOps, AppRecord } from "./_app-record.ts";
+import type { Instance } from "./driver.ts";
 import { stopStartRestore } from "./_driver-kit.ts";
 
 /** Extensions of the files that count as modules when listing what a reload changed. */
@@ -49,149 +48,24 @@ function cachedHashes(dir: string): Promise<Map<string, string>> {
   return hashes;
 }
 
-async function moduleHashes(root: string, rel = "", out = new Map<string, string>()): Promise<Map<string, string>> {
-  for (const dirent of await readdir(join(root, rel), { withFileTypes: true })) {
-    if (SKIP.has(dirent.name)) continue;
-    const path = rel ? `${rel}/${dirent.name}` : dirent.name;
-    if (dirent.isDirectory()) {
-      await moduleHashes(root, path, out);
-      continue;
-    }
-    if (!MODULE_EXTENSIONS.has(extname(dirent.name))) continue;
+async function moduleHashes(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const { rel, kind } of await walk(root, SKIP)) {
+    if (kind === "dir" || !MODULE_EXTENSIONS.has(extname(rel))) continue;
     // A symlink counts by the file it points at (workspaces only keep links that stay inside); a linked directory is not followed.
-    if (dirent.isSymbolicLink() && !(await stat(join(root, path)).then((s) => s.isFile(), () => false))) continue;
-    if (!dirent.isFile() && !dirent.isSymbolicLink()) continue;
-    out.set(path, createHash("sha256").update(await readFile(join(root, path))).digest("hex"));
+    if (kind === "link" && !(await stat(join(root, rel)).then((s) => s.isFile(), () => false))) continue;
+    out.set(rel, createHash("sha256").update(await readFile(join(root, rel))).digest("hex"));
   }
   return out;
-}
-
-/**
- * When the workspace `toDir` has the same dependency key as `fromDir` (its dependency manifests
- * did not change, so the workspace reused `fromDir`'s packages), replaces `toDir/node_modules`
- * with a relative symlink to the directory that really holds `fromDir`'s packages. Both must be
- * revision directories of the same app. Does nothing when there are no dependencies, when they
- * differ, or when both already resolve to the same directory.
- */
-async function shareDependencies(fromDir: string, toDir: string): Promise<void> {
-  const [from, to] = await Promise.all([dependencyKey(fromDir), dependencyKey(toDir)]);
-  if (!from || from !== to) return;
-  const real = await realpath(join(fromDir, "node_modules")).catch(() => undefined);
-  if (!real) return;
-  const target = join(toDir, "node_modules");
-  const current = await realpath(target).catch(() => undefined);
-  if (current === real) return;
-  // `.tmp-` names in the app directory are cleaned up by the next prepare if this is interrupted.
-  const aside = join(dirname(toDir), `.tmp-node_modules-${randomBytes(6).toString("hex")}`);
-  if (current !== undefined) await rename(target, aside);
-  await symlink(relative(await realpath(toDir), real), target, "dir");
-  await rm(aside, { recursive: true, force: true });
-}
-
-/**
- * `keep` (revision names of the app whose revision directories live in `appDir`) plus the
- * revisions whose `node_modules` they use through {@link shareDependencies}, so pruning never
- * deletes packages a kept revision still needs.
- */
-export async function withDependencyHomes(appDir: string, keep: readonly string[]): Promise<string[]> {
-  const out = new Set(keep);
-  const base = await realpath(appDir).catch(() => appDir);
-  for (const revision of keep) {
-    const real = await realpath(join(appDir, revision, "node_modules")).catch(() => undefined);
-    if (!real) continue;
-    const rel = relative(base, real);
-    const home = rel.split(sep)[0];
-    if (home && home !== ".." && rel === join(home, "node_modules") && basename(real) === "node_modules") out.add(home);
-  }
-  return [...out];
-}
-
-async function dependencyKey(dir: string): Promise<string | undefined> {
-  try {
-    const marker = JSON.parse(await readFile(join(dir, WORKSPACE_MARKER), "utf8")) as { deps?: unknown };
-    return typeof marker.deps === "string" ? marker.deps : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** What the runtime knows about an app's reloads and memory, for {@link reloadFields}. */
-export interface ReloadStats {
-  isolation: string;
-  /** Hot reloads since the app was deployed in this agent. */
-  reloads: number;
-  reloadedAt?: string | undefined;
-  /**
-   * Bytes: what the instance reported last (`Instance.memory()`: a Worker's heap, a process's
-   * RSS), or for an embedded app the agent heap's growth from the app's start to its last reload.
-   */
-  memory?: number | undefined;
-  /** Reloads of an embedded app before it gets a warning. */
-  budget: number;
-}
-
-/** What each kind of memory figure means, as `AppState.memory_source` says. */
-const MEMORY_SOURCES: Readonly<Record<string, string>> = {
-  worker: "worker heap",
-  process: "process RSS",
-  embedded: "agent heap growth from the app's start to its last reload (estimate: embedded apps share the agent's heap)",
-};
-
-const MB = 1024 * 1024;
-
-/**
- * The `AppState` fields of SPEC section 5's reload accounting: `reloads`, `reloaded_at`,
- * `memory_mb` with `memory_source`, and, for an embedded app past its reload budget, a `warning`
- * that says to use `isolation: worker`.
- */
-export function reloadFields(stats: ReloadStats): Record<string, unknown> {
-  const out: Record<string, unknown> = { reloads: stats.reloads };
-  if (stats.reloadedAt) out.reloaded_at = stats.reloadedAt;
-  const bytes = stats.memory;
-  if (bytes !== undefined) Object.assign(out, { memory_mb: Math.round((bytes / MB) * 10) / 10, memory_source: MEMORY_SOURCES[stats.isolation] ?? stats.isolation });
-  if (stats.isolation === "embedded" && stats.reloads > stats.budget) {
-    const grown = bytes !== undefined ? ` (the agent's heap grew by about ${Math.round(bytes / MB)} MB)` : "";
-    out.warning =
-      `${stats.reloads} hot reloads, past the reload budget of ${stats.budget}: an embedded app leaves every old module graph in the ` +
-      `agent's memory${grown}. Set isolation: worker in its spec to run each revision in a Worker that is terminated after the swap.`;
-  }
-  return out;
-}
-
-/** The runtime's record of one app, as {@link reloadApp} reads and updates it. */
-export interface Reloadable {
-  spec: AppSpec;
-  prepared: PreparedWorkspace;
-  instance?: Instance;
-  lastError?: string;
-  reloads: number;
-  reloadedAt?: string;
-}
-
-/** The runtime's own operations on the app that {@link reloadApp} needs. */
-export interface ReloadOps {
-  prepare(spec: AppSpec): Promise<PreparedWorkspace>;
-  /** Driver options to run `prepared`; `onCrash` belongs to the instance that will run it. */
-  options(spec: AppSpec, prepared: PreparedWorkspace, onCrash: (error: unknown) => void): Promise<DriverStartOptions>;
-  /** Starts the app on its current `spec` and `prepared`, checks its health once; throws (the app is failed) when it cannot. */
-  launch(): Promise<void>;
-  /** Stops the app's instance and health monitor. */
-  halt(): Promise<void>;
-  /** Makes `instance` the one health checks watch. */
-  adopt(instance: Instance): Promise<void>;
-  crashed(instance: Instance | undefined, error: unknown): void;
-  prune(keep: string[]): Promise<void>;
-  logger: Logger;
 }
 
 /**
  * A hot reload of `app` to the revision `spec` resolves to now (SPEC section 5): prepares it in a
- * new directory, shares unchanged `node_modules`, lists the changed modules and, when there are
- * some, swaps the instance (the driver's `reload`, else stop and start with the old revision
- * started again on failure). No changed module: the new revision is recorded and nothing is
- * reloaded. Throws a `GitopsError` with the old code serving when the new code fails.
+ * new directory, lists the changed modules and, when there are some, swaps the instance (the
+ * driver's `reload`, else stop and start with the old revision started again on failure). No
+ * changed module: the new revision is recorded and nothing is reloaded. Throws a `GitopsError` with the old code serving when the new code fails.
  */
-export async function reloadApp(app: Reloadable, spec: AppSpec, ops: ReloadOps): Promise<HotReloadResult> {
+export async function reloadApp(app: AppRecord, spec: AppSpec, ops: AppOps): Promise<HotReloadResult> {
   const what = `hot reload of ${spec.name} ${spec.version}`;
   const previous = app.prepared;
   let prepared: PreparedWorkspace;
@@ -200,12 +74,11 @@ export async function reloadApp(app: Reloadable, spec: AppSpec, ops: ReloadOps):
   } catch (error) {
     throw new GitopsError(`${what} failed: ${messageOf(error)}; the running revision keeps serving`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
   }
-  await shareDependencies(previous.dir, prepared.dir).catch((error) => ops.logger.debug(`[${spec.name}] cannot share node_modules: ${messageOf(error)}`));
   const modules = prepared.dir === previous.dir ? [] : await changedModules(previous.dir, prepared.dir);
   if (!app.instance) {
     // Nothing runs (it crashed or was stopped): start the new revision.
     Object.assign(app, { spec, prepared });
-    await ops.launch();
+    await ops.launch(app);
   } else if (modules.length > 0) {
     await swap(app, spec, prepared, `${what} to ${prepared.revision}`, ops);
     app.reloads++;
@@ -213,23 +86,23 @@ export async function reloadApp(app: Reloadable, spec: AppSpec, ops: ReloadOps):
   } else {
     Object.assign(app, { spec, prepared }); // the code running is what this revision holds
   }
-  await ops.prune([prepared.revision, previous.revision]);
+  await ops.prune(spec.name, [prepared.revision, previous.revision]);
   return { app: spec.name, revision: prepared.revision, modules };
 }
 
-async function swap(app: Reloadable, spec: AppSpec, prepared: PreparedWorkspace, what: string, ops: ReloadOps): Promise<void> {
+async function swap(app: AppRecord, spec: AppSpec, prepared: PreparedWorkspace, what: string, ops: AppOps): Promise<void> {
   const old = app.instance!;
   if (!old.reload) {
     const before = { spec: app.spec, prepared: app.prepared };
     return stopStartRestore({
-      stop: () => ops.halt(),
+      stop: () => ops.halt(app),
       start: () => {
         Object.assign(app, { spec, prepared });
-        return ops.launch();
+        return ops.launch(app);
       },
       restore: () => {
         Object.assign(app, before);
-        return ops.launch();
+        return ops.launch(app);
       },
       failed: (error, again) => {
         const failed = `${what} failed: ${messageOf(error)}`;
@@ -240,12 +113,12 @@ async function swap(app: Reloadable, spec: AppSpec, prepared: PreparedWorkspace,
   }
   let next: Instance | undefined;
   try {
-    next = await old.reload(await ops.options(spec, prepared, (error) => ops.crashed(next, error)));
+    next = await old.reload(await ops.options(spec, prepared, (error) => ops.crashed(app, next, error)));
   } catch (error) {
     app.lastError = `${what} failed: ${messageOf(error)}`;
     throw new GitopsError(`${app.lastError}; the running revision keeps serving`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
   }
   Object.assign(app, { spec, prepared, instance: next });
   delete app.lastError;
-  await ops.adopt(next);
+  await ops.adopt(app, next);
 }

@@ -8,20 +8,20 @@
  * background and dependents wait for `healthy` (the reconciler). `upgrade` waits for `healthy`
  * within the start window and rolls back to the previous version when it does not get there.
  */
-import { readFile } from "node:fs/promises";
-import { dirname } from "node:path";
 import { probeAddress } from "../_address.ts";
 import { SerialQueues } from "../_serial.ts";
 import { envChange, isEmptyChange } from "../app-context.ts";
-import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
+import { GitopsError, messageOf } from "../errors.ts";
 import { HealthMonitor, probeFor, type Probe } from "../health.ts";
 import { silentLogger, type Logger } from "../logger.ts";
-import type { AppHealth, AppState, AppStatus, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
+import type { AppHealth, AppState, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
-import { statePath } from "../state.ts";
 import { noEmit, type Emit } from "../telemetry.ts";
 import { Workspaces, type PreparedWorkspace } from "../workspace.ts";
-import { reloadApp, reloadFields, withDependencyHomes } from "./_reload.ts";
+import { appState, type AppOps, type AppRecord } from "./_app-record.ts";
+import { endLeftovers } from "./_leftovers.ts";
+import { reloadApp } from "./_reload.ts";
+import { upgradeApp } from "./_upgrade.ts";
 import type { Driver, DriverStartOptions, Instance, Isolation } from "./driver.ts";
 import { EmbeddedDriver } from "./embedded.ts";
 import { ProcessDriver } from "./process.ts";
@@ -69,30 +69,10 @@ export interface DefaultRuntime extends Runtime {
   checkNow(app: string): Promise<AppHealth>;
 }
 
-interface Running {
-  spec: AppSpec;
-  prepared: PreparedWorkspace;
-  status: AppStatus;
-  instance?: Instance;
-  monitor?: HealthMonitor;
-  startedAt?: string;
-  /** Restarts that ran the app again (the driver spawned or started it, whether or not it then stayed up). */
-  restarts: number;
-  /** Restarts the driver refused without starting anything (a crash loop's cool-down); shown as `restarts_refused`. */
-  refused?: number;
-  lastError?: string;
-  /** Hot reloads since the app was deployed here (upgrades keep it: embedded module graphs stay in memory); see `ReloadStats`. */
-  reloads: number;
-  reloadedAt?: string;
-  heapBase?: number;
-  memory?: number;
-  /** When `memory` was last sampled from the instance (ms since the epoch). */
-  memoryAt?: number;
-}
-
 /**
  * Creates the default runtime (the agent's `runtime: default`). Touches nothing until its first
- * call, which first ends what a killed agent left running of apps state.json does not remember.
+ * call, which first ends what a killed agent left running of apps the agent does not remember
+ * (`RuntimeContext.remembered`).
  */
 export function createDefaultRuntime(context: RuntimeContext & DefaultRuntimeOptions): DefaultRuntime {
   return new DefaultRuntimeImpl(context);
@@ -104,8 +84,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   readonly #emit: Emit;
   readonly #ws: Workspaces;
   readonly #drivers: Partial<Record<Isolation, Driver>>;
-  readonly #apps = new Map<string, Running>();
+  readonly #apps = new Map<string, AppRecord>();
   readonly #queues = new SerialQueues();
+  /** What an upgrade and a hot reload orchestrate: this runtime's own operations on its records. */
+  readonly #ops: AppOps;
   #swept: Promise<void> | undefined;
 
   constructor(context: RuntimeContext & DefaultRuntimeOptions) {
@@ -113,6 +95,25 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     this.#logger = context.logger ?? silentLogger;
     this.#emit = context.emit ?? noEmit;
     this.#ws = context.workspaces ?? new Workspaces({ localPath: context.localPath, logger: this.#logger, emit: this.#emit });
+    this.#ops = {
+      prepare: (spec) => this.#prepare(spec),
+      options: (spec, prepared, onCrash) => this.#startOptions(spec, prepared, onCrash),
+      overlaps: (old, next) => this.#driver(old) === this.#driver(next) && this.#driver(next).overlaps?.(old, next) === true,
+      install: (app) => void this.#apps.set(app.spec.name, app),
+      start: (app) => this.#start(app),
+      launch: (app) => this.#launch(app),
+      halt: (app) => this.#halt(app),
+      adopt: async (app, instance) => {
+        app.status = "running"; // also after a crash of the old code: the new code runs
+        app.monitor?.stop();
+        app.monitor = this.#monitor(app, instance);
+        await this.#watch(app);
+      },
+      crashed: (app, instance, error) => this.#crashed(app, instance, error),
+      prune: (app, keep) => this.#prune(app, keep),
+      startWindowMs: (spec) => this.#c.startWindowMs ?? Math.max(10_000, 3 * spec.health.timeout),
+      logger: this.#logger,
+    };
     this.#drivers = { embedded: new EmbeddedDriver({ logger: this.#logger }), worker: new WorkerDriver(), process: new ProcessDriver({ localPath: context.localPath, logger: this.#logger }), ...context.drivers };
   }
 
@@ -125,47 +126,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       const old = this.#apps.get(spec.name);
       if (!old?.instance) return this.#deploy(spec);
       this.#driver(spec);
-      const what = `upgrade ${spec.name} ${oldVersion} -> ${spec.version}`;
-      let prepared: PreparedWorkspace;
-      try {
-        prepared = await this.#prepare(spec);
-      } catch (error) {
-        throw new GitopsError(`${what} failed: ${messageOf(error)}; ${oldVersion} keeps running`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
-      }
-      old.status = "upgrading";
-      // A driver whose instances can run side by side (process apps sharing their port) starts the new one first.
-      const overlap = this.#driver(old.spec) === this.#driver(spec) && this.#driver(spec).overlaps?.(old.spec, spec) === true;
-      if (!overlap) await this.#halt(old);
-      const next: Running = { spec, prepared, status: "starting", restarts: 0, reloads: old.reloads, heapBase: old.heapBase, memory: old.memory };
-      this.#apps.set(spec.name, next);
-      let reason: string | undefined;
-      try {
-        await this.#start(next);
-        const window = this.#c.startWindowMs ?? Math.max(10_000, 3 * spec.health.timeout);
-        if (!(await this.#becomesHealthy(next, window))) {
-          reason = `it did not become healthy within ${window} ms${next.monitor?.lastError ? ` (${next.monitor.lastError})` : ""}`;
-        }
-      } catch (error) {
-        reason = messageOf(error);
-      }
-      if (reason === undefined) {
-        if (overlap) await this.#halt(old);
-        next.monitor?.start(spec.health.interval);
-        await this.#prune(spec.name, [prepared.revision, old.prepared.revision]);
-        return this.#state(next);
-      }
-      this.#logger.warn(`${what} failed: ${reason}; rolling back to ${oldVersion}`);
-      await this.#halt(next);
-      this.#apps.set(spec.name, old);
-      try {
-        if (overlap) old.status = "running";
-        else await this.#launch(old);
-      } catch (error) {
-        old.lastError = `${what} failed: ${reason}; rolling back to ${oldVersion} failed too: ${messageOf(error)}`;
-        throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "backoff", cause: error });
-      }
-      old.lastError = `${what} failed: ${reason}; rolled back to ${oldVersion}`;
-      throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "stalled" });
+      return this.#state(await upgradeApp(old, spec, oldVersion, this.#ops));
     });
   }
 
@@ -228,21 +189,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       const app = this.#apps.get(spec.name);
       if (!app) throw new GitopsError(`${spec.name} is not deployed: nothing to hot-reload`, { code: "E_NOT_FOUND", retry: "stalled" });
       this.#driver(spec);
-      const result = await reloadApp(app, spec, {
-        prepare: (s) => this.#prepare(s),
-        options: (s, prepared, onCrash) => this.#startOptions(s, prepared, onCrash),
-        launch: () => this.#launch(app),
-        halt: () => this.#halt(app),
-        adopt: async (instance) => {
-          app.status = "running"; // also after a crash of the old code: the new code runs
-          app.monitor?.stop();
-          app.monitor = this.#monitor(app, instance);
-          await this.#watch(app);
-        },
-        crashed: (instance, error) => this.#crashed(app, instance, error),
-        prune: (keep) => this.#prune(spec.name, keep),
-        logger: this.#logger,
-      });
+      const result = await reloadApp(app, spec, this.#ops);
       if (spec.isolation === "embedded" && result.modules.length > 0) {
         // Sampled right after each reload, so status is stable in between (and says nothing before the first reload).
         app.memory = Math.max(0, process.memoryUsage().heapUsed - (app.heapBase ?? 0));
@@ -257,7 +204,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     // Memory is for status and metrics only: sample it at most every MEMORY_SAMPLE_MS, not on every
     // tick (a busy Worker would otherwise hold up the tick waiting for its answer).
     const now = Date.now();
-    const measure = async (app: Running) => {
+    const measure = async (app: AppRecord) => {
       if (!app.instance?.memory || (app.memoryAt !== undefined && now - app.memoryAt < MEMORY_SAMPLE_MS)) return;
       app.memoryAt = now;
       app.memory = (await app.instance.memory().catch(() => undefined)) ?? app.memory;
@@ -300,7 +247,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     const existing = this.#apps.get(spec.name);
     if (existing) await this.#halt(existing);
     const prepared = await this.#prepare(spec);
-    const app: Running = { spec, prepared, status: "starting", restarts: 0, reloads: existing?.reloads ?? 0, heapBase: existing?.heapBase, memory: existing?.memory };
+    const app: AppRecord = { spec, prepared, status: "starting", restarts: 0, reloads: existing?.reloads ?? 0, heapBase: existing?.heapBase, memory: existing?.memory };
     this.#apps.set(spec.name, app);
     try {
       await this.#launch(app);
@@ -314,18 +261,18 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   /** Starts `app`, runs one health check, and starts monitoring. */
-  async #launch(app: Running): Promise<void> {
+  async #launch(app: AppRecord): Promise<void> {
     await this.#start(app);
     await this.#watch(app);
   }
 
-  async #watch(app: Running): Promise<void> {
+  async #watch(app: AppRecord): Promise<void> {
     await app.monitor?.checkNow();
     app.monitor?.start(app.spec.health.interval);
   }
 
   /** Starts `app`'s instance and creates (but does not start) its health monitor. On failure the app is `failed`. */
-  async #start(app: Running): Promise<void> {
+  async #start(app: AppRecord): Promise<void> {
     const { spec, prepared } = app;
     const driver = this.#driver(spec);
     app.status = "starting";
@@ -365,7 +312,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   /** Stops `app`'s monitor and instance; a stop that hangs or throws is reported, and the app is stopped all the same. */
-  async #halt(app: Running): Promise<void> {
+  async #halt(app: AppRecord): Promise<void> {
     app.monitor?.stop();
     delete app.monitor;
     const instance = app.instance;
@@ -381,7 +328,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     }
   }
 
-  #crashed(app: Running, instance: Instance | undefined, error: unknown): void {
+  #crashed(app: AppRecord, instance: Instance | undefined, error: unknown): void {
     // During start (no instance yet) the driver's error is enough; a replaced instance's crash is history.
     if (!instance || app.instance !== instance || this.#apps.get(app.spec.name) !== app) return;
     app.status = "failed";
@@ -391,7 +338,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     this.#c.requestReconcile?.();
   }
 
-  #monitor(app: Running, instance: Instance): HealthMonitor | undefined {
+  #monitor(app: AppRecord, instance: Instance): HealthMonitor | undefined {
     const { spec } = app;
     const module = instance.health ? { module: () => instance.health!() } : {};
     const check = (current: AppSpec) => probeFor(spec.health, { ...probeAddress(current, instance.port), ...module });
@@ -409,19 +356,6 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     });
   }
 
-  /** Checks `app` until it is healthy or `windowMs` passed; true when healthy. */
-  async #becomesHealthy(app: Running, windowMs: number): Promise<boolean> {
-    const monitor = app.monitor;
-    if (!monitor) return app.status === "running";
-    const until = Date.now() + windowMs;
-    const pause = Math.min(app.spec.health.interval, 250);
-    for (;;) {
-      if ((await monitor.checkNow()) === "healthy") return app.status === "running";
-      if (app.status !== "running" || Date.now() + pause >= until) return false;
-      await new Promise((resolve) => setTimeout(resolve, pause));
-    }
-  }
-
   #driver(spec: AppSpec): Driver {
     const driver = this.#drivers[spec.isolation];
     if (!driver) {
@@ -432,75 +366,39 @@ class DefaultRuntimeImpl implements DefaultRuntime {
 
   /**
    * The workspace of `spec`. When its revision cannot be resolved or fetched (a git remote or
-   * registry that is down), the revision this same spec ran last time (state.json) is used if its
+   * registry that is down), the revision this same spec ran last time (as the agent remembers it) is used if its
    * workspace is still complete, so a restarted agent brings apps back offline.
    */
   async #prepare(spec: AppSpec): Promise<PreparedWorkspace> {
     const repoDir = this.#c.repoDir();
+    // Unchanged dependencies are linked from the running revision: its packages are loaded already.
+    const running = this.#apps.get(spec.name)?.prepared.revision;
+    const context = { ...(repoDir ? { repoDir } : {}), ...(running ? { shareWith: running } : {}) };
     try {
-      return await this.#ws.prepare(spec, repoDir ? { repoDir } : {});
+      return await this.#ws.prepare(spec, context);
     } catch (error) {
-      const remembered = await this.#remembered(spec);
+      const remembered = this.#remembered(spec);
       if (!remembered) throw error;
-      const prepared = await this.#ws.prepare(spec, { ...(repoDir ? { repoDir } : {}), revision: remembered }).catch(() => undefined);
+      const prepared = await this.#ws.prepare(spec, { ...context, revision: remembered }).catch(() => undefined);
       if (!prepared?.reused) throw error;
       this.#logger.warn(`[${spec.name}] ${messageOf(error)}; starting the cached revision ${remembered}`);
       return prepared;
     }
   }
 
-  async #remembered(spec: AppSpec): Promise<string | undefined> {
-    const app = (await this.#stateApps())?.[spec.name];
-    const same = app?.version === spec.version && JSON.stringify(app.spec?.source) === JSON.stringify(spec.source);
+  /** The revision the agent remembers `spec`'s app running, when it ran this same version from this same source. */
+  #remembered(spec: AppSpec): string | undefined {
+    const app = this.#c.remembered?.()[spec.name];
+    const same = app?.version === spec.version && JSON.stringify(app.spec.source) === JSON.stringify(spec.source);
     return same ? app.revision : undefined;
   }
 
-  /** The apps state.json remembers (the agent writes it; the runtime only reads it), or `undefined` when it cannot be read. */
-  async #stateApps(): Promise<Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> | undefined> {
-    try {
-      const state = JSON.parse(await readFile(statePath(this.#c.localPath), "utf8")) as { apps?: Record<string, { version?: string; revision?: string; spec?: { source?: unknown } }> };
-      return state.apps ?? {};
-    } catch {
-      return undefined;
-    }
-  }
-
   async #prune(app: string, keep: string[]): Promise<void> {
-    const dir = this.#apps.get(app)?.prepared.dir;
-    // Revisions whose node_modules a kept revision links to (hot reload shares them) stay too.
-    if (dir) keep = await withDependencyHomes(dirname(dir), keep).catch(() => keep);
     await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`[${app}] pruning old workspaces failed: ${messageOf(error)}`));
   }
 
-  #state(app: Running): AppState {
-    const { spec, prepared } = app;
-    const health: AppHealth =
-      app.status === "running" ? (app.monitor?.health ?? "healthy") : app.status === "failed" ? "unhealthy" : "unknown";
-    const state: AppState = {
-      name: spec.name,
-      version: spec.version,
-      status: app.status,
-      health,
-      revision: prepared.revision,
-      source: spec.source,
-      isolation: spec.isolation,
-      path: prepared.dir,
-      env: spec.env,
-      restarts: app.restarts,
-      ...(app.refused ? { restarts_refused: app.refused } : {}),
-      ...reloadFields({ ...app, isolation: spec.isolation, budget: this.#c.reloadBudget ?? 100 }),
-    };
-    if (spec.description !== undefined) state.description = spec.description;
-    if (app.startedAt) state.started_at = app.startedAt;
-    if (app.instance?.port !== undefined) state.port = app.instance.port;
-    const info = app.instance?.info?.();
-    if (info) {
-      const { restarts, status, ...extra } = info;
-      Object.assign(state, extra, { restarts: app.restarts + (restarts ?? 0) });
-      if (status && app.status === "running") Object.assign(state, { status, health: "unknown" });
-    }
-    if (app.lastError) state.last_error = app.lastError;
-    return state;
+  #state(app: AppRecord): AppState {
+    return appState(app, this.#c.reloadBudget ?? 100);
   }
 
   #serial<T>(app: string, task: () => Promise<T>): Promise<T> {
@@ -512,24 +410,15 @@ class DefaultRuntimeImpl implements DefaultRuntime {
 
   /**
    * Once, before the first operation: ends what a previous agent (killed, or crashed) left running
-   * of apps that state.json does not remember, so nothing would ever start or stop them again
+   * of apps the agent does not remember, so nothing would ever start or stop them again
    * (e.g. killed while a first deploy started, and the app deleted from the repo since). A
    * remembered app's leftovers are ended when it is started again (the driver does that).
    */
   #startup(): Promise<void> {
-    return (this.#swept ??= (async () => {
-      const remembered = new Set(Object.keys((await this.#stateApps()) ?? {}));
-      await this.#sweep((app) => remembered.has(app) || this.#apps.has(app));
-    })());
+    return (this.#swept ??= this.#sweep((app) => this.#c.remembered?.()[app] !== undefined || this.#apps.has(app)));
   }
 
-  async #sweep(keep: (app: string) => boolean): Promise<void> {
-    for (const driver of new Set(Object.values(this.#drivers))) {
-      const swept = await driver?.sweep?.(keep, this.#c.stopTimeoutMs ?? 10_000).catch((error: unknown) => {
-        this.#logger.warn(`cannot end what a previous agent left running: ${messageOf(error)}`);
-        return [];
-      });
-      if (swept?.length) this.#logger.info(`ended what a previous agent left running of ${swept.join(", ")}`);
-    }
+  #sweep(keep: (app: string) => boolean): Promise<void> {
+    return endLeftovers(Object.values(this.#drivers), keep, this.#c.stopTimeoutMs ?? 10_000, this.#logger);
   }
 }

@@ -7,7 +7,7 @@
  * takes the agent down.
  */
 import { realpath } from "node:fs/promises";
-import { sep } from "node:path";
+import { join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
@@ -276,7 +276,9 @@ export class EmbeddedDriver implements Driver {
 
   async #watch(app: string, dir: string, onCrash: (error: unknown) => void): Promise<Owner> {
     const real = await realpath(dir).catch(() => dir);
-    const prefixes = [...new Set([dir, real])].flatMap((d) => [d + sep, pathToFileURL(d).href + "/"]);
+    // Dependencies linked from the revision that installed them run from that revision's node_modules.
+    const packages = await realpath(join(dir, "node_modules")).catch(() => undefined);
+    const prefixes = [...new Set([dir, real, ...(packages ? [packages] : [])])].flatMap((d) => [d + sep, pathToFileURL(d).href + "/"]);
     const owner: Owner = { app, prefixes, active: true, onCrash };
     this.#owners.unshift(owner);
     if (!this.#installed) {

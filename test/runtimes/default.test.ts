@@ -8,7 +8,7 @@ import { runtimeName } from "../../src/_platform.ts";
 import { GitopsError } from "../../src/errors.ts";
 import { exec } from "../../src/exec.ts";
 import type { DefaultRuntimeOptions } from "../../src/runtimes/default.ts";
-import type { AppState } from "../../src/runtime.ts";
+import type { AppState, RememberedApp, RuntimeContext } from "../../src/runtime.ts";
 import { AppSpec } from "../../src/spec.ts";
 import { countingListener, listenOn8080 } from "../helpers/listen.ts";
 import { runtimeHarness, type RuntimeHarness } from "../helpers/runtime-harness.ts";
@@ -16,10 +16,11 @@ import { writeTree } from "../helpers/tmp.ts";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
 const CRASH_HOST = fileURLToPath(new URL("./crash-host.ts", import.meta.url));
+const DEPENDENCY_CRASH_HOST = fileURLToPath(new URL("./dependency-crash-host.ts", import.meta.url));
 
 type Harness = RuntimeHarness;
 
-function harness(t: TestContext, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
+function harness(t: TestContext, options: Partial<RuntimeContext & DefaultRuntimeOptions> = {}): Promise<Harness> {
   return runtimeHarness(t, { prefix: "bc-gitops-rt-", fixtures: FIXTURES, options: () => ({ stopTimeoutMs: 500, startWindowMs: 3000, ...options }) });
 }
 
@@ -301,21 +302,33 @@ test("resolveRevision gives the revision a deploy then runs", async (t) => {
   assert.equal((await h.runtime.deploy(web("1.0.0"))).revision, revision);
 });
 
-test("when the source cannot be read, the revision state.json remembers for the same spec is started from its cached workspace", async (t) => {
-  const h = await harness(t);
+test("when the source cannot be read, the revision the agent remembers for the same spec is started from its cached workspace, not one state.json names", async (t) => {
+  let remembered: Record<string, RememberedApp> = {};
+  const h = await harness(t, { remembered: () => remembered });
   const ran = await h.runtime.deploy(web("1.0.0"));
   await h.runtime.stopAll();
-  const remember = (spec: AppSpec) =>
-    writeFile(join(h.local, "state.json"), JSON.stringify({ version: 1, apps: { web: { spec, version: spec.version, revision: ran.revision, workspace: ran.path } } }));
+  const remember = (spec: AppSpec) => (remembered = { web: { spec, version: spec.version, revision: ran.revision ?? undefined } });
   await rm(join(h.repo, "code", "rt-server"), { recursive: true });
-  await remember(web("1.0.0"));
+  // The agent owns state.json: the runtime goes by what the agent hands it, never by the file.
+  await writeFile(join(h.local, "state.json"), JSON.stringify({ version: 1, apps: { web: { spec: web("1.0.0"), version: "1.0.0", revision: ran.revision, workspace: ran.path } } }));
+  await assert.rejects(h.runtime.deploy(web("1.0.0")), /path source .* is not a directory/, "nothing remembered: no cached revision");
+  remember(web("1.0.0"));
   const restored = await h.runtime.deploy(web("1.0.0"));
   assert.deepEqual([restored.status, restored.revision, restored.path], ["running", ran.revision, ran.path]);
   assert.equal((await get(restored)).message, "rt-server says hello");
   assert.ok(h.logs.some((l) => l.startsWith("warn [web] path source") && l.endsWith(`starting the cached revision ${ran.revision}`)), h.logs.join("\n"));
   await h.runtime.stopAll(); // the workspace stays: only the version differs now
-  await remember(web("0.9.0"));
+  remember(web("0.9.0"));
   await assert.rejects(h.runtime.deploy(web("1.0.0")), /path source .* is not a directory/, "another version's revision is never used");
+});
+
+test("an uncaught error thrown by a dependency linked from the revision that installed it marks the embedded app failed", async (t) => {
+  const h = await harness(t);
+  const runner = runtimeName === "deno" ? ["run", "-A"] : [];
+  const result = await exec(process.execPath, [...runner, DEPENDENCY_CRASH_HOST, h.local, h.repo], { timeoutMs: 90_000 });
+  const seen = JSON.parse(result.stdout.trim().split("\n").pop()!) as { linked: boolean; answer: unknown; crashed?: AppState; logs: string[] };
+  assert.deepEqual([seen.linked, seen.answer], [true, { message: "two" }]);
+  assert.deepEqual([seen.crashed?.status, seen.crashed?.last_error], ["failed", "crashed: the dependency throws"], seen.logs.join("\n"));
 });
 
 test("stopAll stops every app, dependents before their dependencies", async (t) => {
