@@ -12,7 +12,7 @@ export interface AppContext {
   /** The code revision running (git commit, content hash, or the npm version). */
   revision: string;
   env: Record<string, unknown>;
-  /** The agent's logger, tagged with the app name. */
+  /** The agent's logger; every line carries `{ app }`. */
   log: Logger;
   /** Aborted when the app is stopped (after its `stop` returned or timed out). */
   signal: AbortSignal;

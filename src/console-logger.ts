@@ -28,8 +28,12 @@ export function createConsoleLogger(options: ConsoleLoggerOptions): Logger {
     return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   }
   const consola = createConsola({ level: threshold, formatOptions: { date: true, colors: process.stdout.isTTY } });
-  const text = (message: string, fields?: Record<string, unknown>) =>
-    redact(fields && Object.keys(fields).length ? `${message} ${JSON.stringify(fields)}` : message);
+  // The app a line is about leads it as `[app]`; other fields follow as JSON.
+  const text = (message: string, fields: Record<string, unknown> = {}) => {
+    const { app, ...rest } = fields;
+    const line = typeof app === "string" ? `[${app}] ${message}` : message;
+    return redact(Object.keys(rest).length ? `${line} ${JSON.stringify(rest)}` : line);
+  };
   return {
     debug: (m, f) => consola.debug(text(m, f)),
     info: (m, f) => consola.info(text(m, f)),

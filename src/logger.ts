@@ -12,12 +12,15 @@ export interface Logger {
 /** A logger that drops everything (the library default: it never prints on its own). */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** A logger that prefixes every message with a tag, e.g. an app name. */
-export function tagged(logger: Logger, tag: string): Logger {
+/**
+ * A logger for one app: every line carries `{ app }` as a field, so JSON logs can be filtered by
+ * app (the CLI's pretty logs show it as a `[app]` prefix).
+ */
+export function appLogger(logger: Logger, app: string): Logger {
   return {
-    debug: (m, f) => logger.debug(`[${tag}] ${m}`, f),
-    info: (m, f) => logger.info(`[${tag}] ${m}`, f),
-    warn: (m, f) => logger.warn(`[${tag}] ${m}`, f),
-    error: (m, f) => logger.error(`[${tag}] ${m}`, f),
+    debug: (m, f) => logger.debug(m, { app, ...f }),
+    info: (m, f) => logger.info(m, { app, ...f }),
+    warn: (m, f) => logger.warn(m, { app, ...f }),
+    error: (m, f) => logger.error(m, { app, ...f }),
   };
 }

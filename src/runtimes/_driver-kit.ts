@@ -8,7 +8,7 @@
 import { bindHost, listenPort } from "../_address.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import { listen, type FetchHandler, type HttpListener } from "../http-server.ts";
-import { tagged } from "../logger.ts";
+import { appLogger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { DriverStartOptions } from "./driver.ts";
 
@@ -18,7 +18,7 @@ import type { DriverStartOptions } from "./driver.ts";
  */
 export function listenFor(options: DriverStartOptions, handler: FetchHandler): Promise<HttpListener> {
   const { spec, prepared } = options;
-  const log = tagged(options.logger, spec.name);
+  const log = appLogger(options.logger, spec.name);
   return listen({
     host: bindHost(spec.env),
     port: listenPort(spec.env, prepared.entry),

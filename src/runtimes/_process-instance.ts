@@ -264,7 +264,7 @@ export class ProcessInstance implements Instance {
     const delay = Math.min(maxRestartDelayMs, restartDelayMs * 2 ** Math.min(this.#streak - 1, 30));
     this.#state = "backoff";
     this.#o.emit("bc_gitops:process:exit", { duration_ms: exit.duration_ms, restart_in_ms: delay }, event);
-    this.#o.logger.warn(`[${this.#app}] pid ${exit.pid} ${exit.reason}${exit.signal === null && run.tail() ? `: ${run.tail()}` : ""}; restarting it in ${delay} ms`);
+    this.#o.logger.warn(`pid ${exit.pid} ${exit.reason}${exit.signal === null && run.tail() ? `: ${run.tail()}` : ""}; restarting it in ${delay} ms`, { app: this.#app });
     note(this.#log, `restarting in ${delay} ms`);
     this.#timer = setTimeout(() => (this.#spawning = this.#respawn()), delay);
   }
@@ -287,7 +287,7 @@ export class ProcessInstance implements Instance {
   #giveUp(reason: string): void {
     this.#state = "failed";
     this.#record.gaveUp = { at: Date.now(), key: keyOf(this.#o), reason };
-    this.#o.logger.error(`[${this.#app}] ${reason}; not restarting it`);
+    this.#o.logger.error(`${reason}; not restarting it`, { app: this.#app });
     note(this.#log, `${reason}; not restarting it`);
     this.#o.onCrash(new GitopsError(reason, { code: "E_RUNTIME", retry: "backoff" }));
   }
@@ -315,7 +315,7 @@ export class ProcessInstance implements Instance {
       await rename(tmp, link);
     } catch (error) {
       await rm(tmp, { force: true });
-      this.#o.logger.debug(`[${this.#app}] cannot point ${link} at ${dir}: ${messageOf(error)}`);
+      this.#o.logger.debug(`cannot point ${link} at ${dir}: ${messageOf(error)}`, { app: this.#app });
     }
   }
 

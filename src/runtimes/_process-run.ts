@@ -1,6 +1,6 @@
 /**
  * One run of a process app (the `process` driver's building block): the command and environment
- * of the child (SPEC section 3), its output as tagged agent log lines and a rotating log file, the
+ * of the child (SPEC section 3), its output as agent log lines carrying the app and a rotating log file, the
  * memory watchdog where the runtime cannot cap its own heap, a pid file so a later agent can clean
  * up after a crash of this one, ending what it started outside its group (`_process-tree.ts`),
  * `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by SIGSEGV", …).
@@ -176,7 +176,7 @@ export async function startRun(o: RunOptions): Promise<Run> {
         const rss = await residentBytes(pid);
         if (rss === undefined || rss <= limitMb * 1024 * 1024 || memoryKilled) return;
         memoryKilled = true;
-        o.logger.warn(`[${app}] uses ${Math.round(rss / 1048576)} MB, over its limit of ${limitMb} MB: killing pid ${pid}`);
+        o.logger.warn(`uses ${Math.round(rss / 1048576)} MB, over its limit of ${limitMb} MB: killing pid ${pid}`, { app });
         child.killGroup("SIGKILL");
       }, o.memoryCheckMs)
     : undefined;
@@ -208,7 +208,7 @@ export async function startRun(o: RunOptions): Promise<Run> {
       if (survivors.length > 0) {
         info.left_running = survivors;
         const list = survivors.map((s) => `pid ${s.pid} (${s.reason})`).join(", ");
-        o.logger.warn(`[${app}] could not end what pid ${pid} started: ${list}`);
+        o.logger.warn(`could not end what pid ${pid} started: ${list}`, { app });
         note(o.log, `could not end ${list}`);
       }
       note(o.log, `pid ${pid} ${reason} after ${(exit.durationMs / 1000).toFixed(1)} s`);
@@ -219,26 +219,25 @@ export async function startRun(o: RunOptions): Promise<Run> {
 }
 
 /**
- * Splits the child's stdout and stderr into lines for the agent's log (tagged `[app]`, at most
+ * Splits the child's stdout and stderr into lines for the agent's log (with the app as a field, at most
  * `linesPerSecond` a second, the rest counted) and the log file (timestamped, stderr marked).
  * A full file queue pauses the pipes, so a slow disk slows the app, never the agent. Resolves when
  * both pipes ended (bounded: a pipe held open by a killed group's leftover is given up on).
  */
 function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (text: string) => void): Promise<void> {
-  const tag = `[${o.spec.name}]`;
   let window = 0;
   let shown = 0;
   let dropped = 0;
   const toAgent = (line: string, stream: "stdout" | "stderr") => {
     const second = Math.floor(Date.now() / 1000);
     if (second !== window) {
-      if (dropped > 0) o.logger.warn(`${tag} ${dropped} output line(s) not shown here; all are in ${o.log.path}`);
+      if (dropped > 0) o.logger.warn(`${dropped} output line(s) not shown here; all are in ${o.log.path}`, { app: o.spec.name });
       window = second;
       shown = 0;
       dropped = 0;
     }
     if (++shown > o.linesPerSecond) dropped++;
-    else o.logger.info(`${tag} ${line}`, { app: o.spec.name, pid, stream });
+    else o.logger.info(line, { app: o.spec.name, pid, stream });
   };
   const pipe = (stream: NodeJS.ReadableStream & { pause(): void; resume(): void }, name: "stdout" | "stderr") =>
     new Promise<void>((resolve) => {

@@ -193,7 +193,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       if (spec.isolation === "embedded" && result.modules.length > 0) {
         // Sampled right after each reload, so status is stable in between (and says nothing before the first reload).
         app.memory = Math.max(0, process.memoryUsage().heapUsed - (app.heapBase ?? 0));
-        if (app.reloads === (this.#c.reloadBudget ?? 100) + 1) this.#logger.warn(`[${spec.name}] ${String(this.#state(app).warning)}`);
+        if (app.reloads === (this.#c.reloadBudget ?? 100) + 1) this.#logger.warn(`${String(this.#state(app).warning)}`, { app: spec.name });
       }
       return result;
     });
@@ -322,9 +322,9 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     if (!instance) return;
     try {
       await instance.stop();
-      this.#logger.debug(`[${app.spec.name}] stopped ${app.spec.version}`);
+      this.#logger.debug(`stopped ${app.spec.version}`, { app: app.spec.name });
     } catch (error) {
-      this.#logger.warn(`[${app.spec.name}] ${messageOf(error)}`);
+      this.#logger.warn(`${messageOf(error)}`, { app: app.spec.name });
     }
   }
 
@@ -381,7 +381,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       if (!remembered) throw error;
       const prepared = await this.#ws.prepare(spec, { ...context, revision: remembered }).catch(() => undefined);
       if (!prepared?.reused) throw error;
-      this.#logger.warn(`[${spec.name}] ${messageOf(error)}; starting the cached revision ${remembered}`);
+      this.#logger.warn(`${messageOf(error)}; starting the cached revision ${remembered}`, { app: spec.name });
       return prepared;
     }
   }
@@ -394,7 +394,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async #prune(app: string, keep: string[]): Promise<void> {
-    await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`[${app}] pruning old workspaces failed: ${messageOf(error)}`));
+    await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`pruning old workspaces failed: ${messageOf(error)}`, { app }));
   }
 
   #state(app: AppRecord): AppState {

@@ -12,7 +12,7 @@ import { pathToFileURL } from "node:url";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import type { HttpListener } from "../http-server.ts";
-import { silentLogger, tagged, type Logger } from "../logger.ts";
+import { silentLogger, appLogger, type Logger } from "../logger.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, stackOf, startFailure, stopStartRestore } from "./_driver-kit.ts";
 
@@ -109,7 +109,7 @@ export class EmbeddedDriver implements Driver {
       version: spec.version,
       revision: prepared.revision,
       env: structuredClone(spec.env),
-      log: tagged(options.logger, spec.name),
+      log: appLogger(options.logger, spec.name),
       signal: controller.signal,
       dataDir: options.dataDir,
     };
@@ -264,10 +264,10 @@ export class EmbeddedDriver implements Driver {
     const matches = this.#owners.filter((o) => o.prefixes.some((p) => stack.includes(p)));
     const owner = matches.find((o) => o.active) ?? matches[0];
     if (owner?.active) {
-      this.#logger.error(`[${owner.app}] uncaught error; marking the app failed: ${stack}`);
+      this.#logger.error(`uncaught error; marking the app failed: ${stack}`, { app: owner.app });
       owner.onCrash(error);
     } else if (owner) {
-      this.#logger.warn(`[${owner.app}] uncaught error from a stopped instance: ${stack}`);
+      this.#logger.warn(`uncaught error from a stopped instance: ${stack}`, { app: owner.app });
     } else {
       // No app's code is on the stack (a Node internal, a non-Error value): report it and keep every app running.
       this.#logger.error(`uncaught error outside any app (the agent keeps running): ${stack}`);

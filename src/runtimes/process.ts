@@ -97,7 +97,7 @@ export class ProcessDriver implements Driver, InstanceHost {
       delete record.gaveUp;
     }
     if (spec.health.type === "module") {
-      options.logger.warn(`[${spec.name}] health.type module cannot call into a separate process; it is checked as "the process runs"`);
+      options.logger.warn(`health.type module cannot call into a separate process; it is checked as "the process runs"`, { app: spec.name });
     }
     if (record.live.size === 0) await this.#sweep(spec.name, options.stopTimeoutMs);
     const instance = new ProcessInstance(this, options, await portFor(spec));
@@ -135,7 +135,7 @@ export class ProcessDriver implements Driver, InstanceHost {
       const file = new RotatingLog({
         path: join(this.localPath, "logs", `${app}.log`),
         ...this.#log,
-        onError: (message) => this.logger.warn(`[${app}] ${message}`),
+        onError: (message) => this.logger.warn(`${message}`, { app }),
       });
       record.log = { file, users: 0 };
     }
@@ -185,16 +185,16 @@ export class ProcessDriver implements Driver, InstanceHost {
         await tree.sample(); // what it started is still under it before its group goes
         if (same && stat.pgrp === saved.pid) {
           found = true;
-          this.logger.warn(`[${app}] stopping pid ${saved.pid}, left running by a previous agent (${why})`);
+          this.logger.warn(`stopping pid ${saved.pid}, left running by a previous agent (${why})`, { app });
           await endGroup(saved.pid, graceMs);
         }
         const { ended, survivors } = await tree.end(graceMs);
         if (ended.length > 0) {
           found = true;
-          this.logger.warn(`[${app}] ended ${ended.map((p) => `pid ${p.pid}`).join(", ")}, started by pid ${saved.pid} and left running by a previous agent`);
+          this.logger.warn(`ended ${ended.map((p) => `pid ${p.pid}`).join(", ")}, started by pid ${saved.pid} and left running by a previous agent`, { app });
         }
         if (survivors.length > 0) {
-          this.logger.error(`[${app}] could not end ${survivors.map((p) => `pid ${p.pid} (${p.reason})`).join(", ")}, left running by a previous agent`);
+          this.logger.error(`could not end ${survivors.map((p) => `pid ${p.pid} (${p.reason})`).join(", ")}, left running by a previous agent`, { app });
         }
       }
       await rm(file, { force: true });

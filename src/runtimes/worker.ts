@@ -12,7 +12,7 @@ import { runtimeName } from "../_platform.ts";
 import type { EnvChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import type { HttpListener } from "../http-server.ts";
-import { tagged, type Logger } from "../logger.ts";
+import { appLogger, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
 import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, startFailure, stopStartRestore } from "./_driver-kit.ts";
@@ -120,7 +120,7 @@ export class WorkerDriver implements Driver {
           await stopStartRestore({
             stop: () => old.call("stop", undefined, options.stopTimeoutMs).then(
               () => {},
-              (error: unknown) => options.logger.warn(`[${app}] ${messageOf(error)}`),
+              (error: unknown) => options.logger.warn(`${messageOf(error)}`, { app }),
             ),
             start: async () => {
               try {
@@ -202,7 +202,7 @@ class Host {
   constructor(options: DriverStartOptions) {
     const { spec, prepared } = options;
     this.#options = options;
-    this.#log = tagged(options.logger, spec.name);
+    this.#log = appLogger(options.logger, spec.name);
     const memoryLimitMb = spec.limits?.memory_mb;
     const data: HostData = {
       entry: pathToFileURL(prepared.entry).href,

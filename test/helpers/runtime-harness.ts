@@ -45,7 +45,9 @@ export async function runtimeHarness(t: TestContext, setup: RuntimeHarnessSetup)
   const local = join(root, "local");
   if (setup.fixtures !== undefined) await cp(setup.fixtures, join(repo, "code"), { recursive: true });
   const logs: string[] = [];
-  const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
+  // As the CLI's pretty logger shows them: the app a line is about leads it as `[app]`.
+  const log = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+    void logs.push(`${level} ${typeof fields?.app === "string" ? `[${fields.app}] ` : ""}${message}`);
   const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
   const events: TelemetryEvent[] = [];
   const runtime = createDefaultRuntime({
