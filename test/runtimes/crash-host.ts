@@ -10,7 +10,8 @@ import type { Logger } from "../../src/logger.ts";
 
 const [localPath, repoDir, kind] = process.argv.slice(2) as [string, string, string];
 const logs: string[] = [];
-const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
+const log = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+  void logs.push(`${level} ${typeof fields?.app === "string" ? `[${fields.app}] ` : ""}${message}`);
 const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
 const runtime = createDefaultRuntime({ localPath, repoDir: () => repoDir, logger, stopTimeoutMs: 2000 });
 

@@ -21,7 +21,8 @@ await registry.publish("@fixtures/throw-later", "1.0.0", pkg);
 process.env.NPM_CONFIG_REGISTRY = registry.url;
 
 const logs: string[] = [];
-const log = (level: string) => (message: string) => void logs.push(`${level} ${message}`);
+const log = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+  void logs.push(`${level} ${typeof fields?.app === "string" ? `[${fields.app}] ` : ""}${message}`);
 const logger: Logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
 const runtime = createDefaultRuntime({ localPath, repoDir: () => repoDir, logger, stopTimeoutMs: 2000 });
 
