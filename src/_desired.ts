@@ -9,7 +9,7 @@ import { Backoff } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, codeOf, messageOf, retryClassOf, type ErrorCode } from "./errors.ts";
 import type { GitSource } from "./git.ts";
-import { SpecCache, loadApps, type LoadResult } from "./loader.ts";
+import { SpecCache, loadApps, specDirsOf, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
 import { redact } from "./redact.ts";
 import type { Runtime } from "./runtime.ts";
@@ -147,7 +147,7 @@ export class DesiredSource {
     const { apps_dir } = this.#d.config;
     let inGit: string[];
     try {
-      inGit = await this.#d.git.specDirs(commit, apps_dir, signal);
+      inGit = specDirsOf(await this.#d.git.filesIn(commit, apps_dir, signal));
     } catch (error) {
       if (signal.aborted) throw error;
       this.#d.logger.warn(`cannot list ${apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`);

@@ -3,16 +3,15 @@
  * read-only snapshots of given commits that are created atomically, so apps are always read from
  * a checkout that is never half-updated.
  */
-import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
+import { isAbandoned, sweepAbandoned, tempName } from "./_temp.ts";
 import { diskError, FULL_SHA, invalidBranch, isLocalPath, refusedTransport, runGit } from "./_git.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { ExecResult } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
 import { redact, registerUrlCredentials } from "./redact.ts";
-import { SPEC_FILE_NAMES } from "./spec-file.ts";
 import type { Emit } from "./telemetry.ts";
 import { noEmit } from "./telemetry.ts";
 
@@ -197,25 +196,15 @@ export class GitSource {
   }
 
   /**
-   * The directories directly under `appsDir` that hold a spec file (a regular file named as in
-   * {@link SPEC_FILE_NAMES}) in `commit`, read from the object store with one `git ls-tree`: what
-   * a snapshot of the commit must show. Hidden directories are left out, as the loader does.
+   * The regular files under `dir` in `commit`, relative to `dir`, read from the object store with
+   * one `git ls-tree` (no checkout): what a snapshot of the commit must show there.
    */
-  async specDirs(commit: string, appsDir: string, signal?: AbortSignal): Promise<string[]> {
+  async filesIn(commit: string, dir: string, signal?: AbortSignal): Promise<string[]> {
     if (typeof commit !== "string" || !FULL_SHA.test(commit)) throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
-    const prefix = posix.normalize(appsDir.replaceAll("\\", "/")).replace(/^\.\/?|\/$/g, "");
-    const spec = prefix === "" || prefix === "." ? [] : ["--", `${prefix}/`];
-    const { stdout } = await this.#exclusive(() => this.#git(["ls-tree", "-r", "-z", commit, ...spec], signal, { GIT_DIR: this.#repo }));
-    const dirs = new Set<string>();
-    for (const record of stdout.split("\0")) {
-      const tab = record.indexOf("\t");
-      if (tab < 0 || !/^100(644|755) blob /.test(record)) continue;
-      const path = record.slice(tab + 1);
-      const rest = prefix === "" || prefix === "." ? path : path.slice(prefix.length + 1);
-      const parts = rest.split("/");
-      if (parts.length === 2 && !parts[0]!.startsWith(".") && (SPEC_FILE_NAMES as readonly string[]).includes(parts[1]!)) dirs.add(parts[0]!);
-    }
-    return [...dirs].sort();
+    const prefix = posix.normalize(dir.replaceAll("\\", "/")).replace(/^\.\/?|\/$/g, "").replace(/^\.$/, "");
+    const { stdout } = await this.#exclusive(() => this.#git(["ls-tree", "-r", "-z", commit, ...(prefix ? ["--", `${prefix}/`] : [])], signal, { GIT_DIR: this.#repo }));
+    const regular = stdout.split("\0").filter((record) => /^100(644|755) blob [0-9a-f]+\t/.test(record));
+    return regular.map((record) => record.slice(record.indexOf("\t") + 1 + (prefix ? prefix.length + 1 : 0)));
   }
 
   /** The remote head of the branch, by one `git ls-remote`. */
@@ -405,14 +394,8 @@ export class GitSource {
   }
 
   async #sweep(): Promise<void> {
-    for (const [parent, prefixes] of [[this.#dir, [".tmp-clone-", ".old-"]], [this.#snapshots, [".tmp-"]]] as const) {
-      const names = await readdir(parent).catch(() => [] as string[]);
-      for (const name of names) {
-        if (prefixes.some((prefix) => name.startsWith(prefix)) && isAbandoned(name)) {
-          await rm(join(parent, name), { recursive: true, force: true });
-        }
-      }
-    }
+    await sweepAbandoned(this.#dir, [".tmp-clone-", ".old-"]);
+    await sweepAbandoned(this.#snapshots, [".tmp-"]);
   }
 
   #unreachable(error: unknown): unknown {
@@ -442,26 +425,6 @@ export class GitSource {
     const details = { url: this.#shownUrl, branch: this.#branch, commit };
     const message = `commit ${commit} cannot be checked out from ${this.#shownUrl} (branch ${this.#branch}): ${reasonOf(cause)}`;
     return new GitopsError(redact(message), { code: "E_GIT", retry: "stalled", cause, details });
-  }
-}
-
-/**
- * `<prefix><pid>-<random>`: temp entries carry their creator's pid, so that a second process using
- * the same directory (a CLI next to the agent) never sweeps away work in progress.
- */
-function tempName(prefix: string): string {
-  return `${prefix}${process.pid}-${randomBytes(6).toString("hex")}`;
-}
-
-/** A temp entry whose creator is gone (or that has no readable pid); one of a live process is left alone. */
-function isAbandoned(name: string): boolean {
-  const pid = Number(/^\.[a-z-]+?-(\d+)-[0-9a-f]+(?:\.index)?$/.exec(name)?.[1]);
-  if (!Number.isSafeInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
   }
 }
 
