@@ -30,7 +30,12 @@ function importsOf(text) {
 const files = sources(root);
 const known = new Set(files);
 const graph = new Map(
-  files.map((file) => [file, [...new Set(importsOf(readFileSync(file, "utf8")).map((s) => resolve(dirname(file), s)))].filter((d) => known.has(d))]),
+  files.map((file) => [
+    file,
+    [...new Set(importsOf(readFileSync(file, "utf8")).map((s) => resolve(dirname(file), s)))].filter((d) =>
+      known.has(d),
+    ),
+  ]),
 );
 
 // Tarjan's strongly connected components: every component of more than one module is a cycle.
@@ -87,7 +92,11 @@ if (components.length === 0) {
 } else {
   for (const component of components) {
     const start = [...component].sort()[0];
-    console.error(`import cycle: ${cycleThrough(start, component).map((f) => relative(root, f)).join(" -> ")}`);
+    console.error(
+      `import cycle: ${cycleThrough(start, component)
+        .map((f) => relative(root, f))
+        .join(" -> ")}`,
+    );
   }
   console.error(`${components.length} import cycle(s): move the shared types to the module that produces them`);
   process.exitCode = 1;

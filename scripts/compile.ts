@@ -41,7 +41,12 @@ const URL_REF = /new\s+URL\(\s*(["'`])([^"'`]+)\1\s*,\s*import\.meta\.url\s*\)/g
 const CODE = new Set([".ts", ".mts", ".js", ".mjs"]);
 
 /** Command-line options of this script. */
-interface Options { outfile: string; target?: string; entries: string[]; bytecode: boolean }
+interface Options {
+  outfile: string;
+  target?: string;
+  entries: string[];
+  bytecode: boolean;
+}
 
 function parseArgs(argv: string[]): Options {
   const options: Options = { outfile: join(root, "dist", "bc-gitops"), entries: [], bytecode: true };
@@ -53,7 +58,9 @@ function parseArgs(argv: string[]): Options {
     }
     const value = argv[i + 1];
     if (value === undefined || !["--outfile", "--target", "--entry"].includes(flag ?? "")) {
-      throw new Error(`usage: bun scripts/compile.ts [--outfile PATH] [--target bun-<os>-<arch>] [--entry FILE]… [--no-bytecode] (got ${flag})`);
+      throw new Error(
+        `usage: bun scripts/compile.ts [--outfile PATH] [--target bun-<os>-<arch>] [--entry FILE]… [--no-bytecode] (got ${flag})`,
+      );
     }
     if (flag === "--outfile") options.outfile = resolve(value);
     else if (flag === "--target") options.target = value;
@@ -83,7 +90,9 @@ async function workerEntries(): Promise<Map<string, string>> {
       const target = resolve(dirname(file), ref);
       if (!CODE.has(extname(target)) || !(await stat(target).catch(() => undefined))?.isFile()) continue;
       if (!/^\.\/[^/]+$/.test(ref)) {
-        throw new Error(`${relative(root, file)}: new URL(${JSON.stringify(ref)}, import.meta.url) must name a file in the same directory ("./name.ts") to work inside the compiled binary`);
+        throw new Error(
+          `${relative(root, file)}: new URL(${JSON.stringify(ref)}, import.meta.url) must name a file in the same directory ("./name.ts") to work inside the compiled binary`,
+        );
       }
       found.set(target, relative(root, file));
     }
@@ -104,7 +113,10 @@ async function main(): Promise<void> {
   for (const file of workers.keys()) {
     const name = basename(file, extname(file));
     const clash = names.get(name);
-    if (clash) throw new Error(`${relative(root, file)} and ${relative(root, clash)} would both be embedded as ${name}; rename one`);
+    if (clash)
+      throw new Error(
+        `${relative(root, file)} and ${relative(root, clash)} would both be embedded as ${name}; rename one`,
+      );
     names.set(name, file);
   }
 
@@ -114,11 +126,20 @@ async function main(): Promise<void> {
   const staged = join(stage, basename(options.outfile));
   try {
     const args = [
-      "build", "--compile", "--minify", ...(options.bytecode ? ["--bytecode"] : []), "--format=esm",
-      "--entry-naming=[name].[ext]", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
+      "build",
+      "--compile",
+      "--minify",
+      ...(options.bytecode ? ["--bytecode"] : []),
+      "--format=esm",
+      "--entry-naming=[name].[ext]",
+      "--no-compile-autoload-dotenv",
+      "--no-compile-autoload-bunfig",
       "--compile-autoload-package-json",
       ...(options.target ? [`--target=${options.target}`] : []),
-      MAIN, ...workers.keys(), "--outfile", staged,
+      MAIN,
+      ...workers.keys(),
+      "--outfile",
+      staged,
     ];
     const started = performance.now();
     await exec(process.execPath, args, { cwd: root, timeoutMs: 600_000, env: { NO_COLOR: "1" } });

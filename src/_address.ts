@@ -40,7 +40,10 @@ export function envPort(env: Env, who: string): number | undefined {
   if (raw === undefined || raw === null || raw === "") return undefined;
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new GitopsError(`${who}: env.port must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`, { code: "E_RUNTIME", retry: "stalled" });
+    throw new GitopsError(`${who}: env.port must be a port number from 0 to 65535, got ${JSON.stringify(raw)}`, {
+      code: "E_RUNTIME",
+      retry: "stalled",
+    });
   }
   return port;
 }
@@ -56,7 +59,10 @@ export function listenPort(env: Env, who: string): number {
  * `env.port`, `listening` (the real port, when known) when `env.port` is 0, {@link DEFAULT_PORT}
  * when `env.port` is not set or not a port.
  */
-export function probeAddress(spec: Pick<AppSpec, "env" | "health">, listening: number | undefined): { host: string; port: number } {
+export function probeAddress(
+  spec: Pick<AppSpec, "env" | "health">,
+  listening: number | undefined,
+): { host: string; port: number } {
   return { host: connectHost(spec.env), port: spec.health.port ?? appPort(spec.env, listening) };
 }
 

@@ -108,7 +108,12 @@ export class Applier {
 
   /** Records that the plan cannot apply `app` (a dependency cycle or a missing dependency). */
   planFailed(problem: PlanError): void {
-    this.#info.set(problem.app, { ...this.infoOf(problem.app), status: "failed", last_error: problem.message, last_error_code: "E_SPEC" });
+    this.#info.set(problem.app, {
+      ...this.infoOf(problem.app),
+      status: "failed",
+      last_error: problem.message,
+      last_error_code: "E_SPEC",
+    });
   }
 
   /** Lets `app` be tried at once: forgets its backoff and that it was stalled. */
@@ -130,20 +135,43 @@ export class Applier {
     if (this.infoOf(app).stalled) {
       const down = running && (running.status === "failed" || running.status === "stopped");
       if (!down || action.type === "remove") {
-        return { outcome: { type: action.type, app, outcome: "skipped", reason: `stalled until a new commit: ${this.infoOf(app).last_error ?? "the last attempt failed"}` } };
+        return {
+          outcome: {
+            type: action.type,
+            app,
+            outcome: "skipped",
+            reason: `stalled until a new commit: ${this.infoOf(app).last_error ?? "the last attempt failed"}`,
+          },
+        };
       }
       // The change waits for a new commit, but what runs must not stay down: heal the deployed version.
-      action = { type: "restart", app, spec: running.spec, reason: `${running.status} while the change to it is stalled` };
+      action = {
+        type: "restart",
+        app,
+        spec: running.spec,
+        reason: `${running.status} while the change to it is stalled`,
+      };
     }
     if (this.backoff.waiting(app, now)) {
       const wait = Math.ceil(((this.backoff.nextRetry(now) ?? now) - now) / 1000);
-      return { outcome: { type: action.type, app, outcome: "skipped", reason: `backing off after ${this.backoff.failures(app)} failure(s); next try in about ${wait}s` } };
+      return {
+        outcome: {
+          type: action.type,
+          app,
+          outcome: "skipped",
+          reason: `backing off after ${this.backoff.failures(app)} failure(s); next try in about ${wait}s`,
+        },
+      };
     }
     if (action.type !== "remove" && action.type !== "reconfigure") {
       const waiting = waitingOn(action.spec, current);
       if (waiting.length > 0) {
         const reason = pendingReason(waiting, current);
-        this.#info.set(app, { ...this.infoOf(app), ...(current[app] ? {} : { status: "pending" }), pending_reason: reason });
+        this.#info.set(app, {
+          ...this.infoOf(app),
+          ...(current[app] ? {} : { status: "pending" }),
+          pending_reason: reason,
+        });
         return { outcome: { type: action.type, app, outcome: "pending", reason } };
       }
     }
@@ -168,10 +196,18 @@ export class Applier {
       const duration_ms = this.#d.now() - started;
       const deployed = this.#succeeded(action, state, reload as HotReloadResult | undefined);
       // A hot reload's stop event says what it reloaded (`modules: []`: nothing changed, nothing reloaded).
-      const done = reload ? { ...meta, to_revision: (reload as HotReloadResult).revision, modules: (reload as HotReloadResult).modules } : meta;
+      const done = reload
+        ? { ...meta, to_revision: (reload as HotReloadResult).revision, modules: (reload as HotReloadResult).modules }
+        : meta;
       this.#d.emit(`bc_gitops:${event}:stop` as EventName, { duration_ms }, done);
       this.#d.logger.info(`${describe(action)} done in ${duration_ms} ms`);
-      const outcome: ActionOutcome = { type: action.type, app, outcome: "ok", duration_ms, ...("reason" in action ? { reason: action.reason } : {}) };
+      const outcome: ActionOutcome = {
+        type: action.type,
+        app,
+        outcome: "ok",
+        duration_ms,
+        ...("reason" in action ? { reason: action.reason } : {}),
+      };
       return { outcome, deployed, ...(state ? { state } : {}), ...(reload ? { reload } : {}) };
     } catch (error) {
       const message = redact(messageOf(error));
@@ -262,7 +298,12 @@ export class Applier {
       return null;
     }
     const previous = this.#ctx.deployed(app);
-    const planned = "revision" in action ? action.revision : action.type === "hot_reload" ? action.toRevision || undefined : undefined;
+    const planned =
+      "revision" in action
+        ? action.revision
+        : action.type === "hot_reload"
+          ? action.toRevision || undefined
+          : undefined;
     const revision = reload?.revision ?? state?.revision ?? planned ?? previous?.revision;
     if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
     const file = this.#ctx.specFile(app) ?? previous?.file;
@@ -273,7 +314,10 @@ export class Applier {
       ...(file ? { file } : {}),
       ...(revision ? { revision } : {}),
       ...(workspace ? { workspace } : {}),
-      deployed_at: action.type === "deploy" || action.type === "upgrade" || !previous ? new Date(this.#d.now()).toISOString() : previous.deployed_at,
+      deployed_at:
+        action.type === "deploy" || action.type === "upgrade" || !previous
+          ? new Date(this.#d.now()).toISOString()
+          : previous.deployed_at,
     };
   }
 
@@ -281,13 +325,33 @@ export class Applier {
     const commit = this.#ctx.commit();
     switch (action.type) {
       case "upgrade":
-        return { app: action.app, version: action.spec.version, from_version: action.from.version, to_version: action.spec.version, commit, reason: action.reason };
+        return {
+          app: action.app,
+          version: action.spec.version,
+          from_version: action.from.version,
+          to_version: action.spec.version,
+          commit,
+          reason: action.reason,
+        };
       case "reconfigure":
-        return { app: action.app, version: action.spec.version, commit, changed: action.changed, added: action.added, removed: action.removed };
+        return {
+          app: action.app,
+          version: action.spec.version,
+          commit,
+          changed: action.changed,
+          added: action.added,
+          removed: action.removed,
+        };
       case "remove":
         return { app: action.app, version: action.from.version, commit };
       case "hot_reload":
-        return { app: action.app, version: action.spec.version, commit, from_revision: action.fromRevision, to_revision: action.toRevision };
+        return {
+          app: action.app,
+          version: action.spec.version,
+          commit,
+          from_revision: action.fromRevision,
+          to_revision: action.toRevision,
+        };
       default:
         return { app: action.app, version: action.spec.version, commit };
     }

@@ -20,10 +20,25 @@ import type { AppSpec } from "./spec.ts";
 import type { Emit } from "./telemetry.ts";
 
 /** What decides an install's result: when none of it changed, an earlier revision's node_modules is reused. */
-const LOCKFILES = ["package-lock.json", "npm-shrinkwrap.json", "bun.lock", "bun.lockb", "deno.lock", "yarn.lock", "pnpm-lock.yaml"];
+const LOCKFILES = [
+  "package-lock.json",
+  "npm-shrinkwrap.json",
+  "bun.lock",
+  "bun.lockb",
+  "deno.lock",
+  "yarn.lock",
+  "pnpm-lock.yaml",
+];
 const DEP_FIELDS = [
-  "dependencies", "optionalDependencies", "peerDependencies", "bundleDependencies", "bundledDependencies",
-  "overrides", "resolutions", "trustedDependencies", "workspaces",
+  "dependencies",
+  "optionalDependencies",
+  "peerDependencies",
+  "bundleDependencies",
+  "bundledDependencies",
+  "overrides",
+  "resolutions",
+  "trustedDependencies",
+  "workspaces",
 ];
 
 /**
@@ -36,7 +51,11 @@ export async function dependencyKey(spec: AppSpec, root: string): Promise<string
   const declared = { ...record(pkg?.dependencies), ...record(pkg?.optionalDependencies) };
   if (Object.keys(declared).length === 0) return null;
   const registry = registryOf(spec);
-  const manifest = JSON.stringify([dependencyInstaller(registry).name, registry ?? "", DEP_FIELDS.map((f) => pkg?.[f] ?? null)]);
+  const manifest = JSON.stringify([
+    dependencyInstaller(registry).name,
+    registry ?? "",
+    DEP_FIELDS.map((f) => pkg?.[f] ?? null),
+  ]);
   const hash = createHash("sha256").update(manifest);
   for (const file of LOCKFILES) hash.update(`\0${file}\0`).update(await readFile(join(root, file)).catch(() => ""));
   return hash.digest("hex");
@@ -49,7 +68,13 @@ export async function dependencyKey(spec: AppSpec, root: string): Promise<string
  * renamed once complete (until then the link dangles). Returns the home, or `undefined` when no
  * candidate has one (then the caller installs). The revision being built is never its own home.
  */
-export async function linkDependencies(appDir: string, root: string, revision: string, candidates: readonly string[], logger: Logger): Promise<string | undefined> {
+export async function linkDependencies(
+  appDir: string,
+  root: string,
+  revision: string,
+  candidates: readonly string[],
+  logger: Logger,
+): Promise<string | undefined> {
   for (const candidate of candidates) {
     const home = await homeOf(appDir, candidate);
     if (home === undefined || home === revision || !(await isDir(join(appDir, home, "node_modules")))) continue;
@@ -79,15 +104,32 @@ export async function installDependencies(spec: AppSpec, root: string, options: 
   options.emit("bc_gitops:deps:start", {}, meta);
   const started = performance.now();
   try {
-    const run = { cwd: root, env: installer.env, timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) };
+    const run = {
+      cwd: root,
+      env: installer.env,
+      timeoutMs: options.timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
     const result = await exec(installer.command, installer.args, run);
-    options.logger.debug(`${spec.name}: ${installer.name} install\n${`${result.stdout}\n${result.stderr}`.trim()}`, meta);
+    options.logger.debug(
+      `${spec.name}: ${installer.name} install\n${`${result.stdout}\n${result.stderr}`.trim()}`,
+      meta,
+    );
     options.emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, meta);
   } catch (error) {
-    options.emit("bc_gitops:deps:stop", { duration_ms: performance.now() - started }, { ...meta, error: messageOf(error) });
+    options.emit(
+      "bc_gitops:deps:stop",
+      { duration_ms: performance.now() - started },
+      { ...meta, error: messageOf(error) },
+    );
     if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
     const message = `installing the dependencies of ${spec.name} with ${installer.name} failed: ${messageOf(error)}`;
-    throw new GitopsError(redact(message), { code: "E_RUNTIME", retry: "backoff", cause: error, details: error instanceof GitopsError ? error.details : {} });
+    throw new GitopsError(redact(message), {
+      code: "E_RUNTIME",
+      retry: "backoff",
+      cause: error,
+      details: error instanceof GitopsError ? error.details : {},
+    });
   }
 }
 
@@ -116,7 +158,8 @@ async function homeOf(appDir: string, revision: string): Promise<string | undefi
   return home && home !== ".." && rel === join(home, "node_modules") ? home : undefined;
 }
 
-const registryOf = (spec: AppSpec): string | undefined => (spec.source.type === "npm" ? spec.source.registry : undefined);
+const registryOf = (spec: AppSpec): string | undefined =>
+  spec.source.type === "npm" ? spec.source.registry : undefined;
 
 const record = (v: unknown): Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};

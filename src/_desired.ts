@@ -118,7 +118,9 @@ export class DesiredSource {
       this.#fail(error);
       this.#backoff.fail("git", this.#d.now());
       this.#d.emit("bc_gitops:reconcile:error", {}, { error: this.#error });
-      this.#d.logger.warn(`cannot fetch ${this.#d.config.branch}: ${this.#error}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`);
+      this.#d.logger.warn(
+        `cannot fetch ${this.#d.config.branch}: ${this.#error}${retryClassOf(error) === "stalled" ? "" : "; will retry"}`,
+      );
       return false;
     }
     const mustRead = commit !== known || !this.#read || this.#read.load.errors.length > 0 || this.#error !== undefined;
@@ -150,13 +152,17 @@ export class DesiredSource {
       inGit = specDirsOf(await this.#d.git.filesIn(commit, apps_dir, signal));
     } catch (error) {
       if (signal.aborted) throw error;
-      this.#d.logger.warn(`cannot list ${apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`);
+      this.#d.logger.warn(
+        `cannot list ${apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`,
+      );
       return false;
     }
     const seen = new Set([...load.apps, ...load.errors].map(({ file }) => file.split("/").at(-2)));
     const missing = inGit.filter((dir) => !seen.has(dir));
     if (missing.length === 0) return true;
-    this.#d.logger.warn(`the local snapshot of ${commit.slice(0, 12)} lacks ${missing.map((d) => `${apps_dir}/${d}`).join(", ")}: checking it out again before removing anything`);
+    this.#d.logger.warn(
+      `the local snapshot of ${commit.slice(0, 12)} lacks ${missing.map((d) => `${apps_dir}/${d}`).join(", ")}: checking it out again before removing anything`,
+    );
     return false;
   }
 
@@ -182,7 +188,10 @@ export class DesiredSource {
         floating.slice(i, i + 8).map(async ({ spec }) => {
           // A path inside the repository changes only with the commit (repoDir is that commit's
           // snapshot): hash it once per commit, not on every tick.
-          const fixed = spec.source.type === "path" && !isAbsolute(spec.source.path) ? `${repoDir}\0${spec.source.path}` : undefined;
+          const fixed =
+            spec.source.type === "path" && !isAbsolute(spec.source.path)
+              ? `${repoDir}\0${spec.source.path}`
+              : undefined;
           try {
             const revision = (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal }));
             if (fixed && revision) this.#pathRevisions.set(fixed, revision);
@@ -219,7 +228,10 @@ export class DesiredSource {
   async #verified(commit: string, signal: AbortSignal): Promise<boolean> {
     const verify = this.#d.config.verify;
     if (!verify || this.#verifiedCommits.has(commit)) return true;
-    const verdict = await verifyCommit(this.#d.git.gitDir, commit, verify, { signal, timeoutMs: this.#d.config.git_timeout });
+    const verdict = await verifyCommit(this.#d.git.gitDir, commit, verify, {
+      signal,
+      timeoutMs: this.#d.config.git_timeout,
+    });
     if (verdict.ok) {
       this.#verifiedCommits.add(commit);
       this.#d.logger.info(`commit ${commit.slice(0, 12)} is signed by ${verdict.signer}`);
@@ -247,11 +259,22 @@ export class DesiredSource {
     try {
       load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir, cache: this.#cache });
     } catch (error) {
-      const message = error instanceof GitopsError ? `commit ${commit.slice(0, 12)}: ${error.message}` : `cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`;
+      const message =
+        error instanceof GitopsError
+          ? `commit ${commit.slice(0, 12)}: ${error.message}`
+          : `cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`;
       throw new GitopsError(message, { code: "E_SPEC", retry: "stalled", cause: error });
     }
-    emit("bc_gitops:parse:stop", { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length }, { commit });
-    for (const e of load.errors) this.warnOnce(`${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`, commit);
+    emit(
+      "bc_gitops:parse:stop",
+      { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length },
+      { commit },
+    );
+    for (const e of load.errors)
+      this.warnOnce(
+        `${e.file}${e.line ? `:${e.line}:${e.column ?? 1}` : ""} ${e.path ? `${e.path}: ` : ""}${e.message}`,
+        commit,
+      );
     if (repoDir !== this.#read?.repoDir) this.#pathRevisions = new Map();
     this.#read = { commit, repoDir, load };
     if (this.#d.checkout) this.#d.checkout.repoDir = repoDir;

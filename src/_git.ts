@@ -25,8 +25,15 @@ export const FULL_SHA_ANY_CASE = new RegExp(FULL_SHA.source, "i");
 const ALLOWED_TRANSPORTS = ["https", "ssh", "git", "file"] as const;
 
 /** Variables that would point git at another repository, index or object store; always unset. */
-const FOREIGN_REPOSITORY = ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-  "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE"] as const;
+const FOREIGN_REPOSITORY = [
+  "GIT_DIR",
+  "GIT_WORK_TREE",
+  "GIT_INDEX_FILE",
+  "GIT_OBJECT_DIRECTORY",
+  "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+  "GIT_COMMON_DIR",
+  "GIT_NAMESPACE",
+] as const;
 
 /** Options of {@link runGit}. */
 export interface RunGitOptions {
@@ -55,7 +62,10 @@ export interface RunGitOptions {
  */
 export function runGit(args: readonly string[], options: RunGitOptions): Promise<ExecResult> {
   if (options.url !== undefined) registerUrlCredentials(options.url);
-  const allowed = [...ALLOWED_TRANSPORTS, ...(options.url !== undefined && transportOf(options.url) === "http" ? ["http"] : [])];
+  const allowed = [
+    ...ALLOWED_TRANSPORTS,
+    ...(options.url !== undefined && transportOf(options.url) === "http" ? ["http"] : []),
+  ];
   return exec("git", args, {
     cwd: options.cwd,
     timeoutMs: options.timeoutMs,
@@ -173,12 +183,21 @@ export function diskProblemOf(error: unknown): DiskProblem | undefined {
  * E_GIT (backoff) when `error` is a local disk problem: `cannot write <what>: <hint> (<errno>:
  * <detail>)`, with `details.errno` and `details.path`. Undefined for any other error.
  */
-export function diskError(error: unknown, what: string, details: { path: string } & Record<string, unknown>): GitopsError | undefined {
+export function diskError(
+  error: unknown,
+  what: string,
+  details: { path: string } & Record<string, unknown>,
+): GitopsError | undefined {
   const problem = diskProblemOf(error);
   if (problem === undefined) return undefined;
   const hint = DISK_HINTS[problem.errno] ?? "fix the file system";
   const message = `cannot write ${what}: ${hint} (${problem.errno}: ${problem.detail})`;
-  return new GitopsError(redact(message), { code: "E_GIT", retry: "backoff", cause: error, details: { ...details, errno: problem.errno } });
+  return new GitopsError(redact(message), {
+    code: "E_GIT",
+    retry: "backoff",
+    cause: error,
+    details: { ...details, errno: problem.errno },
+  });
 }
 
 /** What to do about each {@link DiskProblem}, for the message a person reads. */

@@ -26,8 +26,13 @@ export interface DownloadOptions {
   signal?: AbortSignal | undefined;
 }
 
-const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown, details?: Record<string, unknown>) =>
-  new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
+const fail = (
+  message: string,
+  code: ErrorCode,
+  retry: RetryClass,
+  cause?: unknown,
+  details?: Record<string, unknown>,
+) => new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
 
 /**
  * The tarball bytes of `name@version`, verified against the registry's `integrity` (else `shasum`).
@@ -36,25 +41,42 @@ const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unkno
  * `E_NOT_FOUND` (no such package or version), `E_RUNTIME` (bad answer, no or wrong integrity),
  * `E_TIMEOUT`, `E_ABORTED` or `E_UNSAFE` (non-http tarball url).
  */
-export async function npmTarball(name: string, version: string, explicit: string | undefined, options: DownloadOptions): Promise<Uint8Array> {
+export async function npmTarball(
+  name: string,
+  version: string,
+  explicit: string | undefined,
+  options: DownloadOptions,
+): Promise<Uint8Array> {
   const npmrc = await readNpmrc();
   const env = (key: string) => process.env[`npm_config_${key}`] ?? process.env[`NPM_CONFIG_${key.toUpperCase()}`];
   const scope = name.startsWith("@") ? name.split("/")[0] : undefined;
-  let registry = explicit ?? (scope && npmrc[`${scope}:registry`]) ?? env("registry") ?? npmrc.registry ?? DEFAULT_REGISTRY;
+  let registry =
+    explicit ?? (scope && npmrc[`${scope}:registry`]) ?? env("registry") ?? npmrc.registry ?? DEFAULT_REGISTRY;
   if (!registry.endsWith("/")) registry += "/";
   const packumentUrl = new URL(name.replace("/", "%2f"), registry).href;
   const accept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"; // the small packument will do
   const response = await download(packumentUrl, options, npmrc, { accept });
-  if (response.status === 404) throw fail(`package ${name} is not in the registry ${registry}`, "E_NOT_FOUND", "stalled");
+  if (response.status === 404)
+    throw fail(`package ${name} is not in the registry ${registry}`, "E_NOT_FOUND", "stalled");
   if (!response.ok) throw fail(`registry ${registry} answered ${response.status} for ${name}`, "E_RUNTIME", "backoff");
   const packument = (await response.json()) as Packument;
   const dist = packument.versions?.[version]?.dist;
   if (!dist?.tarball) {
     const latest = packument["dist-tags"]?.latest;
-    throw fail(`version ${version} of ${name} is not in ${registry}${latest ? ` (latest is ${latest})` : ""}`, "E_NOT_FOUND", "stalled");
+    throw fail(
+      `version ${version} of ${name} is not in ${registry}${latest ? ` (latest is ${latest})` : ""}`,
+      "E_NOT_FOUND",
+      "stalled",
+    );
   }
-  const sri = dist.integrity ?? (dist.shasum ? `sha1-${Buffer.from(dist.shasum, "hex").toString("base64")}` : undefined);
-  if (!sri) throw fail(`${name}@${version} has no integrity or shasum in ${registry}; refusing it unverified`, "E_RUNTIME", "stalled");
+  const sri =
+    dist.integrity ?? (dist.shasum ? `sha1-${Buffer.from(dist.shasum, "hex").toString("base64")}` : undefined);
+  if (!sri)
+    throw fail(
+      `${name}@${version} has no integrity or shasum in ${registry}; refusing it unverified`,
+      "E_RUNTIME",
+      "stalled",
+    );
   const tarball = await download(dist.tarball, options, npmrc);
   if (!tarball.ok) throw fail(`downloading ${dist.tarball} failed: HTTP ${tarball.status}`, "E_RUNTIME", "backoff");
   const bytes = new Uint8Array(await tarball.arrayBuffer());
@@ -67,7 +89,12 @@ export async function npmTarball(name: string, version: string, explicit: string
  * longest matching npmrc `//host/path/:_authToken` as a bearer token. Any HTTP status resolves;
  * a failure to get an answer throws `E_ABORTED`, `E_TIMEOUT` or `E_RUNTIME`.
  */
-export async function download(url: string, options: DownloadOptions, npmrc: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<Response> {
+export async function download(
+  url: string,
+  options: DownloadOptions,
+  npmrc: Record<string, string> = {},
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const { signal, timeoutMs } = options;
   const parsed = new URL(url);
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
@@ -83,10 +110,15 @@ export async function download(url: string, options: DownloadOptions, npmrc: Rec
   if (token) headers = { ...headers, authorization: `Bearer ${token}` };
   const deadline = AbortSignal.timeout(timeoutMs);
   try {
-    return await fetch(url, { headers, signal: signal ? AbortSignal.any([deadline, signal]) : deadline, redirect: "follow" });
+    return await fetch(url, {
+      headers,
+      signal: signal ? AbortSignal.any([deadline, signal]) : deadline,
+      redirect: "follow",
+    });
   } catch (error) {
     if (signal?.aborted) throw fail(`downloading ${url} was aborted`, "E_ABORTED", "backoff", error);
-    if (deadline.aborted) throw fail(`cannot download ${url}: no answer within ${timeoutMs} ms`, "E_TIMEOUT", "backoff", error);
+    if (deadline.aborted)
+      throw fail(`cannot download ${url}: no answer within ${timeoutMs} ms`, "E_TIMEOUT", "backoff", error);
     throw fail(`cannot download ${url}: ${messageOf(error)}`, "E_RUNTIME", "backoff", error);
   }
 }
@@ -98,13 +130,18 @@ export async function download(url: string, options: DownloadOptions, npmrc: Rec
 export function verify(bytes: Uint8Array, sri: string, what: string, retry: RetryClass): void {
   const rank = ["sha1", "sha256", "sha384", "sha512"];
   const algorithmOf = (hash: string) => hash.slice(0, Math.max(0, hash.indexOf("-")));
-  const hashes = sri.trim().split(/\s+/).map((h) => h.split("?")[0] ?? "").filter((h) => rank.includes(algorithmOf(h)));
+  const hashes = sri
+    .trim()
+    .split(/\s+/)
+    .map((h) => h.split("?")[0] ?? "")
+    .filter((h) => rank.includes(algorithmOf(h)));
   const best = hashes.sort((a, b) => rank.indexOf(algorithmOf(b)) - rank.indexOf(algorithmOf(a)))[0];
   if (!best) throw fail(`${what}: unsupported integrity ${sri}`, "E_RUNTIME", "stalled");
   const algorithm = algorithmOf(best);
   const actual = `${algorithm}-${createHash(algorithm).update(bytes).digest("base64")}`;
   if (actual !== best) {
-    const show = (s: string) => (algorithm === "sha256" ? `sha256 ${Buffer.from(s.slice(7), "base64").toString("hex")}` : s);
+    const show = (s: string) =>
+      algorithm === "sha256" ? `sha256 ${Buffer.from(s.slice(7), "base64").toString("hex")}` : s;
     const message = `${what} failed verification: expected ${show(best)}, got ${show(actual)}; nothing was unpacked`;
     throw fail(message, "E_RUNTIME", retry, undefined, { expected: best, actual });
   }
@@ -117,7 +154,9 @@ async function readNpmrc(): Promise<Record<string, string>> {
   for (const line of (await readFile(file, "utf8").catch(() => "")).split(/\r?\n/)) {
     const match = /^\s*([^#;=\s][^=]*?)\s*=\s*(.*?)\s*$/.exec(line);
     if (!match?.[1] || match[2] === undefined) continue;
-    out[match[1]] = match[2].replace(/^"(.*)"$/, "$1").replace(/\$\{([^}]+)\}/g, (_, name: string) => process.env[name] ?? "");
+    out[match[1]] = match[2]
+      .replace(/^"(.*)"$/, "$1")
+      .replace(/\$\{([^}]+)\}/g, (_, name: string) => process.env[name] ?? "");
   }
   return out;
 }

@@ -97,12 +97,22 @@ export interface NativeServer {
  * `onError` answers for a handler that throws.
  */
 export const nativeServe:
-  | ((handler: (request: Request) => Promise<Response>, options: { hostname: string; port: number; onError: (error: unknown) => Response }) => NativeServer)
+  | ((
+      handler: (request: Request) => Promise<Response>,
+      options: { hostname: string; port: number; onError: (error: unknown) => Response },
+    ) => NativeServer)
   | undefined = bun
   ? (handler, { hostname, port, onError }) => {
       // reusePort: Bun 1.4 turns SO_REUSEPORT on with development: false, so a second agent on
       // the same port would silently share it instead of failing with EADDRINUSE.
-      const server = bun.serve({ hostname, port, development: false, reusePort: false, fetch: handler, error: onError });
+      const server = bun.serve({
+        hostname,
+        port,
+        development: false,
+        reusePort: false,
+        fetch: handler,
+        error: onError,
+      });
       return { hostname: server.hostname, port: server.port, close: (force) => server.stop(force) };
     }
   : deno
@@ -115,7 +125,6 @@ export const nativeServe:
         return { hostname: server.addr.hostname, port: server.addr.port, close };
       }
     : undefined;
-
 
 /** How to run a script as a program with the runtime this process runs on. */
 export interface ScriptCommand {

@@ -11,7 +11,10 @@ export class SerialQueues {
   /** Runs `task` once every earlier task of `key` settled; settles as `task` does. Idle keys hold no memory. */
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const run = (this.#queues.get(key) ?? Promise.resolve()).then(task, task);
-    const tail = run.then(() => {}, () => {});
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
     this.#queues.set(key, tail);
     void tail.then(() => this.#queues.get(key) === tail && this.#queues.delete(key));
     return run;

@@ -31,6 +31,7 @@ export function isAbandoned(name: string): boolean {
 export async function sweepAbandoned(parent: string, prefixes: readonly string[]): Promise<void> {
   const names = await readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
-    if (prefixes.some((prefix) => name.startsWith(prefix)) && isAbandoned(name)) await rm(join(parent, name), { recursive: true, force: true });
+    if (prefixes.some((prefix) => name.startsWith(prefix)) && isAbandoned(name))
+      await rm(join(parent, name), { recursive: true, force: true });
   }
 }

@@ -34,7 +34,11 @@ export async function treeHash(dir: string): Promise<string> {
 }
 
 /** One entry of a tree {@link walk} lists: its `/`-separated path under the root, its kind, a symlink's target. */
-export interface Entry { rel: string; kind: "file" | "dir" | "link"; target?: string }
+export interface Entry {
+  rel: string;
+  kind: "file" | "dir" | "link";
+  target?: string;
+}
 
 /**
  * Every file, directory and symlink under `dir` (symlinks are not followed; names in `skip` are left
@@ -126,7 +130,9 @@ async function readRegular(path: string): Promise<{ bytes: Buffer; mode: number 
   try {
     const info = fstatSync(fd);
     if (!info.isFile()) throw fail(`${path} is no longer a regular file`, "E_UNSAFE", "stalled");
-    const bytes = await new Promise<Buffer>((done, failed) => readFileFd(fd, (error, data) => (error ? failed(error) : done(data))));
+    const bytes = await new Promise<Buffer>((done, failed) =>
+      readFileFd(fd, (error, data) => (error ? failed(error) : done(data))),
+    );
     return { bytes, mode: info.mode };
   } finally {
     closeSync(fd);
@@ -164,12 +170,17 @@ export async function sourceDir(given: string, base: string, localPath: string, 
   const refuse = (rule: string) => fail(`${what} (${real}) is refused: ${rule}`, "E_UNSAFE", "stalled");
   if (isAbsolute(given)) {
     if (inside(real, agent)) throw refuse(`it is or contains local_path ${agent}, the agent's own directory`);
-    if (inside(agent, real)) throw refuse(`an absolute path must be outside local_path ${agent} (the agent's state, clone, workspaces and app data)`);
+    if (inside(agent, real))
+      throw refuse(
+        `an absolute path must be outside local_path ${agent} (the agent's state, clone, workspaces and app data)`,
+      );
   } else {
     const repo = await realish(base);
-    if (!inside(repo, real)) throw refuse(`a relative path must stay inside the gitops repository ${repo}, symlinks followed`);
+    if (!inside(repo, real))
+      throw refuse(`a relative path must stay inside the gitops repository ${repo}, symlinks followed`);
     if (inside(real, agent)) throw refuse(`it is or contains local_path ${agent}, the agent's own directory`);
-    if (inside(agent, real) && !inside(agent, repo)) throw refuse(`it is inside local_path ${agent}, the agent's own directory`);
+    if (inside(agent, real) && !inside(agent, repo))
+      throw refuse(`it is inside local_path ${agent}, the agent's own directory`);
   }
   if (!(await isDir(real))) throw fail(`${what}: ${dir} is not a directory`, "E_NOT_FOUND", "stalled");
   return real;
@@ -177,8 +188,14 @@ export async function sourceDir(given: string, base: string, localPath: string, 
 
 /** What a `tar -tv` line's first character means, for entries that are refused. */
 const KINDS: Readonly<Record<string, string>> = {
-  c: "a character device", b: "a block device", p: "a FIFO", s: "a socket", C: "a contiguous file",
-  V: "a volume label", M: "a multi-volume continuation", D: "a directory dump",
+  c: "a character device",
+  b: "a block device",
+  p: "a FIFO",
+  s: "a socket",
+  C: "a contiguous file",
+  V: "a volume label",
+  M: "a multi-volume continuation",
+  D: "a directory dump",
 };
 /** tar reads options from these variables: `-P` (absolute names) there would undo every check. */
 const TAR_ENV = { TAR_OPTIONS: undefined, TAR_READER_OPTIONS: undefined, TAR_WRITER_OPTIONS: undefined };
@@ -204,7 +221,11 @@ export async function unpack(archive: string, into: string, timeoutMs: number, s
   const names = await list(["-tf", archive]);
   const lines = await list(["--numeric-owner", "-tvf", archive]);
   if (names.length !== lines.length) {
-    throw fail(`cannot list the archive's entries one by one (${names.length} names, ${lines.length} lines)`, "E_UNSAFE", "stalled");
+    throw fail(
+      `cannot list the archive's entries one by one (${names.length} names, ${lines.length} lines)`,
+      "E_UNSAFE",
+      "stalled",
+    );
   }
   const refuse = (what: string) => fail(`the archive's ${what}; nothing was unpacked`, "E_UNSAFE", "stalled");
   const files = new Set<string>();
@@ -222,15 +243,25 @@ export async function unpack(archive: string, into: string, timeoutMs: number, s
       const target = line.slice(at + 1 + name.length + separator.length);
       if (kind === "l") {
         const landing = posix.normalize(posix.join(posix.dirname(name), target));
-        if (target === "" || isAbsolute(target) || /^[A-Za-z]:/.test(target) || landing === ".." || landing.startsWith("../")) {
-          throw refuse(`symlink ${name} -> ${target} leads outside the workspace (only symlinks that stay inside it are kept)`);
+        if (
+          target === "" ||
+          isAbsolute(target) ||
+          /^[A-Za-z]:/.test(target) ||
+          landing === ".." ||
+          landing.startsWith("../")
+        ) {
+          throw refuse(
+            `symlink ${name} -> ${target} leads outside the workspace (only symlinks that stay inside it are kept)`,
+          );
         }
       } else if (isAbsolute(target) || target.split("/").includes("..") || !files.has(posix.normalize(target))) {
         throw refuse(`hard link ${name} -> ${target} does not point at a regular file listed before it in the archive`);
       }
     } else if (kind !== "d") {
       const type = KINDS[kind] ?? `of type "${kind}"`;
-      throw refuse(`entry ${JSON.stringify(name)} is ${type}: only regular files, directories and links inside the archive are unpacked`);
+      throw refuse(
+        `entry ${JSON.stringify(name)} is ${type}: only regular files, directories and links inside the archive are unpacked`,
+      );
     }
   }
   await mkdir(into, { recursive: true });
@@ -238,17 +269,31 @@ export async function unpack(archive: string, into: string, timeoutMs: number, s
 }
 
 /** True when something (even a dangling symlink) is at `path`. */
-export const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
+export const exists = (path: string): Promise<boolean> =>
+  lstat(path).then(
+    () => true,
+    () => false,
+  );
 /** True when `path` is (or links to) a directory. */
-export const isDir = (path: string): Promise<boolean> => stat(path).then((s) => s.isDirectory(), () => false);
+export const isDir = (path: string): Promise<boolean> =>
+  stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 /** True when `path` is (or links to) a regular file. */
-export const isFile = (path: string): Promise<boolean> => stat(path).then((s) => s.isFile(), () => false);
+export const isFile = (path: string): Promise<boolean> =>
+  stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 
 /** The JSON object in `file`, or `undefined` when it is missing, unreadable or not an object. */
 export async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
   try {
     const value: unknown = JSON.parse(await readFile(file, "utf8"));
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    return typeof value === "object" && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

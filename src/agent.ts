@@ -103,7 +103,10 @@ export function createAgent(options: AgentOptions): Agent {
   const parsed = AgentConfig.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new GitopsError(`invalid agent option ${issue.path.join(".")}: ${issue.message}`, { code: "E_CONFIG", retry: "stalled" });
+    throw new GitopsError(`invalid agent option ${issue.path.join(".")}: ${issue.message}`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+    });
   }
   const config = parsed.data;
   config.local_path = resolve(config.local_path);
@@ -138,7 +141,12 @@ class AgentImpl implements Agent {
 
   start(): Promise<TickResult> {
     if (this.#stopped) {
-      return Promise.reject(new GitopsError("the agent is stopped; create a new one to start again", { code: "E_ABORTED", retry: "stalled" }));
+      return Promise.reject(
+        new GitopsError("the agent is stopped; create a new one to start again", {
+          code: "E_ABORTED",
+          retry: "stalled",
+        }),
+      );
     }
     return (this.#starting ??= this.#start(this.#abort.signal));
   }
@@ -184,20 +192,38 @@ class AgentImpl implements Agent {
       logger: this.#logger,
       emit: this.#telemetry.emit,
     });
-    const reconciler = new Reconciler({ config, git, runtime: this.#runtime, emit: this.#telemetry.emit, logger: this.#logger, now, state, statePath: file, journal, checkout });
+    const reconciler = new Reconciler({
+      config,
+      git,
+      runtime: this.#runtime,
+      emit: this.#telemetry.emit,
+      logger: this.#logger,
+      now,
+      state,
+      statePath: file,
+      journal,
+      checkout,
+    });
     this.#reconciler = reconciler;
     if (listen && api) {
       // Before any app starts: a taken port fails here, and /healthz and /status answer during a
       // long restore or first reconcile.
-      this.#server = await serve(api, { ...listen, onError: (error) => this.#logger.error(`control API: ${(error as Error).message}`) });
+      this.#server = await serve(api, {
+        ...listen,
+        onError: (error) => this.#logger.error(`control API: ${(error as Error).message}`),
+      });
       this.#logger.info(`control API listening on http://${this.#server.address}`);
     }
-    const stopped = () => new GitopsError("the agent was stopped while starting", { code: "E_ABORTED", retry: "stalled" });
+    const stopped = () =>
+      new GitopsError("the agent was stopped while starting", { code: "E_ABORTED", retry: "stalled" });
     await reconciler.primeFromSnapshot(signal);
     if (signal.aborted) throw stopped();
     await reconciler.restore(signal);
     if (signal.aborted) throw stopped();
-    this.#loop = new Loop<TickResult>({ tick: (tickSignal) => reconciler.tick(tickSignal), nextDelay: () => reconciler.nextDelay() });
+    this.#loop = new Loop<TickResult>({
+      tick: (tickSignal) => reconciler.tick(tickSignal),
+      nextDelay: () => reconciler.nextDelay(),
+    });
     return this.#loop.start();
   }
 
@@ -215,21 +241,25 @@ class AgentImpl implements Agent {
       // No stopAll: stop apps one by one, dependents before their dependencies. They stay in
       // state.json, so the next start brings them back.
       for (const name of this.#reconciler.stopOrder()) {
-        await this.#runtime.remove(name).catch((error) => this.#logger.warn(`stopping ${name} failed: ${(error as Error).message}`));
+        await this.#runtime
+          .remove(name)
+          .catch((error) => this.#logger.warn(`stopping ${name} failed: ${(error as Error).message}`));
       }
     }
     this.#logger.info("agent stopped");
   }
 
   async status(): Promise<AgentStatus> {
-    return this.#reconciler?.status() ?? {
-      status: "initializing",
-      last_commit: null,
-      app_count: 0,
-      healthy_count: 0,
-      last_reconcile: { at: null, duration_ms: null, error: null },
-      errors: [],
-    };
+    return (
+      this.#reconciler?.status() ?? {
+        status: "initializing",
+        last_commit: null,
+        app_count: 0,
+        healthy_count: 0,
+        last_reconcile: { at: null, duration_ms: null, error: null },
+        errors: [],
+      }
+    );
   }
 
   reconcile(): Promise<TickResult> {
@@ -274,7 +304,8 @@ class AgentImpl implements Agent {
   async remove(name: string): Promise<void> {
     const reconciler = this.#started();
     const deployed = await this.getDeployedSpec(name);
-    if (!deployed) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
+    if (!deployed)
+      throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
     await reconciler.applyManual({ type: "remove", app: name, from: deployed });
   }
 
@@ -283,7 +314,13 @@ class AgentImpl implements Agent {
     const from = await this.getDeployedSpec(name);
     if (!from) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
     const spec = AppSpec.parse({ ...from, version });
-    await reconciler.applyManual({ type: "upgrade", app: name, spec, from, reason: `version ${from.version} -> ${version} (manual)` });
+    await reconciler.applyManual({
+      type: "upgrade",
+      app: name,
+      spec,
+      from,
+      reason: `version ${from.version} -> ${version} (manual)`,
+    });
     return reconciler.apps()[name]!;
   }
 
@@ -306,7 +343,11 @@ class AgentImpl implements Agent {
   }
 
   #started(): Reconciler {
-    if (!this.#reconciler) throw new GitopsError("the agent is not started: call agent.start() first", { code: "E_RUNTIME", retry: "stalled" });
+    if (!this.#reconciler)
+      throw new GitopsError("the agent is not started: call agent.start() first", {
+        code: "E_RUNTIME",
+        retry: "stalled",
+      });
     return this.#reconciler;
   }
 }
@@ -326,18 +367,28 @@ async function loadRuntime(
   try {
     module = (await import(pathToFileURL(resolve(option)).href)) as { default?: unknown };
   } catch (error) {
-    throw new GitopsError(`cannot load the runtime module ${option}: ${(error as Error).message}`, { code: "E_CONFIG", retry: "stalled", cause: error });
+    throw new GitopsError(`cannot load the runtime module ${option}: ${(error as Error).message}`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+      cause: error,
+    });
   }
   const exported = module.default;
-  const runtime = typeof exported === "function" ? await (exported as (c: RuntimeContext) => Runtime | Promise<Runtime>)(context) : exported;
+  const runtime =
+    typeof exported === "function"
+      ? await (exported as (c: RuntimeContext) => Runtime | Promise<Runtime>)(context)
+      : exported;
   const missing = ["deploy", "remove", "upgrade", "reconfigure", "getCurrentState"].filter(
     (m) => typeof (runtime as Record<string, unknown> | undefined)?.[m] !== "function",
   );
   if (missing.length) {
-    throw new GitopsError(`the runtime module ${option} must export (default) a runtime object or a function returning one; missing: ${missing.join(", ")}`, {
-      code: "E_CONFIG",
-      retry: "stalled",
-    });
+    throw new GitopsError(
+      `the runtime module ${option} must export (default) a runtime object or a function returning one; missing: ${missing.join(", ")}`,
+      {
+        code: "E_CONFIG",
+        retry: "stalled",
+      },
+    );
   }
   return runtime as Runtime;
 }

@@ -41,7 +41,8 @@ export class Backoff {
   /** The earliest pending retry time after `now`, if any. */
   nextRetry(now: number): number | undefined {
     let next: number | undefined;
-    for (const { retryAt } of this.#entries.values()) if (retryAt > now && (next === undefined || retryAt < next)) next = retryAt;
+    for (const { retryAt } of this.#entries.values())
+      if (retryAt > now && (next === undefined || retryAt < next)) next = retryAt;
     return next;
   }
 }

@@ -36,13 +36,20 @@ cli
   .action(async (path: string | undefined, options: { strict?: boolean; json?: boolean; appsDir?: string }) => {
     const target = path ?? ".";
     const where = await resolveAppsDir(target, options.appsDir ?? "apps");
-    if (!where) throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
+    if (!where)
+      throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
     const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
     const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
     // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
     // it is an error, as for `run`, not "0 valid apps".
-    if (empty && where.appsDir !== join(target, options.appsDir ?? "apps") && basename(resolve(target)) !== basename(options.appsDir ?? "apps")) {
-      throw new UsageError(`no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`);
+    if (
+      empty &&
+      where.appsDir !== join(target, options.appsDir ?? "apps") &&
+      basename(resolve(target)) !== basename(options.appsDir ?? "apps")
+    ) {
+      throw new UsageError(
+        `no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`,
+      );
     }
     // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
     const dependencyErrors = dependencyIssues(result);
@@ -64,7 +71,10 @@ cli
 const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
   repo_url: ["url", "Git URL or local path of the gitops repository"],
   branch: ["branch", "Branch to track (default main)"],
-  local_path: ["dir", "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)"],
+  local_path: [
+    "dir",
+    "Clone, workspaces and state (default /var/lib/bc-gitops as root, else ~/.local/state/bc-gitops)",
+  ],
   apps_dir: ["dir", "Directory of app specs inside the repository (default apps)"],
   reconcile_interval: ["duration", "Time between reconciles, ms or e.g. 60s (default 60s)"],
   runtime: ["runtime", "default, or a module path exporting a custom runtime"],
@@ -93,7 +103,9 @@ configFlags(cli.command("run", "Run the agent in the foreground")).action(async 
   const config = await loadConfig({ file: options.config as string | undefined, flags: options });
   const logger = createConsoleLogger({ level: config.log_level, format: config.log_format });
   const agent = createAgent({ ...agentOptionsOf(config), logger });
-  logger.info(`bc-gitops ${VERSION} tracking ${config.branch} of ${config.repo_url} every ${config.reconcile_interval / 1000}s`);
+  logger.info(
+    `bc-gitops ${VERSION} tracking ${config.branch} of ${config.repo_url} every ${config.reconcile_interval / 1000}s`,
+  );
   // Keep the process alive until a signal stops it, whatever else holds the event loop.
   const keepAlive = setInterval(() => {}, 1 << 30);
   const stopped = new Promise<number>((resolveStop) => {
@@ -119,7 +131,9 @@ configFlags(cli.command("run", "Run the agent in the foreground")).action(async 
   });
   try {
     const first = await agent.start();
-    logger.info(`first reconcile: ${first.status} at ${first.commit?.slice(0, 12) ?? "no commit"} in ${first.duration_ms} ms`);
+    logger.info(
+      `first reconcile: ${first.status} at ${first.commit?.slice(0, 12) ?? "no commit"} in ${first.duration_ms} ms`,
+    );
   } catch (error) {
     clearInterval(keepAlive);
     await agent.stop().catch(() => {});
@@ -150,10 +164,17 @@ clientFlags(cli.command("status [app]", "Show the agent's status and its apps (a
     const api = client(options);
     if (app) {
       const state = await apiRequest<AppState>(api, "GET", `/apps/${encodeURIComponent(app)}`);
-      print(options.json ? JSON.stringify(state, null, 2) : statusReport(await apiRequest<AgentStatus>(api, "GET", "/status"), [state]));
+      print(
+        options.json
+          ? JSON.stringify(state, null, 2)
+          : statusReport(await apiRequest<AgentStatus>(api, "GET", "/status"), [state]),
+      );
       return 0;
     }
-    const [status, { apps }] = await Promise.all([apiRequest<AgentStatus>(api, "GET", "/status"), apiRequest<{ apps: AppState[] }>(api, "GET", "/apps")]);
+    const [status, { apps }] = await Promise.all([
+      apiRequest<AgentStatus>(api, "GET", "/status"),
+      apiRequest<{ apps: AppState[] }>(api, "GET", "/apps"),
+    ]);
     print(options.json ? JSON.stringify({ ...status, apps }, null, 2) : statusReport(status, apps));
     return status.status === "error" ? 1 : 0;
   });
@@ -169,45 +190,94 @@ clientFlags(cli.command("reconcile", "Reconcile now, wait for the result and pri
 clientFlags(cli.command("reload <app>", "Hot-reload one app now (same version, changed code)"))
   .option("--json", "Print the result as JSON")
   .action(async (app: string, options: { url?: string; token?: string; json?: boolean }) => {
-    const result = await apiRequest<HotReloadResult>(client(options), "POST", `/apps/${encodeURIComponent(app)}/reload`);
+    const result = await apiRequest<HotReloadResult>(
+      client(options),
+      "POST",
+      `/apps/${encodeURIComponent(app)}/reload`,
+    );
     if (options.json) print(JSON.stringify(result, null, 2));
-    else print(result.modules.length ? `reloaded ${result.app} at ${result.revision.slice(0, 12)}: ${result.modules.join(", ")}` : `${result.app}: nothing changed, nothing reloaded`);
+    else
+      print(
+        result.modules.length
+          ? `reloaded ${result.app} at ${result.revision.slice(0, 12)}: ${result.modules.join(", ")}`
+          : `${result.app}: nothing changed, nothing reloaded`,
+      );
     return 0;
   });
 
 // --token once: the client's (the agent's API token, also read from the configuration).
-configFlags(clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")), ["token"])
+configFlags(
+  clientFlags(cli.command("plan", "Show what the next reconcile would do: exit 0 nothing, 2 changes, 1 error")),
+  ["token"],
+)
   .option("--json", "Print { commit, actions, errors } as JSON")
   .action(async (options: Record<string, unknown>) => {
-    const config = await loadConfig({ file: options.config as string | undefined, flags: { ...options, token: undefined } });
-    const api = client({ url: (options.url as string | undefined) ?? apiUrlFor(config.listen), token: (options.token as string | undefined) ?? config.token });
+    const config = await loadConfig({
+      file: options.config as string | undefined,
+      flags: { ...options, token: undefined },
+    });
+    const api = client({
+      url: (options.url as string | undefined) ?? apiUrlFor(config.listen),
+      token: (options.token as string | undefined) ?? config.token,
+    });
     // An agent named by --url (or BC_GITOPS_URL) and no state.json named: the agent may run on another
     // host, so what it has deployed comes from its API rather than from this host's default path.
     const urlGiven = options.url !== undefined || Boolean(process.env.BC_GITOPS_URL);
-    const localGiven = options.localPath !== undefined || Boolean(process.env.BC_GITOPS_LOCAL_PATH) || config.local_path !== resolve(defaultLocalPath());
+    const localGiven =
+      options.localPath !== undefined ||
+      Boolean(process.env.BC_GITOPS_LOCAL_PATH) ||
+      config.local_path !== resolve(defaultLocalPath());
     const deployed = urlGiven && !localGiven ? "agent" : "local";
     const result = await preview(config, api, { deployed });
     if (options.json) {
-      const actions = result.actions.map(({ type, app, ...rest }) => ({ type, app, ...("reason" in rest ? { reason: rest.reason } : {}) }));
-      print(JSON.stringify({ commit: result.commit, live: result.live, deployed: result.deployed, actions, errors: [...result.errors, ...result.specErrors] }, null, 2));
+      const actions = result.actions.map(({ type, app, ...rest }) => ({
+        type,
+        app,
+        ...("reason" in rest ? { reason: rest.reason } : {}),
+      }));
+      print(
+        JSON.stringify(
+          {
+            commit: result.commit,
+            live: result.live,
+            deployed: result.deployed,
+            actions,
+            errors: [...result.errors, ...result.specErrors],
+          },
+          null,
+          2,
+        ),
+      );
     } else {
       for (const issue of result.specErrors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
       print(planReport(result.actions, result.errors));
-      if (!result.live) print(colors.dim(`(no agent answered at ${api.url}: compared with ${config.local_path}/state.json, assuming deployed apps run)`));
-      if (result.deployed === "agent") print(colors.dim(`(compared with what the agent at ${api.url} has deployed; it masks secret-looking env values, so a change to one alone shows only with --local-path on its host)`));
+      if (!result.live)
+        print(
+          colors.dim(
+            `(no agent answered at ${api.url}: compared with ${config.local_path}/state.json, assuming deployed apps run)`,
+          ),
+        );
+      if (result.deployed === "agent")
+        print(
+          colors.dim(
+            `(compared with what the agent at ${api.url} has deployed; it masks secret-looking env values, so a change to one alone shows only with --local-path on its host)`,
+          ),
+        );
     }
     if (result.errors.length > 0 || result.specErrors.length > 0) return 1;
     return result.actions.length > 0 ? 2 : 0;
   });
 
-cli.command("init [dir]", "Create a gitops repository with one example app that runs").action(async (dir: string | undefined) => {
-  const target = dir ?? "gitops";
-  const { commit, files } = await scaffold(target);
-  print(`created ${target} (${files.length} files, commit ${commit.slice(0, 12)}):`);
-  for (const file of files) print(`  ${file}`);
-  print(`\nrun it:  bc-gitops run --repo-url ${target}\nthen:    curl http://127.0.0.1:8080/?name=you`);
-  return 0;
-});
+cli
+  .command("init [dir]", "Create a gitops repository with one example app that runs")
+  .action(async (dir: string | undefined) => {
+    const target = dir ?? "gitops";
+    const { commit, files } = await scaffold(target);
+    print(`created ${target} (${files.length} files, commit ${commit.slice(0, 12)}):`);
+    for (const file of files) print(`  ${file}`);
+    print(`\nrun it:  bc-gitops run --repo-url ${target}\nthen:    curl http://127.0.0.1:8080/?name=you`);
+    return 0;
+  });
 
 cli
   .command("demo", "A self-contained tour on a throwaway local gitops repository (no network)")
@@ -227,14 +297,22 @@ cli
         }
         for (const action of step.result.actions) {
           const mark = action.outcome === "ok" ? colors.green("✔") : colors.red("✖");
-          print(`    ${mark} ${action.type} ${action.app}${action.error ? `: ${action.error}` : ""} ${colors.dim(`(${action.duration_ms ?? 0} ms)`)}`);
+          print(
+            `    ${mark} ${action.type} ${action.app}${action.error ? `: ${action.error}` : ""} ${colors.dim(`(${action.duration_ms ?? 0} ms)`)}`,
+          );
         }
         print(`    app answers: ${step.answer}`);
-        print(colors.dim(`    commit ${step.commit?.slice(0, 12)} applied and answered in ${step.ms} ms; agent ${step.result.status}\n`));
+        print(
+          colors.dim(
+            `    commit ${step.commit?.slice(0, 12)} applied and answered in ${step.ms} ms; agent ${step.result.status}\n`,
+          ),
+        );
       },
     });
     const failed = steps.some((s) => s.result?.actions.some((a) => a.outcome !== "ok"));
-    print(`${failed ? colors.red("✖ the demo hit a failure (see above)") : colors.green("✔ demo complete")} in ${Math.round(performance.now() - started)} ms; ${options.keep ? `kept ${dir}` : "cleaned up"}`);
+    print(
+      `${failed ? colors.red("✖ the demo hit a failure (see above)") : colors.green("✔ demo complete")} in ${Math.round(performance.now() - started)} ms; ${options.keep ? `kept ${dir}` : "cleaned up"}`,
+    );
     return failed ? 1 : 0;
   });
 
@@ -246,7 +324,8 @@ cli.command("schema", "Print the JSON Schema of the app spec (for editors and th
 cli.help();
 cli.version(VERSION);
 // cac prints `process.version`, which Bun and Deno set to the Node version they are compatible with.
-cli.globalCommand.outputVersion = () => print(`bc-gitops/${VERSION} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}`);
+cli.globalCommand.outputVersion = () =>
+  print(`bc-gitops/${VERSION} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}`);
 
 /**
  * cac turns numeric-looking values into numbers (`--branch 1.10` would become 1.1, `--token 123`

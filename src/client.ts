@@ -27,7 +27,11 @@ export function apiUrlFor(listen: string | undefined): string {
 }
 
 /** Calls the control API; returns the parsed JSON body. Throws a `GitopsError` with a message a person can act on. */
-export async function apiRequest<T = unknown>(options: ClientOptions, method: "GET" | "POST", path: string): Promise<T> {
+export async function apiRequest<T = unknown>(
+  options: ClientOptions,
+  method: "GET" | "POST",
+  path: string,
+): Promise<T> {
   const url = new URL(path, options.url.endsWith("/") ? options.url : `${options.url}/`);
   let response: Response;
   try {
@@ -38,11 +42,14 @@ export async function apiRequest<T = unknown>(options: ClientOptions, method: "G
     });
   } catch (error) {
     const reason = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    throw new GitopsError(`cannot reach the agent at ${redact(options.url)} (${reason}): is \`bc-gitops run\` running there? (set --url)`, {
-      code: "E_RUNTIME",
-      retry: "backoff",
-      cause: error,
-    });
+    throw new GitopsError(
+      `cannot reach the agent at ${redact(options.url)} (${reason}): is \`bc-gitops run\` running there? (set --url)`,
+      {
+        code: "E_RUNTIME",
+        retry: "backoff",
+        cause: error,
+      },
+    );
   }
   const text = await response.text();
   let body: unknown;
@@ -52,7 +59,8 @@ export async function apiRequest<T = unknown>(options: ClientOptions, method: "G
     body = text;
   }
   if (!response.ok) {
-    const message = (body as { error?: string } | undefined)?.error ?? (typeof body === "string" ? body : response.statusText);
+    const message =
+      (body as { error?: string } | undefined)?.error ?? (typeof body === "string" ? body : response.statusText);
     const hint = response.status === 401 ? " (pass --token or set BC_GITOPS_TOKEN)" : "";
     throw new GitopsError(`${method} ${url.pathname}: ${response.status} ${message}${hint}`, {
       code: response.status === 404 ? "E_NOT_FOUND" : "E_RUNTIME",

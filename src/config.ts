@@ -37,14 +37,20 @@ const duration = () =>
   z.union([z.number(), z.string()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined || ms <= 0) {
-      ctx.addIssue({ code: "custom", message: `expected a duration like 60000 or "60s", got ${JSON.stringify(value)}` });
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a duration like 60000 or "60s", got ${JSON.stringify(value)}`,
+      });
       return z.NEVER;
     }
     return ms;
   });
 
 const noDash = (what: string) =>
-  z.string().min(1, { error: `expected ${what}` }).refine((s) => !s.startsWith("-"), { error: `${what} must not start with "-"` });
+  z
+    .string()
+    .min(1, { error: `expected ${what}` })
+    .refine((s) => !s.startsWith("-"), { error: `${what} must not start with "-"` });
 
 const SECRET_LENGTH = "must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`";
 
@@ -55,7 +61,9 @@ export const AgentConfig = z.strictObject({
   local_path: z.string().min(1).default(defaultLocalPath),
   apps_dir: z
     .string()
-    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), { error: "apps_dir must be a relative path inside the repository" })
+    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), {
+      error: "apps_dir must be a relative path inside the repository",
+    })
     .default("apps"),
   reconcile_interval: duration().default(60_000),
   runtime: z.union([z.string(), z.custom<Runtime>((v) => typeof v === "object" && v !== null)]).default("default"),
@@ -112,7 +120,12 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
   for (const key of CONFIG_KEYS) {
     const value = env[`BC_GITOPS_${key.toUpperCase()}`];
     if (value === undefined || value === "") continue;
-    merged[key] = key === "reload_budget" ? Number(value) : key === "verify" ? parseJson(`BC_GITOPS_${key.toUpperCase()}`, value) : value;
+    merged[key] =
+      key === "reload_budget"
+        ? Number(value)
+        : key === "verify"
+          ? parseJson(`BC_GITOPS_${key.toUpperCase()}`, value)
+          : value;
     origin.set(key, `BC_GITOPS_${key.toUpperCase()}`);
   }
   for (const key of CONFIG_KEYS) {
@@ -121,14 +134,19 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
     if (value === undefined) continue;
     const flag = `--${key.replace(/_/g, "-")}`;
     merged[key] =
-      key === "reload_budget" ? Number(value)
-      : key === "verify" && typeof value === "string" ? parseJson(flag, value)
-      : typeof value === "object" || DURATION_KEYS.has(key) ? value
-      : String(value);
+      key === "reload_budget"
+        ? Number(value)
+        : key === "verify" && typeof value === "string"
+          ? parseJson(flag, value)
+          : typeof value === "object" || DURATION_KEYS.has(key)
+            ? value
+            : String(value);
     origin.set(key, flag);
   }
   if (merged.repo_url === undefined) {
-    throw configError("repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml");
+    throw configError(
+      "repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml",
+    );
   }
   const parsed = AgentConfig.safeParse(merged);
   if (!parsed.success) {
@@ -163,7 +181,8 @@ async function readConfigFile(file: string | undefined): Promise<{ path: string;
     throw configError(`${path}: invalid YAML: ${(error as Error).message.split("\n")[0]}`);
   }
   if (values === null || values === undefined) return { path, values: {} };
-  if (typeof values !== "object" || Array.isArray(values)) throw configError(`${path}: expected a mapping of settings (repo_url: …)`);
+  if (typeof values !== "object" || Array.isArray(values))
+    throw configError(`${path}: expected a mapping of settings (repo_url: …)`);
   return { path, values: values as Record<string, unknown> };
 }
 

@@ -46,17 +46,36 @@ export async function runDemo(options: DemoOptions): Promise<{ dir: string; step
   const steps: DemoStep[] = [];
   await scaffold(repo, port);
   const env = await gitIdentityEnv(repo);
-  const agent = createAgent({ repoUrl: repo, localPath: join(dir, "state"), reconcileInterval: "1h", listen: "off", logger: options.logger });
+  const agent = createAgent({
+    repoUrl: repo,
+    localPath: join(dir, "state"),
+    reconcileInterval: "1h",
+    listen: "off",
+    logger: options.logger,
+  });
   const url = `http://127.0.0.1:${port}/?name=demo`;
 
   const plan: Array<{ title: string; change: string; edit?: () => Promise<void> }> = [
     { title: "deploy", change: "initial commit: apps/hello/app.yaml (version 1.0.0) and its code" },
-    { title: "upgrade", change: 'version: "1.0.0" -> "1.1.0"', edit: () => replaceIn(join(repo, "apps/hello/app.yaml"), 'version: "1.0.0"', 'version: "1.1.0"') },
-    { title: "reconfigure", change: "env.greeting: Hello -> Howdy", edit: () => replaceIn(join(repo, "apps/hello/app.yaml"), "greeting: Hello", "greeting: Howdy") },
+    {
+      title: "upgrade",
+      change: 'version: "1.0.0" -> "1.1.0"',
+      edit: () => replaceIn(join(repo, "apps/hello/app.yaml"), 'version: "1.0.0"', 'version: "1.1.0"'),
+    },
+    {
+      title: "reconfigure",
+      change: "env.greeting: Hello -> Howdy",
+      edit: () => replaceIn(join(repo, "apps/hello/app.yaml"), "greeting: Hello", "greeting: Howdy"),
+    },
     {
       title: "hot reload",
       change: "code/hello/greet.js changed, version unchanged",
-      edit: () => replaceIn(join(repo, "code/hello/greet.js"), "return `${greeting}, ${name}!`;", "return `${greeting}, ${name}! (hot-reloaded, same version)`;"),
+      edit: () =>
+        replaceIn(
+          join(repo, "code/hello/greet.js"),
+          "return `${greeting}, ${name}!`;",
+          "return `${greeting}, ${name}! (hot-reloaded, same version)`;",
+        ),
     },
     { title: "remove", change: "apps/hello/ deleted", edit: () => rm(join(repo, "apps/hello"), { recursive: true }) },
   ];
@@ -121,7 +140,9 @@ async function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }

@@ -58,7 +58,17 @@ const K_INT = 3;
 const K_PAIR = 4; // a 2-tuple whose first element is an atom, string or binary
 
 // \n \t \r \s \e \d \b \f \v; any other escaped character stands for itself, as in Erlang.
-const ESCAPES = new Map([[110, 10], [116, 9], [114, 13], [115, 32], [101, 27], [100, 127], [98, 8], [102, 12], [118, 11]]);
+const ESCAPES = new Map([
+  [110, 10],
+  [116, 9],
+  [114, 13],
+  [115, 32],
+  [101, 27],
+  [100, 127],
+  [98, 8],
+  [102, 12],
+  [118, 11],
+]);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 const isDigit = (c: number): boolean => c >= 48 && c <= 57;
@@ -221,7 +231,11 @@ class Parser {
     if (c === 123) return this.tuple(at);
     if (c === 35) return this.map(at);
     if (c === 60 && s.charCodeAt(at + 1) === 60) return this.binary(at);
-    if (isUpper(c)) this.fail(`unexpected ${this.got(at)}: a variable is not a value; write atoms in lowercase or quote them ('Name')`, at);
+    if (isUpper(c))
+      this.fail(
+        `unexpected ${this.got(at)}: a variable is not a value; write atoms in lowercase or quote them ('Name')`,
+        at,
+      );
     if (at >= s.length) this.fail("unexpected end of file: expected a term", at);
     this.fail(`unexpected ${this.got(at)}: expected a term (atom, number, string, binary, list, tuple or map)`, at);
   }
@@ -339,7 +353,8 @@ class Parser {
       if ((s.charCodeAt(i) | 32) === 101) {
         const sign = s.charCodeAt(i + 1);
         const from = sign === 43 || sign === 45 ? i + 2 : i + 1;
-        if (!isDigit(s.charCodeAt(from))) this.fail(`expected digits in the float's exponent, got ${this.got(from)}`, from);
+        if (!isDigit(s.charCodeAt(from)))
+          this.fail(`expected digits in the float's exponent, got ${this.got(from)}`, from);
         i = this.digits(from, 10);
       }
       this.kind = K_OTHER;
@@ -389,9 +404,13 @@ class Parser {
         if (c === 44) continue;
         this.i--;
         const closer = String.fromCharCode(close);
-        if (c === 124 && close === 93) this.fail('improper lists ("[Head | Tail]") are not supported; separate elements with ","', this.i);
+        if (c === 124 && close === 93)
+          this.fail('improper lists ("[Head | Tail]") are not supported; separate elements with ","', this.i);
         if (this.i >= s.length) this.fail(`unterminated ${what}: "${s[open]}" is never closed by "${closer}"`, open);
-        this.fail(`expected "," or "${closer}" after ${what} element, got ${this.got(this.i)} (the ${what} opens at ${this.where(open)})`, this.i);
+        this.fail(
+          `expected "," or "${closer}" after ${what} element, got ${this.got(this.i)} (the ${what} opens at ${this.where(open)})`,
+          this.i,
+        );
       }
     }
     this.depth--;
@@ -486,7 +505,8 @@ class Parser {
           parts.push(this.strings());
         } else if (isDigit(c) || c === 36 || c === 45 || c === 43) {
           const v = this.term() as number;
-          if (this.kind !== K_INT || !(v >= 0 && v <= 255)) this.fail("binary bytes must be integers from 0 to 255", seg);
+          if (this.kind !== K_INT || !(v >= 0 && v <= 255))
+            this.fail("binary bytes must be integers from 0 to 255", seg);
           bytes.push(v);
         } else if (seg >= s.length) unterminated();
         else this.fail(`expected a string or a byte (0..255) in binary, got ${this.got(seg)}`, seg);
@@ -506,7 +526,10 @@ class Parser {
         if (e === 62 && s.charCodeAt(this.i + 1) === 62) break;
         if (e !== 44) {
           if (this.i >= s.length) unterminated();
-          this.fail(`expected "," or ">>" in binary, got ${this.got(this.i)} (the binary opens at ${this.where(at)})`, this.i);
+          this.fail(
+            `expected "," or ">>" in binary, got ${this.got(this.i)} (the binary opens at ${this.where(at)})`,
+            this.i,
+          );
         }
         this.i++;
         this.skip();
@@ -572,7 +595,11 @@ export function parseErlangTerms(text: string): ParsedTerms {
       if (typeof node === "number") break;
       const index = node.names
         ? node.names.lastIndexOf(String(seg))
-        : typeof seg === "number" ? seg : /^\d+$/.test(seg) ? Number(seg) : -1;
+        : typeof seg === "number"
+          ? seg
+          : /^\d+$/.test(seg)
+            ? Number(seg)
+            : -1;
       const next = node.kids[index];
       if (next === undefined) break;
       node = next;

@@ -60,5 +60,5 @@ export function codeOf(error: unknown): ErrorCode | undefined {
 /** A one-line message for any thrown value (no stack). */
 export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
-  return typeof error === "string" ? error : JSON.stringify(error) ?? String(error);
+  return typeof error === "string" ? error : (JSON.stringify(error) ?? String(error));
 }

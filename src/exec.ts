@@ -65,15 +65,17 @@ let exitHookInstalled = false;
  * {@link redact}. On POSIX the child leads its own process group and timeouts/aborts kill the
  * whole group, so grandchildren (ssh, git-remote-https) cannot linger or hold the pipes open.
  */
-export async function exec(
-  command: string,
-  args: readonly string[],
-  options: ExecOptions = {},
-): Promise<ExecResult> {
+export async function exec(command: string, args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const allowed = options.allowExitCodes ?? [0];
   const label = labelOf(command, args);
-  const fail = (message: string, code: ErrorCode, extra: Record<string, unknown>, cause?: unknown, retry?: RetryClass) =>
+  const fail = (
+    message: string,
+    code: ErrorCode,
+    extra: Record<string, unknown>,
+    cause?: unknown,
+    retry?: RetryClass,
+  ) =>
     new GitopsError(redact(message), {
       code,
       ...(retry === undefined ? {} : { retry }),
@@ -125,7 +127,10 @@ export async function exec(
       proc.then(resolve, reject);
       // Pipes inherited by a process that escaped the group could keep `close` from ever firing.
       giveUp = () => {
-        setTimer(() => reject(new Error("the child's output did not close after it was killed")), KILL_GRACE_MS).unref();
+        setTimer(
+          () => reject(new Error("the child's output did not close after it was killed")),
+          KILL_GRACE_MS,
+        ).unref();
       };
       if (stopped) giveUp();
     });
@@ -142,7 +147,10 @@ export async function exec(
   const stdout = output?.stdout ?? "";
   const tail = tailOf(stderr);
   if (stopped === "timeout") {
-    throw fail(`${label} timed out after ${timeoutMs} ms${tail ? `: ${tail}` : ""}`, "E_TIMEOUT", { stderr: redact(tail), timeoutMs });
+    throw fail(`${label} timed out after ${timeoutMs} ms${tail ? `: ${tail}` : ""}`, "E_TIMEOUT", {
+      stderr: redact(tail),
+      timeoutMs,
+    });
   }
   if (stopped === "abort") {
     throw fail(`${label} was aborted`, "E_ABORTED", { stderr: redact(tail) }, options.signal?.reason);
@@ -152,11 +160,17 @@ export async function exec(
   const exitCode = output.exitCode;
   if (exitCode === undefined) {
     const signal = proc.signalCode ?? "a signal";
-    throw fail(`${label} was killed by ${signal}${tail ? `: ${tail}` : ""}`, "E_EXEC", { stderr: redact(tail), signal });
+    throw fail(`${label} was killed by ${signal}${tail ? `: ${tail}` : ""}`, "E_EXEC", {
+      stderr: redact(tail),
+      signal,
+    });
   }
   if (!allowed.includes(exitCode)) {
     const shown = tail || tailOf(stdout);
-    throw fail(`${label} failed (exit ${exitCode})${shown ? `: ${shown}` : ""}`, "E_EXEC", { exitCode, stderr: redact(tail) });
+    throw fail(`${label} failed (exit ${exitCode})${shown ? `: ${shown}` : ""}`, "E_EXEC", {
+      exitCode,
+      stderr: redact(tail),
+    });
   }
   return { stdout, stderr, exitCode, durationMs };
 }
@@ -190,7 +204,8 @@ async function spawnError(command: string, cwd: string | undefined, error: unkno
     const where = command.includes("/") || command.includes("\\") ? "does not exist" : "was not found on PATH";
     return fail(`cannot run ${command}: ${command} ${where}`, "E_EXEC", {}, error);
   }
-  if (code === "EACCES") return fail(`cannot run ${command}: permission denied (is it executable?)`, "E_EXEC", {}, error);
+  if (code === "EACCES")
+    return fail(`cannot run ${command}: permission denied (is it executable?)`, "E_EXEC", {}, error);
   const reason = error instanceof Error ? error.message : String(error);
   return fail(`cannot run ${command}: ${reason}`, "E_EXEC", {}, error);
 }
@@ -343,7 +358,11 @@ function signalTo(target: number, signal: NodeJS.Signals | 0): boolean {
  * process kills whatever group is still running. Throws a {@link GitopsError} `E_EXEC` when the
  * command cannot be spawned (not found on PATH, not executable, missing cwd).
  */
-export async function spawnProcess(command: string, args: readonly string[], options: SpawnOptions): Promise<SpawnedProcess> {
+export async function spawnProcess(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions,
+): Promise<SpawnedProcess> {
   const fail: Fail = (message, code, extra, cause) =>
     new GitopsError(redact(message), { code, cause, details: { command, args: args.map(redact), ...extra } });
   const started = performance.now();

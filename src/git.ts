@@ -65,13 +65,18 @@ export class GitSource {
     if (typeof repoUrl === "string") registerUrlCredentials(repoUrl);
     if (typeof repoUrl !== "string" || repoUrl.trim() === "") throw config("repo_url is empty");
     if (repoUrl.startsWith("-")) throw config(`repo_url ${repoUrl} must not start with "-"`);
-    if (/[\u0000-\u001f\u007f]/.test(repoUrl)) throw config(`repo_url ${JSON.stringify(repoUrl)} contains a control character`);
+    if (/[\u0000-\u001f\u007f]/.test(repoUrl))
+      throw config(`repo_url ${JSON.stringify(repoUrl)} contains a control character`);
     const refused = refusedTransport(repoUrl);
     if (refused) throw config(`repo_url ${repoUrl} is refused: ${refused}`);
     const why = invalidBranch(branch);
-    if (why) throw config(`branch ${JSON.stringify(branch)} is not a valid branch name: ${why} (see git check-ref-format --branch)`);
+    if (why)
+      throw config(
+        `branch ${JSON.stringify(branch)} is not a valid branch name: ${why} (see git check-ref-format --branch)`,
+      );
     if (typeof dir !== "string" || dir === "") throw config("the git working directory is empty");
-    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0)) throw config("git timeout must be a positive number of ms");
+    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0))
+      throw config("git timeout must be a positive number of ms");
     this.#url = isLocalPath(repoUrl) ? resolve(repoUrl) : repoUrl;
     this.#shownUrl = redact(this.#url);
     this.#branch = branch;
@@ -142,7 +147,10 @@ export class GitSource {
   async snapshot(commit: string, signal?: AbortSignal): Promise<string> {
     if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
       const shown = JSON.stringify(redact(String(commit)));
-      throw new GitopsError(`refusing to snapshot ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
+      throw new GitopsError(`refusing to snapshot ${shown}: not a full commit id`, {
+        code: "E_UNSAFE",
+        retry: "stalled",
+      });
     }
     const target = join(this.#snapshots, commit);
     if (await isDirectory(target)) return target;
@@ -200,9 +208,17 @@ export class GitSource {
    * one `git ls-tree` (no checkout): what a snapshot of the commit must show there.
    */
   async filesIn(commit: string, dir: string, signal?: AbortSignal): Promise<string[]> {
-    if (typeof commit !== "string" || !FULL_SHA.test(commit)) throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
-    const prefix = posix.normalize(dir.replaceAll("\\", "/")).replace(/^\.\/?|\/$/g, "").replace(/^\.$/, "");
-    const { stdout } = await this.#exclusive(() => this.#git(["ls-tree", "-r", "-z", commit, ...(prefix ? ["--", `${prefix}/`] : [])], signal, { GIT_DIR: this.#repo }));
+    if (typeof commit !== "string" || !FULL_SHA.test(commit))
+      throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
+    const prefix = posix
+      .normalize(dir.replaceAll("\\", "/"))
+      .replace(/^\.\/?|\/$/g, "")
+      .replace(/^\.$/, "");
+    const { stdout } = await this.#exclusive(() =>
+      this.#git(["ls-tree", "-r", "-z", commit, ...(prefix ? ["--", `${prefix}/`] : [])], signal, {
+        GIT_DIR: this.#repo,
+      }),
+    );
     const regular = stdout.split("\0").filter((record) => /^100(644|755) blob [0-9a-f]+\t/.test(record));
     return regular.map((record) => record.slice(record.indexOf("\t") + 1 + (prefix ? prefix.length + 1 : 0)));
   }
@@ -245,14 +261,21 @@ export class GitSource {
   }
 
   /** Checks that the clone is a readable repository of `repoUrl`; `commit` is its branch head, if any. */
-  async #verify(signal: AbortSignal | undefined): Promise<{ ok: true; commit: string | undefined } | { ok: false; reason: string }> {
+  async #verify(
+    signal: AbortSignal | undefined,
+  ): Promise<{ ok: true; commit: string | undefined } | { ok: false; reason: string }> {
     this.#trusted = undefined;
     if (!(await isDirectory(this.#repo))) return { ok: false, reason: "no local clone" };
     let head: ExecResult;
     let origin: ExecResult;
     try {
       [head, origin] = await Promise.all([
-        this.#git(["rev-parse", "--verify", "--quiet", `${this.#ref}^{commit}`], signal, { GIT_DIR: this.#repo }, [0, 1]),
+        this.#git(
+          ["rev-parse", "--verify", "--quiet", `${this.#ref}^{commit}`],
+          signal,
+          { GIT_DIR: this.#repo },
+          [0, 1],
+        ),
         this.#git(["config", "--get", "remote.origin.url"], signal, { GIT_DIR: this.#repo }, [0, 1]),
       ]);
     } catch (error) {
@@ -262,7 +285,8 @@ export class GitSource {
       return { ok: false, reason: `the local clone is damaged: ${reasonOf(error)}` };
     }
     const url = origin.stdout.trim();
-    if (url !== this.#url) return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#shownUrl}` };
+    if (url !== this.#url)
+      return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#shownUrl}` };
     const sha = head.stdout.trim();
     this.#trusted = await this.#fingerprint();
     return { ok: true, commit: FULL_SHA.test(sha) ? sha : undefined };
@@ -274,14 +298,17 @@ export class GitSource {
    * branch that does not resolve, or history that `git fsck --connectivity-only` finds broken.
    */
   async #damage(failure: unknown, signal: AbortSignal | undefined): Promise<string | undefined> {
-    const stderr = failure instanceof GitopsError && typeof failure.details.stderr === "string" ? failure.details.stderr : "";
+    const stderr =
+      failure instanceof GitopsError && typeof failure.details.stderr === "string" ? failure.details.stderr : "";
     const lock = /Unable to create '([^']+\.lock)': File exists/.exec(stderr)?.[1];
     if (lock !== undefined) return `a stale lock file ${lock} blocks the local clone`;
     const state = await this.#verify(signal);
     if (!state.ok) return state.reason;
     if (state.commit === undefined) return `branch ${this.#branch} does not resolve in the local clone`;
     try {
-      await this.#git(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], signal, { GIT_DIR: this.#repo });
+      await this.#git(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], signal, {
+        GIT_DIR: this.#repo,
+      });
     } catch (error) {
       if (isAbort(error)) throw error;
       const disk = this.#diskError(error);
@@ -298,7 +325,9 @@ export class GitSource {
     const tmp = join(this.#dir, tempName(".tmp-clone-"));
     const old = join(this.#dir, tempName(".old-"));
     this.#trusted = undefined;
-    this.#logger[reason === "no local clone" ? "info" : "warn"](`cloning ${this.#shownUrl} (branch ${this.#branch}): ${reason}`);
+    this.#logger[reason === "no local clone" ? "info" : "warn"](
+      `cloning ${this.#shownUrl} (branch ${this.#branch}): ${reason}`,
+    );
     this.#emit("bc_gitops:git:clone_start", {}, { url: this.#shownUrl, branch: this.#branch, reason });
     try {
       await mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
@@ -306,8 +335,21 @@ export class GitSource {
       });
       try {
         await this.#git(
-          ["clone", "--bare", "--single-branch", "--no-tags", `--branch=${this.#branch}`, "--template=",
-            "-c", "gc.auto=0", "-c", "maintenance.auto=false", "--", this.#url, tmp],
+          [
+            "clone",
+            "--bare",
+            "--single-branch",
+            "--no-tags",
+            `--branch=${this.#branch}`,
+            "--template=",
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "maintenance.auto=false",
+            "--",
+            this.#url,
+            tmp,
+          ],
           signal,
         );
       } catch (error) {
@@ -345,7 +387,11 @@ export class GitSource {
     try {
       await mkdir(tmp);
       // One process, and unlike `git archive` it ignores export-ignore: the snapshot is the whole tree.
-      await this.#git(["read-tree", "--reset", "-u", commit], signal, { GIT_DIR: this.#repo, GIT_WORK_TREE: tmp, GIT_INDEX_FILE: index });
+      await this.#git(["read-tree", "--reset", "-u", commit], signal, {
+        GIT_DIR: this.#repo,
+        GIT_WORK_TREE: tmp,
+        GIT_INDEX_FILE: index,
+      });
       await rename(tmp, target).catch(async (error: NodeJS.ErrnoException) => {
         if (!(await isDirectory(target))) throw error;
       });
@@ -358,12 +404,18 @@ export class GitSource {
   async #head(gitDir: string, signal: AbortSignal | undefined): Promise<string> {
     const { stdout } = await this.#git(["rev-parse", "--verify", `${this.#ref}^{commit}`], signal, { GIT_DIR: gitDir });
     const sha = stdout.trim();
-    if (!FULL_SHA.test(sha)) throw new GitopsError(`git rev-parse printed ${JSON.stringify(sha)}, not a commit id`, { code: "E_GIT" });
+    if (!FULL_SHA.test(sha))
+      throw new GitopsError(`git rev-parse printed ${JSON.stringify(sha)}, not a commit id`, { code: "E_GIT" });
     return sha;
   }
 
   async #hasCommit(commit: string, signal: AbortSignal | undefined): Promise<boolean> {
-    const { exitCode } = await this.#git(["cat-file", "-e", `${commit}^{commit}`], signal, { GIT_DIR: this.#repo }, [0, 1, 128]);
+    const { exitCode } = await this.#git(
+      ["cat-file", "-e", `${commit}^{commit}`],
+      signal,
+      { GIT_DIR: this.#repo },
+      [0, 1, 128],
+    );
     return exitCode === 0;
   }
 
@@ -412,7 +464,11 @@ export class GitSource {
 
   /** E_GIT (backoff) naming `dir` when `error` is a local disk problem, which no re-clone can fix; else undefined. */
   #diskError(error: unknown): GitopsError | undefined {
-    return diskError(error, `the git clone in ${this.#dir}`, { path: this.#dir, url: this.#shownUrl, branch: this.#branch });
+    return diskError(error, `the git clone in ${this.#dir}`, {
+      path: this.#dir,
+      url: this.#shownUrl,
+      branch: this.#branch,
+    });
   }
 
   #branchMissing(): GitopsError {

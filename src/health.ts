@@ -31,11 +31,15 @@ export function httpProbe(target: { host: string; port: number; path: string }):
         (res) => {
           const status = res.statusCode ?? 0;
           res.resume(); // drain the body so the socket closes
-          res.once("end", () => (status >= 200 && status < 300 ? resolve() : reject(new Error(`GET ${target.path} answered ${status}`))));
+          res.once("end", () =>
+            status >= 200 && status < 300 ? resolve() : reject(new Error(`GET ${target.path} answered ${status}`)),
+          );
           res.once("error", reject);
         },
       );
-      req.once("error", (error) => reject(new Error(`GET http://${hostPort(target)}${target.path}: ${messageOf(error)}`)));
+      req.once("error", (error) =>
+        reject(new Error(`GET http://${hostPort(target)}${target.path}: ${messageOf(error)}`)),
+      );
       req.end();
     });
 }
@@ -179,7 +183,11 @@ export class HealthMonitor {
       clearTimeout(timer);
     }
     if (this.#stopped) return this.#health;
-    emit("bc_gitops:health:check", { duration_ms: performance.now() - started }, { app, ok: error === undefined, ...(error ? { error } : {}) });
+    emit(
+      "bc_gitops:health:check",
+      { duration_ms: performance.now() - started },
+      { app, ok: error === undefined, ...(error ? { error } : {}) },
+    );
     this.#lastError = error;
     if (error === undefined) {
       this.#failures = 0;

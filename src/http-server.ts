@@ -77,14 +77,23 @@ export function parseListen(listen: string): ListenAddress {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]*))?:(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
   const port = match ? Number(match[3]) : NaN;
   if (!match || !(port >= 0 && port <= 65535)) {
-    throw new GitopsError(`listen: expected HOST:PORT (e.g. 127.0.0.1:9477), :PORT, PORT or "off", got ${JSON.stringify(listen)}`, {
-      code: "E_CONFIG",
-      retry: "stalled",
-    });
+    throw new GitopsError(
+      `listen: expected HOST:PORT (e.g. 127.0.0.1:9477), :PORT, PORT or "off", got ${JSON.stringify(listen)}`,
+      {
+        code: "E_CONFIG",
+        retry: "stalled",
+      },
+    );
   }
   const bare = /^\d+$/.test(text);
   const host = match[1] ?? match[2] ?? "";
-  const hostname = bare ? "127.0.0.1" : host === "" ? "0.0.0.0" : host.toLowerCase() === "localhost" ? "127.0.0.1" : host;
+  const hostname = bare
+    ? "127.0.0.1"
+    : host === ""
+      ? "0.0.0.0"
+      : host.toLowerCase() === "localhost"
+        ? "127.0.0.1"
+        : host;
   return { hostname, port };
 }
 
@@ -137,8 +146,17 @@ export async function serve(handler: FetchHandler, options: ServeOptions): Promi
     return await serveNode(safe, hostname, port, graceMs);
   } catch (error) {
     const code = (error as { code?: string }).code;
-    const why = code === "EADDRINUSE" ? "the address is already in use" : code === "EADDRNOTAVAIL" ? "not an address of this host" : messageOf(error);
-    throw new GitopsError(`cannot listen on ${formatAddress(hostname, port)}: ${why}`, { code: "E_CONFIG", retry: "stalled", cause: error });
+    const why =
+      code === "EADDRINUSE"
+        ? "the address is already in use"
+        : code === "EADDRNOTAVAIL"
+          ? "not an address of this host"
+          : messageOf(error);
+    throw new GitopsError(`cannot listen on ${formatAddress(hostname, port)}: ${why}`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+      cause: error,
+    });
   }
 }
 
@@ -167,8 +185,13 @@ export async function listen(options: ListenOptions): Promise<HttpListener> {
   } catch (error) {
     // An app's port may be freed later (unlike the agent's own configured address): retry with backoff.
     const cause = error instanceof GitopsError ? error.cause : error;
-    const why = (cause as { code?: unknown } | undefined)?.code === "EADDRINUSE" ? "the address is in use" : messageOf(cause);
-    throw new GitopsError(`cannot listen on ${options.host}:${options.port}: ${why}`, { code: "E_RUNTIME", retry: "backoff", cause });
+    const why =
+      (cause as { code?: unknown } | undefined)?.code === "EADDRINUSE" ? "the address is in use" : messageOf(cause);
+    throw new GitopsError(`cannot listen on ${options.host}:${options.port}: ${why}`, {
+      code: "E_RUNTIME",
+      retry: "backoff",
+      cause,
+    });
   }
   return {
     host: options.host,
@@ -205,7 +228,12 @@ async function drain(graceful: Promise<void>, ms: number, force: () => Promise<v
   }
 }
 
-async function serveNode(handler: (request: Request) => Promise<Response>, hostname: string, port: number, graceMs: number): Promise<HttpServer> {
+async function serveNode(
+  handler: (request: Request) => Promise<Response>,
+  hostname: string,
+  port: number,
+  graceMs: number,
+): Promise<HttpServer> {
   const sockets = new Set<Socket>();
   const server = createServer((req, res) => void respond(handler, req, res, origin).catch(() => res.destroy()));
   server.on("connection", (socket: Socket) => {
@@ -220,7 +248,8 @@ async function serveNode(handler: (request: Request) => Promise<Response>, hostn
     });
   });
   const bound = server.address();
-  const actual = bound && typeof bound === "object" ? { hostname: bound.address, port: bound.port } : { hostname, port };
+  const actual =
+    bound && typeof bound === "object" ? { hostname: bound.address, port: bound.port } : { hostname, port };
   const origin = `http://${formatAddress(actual.hostname, actual.port)}`;
   return handle(actual.hostname, actual.port, () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -237,7 +266,12 @@ async function serveNode(handler: (request: Request) => Promise<Response>, hostn
  * Bridges one node:http exchange to the handler: IncomingMessage -> Request, Response -> ServerResponse.
  * The request URL takes its host from the `Host` header, as Bun.serve and Deno.serve do, else `origin`.
  */
-async function respond(handler: (request: Request) => Promise<Response>, req: IncomingMessage, res: ServerResponse, origin: string): Promise<void> {
+async function respond(
+  handler: (request: Request) => Promise<Response>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  origin: string,
+): Promise<void> {
   const abort = new AbortController();
   res.on("close", () => {
     if (!res.writableFinished) abort.abort();

@@ -99,7 +99,10 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
   const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [], unnamed: [] };
   const entries = readAppsDir(appsDir, root);
   const visible = entries.filter((e) => !e.name.startsWith("."));
-  const dirs = visible.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const dirs = visible
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   // git stores symlinks; one could make the agent read a file outside the repository.
   for (const link of visible.filter((e) => e.isSymbolicLink())) {
     const file = relative(root, join(appsDir, link.name));
@@ -117,7 +120,9 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
     const found = specFileIn(join(appsDir, dir));
     if (!found) continue;
     const path = join(appsDir, dir, found.name);
-    const outcome: FileResult = found.link ? { errors: [{ message: SYMLINK }], warnings: [] } : await loadFile(path, formatOf(found.name), options);
+    const outcome: FileResult = found.link
+      ? { errors: [{ message: SYMLINK }], warnings: [] }
+      : await loadFile(path, formatOf(found.name), options);
     files.push({ dir, path, file: relative(root, path) || found.name, outcome });
   }
 
@@ -145,14 +150,27 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
     }
     for (const app of apps) {
       const at = await locateName(paths.get(app.file)!);
-      const others = apps.filter((a) => a !== app).map((a) => a.file).join(", ");
-      result.errors.push({ file: app.file, ...at, path: "name", message: `duplicate app name "${name}": also used by ${others}; app names must be unique` });
+      const others = apps
+        .filter((a) => a !== app)
+        .map((a) => a.file)
+        .join(", ");
+      result.errors.push({
+        file: app.file,
+        ...at,
+        path: "name",
+        message: `duplicate app name "${name}": also used by ${others}; app names must be unique`,
+      });
     }
     result.invalid.push(name);
   }
   if (options.strict) {
     // A warning made an error is no longer "ignored": say that --strict refuses it.
-    result.errors.push(...result.warnings.map((w) => ({ ...w, message: `${w.message.replace(/; it is ignored$/, "")} (refused by --strict)` })));
+    result.errors.push(
+      ...result.warnings.map((w) => ({
+        ...w,
+        message: `${w.message.replace(/; it is ignored$/, "")} (refused by --strict)`,
+      })),
+    );
     const warned = new Set(result.warnings.map((w) => w.file));
     result.apps = result.apps.filter((app) => !warned.has(app.file) || void result.invalid.push(app.spec.name));
     result.warnings = [];
@@ -168,12 +186,20 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
  * not in the repository, one issue per app involved (at its `depends_on`).
  */
 export function dependencyIssues(result: Pick<LoadResult, "apps" | "invalid">): SpecIssue[] {
-  const desired = { apps: Object.fromEntries(result.apps.map(({ spec }) => [spec.name, { spec }])), invalid: new Set(result.invalid) };
+  const desired = {
+    apps: Object.fromEntries(result.apps.map(({ spec }) => [spec.name, { spec }])),
+    invalid: new Set(result.invalid),
+  };
   const files = new Map(result.apps.map(({ spec, file }) => [spec.name, file]));
-  return order(plan(desired, {}), desired, {}).errors.map((e) => ({ file: files.get(e.app) ?? e.app, path: "depends_on", message: e.message }));
+  return order(plan(desired, {}), desired, {}).errors.map((e) => ({
+    file: files.get(e.app) ?? e.app,
+    path: "depends_on",
+    message: e.message,
+  }));
 }
 
-const SYMLINK = "is a symbolic link: bc-gitops reads only regular files and directories of the repository (a link could point outside it); commit the file itself";
+const SYMLINK =
+  "is a symbolic link: bc-gitops reads only regular files and directories of the repository (a link could point outside it); commit the file itself";
 
 /**
  * The app directories that hold a spec file, given the file paths of an apps directory (relative
@@ -200,7 +226,11 @@ export function findSpecFile(dir: string): string | undefined {
 function specFileIn(dir: string): { name: string; link: boolean } | undefined {
   let entries: Map<string, Dirent>;
   try {
-    entries = new Map(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => [e.name, e]));
+    entries = new Map(
+      readdirSync(dir, { withFileTypes: true })
+        .filter((e) => e.isFile() || e.isSymbolicLink())
+        .map((e) => [e.name, e]),
+    );
   } catch {
     return undefined;
   }
@@ -222,7 +252,8 @@ function readAppsDir(appsDir: string, root: string): Dirent[] {
         options,
       );
     }
-    if (code === "ENOTDIR") throw new GitopsError(`${shown} is not a directory: it must hold one directory per app`, options);
+    if (code === "ENOTDIR")
+      throw new GitopsError(`${shown} is not a directory: it must hold one directory per app`, options);
     // Never the error's own message: it names the agent's local path.
     throw new GitopsError(`cannot read ${shown}: ${code ?? messageOf(error).replaceAll(appsDir, shown)}`, options);
   }
@@ -272,8 +303,14 @@ export async function validateText(text: string, format: SpecFormat): Promise<Fi
   }
   const { value } = parsed;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    const got = value === null ? "nothing" : Array.isArray(value) ? "a list" : `the ${typeof value} ${JSON.stringify(value)}`;
-    return { errors: [{ ...(await parsed.locate([])), message: `expected a mapping of spec fields (name, version, …), got ${got}` }], warnings: [] };
+    const got =
+      value === null ? "nothing" : Array.isArray(value) ? "a list" : `the ${typeof value} ${JSON.stringify(value)}`;
+    return {
+      errors: [
+        { ...(await parsed.locate([])), message: `expected a mapping of spec fields (name, version, …), got ${got}` },
+      ],
+      warnings: [],
+    };
   }
   const input = dropNulls(value as Record<string, unknown>);
   const name = typeof input.name === "string" ? input.name : undefined;
@@ -310,7 +347,12 @@ export async function validateText(text: string, format: SpecFormat): Promise<Fi
  * `unknown key "x"` with a did-you-mean hint. A source key is matched against the keys of its own
  * type, and a key that only another type takes says which (`url` on an npm source).
  */
-function unknownKey(key: string, at: readonly PropertyKey[], input: Record<string, unknown>, known: readonly string[]): string {
+function unknownKey(
+  key: string,
+  at: readonly PropertyKey[],
+  input: Record<string, unknown>,
+  known: readonly string[],
+): string {
   const source = at.length === 1 && at[0] === "source" ? (input.source as { type?: unknown } | undefined) : undefined;
   const type = source?.type === "release" ? "tarball" : source?.type;
   const own = typeof type === "string" && Object.hasOwn(SOURCE_KEYS, type) ? SOURCE_KEYS[type]! : undefined;
@@ -319,7 +361,8 @@ function unknownKey(key: string, at: readonly PropertyKey[], input: Record<strin
     return `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}`;
   }
   const takers = Object.keys(SOURCE_KEYS).filter((t) => SOURCE_KEYS[t]!.includes(key));
-  if (takers.length > 0) return `unknown key "${key}" for source type ${type}: ${key} is used by ${takers.join(" and ")} sources`;
+  if (takers.length > 0)
+    return `unknown key "${key}" for source type ${type}: ${key} is used by ${takers.join(" and ")} sources`;
   const hint = suggest(key, own);
   return `unknown key "${key}" for source type ${type}${hint ? ` (did you mean "${hint}"?)` : ""}`;
 }
@@ -328,13 +371,25 @@ function unknownKey(key: string, at: readonly PropertyKey[], input: Record<strin
 async function lint(spec: AppSpec, parsed: ParsedFile): Promise<FileIssue[]> {
   const out: FileIssue[] = [];
   if (spec.command && spec.isolation !== "process") {
-    out.push({ ...(await parsed.locate(["command"])), path: "command", message: `command is only used with isolation: process (this app is ${spec.isolation}); it is ignored` });
+    out.push({
+      ...(await parsed.locate(["command"])),
+      path: "command",
+      message: `command is only used with isolation: process (this app is ${spec.isolation}); it is ignored`,
+    });
   }
   if (spec.reload_signal && spec.isolation !== "process") {
-    out.push({ ...(await parsed.locate(["reload_signal"])), path: "reload_signal", message: `reload_signal is only used with isolation: process (this app is ${spec.isolation}); it is ignored` });
+    out.push({
+      ...(await parsed.locate(["reload_signal"])),
+      path: "reload_signal",
+      message: `reload_signal is only used with isolation: process (this app is ${spec.isolation}); it is ignored`,
+    });
   }
   if (spec.limits && spec.isolation === "embedded") {
-    out.push({ ...(await parsed.locate(["limits"])), path: "limits", message: "limits apply to worker and process isolation only; embedded apps share the agent's heap" });
+    out.push({
+      ...(await parsed.locate(["limits"])),
+      path: "limits",
+      message: "limits apply to worker and process isolation only; embedded apps share the agent's heap",
+    });
   }
   return out;
 }
@@ -346,17 +401,24 @@ async function toIssue(issue: z.core.$ZodIssue, parsed: ParsedFile): Promise<Fil
 
 /** `["depends_on", 1]` -> `depends_on[1]`, `["health", "interval"]` -> `health.interval`. */
 export function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, part) => (typeof part === "number" ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)), "");
+  return path.reduce<string>(
+    (out, part) => (typeof part === "number" ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)),
+    "",
+  );
 }
 
 /** `file:line:col path: message`, as every bc-gitops error about a spec is printed. */
 export function formatIssue(issue: SpecIssue): string {
-  const where = [issue.file, issue.line, issue.line ? issue.column : undefined].filter((p) => p !== undefined).join(":");
+  const where = [issue.file, issue.line, issue.line ? issue.column : undefined]
+    .filter((p) => p !== undefined)
+    .join(":");
   return `${where} ${issue.path ? `${issue.path}: ` : ""}${issue.message}`;
 }
 
 function position(error: SpecSyntaxError): { line?: number; column?: number } {
-  return error.line === undefined ? {} : { line: error.line, ...(error.column === undefined ? {} : { column: error.column }) };
+  return error.line === undefined
+    ? {}
+    : { line: error.line, ...(error.column === undefined ? {} : { column: error.column }) };
 }
 
 function byPosition(a: SpecIssue, b: SpecIssue): number {
@@ -368,7 +430,10 @@ function dropNulls(value: Record<string, unknown>, depth = 0): Record<string, un
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {
     if (v === null || v === undefined) continue;
-    out[key] = depth < 2 && key !== "env" && typeof v === "object" && !Array.isArray(v) ? dropNulls(v as Record<string, unknown>, depth + 1) : v;
+    out[key] =
+      depth < 2 && key !== "env" && typeof v === "object" && !Array.isArray(v)
+        ? dropNulls(v as Record<string, unknown>, depth + 1)
+        : v;
   }
   return out;
 }
@@ -383,7 +448,10 @@ function deleteAt(target: Record<string, unknown>, path: readonly PropertyKey[])
  * Where the specs of `path` are: `path/<appsDir>` when `path` is a gitops repository, else `path`
  * itself when it already is an apps directory. Issue paths are reported relative to `path`.
  */
-export async function resolveAppsDir(path: string, appsDir = "apps"): Promise<{ appsDir: string; root: string } | undefined> {
+export async function resolveAppsDir(
+  path: string,
+  appsDir = "apps",
+): Promise<{ appsDir: string; root: string } | undefined> {
   const candidate = join(path, appsDir);
   if (await isDirectory(candidate)) return { appsDir: candidate, root: path };
   if (await isDirectory(path)) return { appsDir: path, root: path };

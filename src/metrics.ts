@@ -90,7 +90,12 @@ export class Metrics {
     if (area === "git" && (phase === "pull" || (phase === "clone_stop" && event.metadata.error === undefined))) {
       histogram(this.#gitDuration, phase === "pull" ? "fetch" : "clone").observe(seconds);
     }
-    if (area === "parse" || ACTIONS.has(area) || (area === "git" && phase !== "clone_start" && event.metadata.error === undefined)) this.#fetching = false;
+    if (
+      area === "parse" ||
+      ACTIONS.has(area) ||
+      (area === "git" && phase !== "clone_start" && event.metadata.error === undefined)
+    )
+      this.#fetching = false;
     if (ACTIONS.has(area) && (phase === "stop" || phase === "error")) {
       // A hot reload that found nothing changed (modules: []) reloaded nothing.
       const modules = event.metadata.modules;
@@ -104,59 +109,122 @@ export class Metrics {
   /** The metrics in Prometheus text format, with gauges taken from `snapshot`. */
   render(snapshot: MetricsSnapshot): string {
     const out = new Exposition();
-    out.family("bc_gitops_build_info", "gauge", "Build information: bc-gitops version and the JavaScript runtime it runs on.");
+    out.family(
+      "bc_gitops_build_info",
+      "gauge",
+      "Build information: bc-gitops version and the JavaScript runtime it runs on.",
+    );
     out.sample("bc_gitops_build_info", { version: VERSION, runtime: runtimeName, runtime_version: runtimeVersion }, 1);
 
     out.family("bc_gitops_status", "gauge", "The agent's status: 1 for the current one, 0 for the others.");
-    for (const name of STATUS_NAMES) out.sample("bc_gitops_status", { status: name }, snapshot.status.status === name ? 1 : 0);
+    for (const name of STATUS_NAMES)
+      out.sample("bc_gitops_status", { status: name }, snapshot.status.status === name ? 1 : 0);
     out.family("bc_gitops_errors", "gauge", "Problems shown in status (repository, spec, plan and app errors).");
     out.sample("bc_gitops_errors", {}, snapshot.status.errors.length);
 
     out.family("bc_gitops_reconcile_total", "counter", "Reconcile ticks completed.");
     out.sample("bc_gitops_reconcile_total", {}, this.#reconciles);
-    out.family("bc_gitops_reconcile_errors_total", "counter", "Reconcile errors (the repository could not be fetched or read, or a tick failed).");
+    out.family(
+      "bc_gitops_reconcile_errors_total",
+      "counter",
+      "Reconcile errors (the repository could not be fetched or read, or a tick failed).",
+    );
     out.sample("bc_gitops_reconcile_errors_total", {}, this.#reconcileErrors);
-    out.histogram("bc_gitops_reconcile_duration_seconds", "Duration of reconcile ticks.", new Map([["", this.#reconcileDuration]]), "");
-    out.family("bc_gitops_last_reconcile_timestamp_seconds", "gauge", "When the last reconcile tick ended (Unix time).");
-    if (this.#lastReconcile !== undefined) out.sample("bc_gitops_last_reconcile_timestamp_seconds", {}, this.#lastReconcile / 1000);
-    out.family("bc_gitops_last_success_timestamp_seconds", "gauge", "When the last reconcile tick without a repository error ended (Unix time).");
-    if (this.#lastSuccess !== undefined) out.sample("bc_gitops_last_success_timestamp_seconds", {}, this.#lastSuccess / 1000);
+    out.histogram(
+      "bc_gitops_reconcile_duration_seconds",
+      "Duration of reconcile ticks.",
+      new Map([["", this.#reconcileDuration]]),
+      "",
+    );
+    out.family(
+      "bc_gitops_last_reconcile_timestamp_seconds",
+      "gauge",
+      "When the last reconcile tick ended (Unix time).",
+    );
+    if (this.#lastReconcile !== undefined)
+      out.sample("bc_gitops_last_reconcile_timestamp_seconds", {}, this.#lastReconcile / 1000);
+    out.family(
+      "bc_gitops_last_success_timestamp_seconds",
+      "gauge",
+      "When the last reconcile tick without a repository error ended (Unix time).",
+    );
+    if (this.#lastSuccess !== undefined)
+      out.sample("bc_gitops_last_success_timestamp_seconds", {}, this.#lastSuccess / 1000);
 
-    out.histogram("bc_gitops_git_duration_seconds", "Duration of git fetches and clones that brought new commits.", this.#gitDuration, "operation");
+    out.histogram(
+      "bc_gitops_git_duration_seconds",
+      "Duration of git fetches and clones that brought new commits.",
+      this.#gitDuration,
+      "operation",
+    );
     out.family("bc_gitops_git_fetch_errors_total", "counter", "Reconcile ticks whose git fetch failed.");
     out.sample("bc_gitops_git_fetch_errors_total", {}, this.#gitFetchErrors);
 
-    out.family("bc_gitops_actions_total", "counter", "Actions applied to apps (deploy, upgrade, reconfigure, remove, hot_reload, restart) by result.");
+    out.family(
+      "bc_gitops_actions_total",
+      "counter",
+      "Actions applied to apps (deploy, upgrade, reconfigure, remove, hot_reload, restart) by result.",
+    );
     for (const [key, count] of [...this.#actions].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const [action = "", app = "", result = ""] = key.split("\0");
       out.sample("bc_gitops_actions_total", { action, app, result }, count);
     }
-    out.histogram("bc_gitops_action_duration_seconds", "Duration of successful actions (deploy and upgrade include install and health checks).", this.#actionDuration, "action");
+    out.histogram(
+      "bc_gitops_action_duration_seconds",
+      "Duration of successful actions (deploy and upgrade include install and health checks).",
+      this.#actionDuration,
+      "action",
+    );
 
     const apps = Object.values(snapshot.apps);
     out.family("bc_gitops_apps", "gauge", "Apps by status.");
     const statuses = new Set<string>([...APP_STATUSES, ...apps.map((a) => a.status)]);
-    for (const status of statuses) out.sample("bc_gitops_apps", { status }, apps.filter((a) => a.status === status).length);
+    for (const status of statuses)
+      out.sample("bc_gitops_apps", { status }, apps.filter((a) => a.status === status).length);
     out.family("bc_gitops_apps_health", "gauge", "Apps by health.");
     const healths = new Set<string>([...APP_HEALTHS, ...apps.map((a) => a.health)]);
-    for (const health of healths) out.sample("bc_gitops_apps_health", { health }, apps.filter((a) => a.health === health).length);
+    for (const health of healths)
+      out.sample("bc_gitops_apps_health", { health }, apps.filter((a) => a.health === health).length);
     out.family("bc_gitops_app_info", "gauge", "One series per app: its version, status, health and isolation.");
     for (const a of apps) {
-      out.sample("bc_gitops_app_info", { app: a.name, version: a.version, status: a.status, health: a.health, isolation: String(a.isolation ?? "") }, 1);
+      out.sample(
+        "bc_gitops_app_info",
+        { app: a.name, version: a.version, status: a.status, health: a.health, isolation: String(a.isolation ?? "") },
+        1,
+      );
     }
     out.family("bc_gitops_app_restarts", "gauge", "Crash restarts of each app since its last deploy or upgrade.");
     for (const a of apps) out.sample("bc_gitops_app_restarts", { app: a.name }, a.restarts ?? 0);
-    out.family("bc_gitops_app_restarts_refused", "gauge", "Restarts of each app refused without starting anything (a crash loop's cool-down), since its last deploy or upgrade.");
-    for (const a of apps) if (typeof a.restarts_refused === "number") out.sample("bc_gitops_app_restarts_refused", { app: a.name }, a.restarts_refused);
+    out.family(
+      "bc_gitops_app_restarts_refused",
+      "gauge",
+      "Restarts of each app refused without starting anything (a crash loop's cool-down), since its last deploy or upgrade.",
+    );
+    for (const a of apps)
+      if (typeof a.restarts_refused === "number")
+        out.sample("bc_gitops_app_restarts_refused", { app: a.name }, a.restarts_refused);
     out.family("bc_gitops_app_reloads", "gauge", "Hot reloads applied to each app's running instance.");
     for (const a of apps) out.sample("bc_gitops_app_reloads", { app: a.name }, a.reloads ?? 0);
-    out.family("bc_gitops_app_memory_bytes", "gauge", "Memory of each app as its status reports it: a worker's heap, a process's RSS, or for embedded apps the agent heap's growth from the app's start to its last reload (an estimate).");
+    out.family(
+      "bc_gitops_app_memory_bytes",
+      "gauge",
+      "Memory of each app as its status reports it: a worker's heap, a process's RSS, or for embedded apps the agent heap's growth from the app's start to its last reload (an estimate).",
+    );
     for (const a of apps) {
-      if (typeof a.memory_mb === "number") out.sample("bc_gitops_app_memory_bytes", { app: a.name, isolation: String(a.isolation ?? "") }, Math.round(a.memory_mb * 1024 * 1024));
+      if (typeof a.memory_mb === "number")
+        out.sample(
+          "bc_gitops_app_memory_bytes",
+          { app: a.name, isolation: String(a.isolation ?? "") },
+          Math.round(a.memory_mb * 1024 * 1024),
+        );
     }
 
     const memory = process.memoryUsage();
-    out.family("bc_gitops_process_resident_memory_bytes", "gauge", "Resident memory of the agent process (embedded apps included).");
+    out.family(
+      "bc_gitops_process_resident_memory_bytes",
+      "gauge",
+      "Resident memory of the agent process (embedded apps included).",
+    );
     out.sample("bc_gitops_process_resident_memory_bytes", {}, memory.rss);
     out.family("bc_gitops_process_heap_used_bytes", "gauge", "JavaScript heap in use in the agent process.");
     out.sample("bc_gitops_process_heap_used_bytes", {}, memory.heapUsed);

@@ -76,7 +76,8 @@ export function desiredState(
     if (invalid.has(name) || !load.unnamed?.length) continue;
     invalid.add(name);
     const files = load.unnamed.join(", ");
-    kept[name] = `kept running although it is no longer in the repository: ${files} cannot be read and may be this app; fix ${load.unnamed.length > 1 ? "those files" : "that file"} and the next commit removes it if it is gone`;
+    kept[name] =
+      `kept running although it is no longer in the repository: ${files} cannot be read and may be this app; fix ${load.unnamed.length > 1 ? "those files" : "that file"} and the next commit removes it if it is gone`;
   }
   return { apps, invalid, kept };
 }
@@ -108,7 +109,15 @@ export function currentState(
 export type Action =
   | { type: "deploy"; app: string; spec: AppSpec; revision?: string }
   | { type: "upgrade"; app: string; spec: AppSpec; from: AppSpec; revision?: string; reason: string }
-  | { type: "reconfigure"; app: string; spec: AppSpec; from: AppSpec; changed: string[]; added: string[]; removed: string[] }
+  | {
+      type: "reconfigure";
+      app: string;
+      spec: AppSpec;
+      from: AppSpec;
+      changed: string[];
+      added: string[];
+      removed: string[];
+    }
   | { type: "hot_reload"; app: string; spec: AppSpec; fromRevision: string; toRevision: string }
   | { type: "remove"; app: string; from: AppSpec }
   | { type: "restart"; app: string; spec: AppSpec; reason: string };
@@ -171,15 +180,19 @@ export function order(
   // A removed app must wait for every removed app that depends on it (dependents go first).
   const removeRank = rankOf(topo(removed, (app) => removed.filter((other) => runningDeps(other).includes(app))));
 
-  const nodes = [...new Set([...Object.keys(desired.apps), ...others.map((a) => a.app)])].filter((app) => !problems.has(app));
+  const nodes = [...new Set([...Object.keys(desired.apps), ...others.map((a) => a.app)])].filter(
+    (app) => !problems.has(app),
+  );
   const nodeSet = new Set(nodes);
   const deps = (app: string): string[] =>
-    [...(own(desired.apps, app)?.spec.depends_on ?? specOf(others.find((a) => a.app === app))?.depends_on ?? [])].filter((d) =>
-      nodeSet.has(d),
-    );
+    [
+      ...(own(desired.apps, app)?.spec.depends_on ?? specOf(others.find((a) => a.app === app))?.depends_on ?? []),
+    ].filter((d) => nodeSet.has(d));
   const startRank = rankOf(topo(nodes, deps));
 
-  const errors = [...problems].sort(([a], [b]) => byName(a, b)).map(([app, messages]) => ({ app, message: messages.join("; ") }));
+  const errors = [...problems]
+    .sort(([a], [b]) => byName(a, b))
+    .map(([app, messages]) => ({ app, message: messages.join("; ") }));
   return { actions: [...sortBy(removes, removeRank), ...sortBy(others, startRank)], errors };
 }
 
@@ -218,11 +231,20 @@ function remove(app: string, have: CurrentApp): Action {
 function change(app: string, want: DesiredApp, have: CurrentApp): Action | undefined {
   const spec = want.spec;
   const from = have.spec;
-  const upgrade = (reason: string): Action => ({ type: "upgrade", app, spec, from, ...revisionOf(want.revision), reason });
+  const upgrade = (reason: string): Action => ({
+    type: "upgrade",
+    app,
+    spec,
+    from,
+    ...revisionOf(want.revision),
+    reason,
+  });
 
   const code = CODE_FIELDS.filter((field) => !same(spec[field], from[field]));
   if (code.length > 0) {
-    return upgrade(code.map((f) => (f === "version" ? `version ${from.version} -> ${spec.version}` : `${f} changed`)).join(", "));
+    return upgrade(
+      code.map((f) => (f === "version" ? `version ${from.version} -> ${spec.version}` : `${f} changed`)).join(", "),
+    );
   }
   const env = envDiff(from.env, spec.env);
   const envChanged = env.changed.length + env.added.length + env.removed.length > 0;
@@ -234,7 +256,8 @@ function change(app: string, want: DesiredApp, have: CurrentApp): Action | undef
   if (codeMoved && specChanged) return upgrade("code and spec changed");
   if (specChanged) return { type: "reconfigure", app, spec, from, ...env };
   if (codeMoved) return { type: "hot_reload", app, spec, fromRevision: was, toRevision: to };
-  if (have.status === "failed" || have.status === "stopped") return { type: "restart", app, spec, reason: `status ${have.status}` };
+  if (have.status === "failed" || have.status === "stopped")
+    return { type: "restart", app, spec, reason: `status ${have.status}` };
   return undefined;
 }
 
@@ -255,7 +278,10 @@ function otherFieldsDiffer(a: AppSpec, b: AppSpec): boolean {
   const keys = new Set([...Object.keys(ra), ...Object.keys(rb)].filter((k) => !NOT_OTHER.has(k)));
   for (const key of keys) {
     // depends_on is a set: reordering it in the file changes nothing.
-    const differs = key === "depends_on" ? !same([...a.depends_on].sort(byName), [...b.depends_on].sort(byName)) : !same(ra[key], rb[key]);
+    const differs =
+      key === "depends_on"
+        ? !same([...a.depends_on].sort(byName), [...b.depends_on].sort(byName))
+        : !same(ra[key], rb[key]);
     if (differs) return true;
   }
   return false;
@@ -274,7 +300,8 @@ function graphProblems(desired: DesiredState): Map<string, string[]> {
 
   for (const app of names) {
     for (const dep of depsOf(app)) {
-      if (!own(desired.apps, dep) && !desired.invalid.has(dep)) add(app, `depends on "${dep}", which is not in the repository`);
+      if (!own(desired.apps, dep) && !desired.invalid.has(dep))
+        add(app, `depends on "${dep}", which is not in the repository`);
     }
   }
 
@@ -387,7 +414,8 @@ function same(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) || Array.isArray(b)) {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
   }
-  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  if (a instanceof Date || b instanceof Date)
+    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
   const ka = definedKeys(a);
   const ra = a as Record<string, unknown>;
   const rb = b as Record<string, unknown>;

@@ -46,22 +46,37 @@ export interface PreviewOptions {
 }
 
 /** Computes the plan of the next reconcile. Throws when the repository cannot be fetched or read. */
-export async function preview(config: AgentConfig, client: ClientOptions, options: PreviewOptions = {}): Promise<Preview> {
+export async function preview(
+  config: AgentConfig,
+  client: ClientOptions,
+  options: PreviewOptions = {},
+): Promise<Preview> {
   const from = options.deployed ?? "local";
   // Asked first: with `agent`, no answer means nothing to plan against, so fail before fetching.
   let answer: { apps: Record<string, AppState>; deployed?: Record<string, DeployedSpec> } | undefined;
   try {
-    answer = await apiRequest({ ...client, timeoutMs: 5000 }, "GET", from === "agent" ? "/state/current?include=deployed" : "/state/current");
+    answer = await apiRequest(
+      { ...client, timeoutMs: 5000 },
+      "GET",
+      from === "agent" ? "/state/current?include=deployed" : "/state/current",
+    );
   } catch (error) {
     if (from === "agent") throw error;
     // No agent to ask: plan against what state.json says is deployed, assumed running.
   }
   if (from === "agent" && !answer?.deployed) {
-    throw new Error(`the agent at ${client.url} does not report what it has deployed (GET /state/current?include=deployed); upgrade it, or pass --local-path to plan from its state.json`);
+    throw new Error(
+      `the agent at ${client.url} does not report what it has deployed (GET /state/current?include=deployed); upgrade it, or pass --local-path to plan from its state.json`,
+    );
   }
   const scratch = await mkdtemp(join(tmpdir(), "bc-gitops-plan-"));
   try {
-    const git = new GitSource({ repoUrl: config.repo_url, branch: config.branch, dir: scratch, timeoutMs: config.git_timeout });
+    const git = new GitSource({
+      repoUrl: config.repo_url,
+      branch: config.branch,
+      dir: scratch,
+      timeoutMs: config.git_timeout,
+    });
     const { commit } = await git.fetch(undefined);
     const repoDir = await git.snapshot(commit);
     const load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir });
@@ -69,7 +84,9 @@ export async function preview(config: AgentConfig, client: ClientOptions, option
     const workspaces = new Workspaces({ localPath: join(scratch, "local") });
     const revisions: Record<string, string> = {};
     for (const { spec } of load.apps) {
-      const revision = hasFloatingSource(spec) ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined) : undefined;
+      const revision = hasFloatingSource(spec)
+        ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined)
+        : undefined;
       if (revision) revisions[spec.name] = revision;
     }
     let deployed: Record<string, DeployedSpec>;

@@ -8,7 +8,18 @@ import { Applier, type ActionOutcome, type Applied, type ApplierDeps } from "./_
 import { DesiredSource } from "./_desired.ts";
 import { GitopsError, codeOf, messageOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
-import { currentState, desiredState, order, pendingReason, plan, waitingOn, type Action, type CurrentApp, type DeployedSpec, type PlanError } from "./plan.ts";
+import {
+  currentState,
+  desiredState,
+  order,
+  pendingReason,
+  plan,
+  waitingOn,
+  type Action,
+  type CurrentApp,
+  type DeployedSpec,
+  type PlanError,
+} from "./plan.ts";
 import { redact } from "./redact.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import type { AppSpec } from "./spec.ts";
@@ -105,8 +116,15 @@ export class Reconciler {
     const remembered = Object.values(this.#d.state.apps);
     if (remembered.length === 0) return;
     this.#d.logger.info(`restoring ${remembered.length} app(s) from ${this.#d.statePath}`);
-    const desired = { apps: Object.fromEntries(remembered.map((a) => [a.spec.name, { spec: a.spec }])), invalid: new Set<string>() };
-    const { actions } = order(remembered.map((a) => ({ type: "deploy" as const, app: a.spec.name, spec: a.spec })), desired, {});
+    const desired = {
+      apps: Object.fromEntries(remembered.map((a) => [a.spec.name, { spec: a.spec }])),
+      invalid: new Set<string>(),
+    };
+    const { actions } = order(
+      remembered.map((a) => ({ type: "deploy" as const, app: a.spec.name, spec: a.spec })),
+      desired,
+      {},
+    );
     for (const action of actions) {
       if (signal?.aborted) return;
       const app = this.#d.state.apps[action.app]!;
@@ -185,7 +203,11 @@ export class Reconciler {
       this.#lastTick = { at: started, duration_ms: this.#d.now() - started };
     }
     const status = this.status();
-    emit("bc_gitops:reconcile:stop", { duration_ms: this.#lastTick.duration_ms }, { commit: status.last_commit ?? undefined, status: status.status });
+    emit(
+      "bc_gitops:reconcile:stop",
+      { duration_ms: this.#lastTick.duration_ms },
+      { commit: status.last_commit ?? undefined, status: status.status },
+    );
     return {
       commit: this.#source.current?.commit ?? null,
       changed,
@@ -251,7 +273,10 @@ export class Reconciler {
   /** Every problem status shows: the repository's, spec errors, plan errors and app failures. */
   errors(): StatusError[] {
     const out: StatusError[] = [];
-    const repoError = this.#source.error !== undefined ? { message: this.#source.error, code: this.#source.errorCode } : this.#tickError;
+    const repoError =
+      this.#source.error !== undefined
+        ? { message: this.#source.error, code: this.#source.errorCode }
+        : this.#tickError;
     if (repoError) out.push({ ...(repoError.code ? { code: repoError.code } : {}), message: repoError.message });
     for (const e of this.#source.current?.load.errors ?? []) out.push({ code: "E_SPEC", ...e });
     for (const [app, message] of Object.entries(this.#kept)) out.push({ code: "E_SPEC", app, message });
@@ -269,13 +294,21 @@ export class Reconciler {
   /** Every app the agent knows (desired, deployed or running), as `AppState` views. */
   apps(): Record<string, AppState> {
     const desired = this.#source.specs();
-    const names = new Set([...Object.keys(desired), ...Object.keys(this.#d.state.apps), ...Object.keys(this.#runtimeState)]);
+    const names = new Set([
+      ...Object.keys(desired),
+      ...Object.keys(this.#d.state.apps),
+      ...Object.keys(this.#runtimeState),
+    ]);
     const out: Record<string, AppState> = {};
     for (const name of [...names].sort()) {
       const deployed = this.#d.state.apps[name];
       const spec = deployed?.spec ?? desired[name];
       const info = this.#applier.infoOf(name);
-      out[name] = appView(name, spec, this.#runtimeState[name], { ...info, revision: deployed?.revision, path: deployed?.workspace });
+      out[name] = appView(name, spec, this.#runtimeState[name], {
+        ...info,
+        revision: deployed?.revision,
+        path: deployed?.workspace,
+      });
     }
     return out;
   }
@@ -291,7 +324,14 @@ export class Reconciler {
   /** What is deployed, as the planner sees it: each app's spec, code revision and spec file. */
   deployedApps(): Record<string, DeployedSpec> {
     return Object.fromEntries(
-      Object.entries(this.#d.state.apps).map(([name, app]) => [name, { spec: app.spec, ...(app.revision ? { revision: app.revision } : {}), ...(app.file ? { file: app.file } : {}) }]),
+      Object.entries(this.#d.state.apps).map(([name, app]) => [
+        name,
+        {
+          spec: app.spec,
+          ...(app.revision ? { revision: app.revision } : {}),
+          ...(app.file ? { file: app.file } : {}),
+        },
+      ]),
     );
   }
 
@@ -320,7 +360,9 @@ export class Reconciler {
     const { outcome } = applied;
     if (outcome.outcome !== "ok") {
       if (options.rethrow && applied.error !== undefined) throw applied.error;
-      throw new GitopsError(`${action.type} ${action.app}: ${outcome.error ?? outcome.reason ?? outcome.outcome}`, { code: "E_RUNTIME" });
+      throw new GitopsError(`${action.type} ${action.app}: ${outcome.error ?? outcome.reason ?? outcome.outcome}`, {
+        code: "E_RUNTIME",
+      });
     }
     return applied;
   }
@@ -333,13 +375,19 @@ export class Reconciler {
    */
   hotReload(spec: AppSpec, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
     if (!this.#d.runtime.hotReload) {
-      return Promise.reject(new GitopsError("this runtime cannot hot-reload apps", { code: "E_UNSUPPORTED", retry: "stalled" }));
+      return Promise.reject(
+        new GitopsError("this runtime cannot hot-reload apps", { code: "E_UNSUPPORTED", retry: "stalled" }),
+      );
     }
     return this.exclusive(async () => {
       // Fetch first, as a tick does: a reload right after a push must see the pushed code.
-      if (await this.#source.sync(signal)) for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
+      if (await this.#source.sync(signal))
+        for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
       const fromRevision = this.#d.state.apps[spec.name]?.revision ?? "";
-      const applied = await this.#applyManual({ type: "hot_reload", app: spec.name, spec, fromRevision, toRevision: "" }, { rethrow: true });
+      const applied = await this.#applyManual(
+        { type: "hot_reload", app: spec.name, spec, fromRevision, toRevision: "" },
+        { rethrow: true },
+      );
       return applied.reload ?? { app: spec.name, revision: applied.deployed?.revision ?? fromRevision, modules: [] };
     });
   }
@@ -356,7 +404,9 @@ export class Reconciler {
    * sources and the rules that protect running apps), current state from what is deployed and what
    * the runtime reports. The same functions build both for `bc-gitops plan`.
    */
-  async #plan(signal: AbortSignal): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
+  async #plan(
+    signal: AbortSignal,
+  ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
     const desired = desiredState(this.#source.current!.load, this.#d.state.apps, await this.#source.revisions(signal));
     const current = this.#current();
     this.#kept = desired.kept;

@@ -49,7 +49,8 @@ export function redact(text: string): string {
  * authorization, oauth), `session`, `cookie`, `private` or `dsn`. Masking a harmless value
  * (`AUTHOR`, `SESSION_TIMEOUT`) costs a line of visibility; showing a secret costs the secret.
  */
-export const SECRET_KEY = /secret|token|passw|passphrase|pass(?![a-z])|pwd|key|credential|creds|auth|session|cookie|private|dsn/i;
+export const SECRET_KEY =
+  /secret|token|passw|passphrase|pass(?![a-z])|pwd|key|credential|creds|auth|session|cookie|private|dsn/i;
 
 /**
  * Env values that are secrets whatever their key: an HTTP credential (`Bearer …` anywhere,
@@ -81,7 +82,8 @@ export function redactValue(value: unknown, options: RedactValueOptions = {}): u
   while (todo.length > 0) {
     const [input, parent, key, depth] = todo.pop()!;
     let v = input;
-    if (v !== null && typeof v === "object" && typeof (v as { toJSON?: unknown }).toJSON === "function") v = (v as { toJSON(): unknown }).toJSON();
+    if (v !== null && typeof v === "object" && typeof (v as { toJSON?: unknown }).toJSON === "function")
+      v = (v as { toJSON(): unknown }).toJSON();
     if (typeof v === "string") {
       parent[key] = options.secrets && SECRET_VALUE.test(v) ? "***" : redact(v);
     } else if (v === null || typeof v !== "object") {
@@ -98,7 +100,12 @@ export function redactValue(value: unknown, options: RedactValueOptions = {}): u
       const entries = Object.entries(v);
       for (const [k] of entries) {
         // Reserve the key now so the copy keeps the original order; "__proto__" as data, not a prototype.
-        Object.defineProperty(copy, k, { value: options.secrets && SECRET_KEY.test(k) ? "***" : undefined, writable: true, enumerable: true, configurable: true });
+        Object.defineProperty(copy, k, {
+          value: options.secrets && SECRET_KEY.test(k) ? "***" : undefined,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
       }
       for (let i = entries.length - 1; i >= 0; i--) {
         const [k, item] = entries[i]!;

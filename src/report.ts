@@ -14,7 +14,14 @@ export function columns(rows: readonly (readonly string[])[]): string {
   const visible = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "").length;
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, visible(cell))));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell + " ".repeat(widths[i]! - visible(cell)))).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell + " ".repeat(widths[i]! - visible(cell))))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 const STATUS_COLOUR: Record<string, (s: string) => string> = {
@@ -61,7 +68,9 @@ export function statusReport(status: AgentStatus, apps: readonly AppState[], now
       (app.last_error ?? app.pending_reason ?? "").slice(0, 80),
     ]);
   }
-  const errors = status.errors.filter((e) => !e.app).map((e) => `${colors.red("error")} ${e.file ? `${e.file}${e.line ? `:${e.line}` : ""} ` : ""}${e.message}`);
+  const errors = status.errors
+    .filter((e) => !e.app)
+    .map((e) => `${colors.red("error")} ${e.file ? `${e.file}${e.line ? `:${e.line}` : ""} ` : ""}${e.message}`);
   return [head, "", apps.length ? columns(rows) : "no apps", ...(errors.length ? ["", ...errors] : [])].join("\n");
 }
 

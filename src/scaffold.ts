@@ -79,14 +79,22 @@ export async function writeFiles(dir: string, files: Record<string, string>): Pr
 export async function gitIdentityEnv(cwd: string): Promise<Record<string, string>> {
   const email = await exec("git", ["config", "user.email"], { cwd, allowExitCodes: [0, 1] });
   if (email.stdout.trim()) return {};
-  return { GIT_AUTHOR_NAME: "bc-gitops", GIT_AUTHOR_EMAIL: "bc-gitops@localhost", GIT_COMMITTER_NAME: "bc-gitops", GIT_COMMITTER_EMAIL: "bc-gitops@localhost" };
+  return {
+    GIT_AUTHOR_NAME: "bc-gitops",
+    GIT_AUTHOR_EMAIL: "bc-gitops@localhost",
+    GIT_COMMITTER_NAME: "bc-gitops",
+    GIT_COMMITTER_EMAIL: "bc-gitops@localhost",
+  };
 }
 
 /** Creates a gitops repository in `dir` (which must be missing or empty): files, `git init -b main`, first commit. */
 export async function scaffold(dir: string, port = 8080): Promise<{ dir: string; commit: string; files: string[] }> {
   const existing = await readdir(dir).catch(() => []);
   if (existing.length > 0) {
-    throw new GitopsError(`${dir} is not empty: pass a new or empty directory to init`, { code: "E_CONFIG", retry: "stalled" });
+    throw new GitopsError(`${dir} is not empty: pass a new or empty directory to init`, {
+      code: "E_CONFIG",
+      retry: "stalled",
+    });
   }
   const files = exampleRepoFiles(port);
   await mkdir(dir, { recursive: true });

@@ -63,10 +63,13 @@ export function controlApiAddress(listen: string, token: string | undefined): Li
   if (listen.trim().toLowerCase() === "off") return undefined;
   const address = parseListen(listen);
   if (!isLoopback(address.hostname) && !token) {
-    throw new GitopsError(`listen: refusing to serve the control API on ${listen} without a token: set token (--token, BC_GITOPS_TOKEN) or listen on 127.0.0.1`, {
-      code: "E_CONFIG",
-      retry: "stalled",
-    });
+    throw new GitopsError(
+      `listen: refusing to serve the control API on ${listen} without a token: set token (--token, BC_GITOPS_TOKEN) or listen on 127.0.0.1`,
+      {
+        code: "E_CONFIG",
+        retry: "stalled",
+      },
+    );
   }
   return address;
 }
@@ -111,14 +114,19 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
   if (!options.metrics) agent.on("*", metrics.observe);
 
   const trigger = (why: string) =>
-    void agent.reconcile().catch((error: unknown) => logger.warn(`reconcile triggered by ${why} failed: ${redact(messageOf(error))}`));
+    void agent
+      .reconcile()
+      .catch((error: unknown) => logger.warn(`reconcile triggered by ${why} failed: ${redact(messageOf(error))}`));
 
   const routes: Route[] = [
     { method: "GET", path: /^\/healthz$/, run: async () => text("ok") },
     {
       method: "GET",
       path: /^\/readyz$/,
-      run: async () => ((await agent.status()).last_reconcile.at !== null ? text("ready") : text("not ready: the first reconcile has not completed", 503)),
+      run: async () =>
+        (await agent.status()).last_reconcile.at !== null
+          ? text("ready")
+          : text("not ready: the first reconcile has not completed", 503),
     },
     { method: "GET", path: /^\/status$/, run: async () => json(await agent.status()) },
     { method: "GET", path: /^\/apps$/, run: async () => json({ apps: Object.values(await agent.getCurrentState()) }) },
@@ -151,7 +159,9 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       path: /^\/state\/desired$/,
       run: async () => {
         const specs = await agent.getDesiredState();
-        const apps = Object.fromEntries(Object.entries(specs).map(([name, spec]) => [name, spec.env ? { ...spec, env: maskEnv(spec.env) } : spec]));
+        const apps = Object.fromEntries(
+          Object.entries(specs).map(([name, spec]) => [name, spec.env ? { ...spec, env: maskEnv(spec.env) } : spec]),
+        );
         return json({ apps });
       },
     },
@@ -163,7 +173,10 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
         if (new URL(request.url).searchParams.get("include") !== "deployed") return json({ apps });
         // `bc-gitops plan --url`: what the next tick plans from (spec, revision, file), env masked as everywhere.
         const deployed = Object.fromEntries(
-          Object.entries(await agent.getDeployedState()).map(([name, app]) => [name, { ...app, spec: { ...app.spec, env: maskEnv(app.spec.env) } }]),
+          Object.entries(await agent.getDeployedState()).map(([name, app]) => [
+            name,
+            { ...app, spec: { ...app.spec, env: maskEnv(app.spec.env) } },
+          ]),
         );
         return json({ apps, deployed });
       },
@@ -211,11 +224,26 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
         return json({ triggered: false, provider: event.provider, reason: event.reason });
       case "push":
         if (!pushTargets(event, branch)) {
-          return json({ triggered: false, provider: event.provider, ref: event.ref, reason: `push to ${event.ref}; tracking refs/heads/${branch}` });
+          return json({
+            triggered: false,
+            provider: event.provider,
+            ref: event.ref,
+            reason: `push to ${event.ref}; tracking refs/heads/${branch}`,
+          });
         }
-        logger.info(`webhook from ${event.provider}: push${event.ref ? ` to ${event.ref}` : ""}${event.commit ? ` (${event.commit.slice(0, 12)})` : ""}; reconciling`);
+        logger.info(
+          `webhook from ${event.provider}: push${event.ref ? ` to ${event.ref}` : ""}${event.commit ? ` (${event.commit.slice(0, 12)})` : ""}; reconciling`,
+        );
         trigger(`a ${event.provider} webhook`);
-        return json({ triggered: true, provider: event.provider, ...(event.ref ? { ref: event.ref } : {}), ...(event.commit ? { commit: event.commit } : {}) }, 202);
+        return json(
+          {
+            triggered: true,
+            provider: event.provider,
+            ...(event.ref ? { ref: event.ref } : {}),
+            ...(event.commit ? { commit: event.commit } : {}),
+          },
+          202,
+        );
     }
   }
 
@@ -240,11 +268,19 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
     if (!token) {
       // No token: only non-browser clients may mutate. Browsers always send Origin on a POST, so
       // this stops any web page (or a DNS-rebinding one) from driving a loopback agent.
-      return request.headers.has("origin") ? error(403, "requests from a browser need the API token (configure token)") : undefined;
+      return request.headers.has("origin")
+        ? error(403, "requests from a browser need the API token (configure token)")
+        : undefined;
     }
     const given = bearer(request);
-    if (given === undefined) return error(401, "missing bearer token: send Authorization: Bearer <token>", undefined, { "www-authenticate": 'Bearer realm="bc-gitops"' });
-    if (!constantTimeEqual(given, token)) return error(401, "invalid bearer token", undefined, { "www-authenticate": 'Bearer realm="bc-gitops", error="invalid_token"' });
+    if (given === undefined)
+      return error(401, "missing bearer token: send Authorization: Bearer <token>", undefined, {
+        "www-authenticate": 'Bearer realm="bc-gitops"',
+      });
+    if (!constantTimeEqual(given, token))
+      return error(401, "invalid bearer token", undefined, {
+        "www-authenticate": 'Bearer realm="bc-gitops", error="invalid_token"',
+      });
     return undefined;
   }
 
@@ -258,9 +294,13 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
         return m ? [{ route, params: decodeParams(m) }] : [];
       });
       if (matching.length === 0) return error(404, `no such endpoint: ${method} ${url.pathname}`);
-      const found = matching.find(({ route }) => route.method === method || (method === "HEAD" && route.method === "GET"));
+      const found = matching.find(
+        ({ route }) => route.method === method || (method === "HEAD" && route.method === "GET"),
+      );
       if (!found) {
-        const allow = [...new Set(matching.flatMap(({ route }) => (route.method === "GET" ? ["GET", "HEAD"] : [route.method])))].join(", ");
+        const allow = [
+          ...new Set(matching.flatMap(({ route }) => (route.method === "GET" ? ["GET", "HEAD"] : [route.method]))),
+        ].join(", ");
         return error(405, `${method} is not allowed on ${url.pathname}; use ${allow}`, undefined, { allow });
       }
       if (!found.params) return error(400, `malformed path ${url.pathname}`);
@@ -333,7 +373,10 @@ function error(status: number, message: string, code?: string, headers: Record<s
 }
 
 function text(body: string, status = 200): Response {
-  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+  return new Response(body, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
 }
 
 /** The body bytes, or `undefined` when they exceed `limit` (the rest is not read). */

@@ -187,7 +187,9 @@ async function composeYaml(text: string): Promise<ParsedFile> {
     for (const lexeme of new Lexer().lex(text)) {
       yield* parser.next(lexeme);
       if (parser.stack.length > MAX_NESTING + 1) {
-        const open = parser.stack.filter((t) => t.type === "block-map" || t.type === "block-seq" || t.type === "flow-collection");
+        const open = parser.stack.filter(
+          (t) => t.type === "block-map" || t.type === "block-seq" || t.type === "flow-collection",
+        );
         if (open.length > MAX_NESTING) throw new SpecSyntaxError(TOO_DEEP, where(open[MAX_NESTING]!.offset));
       }
     }
@@ -198,7 +200,10 @@ async function composeYaml(text: string): Promise<ParsedFile> {
   if (!doc) return { value: null, locate: async () => undefined };
   const problem = doc.errors[0];
   if (problem) {
-    throw new SpecSyntaxError(`invalid YAML: ${problem.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`, where(problem.pos[0]));
+    throw new SpecSyntaxError(
+      `invalid YAML: ${problem.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`,
+      where(problem.pos[0]),
+    );
   }
   let value: unknown;
   try {
@@ -213,7 +218,9 @@ async function composeYaml(text: string): Promise<ParsedFile> {
     locate: safe(async (path, at = "value") => {
       if (at === "key" && path.length > 0) {
         const parent = doc.getIn(path.slice(0, -1) as unknown[], true);
-        const pair = isMap(parent) ? parent.items.find((p) => isScalar(p.key) && p.key.value === path.at(-1)) : undefined;
+        const pair = isMap(parent)
+          ? parent.items.find((p) => isScalar(p.key) && p.key.value === path.at(-1))
+          : undefined;
         const offset = isNode(pair?.key) ? pair.key.range?.[0] : undefined;
         if (offset !== undefined) {
           const pos = lineCounter.linePos(offset);
@@ -239,7 +246,11 @@ async function composeYaml(text: string): Promise<ParsedFile> {
  * Why converting a composed document failed, and the node to blame: the alias that expands the
  * most (an alias bomb), an alias with no anchor, or a `<<` merge of something not a mapping.
  */
-function conversionCulprit(yaml: typeof import("yaml"), doc: Document, error: unknown): { message: string; node?: Node } {
+function conversionCulprit(
+  yaml: typeof import("yaml"),
+  doc: Document,
+  error: unknown,
+): { message: string; node?: Node } {
   const { isAlias, isCollection, isMap, isNode, isPair, isScalar, isSeq, visit } = yaml;
   const reason = error instanceof Error ? error.message : String(error);
   const sizes = new Map<unknown, number>();
@@ -252,7 +263,8 @@ function conversionCulprit(yaml: typeof import("yaml"), doc: Document, error: un
     if (known !== undefined) return known;
     sizes.set(target, 1); // an alias inside its own anchor
     let n = 1;
-    for (const item of target.items as unknown[]) n += isPair(item) ? sizeOf(item.key) + sizeOf(item.value) : sizeOf(item);
+    for (const item of target.items as unknown[])
+      n += isPair(item) ? sizeOf(item.key) + sizeOf(item.value) : sizeOf(item);
     sizes.set(target, Math.min(n, Number.MAX_SAFE_INTEGER));
     return sizes.get(target)!;
   };
@@ -275,10 +287,17 @@ function conversionCulprit(yaml: typeof import("yaml"), doc: Document, error: un
   });
   if (/alias count/i.test(reason) && worst) {
     const name = (worst.node as unknown as { source: string }).source;
-    return { node: worst.node, message: `too many aliases: *${name} here expands to ${worst.size} values and is repeated (a YAML "billion laughs" alias bomb?); write the values out or alias fewer of them` };
+    return {
+      node: worst.node,
+      message: `too many aliases: *${name} here expands to ${worst.size} values and is repeated (a YAML "billion laughs" alias bomb?); write the values out or alias fewer of them`,
+    };
   }
   if (unresolved) return { node: unresolved, message: `invalid YAML: ${reason}` };
-  if (badMerge) return { node: badMerge, message: `invalid YAML: ${reason} (<< merges a mapping, or a list of mappings, into this one)` };
+  if (badMerge)
+    return {
+      node: badMerge,
+      message: `invalid YAML: ${reason} (<< merges a mapping, or a list of mappings, into this one)`,
+    };
   return { message: `invalid YAML: ${reason}` };
 }
 
@@ -374,7 +393,8 @@ async function jsonErrorPosition(text: string, error: unknown): Promise<Position
   try {
     await composeYaml(text);
   } catch (yamlError) {
-    if (yamlError instanceof SpecSyntaxError && yamlError.line) return { line: yamlError.line, column: yamlError.column ?? 1 };
+    if (yamlError instanceof SpecSyntaxError && yamlError.line)
+      return { line: yamlError.line, column: yamlError.column ?? 1 };
   }
   return undefined;
 }

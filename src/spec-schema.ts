@@ -71,20 +71,28 @@ export function editorSchema(generated: Json): Json {
   const check = propertiesOf(health, "health");
   const healthType = field(check, "type");
   healthType.enum = [...(healthType.enum as string[]), "custom"]; // bc_gitops's name for `module`
-  const duration = { anyOf: [{ type: "number", minimum: 0 }, { type: "string", pattern: DURATION_TEXT }] };
+  const duration = {
+    anyOf: [
+      { type: "number", minimum: 0 },
+      { type: "string", pattern: DURATION_TEXT },
+    ],
+  };
   check.interval = { description: 'Milliseconds, or a string like "30s", "5m", "1h".', ...duration, default: 30_000 };
   check.timeout = { description: 'Milliseconds, or a string like "5s".', ...duration, default: 5_000 };
   allowNulls(health);
 
   props.source = {
     description: "Where the app's code comes from; default: the npm package named like the app.",
-    anyOf: [{ type: "string", const: "npm", description: "Shorthand for { type: npm }." }, ...patchSources(field(props, "source"))],
+    anyOf: [
+      { type: "string", const: "npm", description: "Shorthand for { type: npm }." },
+      ...patchSources(field(props, "source")),
+    ],
   };
 
   allowNulls(schema);
   schema.description =
     "An app spec of a bc-gitops repository (apps/<name>/app.yaml). Editors check the form of each field; " +
-    "`bc-gitops validate` also checks what a schema cannot (see the README, \"The app spec\"), and warns about unknown keys.";
+    '`bc-gitops validate` also checks what a schema cannot (see the README, "The app spec"), and warns about unknown keys.';
   return schema;
 }
 
@@ -118,7 +126,10 @@ function patchSources(source: Json): Json[] {
   tar.type = { type: "string", enum: ["tarball", "release"] }; // bc_gitops's `release` source is a tarball
   field(tar, "url").pattern = NO_DASH;
   field(tar, "sha256").pattern = /^[0-9A-Fa-f]{64}$/u.source;
-  tarball.anyOf = ["sha256", "integrity"].map((key) => ({ properties: { [key]: { type: "string" } }, required: [key] }));
+  tarball.anyOf = ["sha256", "integrity"].map((key) => ({
+    properties: { [key]: { type: "string" } },
+    required: [key],
+  }));
 
   for (const v of variants) allowNulls(v);
   return variants;
@@ -145,7 +156,8 @@ function allowNulls(object: Json): void {
 
 function propertiesOf(schema: Json, what: string, key = "properties"): Json {
   const props = schema[key];
-  if (typeof props !== "object" || props === null) throw new Error(`the generated JSON Schema has no ${key} for ${what}`);
+  if (typeof props !== "object" || props === null)
+    throw new Error(`the generated JSON Schema has no ${key} for ${what}`);
   return props as Json;
 }
 

@@ -17,10 +17,17 @@ const show = (value: unknown): string => {
 };
 
 const typeName = (value: unknown): string =>
-  value === undefined ? "nothing" : value === null ? "null" : Array.isArray(value) ? "a list" : typeof value === "object" ? "a mapping" : `the ${typeof value} ${show(value)}`;
+  value === undefined
+    ? "nothing"
+    : value === null
+      ? "null"
+      : Array.isArray(value)
+        ? "a list"
+        : typeof value === "object"
+          ? "a mapping"
+          : `the ${typeof value} ${show(value)}`;
 
-const text = (what: string) =>
-  z.string({ error: (iss) => `expected ${what}, got ${typeName(iss.input)}` });
+const text = (what: string) => z.string({ error: (iss) => `expected ${what}, got ${typeName(iss.input)}` });
 
 /** An app name (`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`). */
 export const AppName = text("an app name").regex(APP_NAME, {
@@ -48,21 +55,30 @@ const Port = z
   .max(65535, { error: "expected a port from 1 to 65535" });
 
 /** A relative path inside a package or repository: no absolute paths, no `..` segments. */
-const InnerPath = text("a relative path").refine((p) => p.length > 0 && !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), {
-  error: (iss) => `${show(iss.input)} must be a relative path inside the app (no leading "/", no "..")`,
-});
+const InnerPath = text("a relative path").refine(
+  (p) => p.length > 0 && !p.startsWith("/") && !p.split(/[\\/]/).includes(".."),
+  {
+    error: (iss) => `${show(iss.input)} must be a relative path inside the app (no leading "/", no "..")`,
+  },
+);
 
 const noDash = (what: string) =>
-  text(what).min(1, { error: `expected ${what}, got an empty string` }).refine((s) => !s.startsWith("-"), {
-    error: `must not start with "-" (it would be read as an option)`,
-  });
+  text(what)
+    .min(1, { error: `expected ${what}, got an empty string` })
+    .refine((s) => !s.startsWith("-"), {
+      error: `must not start with "-" (it would be read as an option)`,
+    });
 
 const NpmSource = z.strictObject({
   type: z.literal("npm"),
-  package: text("an npm package name").regex(/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i, {
-    error: (iss) => `${show(iss.input)} is not an npm package name (e.g. "web" or "@acme/web")`,
-  }).optional(),
-  registry: z.url({ error: (iss) => `expected a registry URL like https://registry.npmjs.org/, got ${show(iss.input)}` }).optional(),
+  package: text("an npm package name")
+    .regex(/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i, {
+      error: (iss) => `${show(iss.input)} is not an npm package name (e.g. "web" or "@acme/web")`,
+    })
+    .optional(),
+  registry: z
+    .url({ error: (iss) => `expected a registry URL like https://registry.npmjs.org/, got ${show(iss.input)}` })
+    .optional(),
 });
 
 const GitSource = z.strictObject({
@@ -98,10 +114,14 @@ const TarballSource = z
   .strictObject({
     type: z.literal("tarball"),
     url: noDash("a tarball URL or path"),
-    sha256: text("a sha256 hex digest").regex(/^[0-9a-f]{64}$/i, { error: "expected 64 hex characters (sha256sum of the tarball)" }).optional(),
-    integrity: text("an SRI integrity string").regex(/^sha(256|384|512)-[A-Za-z0-9+/]+={0,2}$/, {
-      error: 'expected an SRI string like "sha512-…" (the integrity field of package-lock.json)',
-    }).optional(),
+    sha256: text("a sha256 hex digest")
+      .regex(/^[0-9a-f]{64}$/i, { error: "expected 64 hex characters (sha256sum of the tarball)" })
+      .optional(),
+    integrity: text("an SRI integrity string")
+      .regex(/^sha(256|384|512)-[A-Za-z0-9+/]+={0,2}$/, {
+        error: 'expected an SRI string like "sha512-…" (the integrity field of package-lock.json)',
+      })
+      .optional(),
   })
   .refine((s) => s.sha256 !== undefined || s.integrity !== undefined, {
     error: "a tarball source needs sha256 or integrity, so the download can be verified",
@@ -126,7 +146,8 @@ export const Source = z.preprocess(
       if (type === "mesh") {
         return 'source type "mesh" fetches from Macula\'s content system, which bc-gitops does not support; use type: npm, git, tarball or path';
       }
-      if (!isRecord(iss.input)) return `expected a mapping with a type (${SOURCE_TYPES.join(", ")}), got ${typeName(iss.input)}`;
+      if (!isRecord(iss.input))
+        return `expected a mapping with a type (${SOURCE_TYPES.join(", ")}), got ${typeName(iss.input)}`;
       return `expected type to be one of ${SOURCE_TYPES.join(", ")}, got ${show(type)}`;
     },
   }),
@@ -139,9 +160,12 @@ const HEALTH_TYPES = ["http", "tcp", "module", "none"] as const;
 /** Health check settings. */
 export const Health = z.strictObject({
   type: z
-    .preprocess((v) => (v === "custom" ? "module" : v), z.enum(HEALTH_TYPES, {
-      error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
-    }))
+    .preprocess(
+      (v) => (v === "custom" ? "module" : v),
+      z.enum(HEALTH_TYPES, {
+        error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
+      }),
+    )
     .default("none"),
   port: Port.optional(),
   path: text("a URL path").startsWith("/", { error: 'expected a URL path starting with "/"' }).optional(),
@@ -156,7 +180,9 @@ const ICON_TYPES = ["identicon", "url", "base64"] as const;
 /** The app's icon; identicon when absent. */
 export const Icon = z
   .strictObject({
-    type: z.enum(ICON_TYPES, { error: (iss) => `expected one of ${ICON_TYPES.join(", ")}, got ${show(iss.input)}` }).default("identicon"),
+    type: z
+      .enum(ICON_TYPES, { error: (iss) => `expected one of ${ICON_TYPES.join(", ")}, got ${show(iss.input)}` })
+      .default("identicon"),
     value: text("the icon URL or base64 data").optional(),
     mime_type: text("a MIME type like image/png").optional(),
   })
@@ -194,35 +220,46 @@ export const AppSpecObject = z.strictObject({
     .default("embedded")
     .transform((v) => (v === "vm" ? "process" : v)),
   command: z
-    .array(text("a command argument"), { error: (iss) => `expected a list like ["node", "server.js"], got ${typeName(iss.input)}` })
+    .array(text("a command argument"), {
+      error: (iss) => `expected a list like ["node", "server.js"], got ${typeName(iss.input)}`,
+    })
     .min(1, { error: 'expected at least the program, like ["node", "server.js"]' })
     .optional(),
   limits: z
     .strictObject({
-      memory_mb: z.number({ error: (iss) => `expected megabytes as a number, got ${typeName(iss.input)}` }).int().positive().optional(),
+      memory_mb: z
+        .number({ error: (iss) => `expected megabytes as a number, got ${typeName(iss.input)}` })
+        .int()
+        .positive()
+        .optional(),
     })
     .optional(),
   env: z
     .preprocess(
       (v) => (Array.isArray(v) && v.length === 0 ? {} : v),
-      z.record(z.string(), z.unknown(), { error: (iss) => `expected a mapping of settings, got ${typeName(iss.input)}` }),
+      z.record(z.string(), z.unknown(), {
+        error: (iss) => `expected a mapping of settings, got ${typeName(iss.input)}`,
+      }),
     )
     .default({}),
   health: Health.optional(),
   depends_on: z
-    .preprocess(dependencyNames, z.array(AppName, { error: (iss) => `expected a list of app names, got ${typeName(iss.input)}` }))
+    .preprocess(
+      dependencyNames,
+      z.array(AppName, { error: (iss) => `expected a list of app names, got ${typeName(iss.input)}` }),
+    )
     .default([]),
-  reload_signal: z
-    .enum(["SIGHUP", "SIGUSR1", "SIGUSR2"], { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" })
-    .optional(),
+  reload_signal: z.enum(["SIGHUP", "SIGUSR1", "SIGUSR2"], { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" }).optional(),
 });
 
 /** The app spec: validates a parsed spec file and fills in every default (SPEC section 2). */
 export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
   const seen = new Set<string>();
   spec.depends_on.forEach((dep, i) => {
-    if (dep === spec.name) ctx.addIssue({ code: "custom", path: ["depends_on", i], message: "an app cannot depend on itself" });
-    else if (seen.has(dep)) ctx.addIssue({ code: "custom", path: ["depends_on", i], message: `"${dep}" is listed twice` });
+    if (dep === spec.name)
+      ctx.addIssue({ code: "custom", path: ["depends_on", i], message: "an app cannot depend on itself" });
+    else if (seen.has(dep))
+      ctx.addIssue({ code: "custom", path: ["depends_on", i], message: `"${dep}" is listed twice` });
     seen.add(dep);
   });
 }).transform((spec) => {
@@ -282,6 +319,14 @@ export function hasFloatingSource(spec: AppSpec): boolean {
  * `validate` accepts.
  */
 export function appSpecJsonSchema(): Record<string, unknown> {
-  const { $schema, description, ...rest } = editorSchema(z.toJSONSchema(AppSpecObject, { io: "input", unrepresentable: "any" }));
-  return { $schema, $id: "https://bc-gitops.dev/schema/app-spec.json", title: "bc-gitops app spec", description, ...rest };
+  const { $schema, description, ...rest } = editorSchema(
+    z.toJSONSchema(AppSpecObject, { io: "input", unrepresentable: "any" }),
+  );
+  return {
+    $schema,
+    $id: "https://bc-gitops.dev/schema/app-spec.json",
+    title: "bc-gitops app spec",
+    description,
+    ...rest,
+  };
 }

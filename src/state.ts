@@ -67,7 +67,12 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
     const handle = await open(file, "r");
     try {
       const { size } = await handle.stat();
-      if (size > MAX_STATE_FILE_BYTES) return await setAside(file, logger, `it is ${mb(size)}, more than bc-gitops writes (at most ${mb(MAX_APP_STATE_BYTES)} per app); an older version may have written a deeply nested spec`);
+      if (size > MAX_STATE_FILE_BYTES)
+        return await setAside(
+          file,
+          logger,
+          `it is ${mb(size)}, more than bc-gitops writes (at most ${mb(MAX_APP_STATE_BYTES)} per app); an older version may have written a deeply nested spec`,
+        );
       text = new TextDecoder().decode(await handle.readFile());
     } finally {
       await handle.close();
@@ -80,11 +85,16 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
   let raw: Partial<DurableState> & { omitted?: unknown };
   try {
     raw = JSON.parse(text) as typeof raw;
-    if (raw.version !== 1 || typeof raw.apps !== "object" || raw.apps === null) throw new Error("not a bc-gitops state file");
+    if (raw.version !== 1 || typeof raw.apps !== "object" || raw.apps === null)
+      throw new Error("not a bc-gitops state file");
   } catch (error) {
     return setAside(file, logger, (error as Error).message);
   }
-  const state: DurableState = { version: 1, apps: {}, ...(typeof raw.commit === "string" ? { commit: raw.commit } : {}) };
+  const state: DurableState = {
+    version: 1,
+    apps: {},
+    ...(typeof raw.commit === "string" ? { commit: raw.commit } : {}),
+  };
   const later = "it is deployed from git once the repository is read";
   for (const message of Object.values(typeof raw.omitted === "object" && raw.omitted !== null ? raw.omitted : {})) {
     logger.warn(`${file}: ${String(message)}; ${later}`);
@@ -138,7 +148,12 @@ export async function writeState(file: string, state: DurableState): Promise<Omi
     if ("json" in entry) lines.push(`    ${JSON.stringify(name)}: ${entry.json}`);
     else omitted[name] = `app "${name}" is not saved in state.json: ${entry.error}`;
   }
-  const head = { version: state.version, specs: 2, ...(state.commit !== undefined ? { commit: state.commit } : {}), updated_at: new Date().toISOString() };
+  const head = {
+    version: state.version,
+    specs: 2,
+    ...(state.commit !== undefined ? { commit: state.commit } : {}),
+    updated_at: new Date().toISOString(),
+  };
   const top = Object.entries(head).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
   if (Object.keys(omitted).length > 0) top.push(`  "omitted": ${JSON.stringify(omitted)}`);
   top.push(lines.length > 0 ? `  "apps": {\n${lines.join(",\n")}\n  }` : `  "apps": {}`);
@@ -171,7 +186,10 @@ function serialize(app: DeployedApp): { json: string } | { error: string } {
     return { error: `its entry cannot be written as JSON (${(error as Error).message})` };
   }
   const size = new TextEncoder().encode(json).byteLength;
-  if (size > MAX_APP_STATE_BYTES) return { error: `its entry takes ${mb(size)}, over the ${mb(MAX_APP_STATE_BYTES)} limit per app: shrink its spec (env)` };
+  if (size > MAX_APP_STATE_BYTES)
+    return {
+      error: `its entry takes ${mb(size)}, over the ${mb(MAX_APP_STATE_BYTES)} limit per app: shrink its spec (env)`,
+    };
   return { json };
 }
 
@@ -182,7 +200,8 @@ function entryProblem(app: unknown): string | undefined {
   while (todo.length > 0) {
     const [value, depth] = todo.pop()!;
     if (depth > MAX_APP_STATE_DEPTH) return `its spec nests deeper than ${MAX_APP_STATE_DEPTH} levels`;
-    for (const child of Object.values(value)) if (child !== null && typeof child === "object") todo.push([child, depth + 1]);
+    for (const child of Object.values(value))
+      if (child !== null && typeof child === "object") todo.push([child, depth + 1]);
   }
   return undefined;
 }

@@ -48,7 +48,8 @@ export function statusName(input: {
   if (!input.initialized) return "initializing";
   if (input.repoError) return "error";
   if (input.errors > 0 || input.apps.some((a) => a.status === "failed" || a.health === "unhealthy")) return "degraded";
-  if (input.workPending || input.apps.some((a) => a.status !== "running" || a.health !== "healthy")) return "out_of_sync";
+  if (input.workPending || input.apps.some((a) => a.status !== "running" || a.health !== "healthy"))
+    return "out_of_sync";
   return "synced";
 }
 
@@ -61,7 +62,9 @@ export function statusName(input: {
  */
 export function maskEnv(env: Record<string, unknown> | undefined): Record<string, unknown> {
   const masked = redactValue(env ?? {}, { secrets: true });
-  return masked !== null && typeof masked === "object" && !Array.isArray(masked) ? (masked as Record<string, unknown>) : {};
+  return masked !== null && typeof masked === "object" && !Array.isArray(masked)
+    ? (masked as Record<string, unknown>)
+    : {};
 }
 
 /**
@@ -72,7 +75,15 @@ export function appView(
   name: string,
   spec: AppSpec | undefined,
   runtime: AppState | undefined,
-  info: { status?: AppState["status"]; last_error?: string; last_error_code?: string; pending_reason?: string; restarts?: number; revision?: string; path?: string },
+  info: {
+    status?: AppState["status"];
+    last_error?: string;
+    last_error_code?: string;
+    pending_reason?: string;
+    restarts?: number;
+    revision?: string;
+    path?: string;
+  },
 ): AppState {
   const base: AppState = runtime
     ? { ...runtime }
@@ -83,7 +94,10 @@ export function appView(
     version: base.version || spec?.version || "",
     description: base.description ?? spec?.description,
     icon: base.icon ?? iconFor(name, spec?.icon),
-    status: info.status && (!runtime || info.status === "failed" && runtime.status !== "running") ? info.status : base.status,
+    status:
+      info.status && (!runtime || (info.status === "failed" && runtime.status !== "running"))
+        ? info.status
+        : base.status,
     revision: base.revision ?? info.revision,
     source: base.source ?? spec?.source,
     isolation: base.isolation ?? spec?.isolation,

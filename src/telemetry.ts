@@ -6,19 +6,40 @@ import diagnostics from "node:diagnostics_channel";
 
 /** Every event name bc-gitops emits. */
 export const EVENT_NAMES = [
-  "bc_gitops:reconcile:start", "bc_gitops:reconcile:stop", "bc_gitops:reconcile:error",
-  "bc_gitops:deploy:start", "bc_gitops:deploy:stop", "bc_gitops:deploy:error",
-  "bc_gitops:upgrade:start", "bc_gitops:upgrade:stop", "bc_gitops:upgrade:error",
-  "bc_gitops:reconfigure:start", "bc_gitops:reconfigure:stop", "bc_gitops:reconfigure:error",
-  "bc_gitops:remove:start", "bc_gitops:remove:stop", "bc_gitops:remove:error",
-  "bc_gitops:hot_reload:start", "bc_gitops:hot_reload:stop", "bc_gitops:hot_reload:error",
-  "bc_gitops:restart:start", "bc_gitops:restart:stop", "bc_gitops:restart:error",
-  "bc_gitops:git:pull", "bc_gitops:git:clone_start", "bc_gitops:git:clone_stop",
-  "bc_gitops:deps:start", "bc_gitops:deps:stop",
-  "bc_gitops:code:load", "bc_gitops:code:purge",
-  "bc_gitops:process:spawn", "bc_gitops:process:exit",
-  "bc_gitops:parse:start", "bc_gitops:parse:stop",
-  "bc_gitops:health:check", "bc_gitops:health:change",
+  "bc_gitops:reconcile:start",
+  "bc_gitops:reconcile:stop",
+  "bc_gitops:reconcile:error",
+  "bc_gitops:deploy:start",
+  "bc_gitops:deploy:stop",
+  "bc_gitops:deploy:error",
+  "bc_gitops:upgrade:start",
+  "bc_gitops:upgrade:stop",
+  "bc_gitops:upgrade:error",
+  "bc_gitops:reconfigure:start",
+  "bc_gitops:reconfigure:stop",
+  "bc_gitops:reconfigure:error",
+  "bc_gitops:remove:start",
+  "bc_gitops:remove:stop",
+  "bc_gitops:remove:error",
+  "bc_gitops:hot_reload:start",
+  "bc_gitops:hot_reload:stop",
+  "bc_gitops:hot_reload:error",
+  "bc_gitops:restart:start",
+  "bc_gitops:restart:stop",
+  "bc_gitops:restart:error",
+  "bc_gitops:git:pull",
+  "bc_gitops:git:clone_start",
+  "bc_gitops:git:clone_stop",
+  "bc_gitops:deps:start",
+  "bc_gitops:deps:stop",
+  "bc_gitops:code:load",
+  "bc_gitops:code:purge",
+  "bc_gitops:process:spawn",
+  "bc_gitops:process:exit",
+  "bc_gitops:parse:start",
+  "bc_gitops:parse:stop",
+  "bc_gitops:health:check",
+  "bc_gitops:health:change",
 ] as const;
 
 /** A telemetry event name. */
@@ -29,7 +50,9 @@ export type EventName = (typeof EVENT_NAMES)[number];
  * keeps channels weakly: on Bun a channel that `diagnostics.subscribe(name, fn)` created can be
  * collected before the agent publishes, and the channel it then gets has no subscribers.
  */
-const CHANNELS: ReadonlyMap<string, diagnostics.Channel> = new Map(EVENT_NAMES.map((name) => [name, diagnostics.channel(name)]));
+const CHANNELS: ReadonlyMap<string, diagnostics.Channel> = new Map(
+  EVENT_NAMES.map((name) => [name, diagnostics.channel(name)]),
+);
 
 /** One telemetry event. Durations are milliseconds. */
 export interface TelemetryEvent {
@@ -82,7 +105,8 @@ export class Telemetry {
         try {
           // An async subscriber's rejection is swallowed too: it must not become an unhandled rejection.
           const result = handler(event) as unknown;
-          if (result && typeof (result as PromiseLike<unknown>).then === "function") (result as Promise<unknown>).then(undefined, () => {});
+          if (result && typeof (result as PromiseLike<unknown>).then === "function")
+            (result as Promise<unknown>).then(undefined, () => {});
         } catch {
           // A subscriber's bug must not break reconciliation.
         }

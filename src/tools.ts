@@ -5,7 +5,15 @@
  * agent itself is in `bc-gitops` (`src/index.ts`). Re-exports only.
  */
 export { identiconDataUri, identiconSvg, iconFor } from "./identicon.ts";
-export { formatIssue, loadApps, resolveAppsDir, type LoadOptions, type LoadResult, type LoadedApp, type SpecIssue } from "./loader.ts";
+export {
+  formatIssue,
+  loadApps,
+  resolveAppsDir,
+  type LoadOptions,
+  type LoadResult,
+  type LoadedApp,
+  type SpecIssue,
+} from "./loader.ts";
 export {
   currentState,
   desiredState,

@@ -58,9 +58,21 @@ const NO_CONFIG: Record<string, string | undefined> = {
  * keys this user's own ~/.gnupg happens to hold.
  */
 const PROGRAMS = {
-  ssh: ["gpg.format=ssh", "gpg.ssh.program=ssh-keygen", "gpg.program=false", "gpg.openpgp.program=false", "gpg.x509.program=false"],
-  gpg: ["gpg.format=openpgp", "gpg.program=gpg", "gpg.openpgp.program=gpg", "gpg.minTrustLevel=undefined",
-    "gpg.ssh.program=false", "gpg.x509.program=false"],
+  ssh: [
+    "gpg.format=ssh",
+    "gpg.ssh.program=ssh-keygen",
+    "gpg.program=false",
+    "gpg.openpgp.program=false",
+    "gpg.x509.program=false",
+  ],
+  gpg: [
+    "gpg.format=openpgp",
+    "gpg.program=gpg",
+    "gpg.openpgp.program=gpg",
+    "gpg.minTrustLevel=undefined",
+    "gpg.ssh.program=false",
+    "gpg.x509.program=false",
+  ],
 } as const;
 
 /** Written into every throwaway GnuPG home: never start an agent or dirmngr, never fetch a key. */
@@ -77,7 +89,12 @@ const GPG_CONF = "no-autostart\nno-auto-key-retrieve\n";
  * Throws `E_UNSAFE` for anything but a full hex commit id, `E_CONFIG` for a malformed `config`,
  * `E_GIT` (backoff) when the commit cannot be read from `gitDir`, `E_TIMEOUT`, `E_ABORTED`.
  */
-export async function verifyCommit(gitDir: string, commit: string, config: VerifyConfig, options: VerifyOptions = {}): Promise<Verification> {
+export async function verifyCommit(
+  gitDir: string,
+  commit: string,
+  config: VerifyConfig,
+  options: VerifyOptions = {},
+): Promise<Verification> {
   if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
     const shown = JSON.stringify(redact(String(commit)));
     throw new GitopsError(`refusing to verify ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
@@ -87,7 +104,11 @@ export async function verifyCommit(gitDir: string, commit: string, config: Verif
   const short = commit.slice(0, 12);
   const git = async (args: string[], env: Record<string, string> = {}): Promise<ExecResult> => {
     try {
-      return await runGit(args, { ...runOptions(options, [0, 1]), cwd: dir, env: { ...NO_CONFIG, GIT_DIR: dir, ...env } });
+      return await runGit(args, {
+        ...runOptions(options, [0, 1]),
+        cwd: dir,
+        env: { ...NO_CONFIG, GIT_DIR: dir, ...env },
+      });
     } catch (error) {
       if (!(error instanceof GitopsError) || error.code !== "E_EXEC") throw error;
       throw new GitopsError(redact(`cannot verify commit ${short} in ${dir}: ${error.message}`), {
@@ -100,10 +121,12 @@ export async function verifyCommit(gitDir: string, commit: string, config: Verif
   };
 
   const raw = await git(["cat-file", "commit", commit]);
-  if (raw.exitCode !== 0) throw new GitopsError(`commit ${short} is not in ${dir}`, { code: "E_GIT", retry: "backoff", details: { commit } });
+  if (raw.exitCode !== 0)
+    throw new GitopsError(`commit ${short} is not in ${dir}`, { code: "E_GIT", retry: "backoff", details: { commit } });
   const kind = signatureKind(raw.stdout, commit.length === 64 ? "gpgsig-sha256" : "gpgsig");
   if (kind === undefined) return { ok: false, reason: `commit ${short} is not signed` };
-  if (kind !== mode) return { ok: false, reason: `commit ${short} is signed with ${KIND_NAMES[kind]}, but verify.mode is ${mode}` };
+  if (kind !== mode)
+    return { ok: false, reason: `commit ${short} is signed with ${KIND_NAMES[kind]}, but verify.mode is ${mode}` };
 
   // `-c` must come before the subcommand; given last, it beats every config file and variable.
   const pin = (settings: readonly string[]) => settings.flatMap((setting) => ["-c", setting]);
@@ -138,20 +161,27 @@ export async function verifyCommit(gitDir: string, commit: string, config: Verif
  * `E_CONFIG` (stalled) with a message naming the key and the fix.
  */
 export async function checkVerifyConfig(config: VerifyConfig): Promise<void> {
-  const fail = (message: string, cause?: unknown) => new GitopsError(redact(message), { code: "E_CONFIG", retry: "stalled", cause });
+  const fail = (message: string, cause?: unknown) =>
+    new GitopsError(redact(message), { code: "E_CONFIG", retry: "stalled", cause });
   const mode = modeOf(config);
   const other = mode === "ssh" ? "keyring" : "allowed_signers";
   const own = mode === "ssh" ? "allowed_signers" : "keyring";
-  if (config[other] !== undefined) throw fail(`verify.${other} is for mode ${mode === "ssh" ? "gpg" : "ssh"}; with mode ${mode} set verify.${own}`);
+  if (config[other] !== undefined)
+    throw fail(`verify.${other} is for mode ${mode === "ssh" ? "gpg" : "ssh"}; with mode ${mode} set verify.${own}`);
   if (mode === "ssh") {
     const file = pathOf(config.allowed_signers);
     if (file === undefined) {
-      throw fail("verify.mode ssh needs verify.allowed_signers: a file of `<email> <key type> <public key>` lines (see ALLOWED SIGNERS in ssh-keygen(1))");
+      throw fail(
+        "verify.mode ssh needs verify.allowed_signers: a file of `<email> <key type> <public key>` lines (see ALLOWED SIGNERS in ssh-keygen(1))",
+      );
     }
     const problem = await pathProblem("allowed_signers file", file, "file");
     if (problem !== undefined) throw fail(`verify.allowed_signers: ${problem}`);
-    const entries = (await readFile(file, "utf8")).split("\n").filter((line) => line.trim() !== "" && !line.trim().startsWith("#"));
-    if (entries.length === 0) throw fail(`verify.allowed_signers: ${file} lists no keys, so no commit could ever be applied`);
+    const entries = (await readFile(file, "utf8"))
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !line.trim().startsWith("#"));
+    if (entries.length === 0)
+      throw fail(`verify.allowed_signers: ${file} lists no keys, so no commit could ever be applied`);
     try {
       // Any exit status will do: this only proves the program is there (its usage exits 1).
       await exec("ssh-keygen", ["-?"], { allowExitCodes: [0, 1, 2, 255], timeoutMs: 10_000, env: { LC_ALL: "C" } });
@@ -162,7 +192,9 @@ export async function checkVerifyConfig(config: VerifyConfig): Promise<void> {
   }
   const keyring = pathOf(config.keyring);
   if (keyring === undefined) {
-    throw fail("verify.mode gpg needs verify.keyring: a GnuPG home directory, or a file of public keys (gpg --export --armor KEYID > FILE)");
+    throw fail(
+      "verify.mode gpg needs verify.keyring: a GnuPG home directory, or a file of public keys (gpg --export --armor KEYID > FILE)",
+    );
   }
   const problem = await pathProblem("keyring", keyring, "file or directory");
   if (problem !== undefined) throw fail(`verify.keyring: ${problem}`);
@@ -180,7 +212,10 @@ export async function checkVerifyConfig(config: VerifyConfig): Promise<void> {
 function modeOf(config: VerifyConfig): "ssh" | "gpg" {
   const mode = (config as Partial<VerifyConfig> | null | undefined)?.mode;
   if (mode === "ssh" || mode === "gpg") return mode;
-  throw new GitopsError(`verify.mode must be "ssh" or "gpg", got ${JSON.stringify(mode)}`, { code: "E_CONFIG", retry: "stalled" });
+  throw new GitopsError(`verify.mode must be "ssh" or "gpg", got ${JSON.stringify(mode)}`, {
+    code: "E_CONFIG",
+    retry: "stalled",
+  });
 }
 
 /** An absolute path: `~` and `~/…` from the home directory, relative ones from the current directory. */
@@ -191,13 +226,19 @@ function pathOf(path: string | undefined): string | undefined {
 }
 
 /** Why `path` cannot serve as `label` (missing, wrong type, unreadable), or undefined. */
-async function pathProblem(label: string, path: string, want: "file" | "file or directory"): Promise<string | undefined> {
+async function pathProblem(
+  label: string,
+  path: string,
+  want: "file" | "file or directory",
+): Promise<string | undefined> {
   let info: Stats;
   try {
     info = await stat(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === "ENOENT" || code === "ENOTDIR" ? `${label} ${path} is missing` : `${label} ${path} cannot be read: ${messageOf(error)}`;
+    return code === "ENOENT" || code === "ENOTDIR"
+      ? `${label} ${path} is missing`
+      : `${label} ${path} cannot be read: ${messageOf(error)}`;
   }
   if (!info.isFile() && (want === "file" || !info.isDirectory())) return `${label} ${path} is not a ${want}`;
   try {
@@ -235,7 +276,8 @@ function signatureKind(raw: string, header: string): Kind | undefined {
     if (!line.startsWith(`${header} `)) continue;
     const armor = line.slice(header.length + 1).trim();
     if (armor.startsWith("-----BEGIN SSH SIGNATURE-----")) return "ssh";
-    if (armor.startsWith("-----BEGIN PGP SIGNATURE-----") || armor.startsWith("-----BEGIN PGP MESSAGE-----")) return "gpg";
+    if (armor.startsWith("-----BEGIN PGP SIGNATURE-----") || armor.startsWith("-----BEGIN PGP MESSAGE-----"))
+      return "gpg";
     if (armor.startsWith("-----BEGIN SIGNED MESSAGE-----")) return "x509";
     return "unknown";
   }
@@ -247,16 +289,28 @@ function sshVerdict(result: ExecResult, short: string, file: string): Verificati
   const output = `${result.stderr}\n${result.stdout}`;
   const good = /Good "git" signature for (\S+) with (\S+) key (\S+)/.exec(output);
   if (result.exitCode === 0) {
-    return { ok: true, signer: good ? `${good[1]} (${good[2]} key ${good[3]})` : firstLines(output) || "an allowed SSH key" };
+    return {
+      ok: true,
+      signer: good ? `${good[1]} (${good[2]} key ${good[3]})` : firstLines(output) || "an allowed SSH key",
+    };
   }
   const anonymous = /Good "git" signature with (\S+) key (\S+)/.exec(output);
   if (anonymous && /No principal matched/.test(output)) {
-    return { ok: false, reason: `commit ${short} is signed by an unknown key ${anonymous[2]} (${anonymous[1]}): ${file} does not allow it` };
+    return {
+      ok: false,
+      reason: `commit ${short} is signed by an unknown key ${anonymous[2]} (${anonymous[1]}): ${file} does not allow it`,
+    };
   }
   if (/incorrect signature|Signature verification failed/i.test(output)) {
-    return { ok: false, reason: `commit ${short} has a bad signature (the commit or its signature was altered): ${firstLines(output)}` };
+    return {
+      ok: false,
+      reason: `commit ${short} has a bad signature (the commit or its signature was altered): ${firstLines(output)}`,
+    };
   }
-  return { ok: false, reason: `commit ${short}'s signature was not accepted: ${firstLines(output) || `git exited ${result.exitCode}`}` };
+  return {
+    ok: false,
+    reason: `commit ${short}'s signature was not accepted: ${firstLines(output) || `git exited ${result.exitCode}`}`,
+  };
 }
 
 /** gpg's status lines (git verify-commit --raw) as a verdict. */
@@ -273,16 +327,31 @@ function gpgVerdict(result: ExecResult, short: string, keyring: string): Verific
   }
   const missing = status("ERRSIG");
   if (missing && (missing[5] === "9" || status("NO_PUBKEY"))) {
-    return { ok: false, reason: `commit ${short} is signed by an unknown key ${missing[6] ?? missing[0]}: keyring ${keyring} does not hold it` };
+    return {
+      ok: false,
+      reason: `commit ${short} is signed by an unknown key ${missing[6] ?? missing[0]}: keyring ${keyring} does not hold it`,
+    };
   }
   const bad = status("BADSIG");
-  if (bad) return { ok: false, reason: `commit ${short} has a bad signature by ${keyAndUid(bad)} (the commit or its signature was altered)` };
+  if (bad)
+    return {
+      ok: false,
+      reason: `commit ${short} has a bad signature by ${keyAndUid(bad)} (the commit or its signature was altered)`,
+    };
   for (const [word, what] of REFUSED_GPG) {
     const fields = status(word);
     if (fields) return { ok: false, reason: `commit ${short} is signed by ${keyAndUid(fields)}, ${what}` };
   }
-  const said = firstLines(output.split("\n").filter((line) => !line.startsWith("[GNUPG:]")).join("\n"));
-  return { ok: false, reason: `commit ${short}'s signature was not accepted: ${said || `git exited ${result.exitCode}`}` };
+  const said = firstLines(
+    output
+      .split("\n")
+      .filter((line) => !line.startsWith("[GNUPG:]"))
+      .join("\n"),
+  );
+  return {
+    ok: false,
+    reason: `commit ${short}'s signature was not accepted: ${said || `git exited ${result.exitCode}`}`,
+  };
 }
 
 /** gpg status words for a sound signature that still must not pass. */
@@ -294,7 +363,12 @@ const REFUSED_GPG = [
 
 /** The first few non-empty lines of `text`, joined into one short line. */
 function firstLines(text: string): string {
-  const lines = text.split("\n").map((line) => line.trim()).filter(Boolean).slice(0, 3).join("; ");
+  const lines = text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .slice(0, 3)
+    .join("; ");
   return redact(lines.length > 300 ? `${lines.slice(0, 297)}...` : lines);
 }
 
@@ -317,13 +391,17 @@ async function gnupgHome(keyring: string, options: VerifyOptions): Promise<{ hom
     let imported: ExecResult;
     if ((await stat(keyring)).isDirectory()) {
       const exported = await gpg(["--homedir", keyring, "--no-options", "--armor", "--export"]);
-      if (exported.stdout.trim() === "") return await none(home, `keyring ${keyring} is a GnuPG home without public keys`);
+      if (exported.stdout.trim() === "")
+        return await none(home, `keyring ${keyring} is a GnuPG home without public keys`);
       imported = await gpg(["--homedir", home, "--status-fd=1", "--import"], exported.stdout);
     } else {
       imported = await gpg(["--homedir", home, "--status-fd=1", "--import", "--", keyring]);
     }
     if (!/^\[GNUPG:\] IMPORT_OK /m.test(imported.stdout)) {
-      return await none(home, `keyring ${keyring} holds no OpenPGP public keys (export them with gpg --export --armor KEYID > FILE, or name a GnuPG home directory)`);
+      return await none(
+        home,
+        `keyring ${keyring} holds no OpenPGP public keys (export them with gpg --export --armor KEYID > FILE, or name a GnuPG home directory)`,
+      );
     }
     return { home };
   } catch (error) {

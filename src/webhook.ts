@@ -15,10 +15,17 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 export type WebhookProvider = "github" | "gitlab" | "gitea" | "generic";
 
 /** HMAC signature headers, in the order they are checked. */
-export const SIGNATURE_HEADERS = ["x-hub-signature-256", "x-signature-256", "x-gitea-signature", "x-forgejo-signature", "x-gogs-signature"] as const;
+export const SIGNATURE_HEADERS = [
+  "x-hub-signature-256",
+  "x-signature-256",
+  "x-gitea-signature",
+  "x-forgejo-signature",
+  "x-gogs-signature",
+] as const;
 
 /** The outcome of {@link verifyWebhook}. */
-export type WebhookVerification = { ok: true; provider: WebhookProvider; header: string } | { ok: false; reason: string };
+export type WebhookVerification =
+  { ok: true; provider: WebhookProvider; header: string } | { ok: false; reason: string };
 
 /** What a verified webhook asks for. */
 export type WebhookEvent =
@@ -59,15 +66,24 @@ export function verifyWebhook(headers: Headers, body: Uint8Array, secret: string
   for (const header of SIGNATURE_HEADERS) {
     const given = headers.get(header);
     if (given === null) continue;
-    const hex = given.trim().replace(/^sha256=/i, "").toLowerCase();
+    const hex = given
+      .trim()
+      .replace(/^sha256=/i, "")
+      .toLowerCase();
     const ok = constantTimeEqual(signWebhook(body, secret), `sha256=${hex}`);
     return ok ? { ok, provider, header } : { ok, reason: `the ${header} signature does not match the body` };
   }
   const token = headers.get("x-gitlab-token");
   if (token !== null) {
-    return constantTimeEqual(token, secret) ? { ok: true, provider, header: "x-gitlab-token" } : { ok: false, reason: "the X-Gitlab-Token does not match" };
+    return constantTimeEqual(token, secret)
+      ? { ok: true, provider, header: "x-gitlab-token" }
+      : { ok: false, reason: "the X-Gitlab-Token does not match" };
   }
-  return { ok: false, reason: "missing signature: send X-Hub-Signature-256 or X-Signature-256 (sha256=<hex HMAC-SHA256 of the body>) or X-Gitlab-Token" };
+  return {
+    ok: false,
+    reason:
+      "missing signature: send X-Hub-Signature-256 or X-Signature-256 (sha256=<hex HMAC-SHA256 of the body>) or X-Gitlab-Token",
+  };
 }
 
 const FORM_WITHOUT_PAYLOAD =
@@ -82,10 +98,16 @@ const FORM_WITHOUT_PAYLOAD =
  */
 export function parseWebhook(headers: Headers, body: Uint8Array): WebhookEvent {
   const provider = webhookProvider(headers);
-  const event = (headers.get("x-github-event") ?? headers.get("x-gitea-event") ?? headers.get("x-forgejo-event") ?? headers.get("x-gogs-event"))?.toLowerCase();
+  const event = (
+    headers.get("x-github-event") ??
+    headers.get("x-gitea-event") ??
+    headers.get("x-forgejo-event") ??
+    headers.get("x-gogs-event")
+  )?.toLowerCase();
   const gitlabEvent = headers.get("x-gitlab-event");
   if (event === "ping") return { kind: "ping", provider };
-  if (event !== undefined && event !== "push") return { kind: "ignored", provider, reason: `"${event}" events do not trigger a reconcile` };
+  if (event !== undefined && event !== "push")
+    return { kind: "ignored", provider, reason: `"${event}" events do not trigger a reconcile` };
   if (gitlabEvent !== null && gitlabEvent !== "Push Hook" && gitlabEvent !== "System Hook") {
     return { kind: "ignored", provider, reason: `"${gitlabEvent}" events do not trigger a reconcile` };
   }
@@ -108,10 +130,15 @@ export function parseWebhook(headers: Headers, body: Uint8Array): WebhookEvent {
   }
   const data = payload as Record<string, unknown>;
   if (gitlabEvent === "System Hook" && data.event_name !== "push") {
-    return { kind: "ignored", provider, reason: `system hook "${String(data.event_name)}" does not trigger a reconcile` };
+    return {
+      kind: "ignored",
+      provider,
+      reason: `system hook "${String(data.event_name)}" does not trigger a reconcile`,
+    };
   }
   const ref = typeof data.ref === "string" ? data.ref : undefined;
-  const commit = typeof data.after === "string" ? data.after : typeof data.checkout_sha === "string" ? data.checkout_sha : undefined;
+  const commit =
+    typeof data.after === "string" ? data.after : typeof data.checkout_sha === "string" ? data.checkout_sha : undefined;
   return { kind: "push", provider, ...(ref !== undefined ? { ref } : {}), ...(commit !== undefined ? { commit } : {}) };
 }
 

@@ -55,11 +55,23 @@ export const WORKSPACE_MARKER = ".bc-gitops-workspace.json";
 
 const REVISION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
-interface Marker { format: 1; source: string; deps: string | null }
-interface Context { repoDir?: string; signal?: AbortSignal }
+interface Marker {
+  format: 1;
+  source: string;
+  deps: string | null;
+}
+interface Context {
+  repoDir?: string;
+  signal?: AbortSignal;
+}
 
-const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown, details?: Record<string, unknown>) =>
-  new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
+const fail = (
+  message: string,
+  code: ErrorCode,
+  retry: RetryClass,
+  cause?: unknown,
+  details?: Record<string, unknown>,
+) => new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
 
 /** Materialises, lists and deletes app workspaces under one `local_path`. */
 export class Workspaces {
@@ -97,7 +109,11 @@ export class Workspaces {
       const { dir, what } = await this.#pathSource(spec, context.repoDir);
       return named(what, treeHash(dir));
     }
-    const digest = source.sha256?.toLowerCase() ?? createHash("sha256").update(source.integrity ?? "").digest("hex");
+    const digest =
+      source.sha256?.toLowerCase() ??
+      createHash("sha256")
+        .update(source.integrity ?? "")
+        .digest("hex");
     return `sha256-${digest.slice(0, 16)}`;
   }
 
@@ -110,7 +126,10 @@ export class Workspaces {
    * Dependencies unchanged since an earlier revision are linked from it (`shareWith`'s first: the
    * revision that runs, whose packages are loaded already).
    */
-  async prepare(spec: AppSpec, context: Context & { revision?: string; shareWith?: string } = {}): Promise<PreparedWorkspace> {
+  async prepare(
+    spec: AppSpec,
+    context: Context & { revision?: string; shareWith?: string } = {},
+  ): Promise<PreparedWorkspace> {
     const app = checkApp(spec.name);
     return this.#serial(app, async () => {
       // Checked even when a revision is given: a cached workspace of a now refused path is not
@@ -126,7 +145,9 @@ export class Workspaces {
       const reuse = async (rev: string) => {
         const dir = join(appDir, rev);
         const marker = await readMarker(dir);
-        return marker?.source === key ? { app, revision: rev, dir, entry: await entryOf(dir, spec), reused: true } : undefined;
+        return marker?.source === key
+          ? { app, revision: rev, dir, entry: await entryOf(dir, spec), reused: true }
+          : undefined;
       };
       const existing = await reuse(revision);
       if (existing) return existing;
@@ -139,7 +160,8 @@ export class Workspaces {
         // Path and tarball revisions name content: what was copied (files may have changed since the
         // revision was resolved) or what the checksum pins, whatever revision the caller asked for.
         const type = spec.source.type;
-        const actual = type === "path" ? await treeHash(root) : type === "tarball" ? await this.resolveRevision(spec) : revision;
+        const actual =
+          type === "path" ? await treeHash(root) : type === "tarball" ? await this.resolveRevision(spec) : revision;
         if (actual !== revision) {
           revision = actual;
           const same = await reuse(revision);
@@ -148,11 +170,18 @@ export class Workspaces {
         const deps = await this.#dependencies(spec, appDir, root, revision, context);
         // A package without a usable entry never becomes a workspace.
         const entry = relative(root, await entryOf(root, spec));
-        await writeFile(join(root, WORKSPACE_MARKER), JSON.stringify({ format: 1, source: key, deps } satisfies Marker));
+        await writeFile(
+          join(root, WORKSPACE_MARKER),
+          JSON.stringify({ format: 1, source: key, deps } satisfies Marker),
+        );
         const dir = join(appDir, revision);
         if (await exists(dir)) await rename(dir, join(tmp, "replaced"));
         await rename(root, dir);
-        this.#logger.debug(`prepared ${app} ${revision} in ${Math.round(performance.now() - started)} ms`, { app, revision, dir });
+        this.#logger.debug(`prepared ${app} ${revision} in ${Math.round(performance.now() - started)} ms`, {
+          app,
+          revision,
+          dir,
+        });
         return { app, revision, dir, entry: join(dir, entry), reused: false };
       } finally {
         await rm(tmp, { recursive: true, force: true });
@@ -230,16 +259,26 @@ export class Workspaces {
       if (subdir.split("/").includes("..")) throw fail(`subdir ${subdir} leaves the repository`, "E_UNSAFE", "stalled");
       const archive = join(tmp, "tree.tar");
       const treeish = subdir && subdir !== "." ? `${revision}:${subdir}` : revision;
-      await this.#git(["-C", repo, "archive", "--format=tar", "-o", archive, treeish], tmp, context.signal).catch((error) => {
-        if (treeish === revision) throw error;
-        throw fail(`subdir ${subdir} is not a directory in commit ${revision} of ${source.url}`, "E_NOT_FOUND", "stalled", error);
-      });
+      await this.#git(["-C", repo, "archive", "--format=tar", "-o", archive, treeish], tmp, context.signal).catch(
+        (error) => {
+          if (treeish === revision) throw error;
+          throw fail(
+            `subdir ${subdir} is not a directory in commit ${revision} of ${source.url}`,
+            "E_NOT_FOUND",
+            "stalled",
+            error,
+          );
+        },
+      );
       await this.#unpack(archive, tree, context.signal);
       return tree;
     }
     const archive = join(tmp, "download.tgz");
     if (source.type === "npm") {
-      await writeFile(archive, await npmTarball(source.package ?? spec.name, revision, source.registry, this.#download(context.signal)));
+      await writeFile(
+        archive,
+        await npmTarball(source.package ?? spec.name, revision, source.registry, this.#download(context.signal)),
+      );
     } else {
       const bytes = await this.#read(source.url, context);
       const expected = source.sha256 ? [`sha256-${Buffer.from(source.sha256, "hex").toString("base64")}`] : [];
@@ -276,9 +315,11 @@ export class Workspaces {
       throw fail(`tarball url ${url}: use http(s)://, file:// or a path`, "E_SPEC", "stalled");
     }
     const file = /^file:/i.test(url) ? fileURLToPath(url) : local(url, context.repoDir);
-    return new Uint8Array(await readFile(file).catch((error) => {
-      throw fail(`cannot read tarball ${file}: ${messageOf(error)}`, "E_NOT_FOUND", "stalled", error);
-    }));
+    return new Uint8Array(
+      await readFile(file).catch((error) => {
+        throw fail(`cannot read tarball ${file}: ${messageOf(error)}`, "E_NOT_FOUND", "stalled", error);
+      }),
+    );
   }
 
   /** Lists the archive first and refuses special files, escaping names and links; only then extracts it. */
@@ -296,13 +337,23 @@ export class Workspaces {
     const url = gitUrl(source.url, context.repoDir);
     const ref = source.ref;
     // Branch first, then an annotated tag's commit (`^{}`), then a lightweight tag.
-    const wanted = ref === undefined ? ["HEAD"]
-      : ref.startsWith("refs/") ? [ref, `${ref}^{}`]
-      : [`refs/heads/${ref}`, `refs/tags/${ref}^{}`, `refs/tags/${ref}`];
-    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal, url).catch((error) => {
-      throw fail(`cannot reach git repository ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
-    });
-    const refs = new Map(stdout.split("\n").map((line) => line.split("\t")).map(([sha, name]) => [name, sha]));
+    const wanted =
+      ref === undefined
+        ? ["HEAD"]
+        : ref.startsWith("refs/")
+          ? [ref, `${ref}^{}`]
+          : [`refs/heads/${ref}`, `refs/tags/${ref}^{}`, `refs/tags/${ref}`];
+    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal, url).catch(
+      (error) => {
+        throw fail(`cannot reach git repository ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
+      },
+    );
+    const refs = new Map(
+      stdout
+        .split("\n")
+        .map((line) => line.split("\t"))
+        .map(([sha, name]) => [name, sha]),
+    );
     const sha = wanted.map((name) => refs.get(name)).find((s) => s !== undefined && FULL_SHA.test(s));
     if (sha) return sha.toLowerCase();
     const what = ref === undefined ? "HEAD" : `branch or tag ${ref} (for a commit, give its full sha)`;
@@ -310,7 +361,13 @@ export class Workspaces {
   }
 
   /** Fetches one commit: by sha, shallow (most servers allow it); else the whole ref and checks the commit is there. */
-  async #gitFetch(repo: string, url: string, sha: string, ref: string | undefined, signal?: AbortSignal): Promise<void> {
+  async #gitFetch(
+    repo: string,
+    url: string,
+    sha: string,
+    ref: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (!FULL_SHA.test(sha)) throw fail(`git revision ${sha} is not a full commit sha`, "E_GIT_REF", "stalled");
     try {
       await this.#git(["-C", repo, "fetch", "-q", "--depth=1", "--no-tags", "--", url, sha], repo, signal, url);
@@ -320,9 +377,11 @@ export class Workspaces {
       this.#logger.debug(`fetching commit ${sha} by sha failed, fetching refs instead: ${messageOf(error)}`);
     }
     const refspecs = ref && !FULL_SHA.test(ref) ? [ref] : ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal, url).catch((error) => {
-      throw fail(`cannot fetch ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
-    });
+    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal, url).catch(
+      (error) => {
+        throw fail(`cannot fetch ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
+      },
+    );
     await this.#git(["-C", repo, "cat-file", "-e", `${sha}^{commit}`], repo, signal).catch((error) => {
       throw fail(`commit ${sha} is not in ${url}`, "E_GIT_REF", "stalled", error);
     });
@@ -333,17 +392,31 @@ export class Workspaces {
    * dependency key, links its packages instead (see _dependencies.ts), preferring `shareWith`'s.
    * Returns their key.
    */
-  async #dependencies(spec: AppSpec, appDir: string, root: string, revision: string, context: Context & { shareWith?: string }): Promise<string | null> {
+  async #dependencies(
+    spec: AppSpec,
+    appDir: string,
+    root: string,
+    revision: string,
+    context: Context & { shareWith?: string },
+  ): Promise<string | null> {
     const key = await dependencyKey(spec, root);
     if (key === null) return null;
     if (!(await exists(join(root, "node_modules")))) {
       const newestFirst = (await this.revisions(spec.name)).reverse();
-      const order = context.shareWith === undefined ? newestFirst : [context.shareWith, ...newestFirst.filter((r) => r !== context.shareWith)];
+      const order =
+        context.shareWith === undefined
+          ? newestFirst
+          : [context.shareWith, ...newestFirst.filter((r) => r !== context.shareWith)];
       const candidates: string[] = [];
       for (const rev of order) if ((await readMarker(join(appDir, rev)))?.deps === key) candidates.push(rev);
       if (await linkDependencies(appDir, root, revision, candidates, this.#logger)) return key;
     }
-    await installDependencies(spec, root, { logger: this.#logger, emit: this.#emit, timeoutMs: this.#timeoutMs, signal: context.signal });
+    await installDependencies(spec, root, {
+      logger: this.#logger,
+      emit: this.#emit,
+      timeoutMs: this.#timeoutMs,
+      signal: context.signal,
+    });
     return key;
   }
 }

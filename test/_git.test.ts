@@ -14,12 +14,19 @@ import { Workspaces } from "../src/workspace.ts";
 /** The host's git configuration allowing every transport, as an operator's ~/.gitconfig could. */
 const HOST_ALLOWS_EVERYTHING = {
   GIT_CONFIG_COUNT: "3",
-  GIT_CONFIG_KEY_0: "protocol.allow", GIT_CONFIG_VALUE_0: "always",
-  GIT_CONFIG_KEY_1: "protocol.ext.allow", GIT_CONFIG_VALUE_1: "always",
-  GIT_CONFIG_KEY_2: "protocol.fd.allow", GIT_CONFIG_VALUE_2: "always",
+  GIT_CONFIG_KEY_0: "protocol.allow",
+  GIT_CONFIG_VALUE_0: "always",
+  GIT_CONFIG_KEY_1: "protocol.ext.allow",
+  GIT_CONFIG_VALUE_1: "always",
+  GIT_CONFIG_KEY_2: "protocol.fd.allow",
+  GIT_CONFIG_VALUE_2: "always",
 };
 
-const exists = (path: string) => stat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 /** Runs `fn` with a fresh temp dir, removed afterwards (Deno skips `t.after` inside `describe`). */
 async function inTemp(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -42,76 +49,98 @@ async function rejection(promise: Promise<unknown>): Promise<GitopsError> {
 }
 
 describe("runGit", () => {
-  test("the ext:: and fd:: transports run nothing, even when the host's git config allows them", () => inTemp(async (dir) => {
-    const marker = join(dir, "pwned");
-    for (const url of [`ext::sh -c touch% ${marker}`, "fd::0"]) {
-      const error = await rejection(runGit(["ls-remote", "--", url, "HEAD"], { cwd: dir, url, timeoutMs: 20_000, env: HOST_ALLOWS_EVERYTHING }));
-      assert.match(error.message, /transport '(ext|fd)' not allowed/, error.message);
-    }
-    const smuggled = await rejection(runGit(["ls-remote", "--", `ext::sh -c touch% ${marker}`, "HEAD"], {
-      cwd: dir, timeoutMs: 20_000, env: { ...HOST_ALLOWS_EVERYTHING, GIT_ALLOW_PROTOCOL: "ext" },
+  test("the ext:: and fd:: transports run nothing, even when the host's git config allows them", () =>
+    inTemp(async (dir) => {
+      const marker = join(dir, "pwned");
+      for (const url of [`ext::sh -c touch% ${marker}`, "fd::0"]) {
+        const error = await rejection(
+          runGit(["ls-remote", "--", url, "HEAD"], { cwd: dir, url, timeoutMs: 20_000, env: HOST_ALLOWS_EVERYTHING }),
+        );
+        assert.match(error.message, /transport '(ext|fd)' not allowed/, error.message);
+      }
+      const smuggled = await rejection(
+        runGit(["ls-remote", "--", `ext::sh -c touch% ${marker}`, "HEAD"], {
+          cwd: dir,
+          timeoutMs: 20_000,
+          env: { ...HOST_ALLOWS_EVERYTHING, GIT_ALLOW_PROTOCOL: "ext" },
+        }),
+      );
+      assert.match(smuggled.message, /transport 'ext' not allowed/, "the env option cannot widen the transports");
+      assert.equal(await exists(marker), false, "the ext:: command ran");
     }));
-    assert.match(smuggled.message, /transport 'ext' not allowed/, "the env option cannot widen the transports");
-    assert.equal(await exists(marker), false, "the ext:: command ran");
-  }));
 
-  test("plain http is allowed only for a call whose URL is http://", () => inTemp(async (dir) => {
-    const url = "http://127.0.0.1:1/repo.git";
-    const refused = await rejection(runGit(["ls-remote", "--", url], { cwd: dir, timeoutMs: 20_000 }));
-    assert.match(refused.message, /transport 'http' not allowed/);
-    const tried = await rejection(runGit(["ls-remote", "--", url], { cwd: dir, url, timeoutMs: 20_000 }));
-    assert.doesNotMatch(tried.message, /not allowed/);
-    assert.match(tried.message, /127\.0\.0\.1/, "git tried to connect");
-  }));
+  test("plain http is allowed only for a call whose URL is http://", () =>
+    inTemp(async (dir) => {
+      const url = "http://127.0.0.1:1/repo.git";
+      const refused = await rejection(runGit(["ls-remote", "--", url], { cwd: dir, timeoutMs: 20_000 }));
+      assert.match(refused.message, /transport 'http' not allowed/);
+      const tried = await rejection(runGit(["ls-remote", "--", url], { cwd: dir, url, timeoutMs: 20_000 }));
+      assert.doesNotMatch(tried.message, /not allowed/);
+      assert.match(tried.message, /127\.0\.0\.1/, "git tried to connect");
+    }));
 
-  test("an app's git source using ext:: runs nothing, even when the host's git config allows it", () => inTemp(async (dir) => {
-    const marker = join(dir, "pwned");
-    const saved = Object.fromEntries(Object.keys(HOST_ALLOWS_EVERYTHING).map((key) => [key, process.env[key]]));
-    Object.assign(process.env, HOST_ALLOWS_EVERYTHING);
-    try {
-      const workspaces = new Workspaces({ localPath: join(dir, "local") });
-      const app = AppSpec.parse({ name: "web", version: "1.0.0", source: { type: "git", url: `ext::sh -c touch% ${marker}`, ref: "main" } });
-      const error = await rejection(workspaces.resolveRevision(app, { repoDir: dir }));
-      assert.match(error.message, /transport 'ext' not allowed/, error.message);
-    } finally {
-      for (const [key, value] of Object.entries(saved)) {
-        if (value === undefined) delete process.env[key];
-        else process.env[key] = value;
+  test("an app's git source using ext:: runs nothing, even when the host's git config allows it", () =>
+    inTemp(async (dir) => {
+      const marker = join(dir, "pwned");
+      const saved = Object.fromEntries(Object.keys(HOST_ALLOWS_EVERYTHING).map((key) => [key, process.env[key]]));
+      Object.assign(process.env, HOST_ALLOWS_EVERYTHING);
+      try {
+        const workspaces = new Workspaces({ localPath: join(dir, "local") });
+        const app = AppSpec.parse({
+          name: "web",
+          version: "1.0.0",
+          source: { type: "git", url: `ext::sh -c touch% ${marker}`, ref: "main" },
+        });
+        const error = await rejection(workspaces.resolveRevision(app, { repoDir: dir }));
+        assert.match(error.message, /transport 'ext' not allowed/, error.message);
+      } finally {
+        for (const [key, value] of Object.entries(saved)) {
+          if (value === undefined) delete process.env[key];
+          else process.env[key] = value;
+        }
       }
-    }
-    assert.equal(await exists(marker), false, "the ext:: command ran");
-  }));
+      assert.equal(await exists(marker), false, "the ext:: command ran");
+    }));
 
-  test("an app's git source that asks for a password gets none: no askpass program of the host is run", () => inTemp(async (dir) => {
-    const marker = join(dir, "asked");
-    const askpass = join(dir, "askpass.sh");
-    await writeFile(askpass, `#!/bin/sh\necho "$1" >> '${marker}'\necho guessed\n`, { mode: 0o755 });
-    let requests = 0;
-    const server = createServer((_request, response) => {
-      requests += 1;
-      response.writeHead(401, { "WWW-Authenticate": 'Basic realm="git"' }).end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const saved = { SSH_ASKPASS: process.env.SSH_ASKPASS, GIT_ASKPASS: process.env.GIT_ASKPASS, DISPLAY: process.env.DISPLAY };
-    process.env.SSH_ASKPASS = askpass;
-    process.env.DISPLAY = ":0";
-    delete process.env.GIT_ASKPASS;
-    try {
-      const { port } = server.address() as AddressInfo;
-      const workspaces = new Workspaces({ localPath: join(dir, "local") });
-      const app = AppSpec.parse({ name: "web", version: "1.0.0", source: { type: "git", url: `http://127.0.0.1:${port}/app.git`, ref: "main" } });
-      const error = await rejection(workspaces.resolveRevision(app, { repoDir: dir }));
-      assert.equal(error.code, "E_GIT_UNREACHABLE", error.message);
-    } finally {
-      for (const [key, value] of Object.entries(saved)) {
-        if (value === undefined) delete process.env[key];
-        else process.env[key] = value;
+  test("an app's git source that asks for a password gets none: no askpass program of the host is run", () =>
+    inTemp(async (dir) => {
+      const marker = join(dir, "asked");
+      const askpass = join(dir, "askpass.sh");
+      await writeFile(askpass, `#!/bin/sh\necho "$1" >> '${marker}'\necho guessed\n`, { mode: 0o755 });
+      let requests = 0;
+      const server = createServer((_request, response) => {
+        requests += 1;
+        response.writeHead(401, { "WWW-Authenticate": 'Basic realm="git"' }).end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const saved = {
+        SSH_ASKPASS: process.env.SSH_ASKPASS,
+        GIT_ASKPASS: process.env.GIT_ASKPASS,
+        DISPLAY: process.env.DISPLAY,
+      };
+      process.env.SSH_ASKPASS = askpass;
+      process.env.DISPLAY = ":0";
+      delete process.env.GIT_ASKPASS;
+      try {
+        const { port } = server.address() as AddressInfo;
+        const workspaces = new Workspaces({ localPath: join(dir, "local") });
+        const app = AppSpec.parse({
+          name: "web",
+          version: "1.0.0",
+          source: { type: "git", url: `http://127.0.0.1:${port}/app.git`, ref: "main" },
+        });
+        const error = await rejection(workspaces.resolveRevision(app, { repoDir: dir }));
+        assert.equal(error.code, "E_GIT_UNREACHABLE", error.message);
+      } finally {
+        for (const [key, value] of Object.entries(saved)) {
+          if (value === undefined) delete process.env[key];
+          else process.env[key] = value;
+        }
+        await new Promise((resolve) => server.close(resolve));
       }
-      await new Promise((resolve) => server.close(resolve));
-    }
-    assert.ok(requests > 0, "git reached the server");
-    assert.equal(await exists(marker), false, "git ran the host's askpass program");
-  }));
+      assert.ok(requests > 0, "git reached the server");
+      assert.equal(await exists(marker), false, "git ran the host's askpass program");
+    }));
 });
 
 describe("git URL rules", () => {
@@ -137,24 +166,26 @@ describe("git URL rules", () => {
       assert.equal(transportOf(url), transport, `transportOf(${url})`);
     }
   });
-  test("an app's git source a:b is the ssh host a, as git reads it, not a file in the gitops repository", () => inTemp(async (dir) => {
-    const saved = process.env.GIT_SSH_COMMAND;
-    process.env.GIT_SSH_COMMAND = "false"; // no real ssh: the URL's reading is what is tested
-    try {
-      const workspaces = new Workspaces({ localPath: join(dir, "local") });
-      const app = AppSpec.parse({ name: "web", version: "1.0.0", source: { type: "git", url: "a:b", ref: "main" } });
-      const error = await rejection(workspaces.resolveRevision(app, { repoDir: join(dir, "gitops") }));
-      assert.match(error.message, /^cannot reach git repository a:b: /, error.message);
-    } finally {
-      if (saved === undefined) delete process.env.GIT_SSH_COMMAND;
-      else process.env.GIT_SSH_COMMAND = saved;
-    }
-  }));
+  test("an app's git source a:b is the ssh host a, as git reads it, not a file in the gitops repository", () =>
+    inTemp(async (dir) => {
+      const saved = process.env.GIT_SSH_COMMAND;
+      process.env.GIT_SSH_COMMAND = "false"; // no real ssh: the URL's reading is what is tested
+      try {
+        const workspaces = new Workspaces({ localPath: join(dir, "local") });
+        const app = AppSpec.parse({ name: "web", version: "1.0.0", source: { type: "git", url: "a:b", ref: "main" } });
+        const error = await rejection(workspaces.resolveRevision(app, { repoDir: join(dir, "gitops") }));
+        assert.match(error.message, /^cannot reach git repository a:b: /, error.message);
+      } finally {
+        if (saved === undefined) delete process.env.GIT_SSH_COMMAND;
+        else process.env.GIT_SSH_COMMAND = saved;
+      }
+    }));
 });
 
 describe("local disk problems", () => {
   test("git's wording of a full, read-only or unwritable disk is told apart from remote and damage errors", () => {
-    const failed = (stderr: string) => new GitopsError("git fetch failed (exit 128)", { code: "E_EXEC", details: { stderr } });
+    const failed = (stderr: string) =>
+      new GitopsError("git fetch failed (exit 128)", { code: "E_EXEC", details: { stderr } });
     const table: [string, string | undefined][] = [
       ["fatal: unable to write loose object file: No space left on device\nfatal: unpack-objects failed", "ENOSPC"],
       ["error: unable to write symref for HEAD: No space left on device", "ENOSPC"],
@@ -178,7 +209,10 @@ describe("URL credentials", () => {
   test("a password holding an unencoded @ is hidden up to the last @ of the authority", () => {
     const table: [string, string][] = [
       ["cannot reach http://user:p@ss@host/r.git (branch main)", "cannot reach http://***@host/r.git (branch main)"],
-      ["fatal: unable to access 'https://u:a@b@c@git.example:8443/r.git/'", "fatal: unable to access 'https://***@git.example:8443/r.git/'"],
+      [
+        "fatal: unable to access 'https://u:a@b@c@git.example:8443/r.git/'",
+        "fatal: unable to access 'https://***@git.example:8443/r.git/'",
+      ],
       ["https://token@host/r.git and ssh://git@host/r.git", "https://***@host/r.git and ssh://***@host/r.git"],
       ["https://host/r.git?user=a@b", "https://host/r.git?user=a@b"],
       ["https://host/path@v1", "https://host/path@v1"],

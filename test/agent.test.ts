@@ -21,11 +21,22 @@ interface Harness {
   localPath: string;
 }
 
-async function harness(t: TestContext, files: Record<string, string>, options: Partial<AgentOptions> = {}): Promise<Harness> {
+async function harness(
+  t: TestContext,
+  files: Record<string, string>,
+  options: Partial<AgentOptions> = {},
+): Promise<Harness> {
   const repo = await gitopsRepo(t, files);
   const runtime = new FakeRuntime();
   const localPath = join(repo.root, "local");
-  const agent = createAgent({ repoUrl: repo.bare, localPath, runtime, reconcileInterval: "1h", listen: "off", ...options });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath,
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+    ...options,
+  });
   t.after(() => agent.stop());
   const events: TelemetryEvent[] = [];
   agent.on("*", (e) => events.push(e));
@@ -37,7 +48,13 @@ test("the first reconcile clones the repo and deploys every app, dependencies fi
   const result = await h.agent.start();
   assert.deepEqual(h.runtime.calls, ["deploy db 1.0.0", "deploy web 1.0.0"]);
   assert.equal(result.changed, true);
-  assert.deepEqual(result.actions.map((a) => [a.type, a.app, a.outcome]), [["deploy", "db", "ok"], ["deploy", "web", "ok"]]);
+  assert.deepEqual(
+    result.actions.map((a) => [a.type, a.app, a.outcome]),
+    [
+      ["deploy", "db", "ok"],
+      ["deploy", "web", "ok"],
+    ],
+  );
   const status = await h.agent.status();
   assert.equal(status.status, "synced");
   assert.equal(status.app_count, 2);
@@ -49,7 +66,16 @@ test("the first reconcile clones the repo and deploys every app, dependencies fi
   assert.deepEqual(Object.keys(state.apps).sort(), ["db", "web"]);
   assert.equal(state.apps.web.version, "1.0.0");
   const names = h.events.map((e) => e.name);
-  for (const name of ["bc_gitops:git:clone_start", "bc_gitops:git:clone_stop", "bc_gitops:parse:start", "bc_gitops:parse:stop", "bc_gitops:deploy:start", "bc_gitops:deploy:stop", "bc_gitops:reconcile:start", "bc_gitops:reconcile:stop"]) {
+  for (const name of [
+    "bc_gitops:git:clone_start",
+    "bc_gitops:git:clone_stop",
+    "bc_gitops:parse:start",
+    "bc_gitops:parse:stop",
+    "bc_gitops:deploy:start",
+    "bc_gitops:deploy:stop",
+    "bc_gitops:reconcile:start",
+    "bc_gitops:reconcile:stop",
+  ]) {
     assert.ok(names.includes(name as never), `${name} emitted`);
   }
   const deployStop = h.events.find((e) => e.name === "bc_gitops:deploy:stop" && e.metadata.app === "web")!;
@@ -101,7 +127,10 @@ test("a tick with no new commit re-parses nothing and applies nothing, but resta
   assert.ok(!h.events.some((e) => e.name === "bc_gitops:parse:start"), "specs are not re-read");
   h.runtime.crash("db");
   const healed = await h.agent.reconcile();
-  assert.deepEqual(healed.actions.map((a) => [a.type, a.app, a.outcome]), [["restart", "db", "ok"]]);
+  assert.deepEqual(
+    healed.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["restart", "db", "ok"]],
+  );
   assert.equal(h.runtime.calls.at(-1), "restart db 1.0.0");
   assert.equal((await h.agent.getAppStatus("db"))?.restarts, 1);
 });
@@ -121,7 +150,10 @@ test("a damaged local clone is re-cloned and the apps are not disturbed", async 
   await rm(join(h.localPath, "git", "repo"), { recursive: true, force: true });
   await h.repo.commit({ "apps/db/app.yaml": db("1.0.1") });
   const result = await h.agent.reconcile();
-  assert.deepEqual(result.actions.map((a) => [a.type, a.outcome]), [["upgrade", "ok"]]);
+  assert.deepEqual(
+    result.actions.map((a) => [a.type, a.outcome]),
+    [["upgrade", "ok"]],
+  );
   assert.equal((await h.agent.status()).status, "synced");
 });
 
@@ -143,7 +175,11 @@ test("an unreachable remote is an error in status; apps keep running; it recover
 });
 
 test("credentials in repo_url never reach status, errors or telemetry", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db() }, { repoUrl: "https://deploy:hunter2secret@127.0.0.1:1/gitops.git", gitTimeout: "5s" });
+  const h = await harness(
+    t,
+    { "apps/db/app.yaml": db() },
+    { repoUrl: "https://deploy:hunter2secret@127.0.0.1:1/gitops.git", gitTimeout: "5s" },
+  );
   const result = await h.agent.start();
   assert.equal(result.status, "error");
   const everything = JSON.stringify([await h.agent.status(), result, h.events]);
@@ -152,15 +188,29 @@ test("credentials in repo_url never reach status, errors or telemetry", async (t
 });
 
 test("a broken spec affects only its own app: it keeps running and the error names the file", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web(), "apps/jobs/app.yaml": yamlSpec("jobs", "1.0.0") });
+  const h = await harness(t, {
+    "apps/db/app.yaml": db(),
+    "apps/web/app.yaml": web(),
+    "apps/jobs/app.yaml": yamlSpec("jobs", "1.0.0"),
+  });
   await h.agent.start();
-  await h.repo.commit({ "apps/web/app.yaml": "name: web\nversion: [oops\n", "apps/jobs/app.yaml": yamlSpec("jobs", "1.1.0") });
+  await h.repo.commit({
+    "apps/web/app.yaml": "name: web\nversion: [oops\n",
+    "apps/jobs/app.yaml": yamlSpec("jobs", "1.1.0"),
+  });
   const result = await h.agent.reconcile();
-  assert.deepEqual(result.actions.map((a) => [a.type, a.app]), [["upgrade", "jobs"]], "web is neither removed nor touched");
+  assert.deepEqual(
+    result.actions.map((a) => [a.type, a.app]),
+    [["upgrade", "jobs"]],
+    "web is neither removed nor touched",
+  );
   assert.equal((await h.agent.getAppStatus("web"))?.status, "running");
   const status = await h.agent.status();
   assert.equal(status.status, "degraded");
-  assert.ok(status.errors.some((e) => e.file === "apps/web/app.yaml" && typeof e.line === "number"), JSON.stringify(status.errors));
+  assert.ok(
+    status.errors.some((e) => e.file === "apps/web/app.yaml" && typeof e.line === "number"),
+    JSON.stringify(status.errors),
+  );
   await h.repo.commit({ "apps/web/app.yaml": web("1.0.1") });
   await h.agent.reconcile();
   assert.equal(h.runtime.calls.at(-1), "upgrade web 1.0.1 from 1.0.0");
@@ -184,10 +234,20 @@ test("a dependent waits, pending with the reason, until its dependency is runnin
 
 test("a failing app never stops the others and is retried with exponential backoff", async (t) => {
   let clock = 1_000_000;
-  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/solo/app.yaml": yamlSpec("solo", "1.0.0") }, { now: () => clock });
+  const h = await harness(
+    t,
+    { "apps/db/app.yaml": db(), "apps/solo/app.yaml": yamlSpec("solo", "1.0.0") },
+    { now: () => clock },
+  );
   h.runtime.failAlways.add("db");
   const first = await h.agent.start();
-  assert.deepEqual(first.actions.map((a) => [a.app, a.outcome]), [["db", "failed"], ["solo", "ok"]]);
+  assert.deepEqual(
+    first.actions.map((a) => [a.app, a.outcome]),
+    [
+      ["db", "failed"],
+      ["solo", "ok"],
+    ],
+  );
   assert.match(first.actions[0]!.error ?? "", /db failed to start/);
   const app = await h.agent.getAppStatus("db");
   assert.equal(app?.status, "failed");
@@ -218,7 +278,13 @@ test("a dependency cycle is an error on each app in it, naming the cycle", async
   await h.agent.start();
   assert.deepEqual(h.runtime.calls, ["deploy c 1"]);
   const errors = (await h.agent.status()).errors;
-  assert.deepEqual(errors.map((e) => [e.app, e.message]), [["a", "dependency cycle: a -> b -> a"], ["b", "dependency cycle: a -> b -> a"]]);
+  assert.deepEqual(
+    errors.map((e) => [e.app, e.message]),
+    [
+      ["a", "dependency cycle: a -> b -> a"],
+      ["b", "dependency cycle: a -> b -> a"],
+    ],
+  );
 });
 
 test("triggers during a tick collapse into one follow-up tick, and ticks never overlap", async (t) => {
@@ -241,16 +307,27 @@ test("triggers during a tick collapse into one follow-up tick, and ticks never o
   const starts = h.events.filter((e) => e.name === "bc_gitops:reconcile:start").length;
   assert.equal(starts - startsBefore, 1, "exactly one follow-up tick");
   assert.equal(overlapped, false);
-  assert.deepEqual(r1.actions.map((a) => a.type), ["restart"]);
+  assert.deepEqual(
+    r1.actions.map((a) => a.type),
+    ["restart"],
+  );
   for (const r of rest) assert.equal(r, rest[0], "every trigger gets the same follow-up result");
 });
 
 test("stop() stops apps dependents first and ends the loop", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web(), "apps/cache/app.yaml": yamlSpec("cache", "1") });
+  const h = await harness(t, {
+    "apps/db/app.yaml": db(),
+    "apps/web/app.yaml": web(),
+    "apps/cache/app.yaml": yamlSpec("cache", "1"),
+  });
   await h.agent.start();
   h.runtime.calls.length = 0;
   await h.agent.stop();
-  assert.equal(h.runtime.calls.indexOf("remove web") < h.runtime.calls.indexOf("remove db"), true, h.runtime.calls.join(", "));
+  assert.equal(
+    h.runtime.calls.indexOf("remove web") < h.runtime.calls.indexOf("remove db"),
+    true,
+    h.runtime.calls.join(", "),
+  );
   assert.equal(h.runtime.calls.length, 3);
   await assert.rejects(h.agent.reconcile(), /stopped/);
   // The apps stay remembered: a stop is not a removal.
@@ -264,13 +341,23 @@ test("a restarted agent brings its apps back from state.json without reaching th
   await h.agent.stop();
   await rename(h.repo.bare, `${h.repo.bare}.away`);
   const runtime = new FakeRuntime();
-  const again = createAgent({ repoUrl: h.repo.bare, localPath: h.localPath, runtime, reconcileInterval: "1h", listen: "off" });
+  const again = createAgent({
+    repoUrl: h.repo.bare,
+    localPath: h.localPath,
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => again.stop());
   const result = await again.start();
   assert.deepEqual(runtime.calls, ["deploy db 1.0.0", "deploy web 1.0.0"], "restored, dependencies first");
   assert.equal(result.status, "error", "the remote is still unreachable");
   assert.deepEqual(result.actions, [], "nothing is removed while the remote is down");
-  assert.deepEqual(Object.keys(await again.getDesiredState()).sort(), ["db", "web"], "desired state comes from the local snapshot");
+  assert.deepEqual(
+    Object.keys(await again.getDesiredState()).sort(),
+    ["db", "web"],
+    "desired state comes from the local snapshot",
+  );
   assert.equal((await again.getAppStatus("web"))?.status, "running");
 });
 
@@ -280,7 +367,10 @@ test("a corrupt state.json is moved aside and the agent starts from git", async 
   await mkdir(h.localPath, { recursive: true });
   await writeFile(join(h.localPath, "state.json"), "{ not json");
   const result = await h.agent.start();
-  assert.deepEqual(result.actions.map((a) => a.type), ["deploy"]);
+  assert.deepEqual(
+    result.actions.map((a) => a.type),
+    ["deploy"],
+  );
   const { readdir } = await import("node:fs/promises");
   assert.ok((await readdir(h.localPath)).some((f) => f.startsWith("state.json.corrupt-")));
 });
@@ -304,7 +394,12 @@ test("manual deploy, upgrade and remove go through the runtime; the next reconci
   assert.equal(upgraded.version, "9.9.9");
   await assert.rejects(h.agent.remove("nope"), /no app named "nope"/);
   await h.agent.reconcile();
-  assert.deepEqual(h.runtime.calls.slice(1), ["deploy extra 0.1.0", "upgrade db 9.9.9 from 1.0.0", "remove extra", "upgrade db 1.0.0 from 9.9.9"]);
+  assert.deepEqual(h.runtime.calls.slice(1), [
+    "deploy extra 0.1.0",
+    "upgrade db 9.9.9 from 1.0.0",
+    "remove extra",
+    "upgrade db 1.0.0 from 9.9.9",
+  ]);
 });
 
 test("a runtime given as a module path is loaded from that module's default export", async (t) => {
@@ -322,27 +417,57 @@ export default () => ({
 });
 `,
   );
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: module, reconcileInterval: "1h", listen: "off" });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime: module,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => agent.stop());
   await agent.start();
   assert.equal((await agent.getAppStatus("db"))?.custom, true);
   const incomplete = join(repo.root, "incomplete-runtime.ts");
   await writeFile(incomplete, "export default { deploy() {} };");
-  const broken = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local2"), runtime: incomplete, reconcileInterval: "1h", listen: "off" });
-  await assert.rejects(broken.start(), /must export \(default\) a runtime object.*missing: remove, upgrade, reconfigure, getCurrentState/);
-  const missing = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local3"), runtime: join(repo.root, "nope.ts"), reconcileInterval: "1h", listen: "off" });
+  const broken = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local2"),
+    runtime: incomplete,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
+  await assert.rejects(
+    broken.start(),
+    /must export \(default\) a runtime object.*missing: remove, upgrade, reconfigure, getCurrentState/,
+  );
+  const missing = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local3"),
+    runtime: join(repo.root, "nope.ts"),
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   await assert.rejects(missing.start(), /cannot load the runtime module/);
 });
 
 test("secret-looking env values are masked in app status", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db("1", "env: { port: 5432, db_password: hunter2, nested: { api_key: k, size: 3 } }\n") });
+  const h = await harness(t, {
+    "apps/db/app.yaml": db("1", "env: { port: 5432, db_password: hunter2, nested: { api_key: k, size: 3 } }\n"),
+  });
   await h.agent.start();
-  assert.deepEqual((await h.agent.getAppStatus("db"))?.env, { port: 5432, db_password: "***", nested: { api_key: "***", size: 3 } });
+  assert.deepEqual((await h.agent.getAppStatus("db"))?.env, {
+    port: 5432,
+    db_password: "***",
+    nested: { api_key: "***", size: 3 },
+  });
 });
 
 test("invalid options are refused at once with a clear message", () => {
   assert.throws(() => createAgent({ repoUrl: "--upload-pack=evil" }), /must not start with "-"/);
-  assert.throws(() => createAgent({ repoUrl: "/r", reconcileInterval: "soon" }), /reconcile_interval.*expected a duration/);
+  assert.throws(
+    () => createAgent({ repoUrl: "/r", reconcileInterval: "soon" }),
+    /reconcile_interval.*expected a duration/,
+  );
 });
 
 test("a stalled failure is not retried until a new commit", async (t) => {
@@ -357,7 +482,10 @@ test("a stalled failure is not retried until a new commit", async (t) => {
   assert.match(later.actions[0]?.reason ?? "", /stalled until a new commit: checksum mismatch/);
   await h.repo.commit({ "apps/db/app.yaml": db("1.0.1") });
   const fixed = await h.agent.reconcile();
-  assert.deepEqual(fixed.actions.map((a) => [a.type, a.outcome]), [["deploy", "ok"]]);
+  assert.deepEqual(
+    fixed.actions.map((a) => [a.type, a.outcome]),
+    [["deploy", "ok"]],
+  );
 });
 
 test("reverting the repo to what runs clears the failure of an upgrade that was rolled back", async (t) => {
@@ -391,7 +519,10 @@ test("a runtime can ask for a reconcile (a crashed app is restarted without wait
   runtime.crash("db");
   const restarted = new Promise<void>((resolve) => agent.on("bc_gitops:restart:stop", () => resolve()));
   request?.();
-  await Promise.race([restarted, new Promise((_, reject) => setTimeout(() => reject(new Error("no restart within 10 s")), 10_000))]);
+  await Promise.race([
+    restarted,
+    new Promise((_, reject) => setTimeout(() => reject(new Error("no restart within 10 s")), 10_000)),
+  ]);
   assert.equal(runtime.calls.at(-1), "restart db 1.0.0");
 });
 
@@ -400,7 +531,21 @@ test("an app that does not run yet still shows every AppState field SPEC lists, 
   h.runtime.failAlways.add("db");
   await h.agent.start();
   const pending = await h.agent.getAppStatus("web");
-  for (const key of ["name", "version", "description", "icon", "status", "health", "revision", "source", "isolation", "started_at", "path", "env", "reloads"]) {
+  for (const key of [
+    "name",
+    "version",
+    "description",
+    "icon",
+    "status",
+    "health",
+    "revision",
+    "source",
+    "isolation",
+    "started_at",
+    "path",
+    "env",
+    "reloads",
+  ]) {
     assert.ok(pending && key in pending, `${key} present`);
   }
   assert.equal(pending?.status, "pending");
@@ -427,7 +572,11 @@ test("a crash-looping app is restarted with growing delays, and its crash stays 
 });
 
 test("stop() during a slow first reconcile returns after the app in progress, not after all of them", async (t) => {
-  const h = await harness(t, { "apps/a/app.yaml": yamlSpec("a", "1"), "apps/b/app.yaml": yamlSpec("b", "1"), "apps/c/app.yaml": yamlSpec("c", "1") });
+  const h = await harness(t, {
+    "apps/a/app.yaml": yamlSpec("a", "1"),
+    "apps/b/app.yaml": yamlSpec("b", "1"),
+    "apps/c/app.yaml": yamlSpec("c", "1"),
+  });
   let release!: () => void;
   h.runtime.gate = new Promise((r) => (release = r));
   const starting = h.agent.start();
@@ -466,25 +615,44 @@ test("with verify set, an unsigned commit is not applied: the last verified one 
     }
     await git(repo.work, "add", "-A");
     const signing = sign ? ["-c", "gpg.format=ssh", "-c", `user.signingkey=${key}`] : [];
-    await exec("git", [...signing, "commit", "-q", ...(sign ? ["-S"] : []), "-m", "change"], { cwd: repo.work, env: GIT_ENV });
+    await exec("git", [...signing, "commit", "-q", ...(sign ? ["-S"] : []), "-m", "change"], {
+      cwd: repo.work,
+      env: GIT_ENV,
+    });
     await git(repo.work, "push", "-q", "--force", repo.bare, "HEAD:refs/heads/main");
   };
   await commit({ "apps/db/app.yaml": db() }, true);
   const runtime = new FakeRuntime();
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", verify: { mode: "ssh", allowed_signers: signers } });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+    verify: { mode: "ssh", allowed_signers: signers },
+  });
   t.after(() => agent.stop());
   assert.equal((await agent.start()).status, "synced");
   await commit({ "apps/db/app.yaml": db("6.6.6") }, false);
   const refused = await agent.reconcile();
   assert.equal(refused.status, "error");
   assert.deepEqual(refused.actions, []);
-  assert.match((await agent.status()).last_reconcile.error ?? "", /not applying [0-9a-f]{12}: commit [0-9a-f]{12} is not signed; still at the verified commit/);
+  assert.match(
+    (await agent.status()).last_reconcile.error ?? "",
+    /not applying [0-9a-f]{12}: commit [0-9a-f]{12} is not signed; still at the verified commit/,
+  );
   assert.deepEqual(runtime.calls, ["deploy db 1.0.0"]);
   await commit({ "apps/db/app.yaml": db("1.1.0") }, true);
   const accepted = await agent.reconcile();
   assert.equal(accepted.status, "synced");
   assert.equal(runtime.calls.at(-1), "upgrade db 1.1.0 from 1.0.0");
-  const missing = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local2"), runtime: new FakeRuntime(), listen: "off", verify: { mode: "ssh", allowed_signers: join(repo.root, "nope") } });
+  const missing = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local2"),
+    runtime: new FakeRuntime(),
+    listen: "off",
+    verify: { mode: "ssh", allowed_signers: join(repo.root, "nope") },
+  });
   await assert.rejects(missing.start(), /allowed_signers file .*nope is missing/);
 });
 
@@ -501,7 +669,13 @@ test("a path source inside the repository is hashed once per commit, not on ever
       return "rev-1";
     },
   });
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: withRevisions, reconcileInterval: "1h", listen: "off" });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime: withRevisions,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => agent.stop());
   await agent.start();
   await agent.reconcile();
@@ -532,13 +706,29 @@ test("a runtime gets the checkout and the remembered apps through its context, b
   });
   t.after(() => again.stop());
   await again.start();
-  assert.deepEqual(atCreation, { repoDir: undefined, remembered: ["db", "web"] }, "state.json is read before the runtime is created");
+  assert.deepEqual(
+    atCreation,
+    { repoDir: undefined, remembered: ["db", "web"] },
+    "state.json is read before the runtime is created",
+  );
   const repoDir = context!.repoDir();
-  assert.ok(repoDir !== undefined && (await readFile(join(repoDir, "apps", "web", "app.yaml"), "utf8")).includes("name: web"), `the checkout the specs came from: ${repoDir}`);
+  assert.ok(
+    repoDir !== undefined && (await readFile(join(repoDir, "apps", "web", "app.yaml"), "utf8")).includes("name: web"),
+    `the checkout the specs came from: ${repoDir}`,
+  );
   await h.repo.commit({ "apps/web/app.yaml": null, "apps/cache/app.yaml": yamlSpec("cache", "1.0.0") });
   await again.reconcile();
-  assert.deepEqual(Object.keys(context!.remembered!()).sort(), ["cache", "db"], "the remembered apps follow what the agent deploys and removes");
+  assert.deepEqual(
+    Object.keys(context!.remembered!()).sort(),
+    ["cache", "db"],
+    "the remembered apps follow what the agent deploys and removes",
+  );
   assert.equal(context!.remembered!().cache?.version, "1.0.0");
   const moved = context!.repoDir();
-  assert.ok(moved !== undefined && moved !== repoDir && (await readFile(join(moved, "apps", "cache", "app.yaml"), "utf8")).includes("name: cache"), "the checkout follows the commit");
+  assert.ok(
+    moved !== undefined &&
+      moved !== repoDir &&
+      (await readFile(join(moved, "apps", "cache", "app.yaml"), "utf8")).includes("name: cache"),
+    "the checkout follows the commit",
+  );
 });

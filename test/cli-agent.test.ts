@@ -16,7 +16,14 @@ async function runningAgent(t: TestContext, token?: string) {
   });
   const runtime = new FakeRuntime();
   const localPath = join(repo.root, "local");
-  const agent = createAgent({ repoUrl: repo.bare, localPath, runtime, reconcileInterval: "1h", listen: "127.0.0.1:0", token });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath,
+    runtime,
+    reconcileInterval: "1h",
+    listen: "127.0.0.1:0",
+    token,
+  });
   t.after(() => agent.stop());
   await agent.start();
   return { repo, runtime, agent, localPath, url: `http://${agent.address}` };
@@ -36,7 +43,10 @@ test("status --json and status APP --json print the API's shapes, secrets masked
   const { url } = await runningAgent(t);
   const all = JSON.parse((await runCli(["status", "--json", "--url", url])).stdout);
   assert.equal(all.status, "synced");
-  assert.deepEqual(all.apps.map((a: { name: string }) => a.name), ["db", "web"]);
+  assert.deepEqual(
+    all.apps.map((a: { name: string }) => a.name),
+    ["db", "web"],
+  );
   const web = JSON.parse((await runCli(["status", "web", "--json", "--url", url])).stdout);
   assert.equal(web.version, "2.0.0");
   assert.deepEqual(web.env, { api_token: "***" });
@@ -88,7 +98,10 @@ test("plan exits 0 when the host matches the repo, 2 with changes, 1 on errors",
   assert.match(some.stdout, /~ upgrade db: version 1\.0\.0 -> 1\.2\.0/);
   assert.match(some.stdout, /\+ deploy new 0\.1\.0/);
   const json = JSON.parse((await runCli(["plan", ...flags, "--json"])).stdout);
-  assert.deepEqual(json.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`), ["upgrade db", "deploy new"]);
+  assert.deepEqual(
+    json.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`),
+    ["upgrade db", "deploy new"],
+  );
   await repo.commit({ "apps/new/app.yaml": "name: new\nversion: 1\n" });
   const broken = await runCli(["plan", ...flags]);
   assert.equal(broken.exitCode, 1);
@@ -98,7 +111,15 @@ test("plan exits 0 when the host matches the repo, 2 with changes, 1 on errors",
 test("plan without a running agent compares with state.json and says so", async (t) => {
   const { repo, localPath, agent } = await runningAgent(t);
   await agent.stop();
-  const result = await runCli(["plan", "--repo-url", repo.bare, "--local-path", localPath, "--url", "http://127.0.0.1:1"]);
+  const result = await runCli([
+    "plan",
+    "--repo-url",
+    repo.bare,
+    "--local-path",
+    localPath,
+    "--url",
+    "http://127.0.0.1:1",
+  ]);
   assert.equal(result.exitCode, 0, result.stderr);
   assert.match(result.stdout, /no agent answered .* compared with .*state\.json/);
 });
@@ -131,7 +152,9 @@ test("plan shows a same-version code change as hot_reload, as the agent would do
   const flags = ["--repo-url", repo.bare, "--local-path", localPath, "--url", `http://${agent.address}`];
   const none = await runCli(["plan", ...flags]);
   assert.equal(none.exitCode, 0, none.stdout + none.stderr);
-  await repo.commit({ "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n" });
+  await repo.commit({
+    "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n",
+  });
   const changed = await runCli(["plan", ...flags]);
   assert.equal(changed.exitCode, 2, changed.stdout + changed.stderr);
   assert.match(changed.stdout, /~ hot_reload ticker sha256-/);
@@ -143,11 +166,18 @@ test("reload right after a push fetches first and reloads the pushed code", asyn
     "code/ticker/package.json": '{ "name": "ticker", "version": "1.0.0", "type": "module", "main": "index.js" }\n',
     "code/ticker/index.js": "export async function start() { return {}; }\nexport async function stop() {}\n",
   });
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), reconcileInterval: "1h", listen: "127.0.0.1:0" });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    reconcileInterval: "1h",
+    listen: "127.0.0.1:0",
+  });
   t.after(() => agent.stop());
   assert.equal((await agent.start()).status, "synced");
   const before = (await agent.getAppStatus("ticker"))?.revision;
-  await repo.commit({ "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n" });
+  await repo.commit({
+    "code/ticker/index.js": "export async function start() { return { v: 2 }; }\nexport async function stop() {}\n",
+  });
   const result = await runCli(["reload", "ticker", "--url", `http://${agent.address}`]);
   assert.equal(result.exitCode, 0, result.stderr);
   assert.match(result.stdout, /^reloaded ticker at sha256-[0-9a-f]{5,}: index\.js$/m);
@@ -164,15 +194,26 @@ test("plan --url without --local-path plans against what that agent has deployed
   assert.match(none.stdout, /^nothing to do: the host matches the repository$/m);
   assert.match(none.stdout, /compared with what the agent at http:\/\/127\.0\.0\.1:\d+ has deployed/);
 
-  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.2.0"), "apps/web/app.yaml": yamlSpec("web", "2.0.0", "depends_on: [db]\nenv: { api_token: s3cr3t-value, pool: 3 }\n") });
+  await repo.commit({
+    "apps/db/app.yaml": yamlSpec("db", "1.2.0"),
+    "apps/web/app.yaml": yamlSpec("web", "2.0.0", "depends_on: [db]\nenv: { api_token: s3cr3t-value, pool: 3 }\n"),
+  });
   const some = JSON.parse((await runCli(["plan", "--repo-url", repo.bare, "--url", url, "--json"], { env })).stdout);
   assert.equal(some.deployed, "agent");
-  assert.deepEqual(some.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`), ["upgrade db", "reconfigure web"]);
+  assert.deepEqual(
+    some.actions.map((a: { type: string; app: string }) => `${a.type} ${a.app}`),
+    ["upgrade db", "reconfigure web"],
+  );
 
   // The API view that plan reads: additive, behind a query, secrets masked.
-  const plain = (await (await fetch(`${url}/state/current`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, unknown>;
+  const plain = (await (await fetch(`${url}/state/current`, { signal: AbortSignal.timeout(5000) })).json()) as Record<
+    string,
+    unknown
+  >;
   assert.deepEqual(Object.keys(plain), ["apps"]);
-  const withDeployed = (await (await fetch(`${url}/state/current?include=deployed`, { signal: AbortSignal.timeout(5000) })).json()) as {
+  const withDeployed = (await (
+    await fetch(`${url}/state/current?include=deployed`, { signal: AbortSignal.timeout(5000) })
+  ).json()) as {
     deployed: Record<string, { spec: { version: string; env: Record<string, unknown> }; file?: string }>;
   };
   assert.equal(withDeployed.deployed.web?.spec.version, "2.0.0");

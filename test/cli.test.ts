@@ -24,7 +24,10 @@ test("validate prints each error as file:line:col path: message and exits 1", as
   });
   const result = await runCli(["validate", root]);
   assert.equal(result.exitCode, 1);
-  assert.match(result.stdout, /error {3}apps\/web\/app\.yaml:5:13 health\.interval: expected a duration like 30000 or "30s", got "soon"/);
+  assert.match(
+    result.stdout,
+    /error {3}apps\/web\/app\.yaml:5:13 health\.interval: expected a duration like 30000 or "30s", got "soon"/,
+  );
   assert.match(result.stdout, /warning apps\/ok\/app\.yaml:3:1 lisence: unknown key "lisence"/);
   assert.match(result.stdout, /✖ 1 valid app, 1 error, 1 warning/);
 });
@@ -37,7 +40,15 @@ test("validate --strict fails on warnings, and --json prints apps, errors and wa
   assert.deepEqual(JSON.parse(lenient.stdout), {
     apps: [{ name: "ok", version: "1", file: "apps/ok/app.yaml" }],
     errors: [],
-    warnings: [{ file: "apps/ok/app.yaml", line: 3, column: 1, path: "license", message: 'unknown key "license"; it is ignored' }],
+    warnings: [
+      {
+        file: "apps/ok/app.yaml",
+        line: 3,
+        column: 1,
+        path: "license",
+        message: 'unknown key "license"; it is ignored',
+      },
+    ],
   });
   const strict = await runCli(["validate", root, "--strict", "--json"]);
   assert.equal(strict.exitCode, 1);
@@ -47,7 +58,10 @@ test("validate --strict fails on warnings, and --json prints apps, errors and wa
 test("validate on a missing directory is one clear line on stderr, no stack trace", async () => {
   const result = await runCli(["validate", "/nonexistent/gitops"]);
   assert.equal(result.exitCode, 1);
-  assert.equal(result.stderr.trim(), "error cannot read /nonexistent/gitops: no such directory; pass a gitops repository or its apps directory");
+  assert.equal(
+    result.stderr.trim(),
+    "error cannot read /nonexistent/gitops: no such directory; pass a gitops repository or its apps directory",
+  );
 });
 
 test("schema prints a JSON Schema that describes the spec", async () => {
@@ -63,8 +77,16 @@ test("schema prints a JSON Schema that describes the spec", async () => {
 test("--version prints the package version and the real runtime version, and --help lists the commands", async () => {
   const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
   const version = await runCli(["--version"]);
-  assert.equal(version.stdout, `bc-gitops/${pkg.version} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}\n`);
-  if (runtimeName !== "node") assert.notEqual(runtimeVersion, process.versions.node, "Bun and Deno report their own version, not Node's compatibility one");
+  assert.equal(
+    version.stdout,
+    `bc-gitops/${pkg.version} ${process.platform}-${process.arch} ${runtimeName}-v${runtimeVersion}\n`,
+  );
+  if (runtimeName !== "node")
+    assert.notEqual(
+      runtimeVersion,
+      process.versions.node,
+      "Bun and Deno report their own version, not Node's compatibility one",
+    );
   const help = await runCli(["--help"]);
   for (const command of ["run", "validate", "schema"]) assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
 });
@@ -135,7 +157,24 @@ export default {
   const { cliCommand } = await import("./helpers/cli.ts");
   const { spawn } = await import("node:child_process");
   const [command, prefix] = cliCommand();
-  const child = spawn(command, [...prefix, "run", "--repo-url", repo.bare, "--local-path", join(repo.root, "local"), "--runtime", runtime, "--listen", "off", "--log-format", "json"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(
+    command,
+    [
+      ...prefix,
+      "run",
+      "--repo-url",
+      repo.bare,
+      "--local-path",
+      join(repo.root, "local"),
+      "--runtime",
+      runtime,
+      "--listen",
+      "off",
+      "--log-format",
+      "json",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   t.after(() => child.kill("SIGKILL"));
   let out = "";
   child.stdout.on("data", (d) => (out += d));
@@ -146,7 +185,9 @@ export default {
   process.kill(child.pid!, "SIGTERM");
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => child.on("exit", (c, s) => resolve(c ?? (s as unknown as number))));
+  const code = await new Promise<number | null>((resolve) =>
+    child.on("exit", (c, s) => resolve(c ?? (s as unknown as number))),
+  );
   assert.equal(stderr, "", "nothing on stderr");
   assert.equal(code, 0);
   for (const line of out.trim().split("\n")) assert.doesNotThrow(() => JSON.parse(line), line);
@@ -155,7 +196,19 @@ export default {
 
 test("numeric-looking flag values reach the configuration as typed", async (t) => {
   const dir = await tempDir(t);
-  const result = await runCli(["plan", "--repo-url", join(dir, "missing"), "--branch", "1.10", "--token", "123456789", "--local-path", dir, "--url", "http://127.0.0.1:1"]);
+  const result = await runCli([
+    "plan",
+    "--repo-url",
+    join(dir, "missing"),
+    "--branch",
+    "1.10",
+    "--token",
+    "123456789",
+    "--local-path",
+    dir,
+    "--url",
+    "http://127.0.0.1:1",
+  ]);
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /branch 1\.10\)/, "the branch keeps its trailing zero");
   assert.doesNotMatch(result.stderr, /expected string/);
@@ -181,7 +234,10 @@ test("validate on a folder with no apps directory says so and exits 1, as run wo
   const result = await runCli(["validate", root]);
   assert.equal(result.exitCode, 1, result.stdout);
   assert.equal(result.stdout, "");
-  assert.match(result.stderr, new RegExp(`^error no apps directory found: ${join(root, "apps")} does not exist and ${root} holds no app specs`));
+  assert.match(
+    result.stderr,
+    new RegExp(`^error no apps directory found: ${join(root, "apps")} does not exist and ${root} holds no app specs`),
+  );
   const empty = join(root, "apps");
   await writeTree(empty, { ".keep": "" });
   for (const target of [root, empty]) {
@@ -201,6 +257,12 @@ test("an app whose dependency is missing is counted and listed as an error, not 
   assert.equal(text.exitCode, 1);
   assert.match(text.stdout, /✖ 1 valid app, 1 error, 0 warnings/);
   const json = JSON.parse((await runCli(["validate", root, "--json"])).stdout);
-  assert.deepEqual(json.apps.map((a: { name: string }) => a.name), ["ok"]);
-  assert.deepEqual(json.errors.map((e: { file: string }) => e.file), ["apps/orphan/app.yaml"]);
+  assert.deepEqual(
+    json.apps.map((a: { name: string }) => a.name),
+    ["ok"],
+  );
+  assert.deepEqual(
+    json.errors.map((e: { file: string }) => e.file),
+    ["apps/orphan/app.yaml"],
+  );
 });

@@ -5,7 +5,11 @@ import { defaultLocalPath, loadConfig } from "../src/config.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
 
 test("defaults fill every key but repo_url", async () => {
-  const config = await loadConfig({ file: undefined, env: {}, flags: { repoUrl: "https://git.example.com/gitops.git" } });
+  const config = await loadConfig({
+    file: undefined,
+    env: {},
+    flags: { repoUrl: "https://git.example.com/gitops.git" },
+  });
   assert.deepEqual(config, {
     repo_url: "https://git.example.com/gitops.git",
     branch: "main",
@@ -24,7 +28,10 @@ test("defaults fill every key but repo_url", async () => {
 test("flags beat env, env beats the file, the file beats defaults", async (t) => {
   const dir = await tempDir(t);
   const file = join(dir, "bc-gitops.yaml");
-  await writeTree(dir, { "bc-gitops.yaml": "repo_url: /srv/file-repo\nbranch: from-file\napps_dir: deploy\nreconcile_interval: 30s\nlog_format: json\n" });
+  await writeTree(dir, {
+    "bc-gitops.yaml":
+      "repo_url: /srv/file-repo\nbranch: from-file\napps_dir: deploy\nreconcile_interval: 30s\nlog_format: json\n",
+  });
   const config = await loadConfig({
     file,
     env: { BC_GITOPS_BRANCH: "from-env", BC_GITOPS_APPS_DIR: "env-apps", BC_GITOPS_RELOAD_BUDGET: "7", UNRELATED: "x" },
@@ -47,18 +54,62 @@ test("a relative repository path and local path are made absolute", async () => 
 });
 
 const BAD: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
-  ["a missing repo_url", { env: {}, flags: {} }, /repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml/],
-  ["a repo_url that looks like an option", { env: {}, flags: { repoUrl: "--upload-pack=touch /tmp/x" } }, /--repo-url: a git URL or path of the gitops repository must not start with "-"/],
-  ["a bad interval from the environment", { env: { BC_GITOPS_RECONCILE_INTERVAL: "often" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_RECONCILE_INTERVAL: expected a duration like 60000 or "60s", got "often"$/],
-  ["an apps_dir that escapes the repository", { env: {}, flags: { repoUrl: "/r", appsDir: "../etc" } }, /apps_dir must be a relative path inside the repository/],
+  [
+    "a missing repo_url",
+    { env: {}, flags: {} },
+    /repo_url is required: pass --repo-url URL, set BC_GITOPS_REPO_URL, or add repo_url to bc-gitops.yaml/,
+  ],
+  [
+    "a repo_url that looks like an option",
+    { env: {}, flags: { repoUrl: "--upload-pack=touch /tmp/x" } },
+    /--repo-url: a git URL or path of the gitops repository must not start with "-"/,
+  ],
+  [
+    "a bad interval from the environment",
+    { env: { BC_GITOPS_RECONCILE_INTERVAL: "often" }, flags: { repoUrl: "/r" } },
+    /BC_GITOPS_RECONCILE_INTERVAL: expected a duration like 60000 or "60s", got "often"$/,
+  ],
+  [
+    "an apps_dir that escapes the repository",
+    { env: {}, flags: { repoUrl: "/r", appsDir: "../etc" } },
+    /apps_dir must be a relative path inside the repository/,
+  ],
   ["a bad log format", { env: {}, flags: { repoUrl: "/r", logFormat: "xml" } }, /--log-format: .*"pretty"/],
-  ["a short token", { env: {}, flags: { repoUrl: "/r", token: "abc" } }, /^--token: must be at least 8 characters; use a long random string/],
-  ["a short webhook secret flag", { env: {}, flags: { repoUrl: "/r", webhookSecret: "abc" } }, /^--webhook-secret: must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`$/],
-  ["a short webhook secret variable", { env: { BC_GITOPS_WEBHOOK_SECRET: "abc" }, flags: { repoUrl: "/r" } }, /^BC_GITOPS_WEBHOOK_SECRET: must be at least 8 characters;/],
-  ["a --verify flag that is not JSON", { env: {}, flags: { repoUrl: "/r", verify: "ssh" } }, /^--verify: expected JSON, e.g. \{"mode":"ssh"/],
-  ["a bad verify mode from a flag", { env: {}, flags: { repoUrl: "/r", verify: '{"mode":"pgp"}' } }, /^--verify: verify\.mode: /],
-  ["verify JSON that does not parse", { env: { BC_GITOPS_VERIFY: "{mode" }, flags: { repoUrl: "/r" } }, /BC_GITOPS_VERIFY: expected JSON/],
-  ["a missing config file given explicitly", { file: "/nonexistent/bc-gitops.yaml", env: {}, flags: {} }, /cannot read config file \/nonexistent\/bc-gitops.yaml/],
+  [
+    "a short token",
+    { env: {}, flags: { repoUrl: "/r", token: "abc" } },
+    /^--token: must be at least 8 characters; use a long random string/,
+  ],
+  [
+    "a short webhook secret flag",
+    { env: {}, flags: { repoUrl: "/r", webhookSecret: "abc" } },
+    /^--webhook-secret: must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`$/,
+  ],
+  [
+    "a short webhook secret variable",
+    { env: { BC_GITOPS_WEBHOOK_SECRET: "abc" }, flags: { repoUrl: "/r" } },
+    /^BC_GITOPS_WEBHOOK_SECRET: must be at least 8 characters;/,
+  ],
+  [
+    "a --verify flag that is not JSON",
+    { env: {}, flags: { repoUrl: "/r", verify: "ssh" } },
+    /^--verify: expected JSON, e.g. \{"mode":"ssh"/,
+  ],
+  [
+    "a bad verify mode from a flag",
+    { env: {}, flags: { repoUrl: "/r", verify: '{"mode":"pgp"}' } },
+    /^--verify: verify\.mode: /,
+  ],
+  [
+    "verify JSON that does not parse",
+    { env: { BC_GITOPS_VERIFY: "{mode" }, flags: { repoUrl: "/r" } },
+    /BC_GITOPS_VERIFY: expected JSON/,
+  ],
+  [
+    "a missing config file given explicitly",
+    { file: "/nonexistent/bc-gitops.yaml", env: {}, flags: {} },
+    /cannot read config file \/nonexistent\/bc-gitops.yaml/,
+  ],
 ];
 
 for (const [name, sources, message] of BAD) {
@@ -74,20 +125,29 @@ for (const [name, sources, message] of BAD) {
 test("an unknown key in the config file is refused with a did-you-mean hint", async (t) => {
   const dir = await tempDir(t);
   await writeTree(dir, { "c.yaml": "repo_url: /r\nreconcile_intervall: 10s\n" });
-  await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), /c\.yaml: unknown key "reconcile_intervall" \(did you mean "reconcile_interval"\?\)/);
+  await assert.rejects(
+    loadConfig({ file: join(dir, "c.yaml"), env: {} }),
+    /c\.yaml: unknown key "reconcile_intervall" \(did you mean "reconcile_interval"\?\)/,
+  );
 });
 
 test("a short webhook secret in the config file is named once, with the minimum length", async (t) => {
   const dir = await tempDir(t);
   await writeTree(dir, { "c.yaml": "repo_url: /r\nwebhook_secret: short\n" });
   await assert.rejects(loadConfig({ file: join(dir, "c.yaml"), env: {} }), (error: Error) => {
-    assert.equal(error.message, `${join(dir, "c.yaml")}: webhook_secret: must be at least 8 characters; use a long random string, e.g. from \`openssl rand -hex 32\``);
+    assert.equal(
+      error.message,
+      `${join(dir, "c.yaml")}: webhook_secret: must be at least 8 characters; use a long random string, e.g. from \`openssl rand -hex 32\``,
+    );
     return true;
   });
 });
 
 test("every key can be given as a flag, verify as JSON like its variable", async () => {
-  const config = await loadConfig({ env: {}, flags: { repoUrl: "/r", gitTimeout: "5s", reloadBudget: "7", verify: '{"mode":"ssh","allowed_signers":"/s"}' } });
+  const config = await loadConfig({
+    env: {},
+    flags: { repoUrl: "/r", gitTimeout: "5s", reloadBudget: "7", verify: '{"mode":"ssh","allowed_signers":"/s"}' },
+  });
   assert.equal(config.git_timeout, 5000);
   assert.equal(config.reload_budget, 7);
   assert.deepEqual(config.verify, { mode: "ssh", allowed_signers: "/s" });
@@ -100,7 +160,10 @@ test("a config file that is not a mapping is refused", async (t) => {
 });
 
 test("values that look like numbers stay text, and host aliases stay remote", async () => {
-  const config = await loadConfig({ env: {}, flags: { repoUrl: "github:acme/gitops.git", branch: "1.10", token: "123456789" } });
+  const config = await loadConfig({
+    env: {},
+    flags: { repoUrl: "github:acme/gitops.git", branch: "1.10", token: "123456789" },
+  });
   assert.equal(config.branch, "1.10");
   assert.equal(config.token, "123456789");
   assert.equal(config.repo_url, "github:acme/gitops.git");
@@ -109,7 +172,10 @@ test("values that look like numbers stay text, and host aliases stay remote", as
 test("a loaded configuration becomes createAgent options key by key, and every agent key has an option", async () => {
   const { agentOptionsOf } = await import("../src/agent.ts");
   const { CONFIG_KEYS, loadConfig } = await import("../src/config.ts");
-  const config = await loadConfig({ env: {}, flags: { repo_url: "/tmp/r.git", branch: "prod", git_timeout: "5s", reload_budget: 7, webhook_secret: "12345678" } });
+  const config = await loadConfig({
+    env: {},
+    flags: { repo_url: "/tmp/r.git", branch: "prod", git_timeout: "5s", reload_budget: 7, webhook_secret: "12345678" },
+  });
   const options = agentOptionsOf(config) as unknown as Record<string, unknown>;
   assert.equal(options.repoUrl, "/tmp/r.git");
   assert.equal(options.branch, "prod");

@@ -12,15 +12,20 @@ import { agentFor, code, FIXTURES, until } from "./helpers/e2e.ts";
 import { gitopsRepo } from "./helpers/gitops-repo.ts";
 import { startRegistry } from "./helpers/registry.ts";
 
-
 const spec = (name: string, version: string, lines: string[] = []) =>
-  [`name: ${name}`, `version: "${version}"`, "source: { type: path, path: code/" + name + " }", ...lines].join("\n") + "\n";
+  [`name: ${name}`, `version: "${version}"`, "source: { type: path, path: code/" + name + " }", ...lines].join("\n") +
+  "\n";
 
 /** db: a fetch app (rt-fetch) checked over HTTP every 100 ms. */
-const db = (version = "1.0.0") => spec("db", version, ["env: { port: 0 }", "health: { type: http, path: /health, interval: 100, timeout: 1000 }"]);
+const db = (version = "1.0.0") =>
+  spec("db", version, ["env: { port: 0 }", "health: { type: http, path: /health, interval: 100, timeout: 1000 }"]);
 /** web: a lifecycle app (rt-server) that needs db. */
 const web = (version: string, env = "port: 0") =>
-  spec("web", version, [`env: { ${env} }`, "depends_on: [db]", "health: { type: http, path: /health, interval: 60s, timeout: 1000 }"]);
+  spec("web", version, [
+    `env: { ${env} }`,
+    "depends_on: [db]",
+    "health: { type: http, path: /health, interval: 60s, timeout: 1000 }",
+  ]);
 
 interface Answer {
   message: string;
@@ -44,7 +49,12 @@ async function refuses(port: unknown): Promise<void> {
 }
 
 test("the agent deploys real apps, gates a dependent on its dependency's health, upgrades, rolls back, reconfigures and removes", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web("1.0.0"), ...(await code("rt-fetch", "db")), ...(await code("rt-server", "web")) });
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": db(),
+    "apps/web/app.yaml": web("1.0.0"),
+    ...(await code("rt-fetch", "db")),
+    ...(await code("rt-server", "web")),
+  });
   const localPath = join(repo.root, "local");
   // db answers 503 on /health while this file exists (its data dir is <local_path>/data/db).
   const sick = join(localPath, "data", "db", "unhealthy");
@@ -53,26 +63,43 @@ test("the agent deploys real apps, gates a dependent on its dependency's health,
   const agent = agentFor(t, repo.bare, localPath);
 
   const first = await agent.start();
-  assert.deepEqual(first.actions.map((a) => [a.type, a.app, a.outcome]), [["deploy", "db", "ok"], ["deploy", "web", "pending"]]);
+  assert.deepEqual(
+    first.actions.map((a) => [a.type, a.app, a.outcome]),
+    [
+      ["deploy", "db", "ok"],
+      ["deploy", "web", "pending"],
+    ],
+  );
   assert.match(first.actions[1]!.reason ?? "", /waiting for db \(running, unknown\)/);
   assert.equal((await agent.getAppStatus("web"))?.status, "pending");
   assert.equal((await answer(agent, "db")).message, "rt-fetch says hello");
 
   await rm(sick);
-  await until("web to be deployed once db is healthy", async () => ((await agent.getAppStatus("web"))?.status === "running" ? true : undefined));
+  await until("web to be deployed once db is healthy", async () =>
+    (await agent.getAppStatus("web"))?.status === "running" ? true : undefined,
+  );
   assert.equal((await agent.getAppStatus("db"))?.health, "healthy");
   assert.deepEqual(await answer(agent, "web"), { message: "rt-server says hello", version: "1.0.0", env: { port: 0 } });
 
   // Upgrade: a version bump together with new code.
-  await repo.commit({ "apps/web/app.yaml": web("2.0.0"), "code/web/message.js": 'export const MESSAGE = "web two";\n' });
+  await repo.commit({
+    "apps/web/app.yaml": web("2.0.0"),
+    "code/web/message.js": 'export const MESSAGE = "web two";\n',
+  });
   const upgraded = await agent.reconcile();
-  assert.deepEqual(upgraded.actions.map((a) => [a.type, a.app, a.outcome]), [["upgrade", "web", "ok"]]);
+  assert.deepEqual(
+    upgraded.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["upgrade", "web", "ok"]],
+  );
   assert.deepEqual(await answer(agent, "web"), { message: "web two", version: "2.0.0", env: { port: 0 } });
 
   // A failing upgrade: 3.0.0 throws in start(); 2.0.0 comes back and the error shows in status.
   await repo.commit({ "apps/web/app.yaml": web("3.0.0", "port: 0, fail_start: true") });
   const failed = await agent.reconcile();
-  assert.deepEqual(failed.actions.map((a) => [a.type, a.app, a.outcome]), [["upgrade", "web", "failed"]]);
+  assert.deepEqual(
+    failed.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["upgrade", "web", "failed"]],
+  );
   assert.match(failed.actions[0]!.error ?? "", /rt-server 3\.0\.0 refuses to start; rolled back to 2\.0\.0$/);
   const rolledBack = await agent.getAppStatus("web");
   assert.equal(rolledBack?.version, "2.0.0");
@@ -83,14 +110,20 @@ test("the agent deploys real apps, gates a dependent on its dependency's health,
   // Reconfigure (rt-server has no reconfigure(): it is restarted with the new env).
   await repo.commit({ "apps/web/app.yaml": web("2.0.0", "port: 0, greeting: hej") });
   const reconfigured = await agent.reconcile();
-  assert.deepEqual(reconfigured.actions.map((a) => [a.type, a.app, a.outcome]), [["reconfigure", "web", "ok"]]);
+  assert.deepEqual(
+    reconfigured.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["reconfigure", "web", "ok"]],
+  );
   assert.deepEqual((await answer(agent, "web", (a) => a.env.greeting === "hej")).env, { port: 0, greeting: "hej" });
 
   // Remove: stopped, workspaces deleted, data kept.
   const port = (await agent.getAppStatus("web"))?.port;
   await repo.commit({ "apps/web/app.yaml": null });
   const removed = await agent.reconcile();
-  assert.deepEqual(removed.actions.map((a) => [a.type, a.app, a.outcome]), [["remove", "web", "ok"]]);
+  assert.deepEqual(
+    removed.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["remove", "web", "ok"]],
+  );
   assert.equal(await agent.getAppStatus("web"), undefined);
   await refuses(port);
   await assert.rejects(stat(join(localPath, "workspace", "web")), { code: "ENOENT" });
@@ -99,11 +132,22 @@ test("the agent deploys real apps, gates a dependent on its dependency's health,
 });
 
 test("a restarted agent brings its apps back from the workspace cache while the gitops remote is unreachable", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/db/app.yaml": db(), "apps/web/app.yaml": web("1.0.0"), ...(await code("rt-fetch", "db")), ...(await code("rt-server", "web")) });
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": db(),
+    "apps/web/app.yaml": web("1.0.0"),
+    ...(await code("rt-fetch", "db")),
+    ...(await code("rt-server", "web")),
+  });
   const localPath = join(repo.root, "local");
   const agent = agentFor(t, repo.bare, localPath);
   const first = await agent.start();
-  assert.deepEqual(first.actions.map((a) => [a.type, a.app, a.outcome]), [["deploy", "db", "ok"], ["deploy", "web", "ok"]]);
+  assert.deepEqual(
+    first.actions.map((a) => [a.type, a.app, a.outcome]),
+    [
+      ["deploy", "db", "ok"],
+      ["deploy", "web", "ok"],
+    ],
+  );
   const before = (await agent.getAppStatus("web")) as AppState;
   assert.equal((await answer(agent, "web")).version, "1.0.0");
   const workspaces = await readdir(join(localPath, "workspace", "web"));
@@ -136,9 +180,15 @@ test("an npm app from a registry runs, and comes back after an agent restart wit
   const localPath = join(repo.root, "local");
   const agent = agentFor(t, repo.bare, localPath);
   const first = await agent.start();
-  assert.deepEqual(first.actions.map((a) => [a.type, a.app, a.outcome]), [["deploy", "shop", "ok"]]);
+  assert.deepEqual(
+    first.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["deploy", "shop", "ok"]],
+  );
   assert.deepEqual(await answer(agent, "shop"), { message: "rt-fetch says hello", version: "1.0.0", env: { port: 0 } });
-  assert.ok(registry.requests.some((r) => r.endsWith(".tgz")), "the tarball was downloaded");
+  assert.ok(
+    registry.requests.some((r) => r.endsWith(".tgz")),
+    "the tarball was downloaded",
+  );
   await agent.stop();
 
   await registry.close();

@@ -11,12 +11,26 @@ import { gitopsRepo } from "./helpers/gitops-repo.ts";
 import { getJson, nestedFetchApp, until } from "./helpers/reload-apps.ts";
 
 /** Files of an app as repo paths under `code/<app>/`. */
-const under = (app: string, files: Record<string, string>) => Object.fromEntries(Object.entries(files).map(([path, text]) => [`code/${app}/${path}`, text]));
+const under = (app: string, files: Record<string, string>) =>
+  Object.fromEntries(Object.entries(files).map(([path, text]) => [`code/${app}/${path}`, text]));
 
 const spec = (name: string, version: string, source: string, isolation = "embedded") =>
-  [`name: ${name}`, `version: "${version}"`, `source: ${source}`, `isolation: ${isolation}`, "env: { port: 0 }", "health: { type: http, path: /health, interval: 60s, timeout: 2000 }", ""].join("\n");
+  [
+    `name: ${name}`,
+    `version: "${version}"`,
+    `source: ${source}`,
+    `isolation: ${isolation}`,
+    "env: { port: 0 }",
+    "health: { type: http, path: /health, interval: 60s, timeout: 2000 }",
+    "",
+  ].join("\n");
 
-function agentFor(t: TestContext, repoUrl: string, localPath: string, listen = "off"): { agent: Agent; events: TelemetryEvent[] } {
+function agentFor(
+  t: TestContext,
+  repoUrl: string,
+  localPath: string,
+  listen = "off",
+): { agent: Agent; events: TelemetryEvent[] } {
   const agent = createAgent({ repoUrl, localPath, runtime: "default", listen, reconcileInterval: "1h" });
   const events: TelemetryEvent[] = [];
   agent.on("*", (event) => events.push(event));
@@ -24,12 +38,17 @@ function agentFor(t: TestContext, repoUrl: string, localPath: string, listen = "
   return { agent, events };
 }
 
-const message = async (agent: Agent, app: string) => (await getJson<{ message: string }>((await agent.getAppStatus(app))?.port)).message;
-const outcomes = (result: { actions: { type: string; app: string; outcome: string }[] }) => result.actions.map((a) => [a.type, a.app, a.outcome]);
+const message = async (agent: Agent, app: string) =>
+  (await getJson<{ message: string }>((await agent.getAppStatus(app))?.port)).message;
+const outcomes = (result: { actions: { type: string; app: string; outcome: string }[] }) =>
+  result.actions.map((a) => [a.type, a.app, a.outcome]);
 
 for (const isolation of ["embedded", "worker"] as const) {
   test(`a same-version code change committed to the gitops repo is hot-reloaded by the agent itself (${isolation})`, async (t) => {
-    const repo = await gitopsRepo(t, { "apps/web/app.yaml": spec("web", "1.0.0", "{ type: path, path: code/web }", isolation), ...under("web", nestedFetchApp("one")) });
+    const repo = await gitopsRepo(t, {
+      "apps/web/app.yaml": spec("web", "1.0.0", "{ type: path, path: code/web }", isolation),
+      ...under("web", nestedFetchApp("one")),
+    });
     const localPath = join(repo.root, "local");
     const { agent, events } = agentFor(t, repo.bare, localPath);
     assert.deepEqual(outcomes(await agent.start()), [["deploy", "web", "ok"]]);
@@ -45,8 +64,13 @@ for (const isolation of ["embedded", "worker"] as const) {
     assert.equal(typeof stop.measurements.duration_ms, "number");
     assert.equal(stop.metadata.app, "web");
     const status = (await agent.getAppStatus("web"))!;
-    assert.deepEqual([status.reloads, status.port, status.revision, status.status], [1, deployed.port, stop.metadata.to_revision, "running"]);
-    const saved = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as { apps: Record<string, { revision: string; workspace: string }> };
+    assert.deepEqual(
+      [status.reloads, status.port, status.revision, status.status],
+      [1, deployed.port, stop.metadata.to_revision, "running"],
+    );
+    const saved = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as {
+      apps: Record<string, { revision: string; workspace: string }>;
+    };
     assert.deepEqual([saved.apps.web?.revision, saved.apps.web?.workspace], [status.revision, status.path]);
     assert.equal((await agent.status()).status, "synced");
 
@@ -70,7 +94,10 @@ for (const isolation of ["embedded", "worker"] as const) {
     assert.deepEqual((await agent.status()).errors, []);
 
     // A version bump is still an upgrade (a restart on the new code).
-    await repo.commit({ "apps/web/app.yaml": spec("web", "2.0.0", "{ type: path, path: code/web }", isolation), "code/web/lib/b.js": 'export const WORD = "four";\n' });
+    await repo.commit({
+      "apps/web/app.yaml": spec("web", "2.0.0", "{ type: path, path: code/web }", isolation),
+      "code/web/lib/b.js": 'export const WORD = "four";\n',
+    });
     assert.deepEqual(outcomes(await agent.reconcile()), [["upgrade", "web", "ok"]]);
     assert.equal(await message(agent, "web"), "a+four");
     assert.equal((await agent.getAppStatus("web"))?.version, "2.0.0");
@@ -79,17 +106,25 @@ for (const isolation of ["embedded", "worker"] as const) {
 
 test("POST /apps/:name/reload hot-reloads a git source app whose branch moved, and the next tick has nothing left to do", async (t) => {
   const code = await gitopsRepo(t, nestedFetchApp("one"));
-  const repo = await gitopsRepo(t, { "apps/api/app.yaml": spec("api", "1.0.0", `{ type: git, url: "${code.bare}", ref: main }`) });
+  const repo = await gitopsRepo(t, {
+    "apps/api/app.yaml": spec("api", "1.0.0", `{ type: git, url: "${code.bare}", ref: main }`),
+  });
   const { agent, events } = agentFor(t, repo.bare, join(repo.root, "local"), "127.0.0.1:0");
   await agent.start();
   assert.equal(await message(agent, "api"), "a+one");
   const head = await code.commit({ "lib/b.js": 'export const WORD = "two";\n' });
 
-  const response = await fetch(`http://${agent.address}/apps/api/reload`, { method: "POST", signal: AbortSignal.timeout(30_000) });
+  const response = await fetch(`http://${agent.address}/apps/api/reload`, {
+    method: "POST",
+    signal: AbortSignal.timeout(30_000),
+  });
   assert.equal(response.status, 200);
   assert.deepEqual(await response.json(), { app: "api", revision: head, modules: ["lib/b.js"] });
   assert.equal(await message(agent, "api"), "a+two");
-  assert.deepEqual([(await agent.getAppStatus("api"))?.revision, (await agent.getAppStatus("api"))?.reloads], [head, 1]);
+  assert.deepEqual(
+    [(await agent.getAppStatus("api"))?.revision, (await agent.getAppStatus("api"))?.reloads],
+    [head, 1],
+  );
   assert.deepEqual(events.find((e) => e.name === "bc_gitops:hot_reload:stop")?.metadata.modules, ["lib/b.js"]);
   assert.deepEqual(outcomes(await agent.reconcile()), [], "the reload was recorded");
 
@@ -99,7 +134,10 @@ test("POST /apps/:name/reload hot-reloads a git source app whose branch moved, a
   assert.equal(await message(agent, "api"), "a+three");
   assert.equal((await agent.getAppStatus("api"))?.revision, next);
   assert.deepEqual(await agent.hotReload("api"), { app: "api", revision: next, modules: [] });
-  const missing = await fetch(`http://${agent.address}/apps/nope/reload`, { method: "POST", signal: AbortSignal.timeout(5000) });
+  const missing = await fetch(`http://${agent.address}/apps/nope/reload`, {
+    method: "POST",
+    signal: AbortSignal.timeout(5000),
+  });
   assert.equal(missing.status, 404);
   await until("the metrics to count the reload", async () => {
     const text = await (await fetch(`http://${agent.address}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
@@ -107,7 +145,9 @@ test("POST /apps/:name/reload hot-reloads a git source app whose branch moved, a
   });
   const metrics = await (await fetch(`http://${agent.address}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
   assert.match(metrics, /^bc_gitops_app_memory_bytes\{app="api",isolation="embedded"\} \d+$/m);
-  const app = (await (await fetch(`http://${agent.address}/apps/api`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, unknown>;
+  const app = (await (
+    await fetch(`http://${agent.address}/apps/api`, { signal: AbortSignal.timeout(5000) })
+  ).json()) as Record<string, unknown>;
   assert.equal(typeof app.memory_mb, "number");
   assert.match(String(app.memory_source), /estimate/);
 });

@@ -46,7 +46,12 @@ describe("the three top-level forms of a bc_gitops spec", () => {
 
   test("a proplist spec converts to the same kind of object", () => {
     const text = `[{name, my_web_app}, {version, "1.0.0"}, {env, [{port, 8080}]}, {depends_on, [db_proxy]}].`;
-    assert.deepEqual(value(text), { name: "my_web_app", version: "1.0.0", env: { port: 8080 }, depends_on: ["db_proxy"] });
+    assert.deepEqual(value(text), {
+      name: "my_web_app",
+      version: "1.0.0",
+      env: { port: 8080 },
+      depends_on: ["db_proxy"],
+    });
   });
 
   test("the file:consult form (several pairs, each ending with a dot) converts to one object", () => {
@@ -58,7 +63,14 @@ describe("the three top-level forms of a bc_gitops spec", () => {
     ["one pair alone stays a tuple", "{name, my_app}.", ["name", "my_app"]],
     ["several terms that are not all pairs give an array", "a.\n{b, 1}.\n", ["a", ["b", 1]]],
     ["several non-pair terms give an array", "1. 2. three.", [1, 2, "three"]],
-    ["pairs with integer first elements are not a proplist", "{1, a}. {2, b}.", [[1, "a"], [2, "b"]]],
+    [
+      "pairs with integer first elements are not a proplist",
+      "{1, a}. {2, b}.",
+      [
+        [1, "a"],
+        [2, "b"],
+      ],
+    ],
     ["a single atom", "hello.", "hello"],
     ["the final dot may be followed by a comment", "hello. % done", "hello"],
     ["whitespace may sit between the term and its dot", "hello \n .", "hello"],
@@ -154,7 +166,7 @@ describe("syntax elements and their JS values", () => {
     ["an empty list", "[].", []],
     ["a list of integers stays a list", "[104, 105].", [104, 105]],
     ["nested lists", "[[1], [[2]]].", [[1], [[2]]]],
-    ["a tuple is an array", "{a, 1, <<\"x\">>}.", ["a", 1, "x"]],
+    ["a tuple is an array", '{a, 1, <<"x">>}.', ["a", 1, "x"]],
     ["an empty tuple", "{}.", []],
     ["a map with =>", "#{a => 1, b => two}.", { a: 1, b: "two" }],
     ["a map with :=", "#{a := 1}.", { a: 1 }],
@@ -166,7 +178,8 @@ describe("syntax elements and their JS values", () => {
     ["duplicate map keys: the last one wins, as in Erlang", "#{a => 1, a => 2}.", { a: 2 }],
     ["comments and blank lines anywhere", "% head\n[ % open\n a % first\n ,\n\n b ] % close\n. % end\n", ["a", "b"]],
   ];
-  for (const [name, text, expected] of cases) test(`${name}: ${text.trim()}`, () => assert.deepEqual(value(text), expected));
+  for (const [name, text, expected] of cases)
+    test(`${name}: ${text.trim()}`, () => assert.deepEqual(value(text), expected));
 });
 
 describe("proplists versus plain lists", () => {
@@ -185,7 +198,11 @@ describe("proplists versus plain lists", () => {
     ["an integer first element makes it a list", "[{1, a}].", [[1, "a"]]],
     ["a 3-tuple makes it a list", "[{a, 1, 2}].", [["a", 1, 2]]],
     ["a 1-tuple makes it a list", "[{a}].", [["a"]]],
-    ["a list inside a pair is converted on its own", "[{deps, [a, b]}, {env, [{k, v}]}].", { deps: ["a", "b"], env: { k: "v" } }],
+    [
+      "a list inside a pair is converted on its own",
+      "[{deps, [a, b]}, {env, [{k, v}]}].",
+      { deps: ["a", "b"], env: { k: "v" } },
+    ],
     ["a pair value may be a map", "[{env, #{port => 1}}].", { env: { port: 1 } }],
   ];
   for (const [name, text, expected] of cases) test(`${name}: ${text}`, () => assert.deepEqual(value(text), expected));
@@ -215,7 +232,7 @@ describe("locate()", () => {
   }
 
   test("locates inside proplists, tuples and the consult form", () => {
-    const text = "{name, my_app}.\n{env, [{port, 8080},\n       verbose]}.\n{hosts, [{a, \"x\"}, b]}.";
+    const text = '{name, my_app}.\n{env, [{port, 8080},\n       verbose]}.\n{hosts, [{a, "x"}, b]}.';
     const p = parseErlangTerms(text);
     assert.deepEqual(p.locate([]), { line: 1, column: 1 });
     assert.deepEqual(p.locate(["name"]), { line: 1, column: 8 });
@@ -272,25 +289,67 @@ describe("syntax errors say what is wrong and where", () => {
     ["an unterminated string", 'x.\n  "abc', 'unterminated string: missing closing "', 2, 3],
     ["an unterminated quoted atom", "[\n 'abc].", "unterminated quoted atom: missing closing '", 2, 2],
     ["an unterminated binary", '#{a => <<"x"', 'unterminated binary: "<<" is never closed by ">>"', 1, 8],
-    ["a binary closed by one >", '<<"x">.', /^expected "," or ">>" in binary, got ">" \(the binary opens at 1:1\)$/, 1, 6],
+    [
+      "a binary closed by one >",
+      '<<"x">.',
+      /^expected "," or ">>" in binary, got ">" \(the binary opens at 1:1\)$/,
+      1,
+      6,
+    ],
     ["an unterminated list", "[a,\n b", 'unterminated list: "[" is never closed by "]"', 1, 1],
     ["an unterminated tuple", "{a, b", 'unterminated tuple: "{" is never closed by "}"', 1, 1],
     ["an unterminated map", "#{a => 1,\n b => 2", 'unterminated map: "{" is never closed by "}"', 1, 2],
-    ["a missing comma in a list", "[a\n b].", 'expected "," or "]" after list element, got "b" (the list opens at 1:1)', 2, 2],
-    ["a missing comma in a map", "#{a => 1 b => 2}.", 'expected "," or "}" after map element, got "b" (the map opens at 1:2)', 1, 10],
+    [
+      "a missing comma in a list",
+      "[a\n b].",
+      'expected "," or "]" after list element, got "b" (the list opens at 1:1)',
+      2,
+      2,
+    ],
+    [
+      "a missing comma in a map",
+      "#{a => 1 b => 2}.",
+      'expected "," or "}" after map element, got "b" (the map opens at 1:2)',
+      1,
+      10,
+    ],
     ["a missing => in a map", "#{a 1}.", 'expected "=>" or ":=" after map key, got "1"', 1, 5],
     ["a map closed right after a key", "#{a}.", 'expected "=>" or ":=" after map key, got "}"', 1, 4],
-    ["a mismatched closing bracket", "[a, b}.", 'expected "," or "]" after list element, got "}" (the list opens at 1:1)', 1, 6],
+    [
+      "a mismatched closing bracket",
+      "[a, b}.",
+      'expected "," or "]" after list element, got "}" (the list opens at 1:1)',
+      1,
+      6,
+    ],
     ["an extra closing bracket", "[a]].", 'unbalanced "]": nothing is open here to close', 1, 4],
     ["a trailing comma", "[a, ].", /^unexpected "\]": expected a term/, 1, 5],
     ["a missing final dot", "#{a => 1}\n", 'missing "." after the last term', 1, 10],
     ["a missing dot between terms", "{a, 1}\n{b, 2}.", 'expected "." after the term, got "{"', 2, 1],
-    ["a dot glued to the next term", "{a, 1}.{b, 2}.", '"." ending a term must be followed by whitespace, a comment or the end of the file', 1, 8],
-    ["an unexpected character", "#{a => ;}.", 'unexpected ";": expected a term (atom, number, string, binary, list, tuple or map)', 1, 8],
+    [
+      "a dot glued to the next term",
+      "{a, 1}.{b, 2}.",
+      '"." ending a term must be followed by whitespace, a comment or the end of the file',
+      1,
+      8,
+    ],
+    [
+      "an unexpected character",
+      "#{a => ;}.",
+      'unexpected ";": expected a term (atom, number, string, binary, list, tuple or map)',
+      1,
+      8,
+    ],
     ["a NUL byte", "[a, \u0000].", /^unexpected character U\+0000: expected a term/, 1, 5],
     ["a variable", "#{a => Foo}.", /^unexpected "Foo": a variable is not a value/, 1, 8],
     ["an underscore variable", "[_].", /^unexpected "_": a variable/, 1, 2],
-    ["an improper list", "[a | b].", 'improper lists ("[Head | Tail]") are not supported; separate elements with ","', 1, 4],
+    [
+      "an improper list",
+      "[a | b].",
+      'improper lists ("[Head | Tail]") are not supported; separate elements with ","',
+      1,
+      4,
+    ],
     ["a list as a map key", "#{[a] => 1}.", "map keys must be atoms or strings", 1, 3],
     ["a float as a map key", "#{\n  1.5 => 1}.", "map keys must be atoms or strings", 2, 3],
     ["a tuple as a map key", "#{{a} => 1}.", "map keys must be atoms or strings", 1, 3],
@@ -346,7 +405,7 @@ describe("hostile input", () => {
 
   test("random binary garbage is a syntax error, decoded either way", () => {
     for (let seed = 1; seed <= 300; seed++) {
-      const raw = bytes(seed, 1 + (seed * 37) % 4096);
+      const raw = bytes(seed, 1 + ((seed * 37) % 4096));
       syntaxError(new TextDecoder("latin1").decode(raw));
       syntaxError(new TextDecoder("utf-8").decode(raw));
     }
@@ -358,7 +417,7 @@ describe("hostile input", () => {
   test("a prototype-pollution attempt stays an own key and pollutes nothing", () => {
     const texts = [
       "#{'__proto__' => #{polluted => true}}.",
-      "#{<<\"__proto__\">> => #{polluted => true}}.",
+      '#{<<"__proto__">> => #{polluted => true}}.',
       "[{'__proto__', [{polluted, true}]}].",
       "{'__proto__', #{polluted => true}}.\n{name, x}.",
     ];
@@ -393,21 +452,30 @@ describe("hostile input", () => {
   });
 
   test("a 10 MB spec parses, and a 10 MB broken one fails with a position", () => {
-    const item = '  #{name => app_N, version => <<"1.0.0">>, env => #{port => 8080, tags => [a, "b\\n", 1.5, 16#FF]}},\n';
+    const item =
+      '  #{name => app_N, version => <<"1.0.0">>, env => #{port => 8080, tags => [a, "b\\n", 1.5, 16#FF]}},\n';
     const count = Math.ceil(10_000_000 / item.length);
     const text = `[\n${item.repeat(count)}  last].\n`;
     assert.ok(text.length >= 10_000_000);
     const parsed = parseErlangTerms(text);
     const list = parsed.value as unknown[];
     assert.equal(list.length, count + 1);
-    assert.deepEqual(list[count - 1], { name: "app_N", version: "1.0.0", env: { port: 8080, tags: ["a", "b\n", 1.5, 255] } });
+    assert.deepEqual(list[count - 1], {
+      name: "app_N",
+      version: "1.0.0",
+      env: { port: 8080, tags: ["a", "b\n", 1.5, 255] },
+    });
     assert.equal(list[count], "last");
     assert.deepEqual(parsed.locate([count]), { line: count + 2, column: 3 });
     assert.deepEqual(parsed.locate([count - 1, "env", "port"]), { line: count + 1, column: 61 });
 
     assert.deepEqual(syntaxError(text.slice(0, -3)), ['unterminated list: "[" is never closed by "]"', 1, 1]);
     assert.deepEqual(syntaxError(`x.\n"${"a".repeat(10_000_000)}`), ['unterminated string: missing closing "', 2, 1]);
-    assert.deepEqual(syntaxError(`%${"%".repeat(10_000_000)}`), ['empty file: expected one term ending with "."', 1, 1]);
+    assert.deepEqual(syntaxError(`%${"%".repeat(10_000_000)}`), [
+      'empty file: expected one term ending with "."',
+      1,
+      1,
+    ]);
     const escapes = value(`"${"\\n".repeat(2_000_000)}".`) as string;
     assert.equal(escapes.length, 2_000_000);
     assert.equal(value(`<<${"7,".repeat(1_000_000)}200>>.`) as string, "\u0007".repeat(1_000_000) + "\u00c8");

@@ -31,7 +31,12 @@ function unitKeys(text: string): Map<string, string[]> {
 
 /** The variables an EnvironmentFile sets (comments and blank lines skipped). */
 function envFile(text: string): Record<string, string> {
-  return Object.fromEntries(text.split("\n").filter((l) => /^[A-Z_][A-Z0-9_]*=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter((l) => /^[A-Z_][A-Z0-9_]*=/.test(l))
+      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
 }
 
 /** The parts of a pod's container the sidecar test reads. */
@@ -64,12 +69,20 @@ test("the embedding example serves its own routes and the agent's API, and logs 
   assert.equal(status.app_count, 1);
   const app = JSON.parse((await getText(`${host.url}/gitops/apps/web`)).body);
   assert.deepEqual(await getText(`http://127.0.0.1:${app.port}/`), { status: 200, body: "web app" });
-  assert.ok(lines.some((l) => /^\[runtime\] deploy web 1\.0\.0: running, revision sha256-\w+ in \d+ ms$/.test(l)), lines.join("\n"));
+  assert.ok(
+    lines.some((l) => /^\[runtime\] deploy web 1\.0\.0: running, revision sha256-\w+ in \d+ ms$/.test(l)),
+    lines.join("\n"),
+  );
 
-  await repo.commit({ "apps/web/app.yaml": 'name: web\nversion: "1.0.1"\nsource: { type: path, path: code/web }\nenv: { port: 0 }\n' });
+  await repo.commit({
+    "apps/web/app.yaml": 'name: web\nversion: "1.0.1"\nsource: { type: path, path: code/web }\nenv: { port: 0 }\n',
+  });
   const tick = await getText(`${host.url}/gitops/reconcile`, { method: "POST" });
   assert.equal(tick.status, 200, tick.body);
-  assert.ok(lines.some((l) => l.startsWith("[runtime] upgrade web 1.0.0 -> 1.0.1: running")), lines.join("\n"));
+  assert.ok(
+    lines.some((l) => l.startsWith("[runtime] upgrade web 1.0.0 -> 1.0.1: running")),
+    lines.join("\n"),
+  );
 
   closed = true;
   await host.close();
@@ -87,13 +100,30 @@ test("the example's logging runtime forwards exactly the optional methods the wr
     getCurrentState: async () => ({}),
   };
   const optional = ["hotReload", "resolveRevision", "restart", "stopAll"] as const;
-  const full: Runtime = { ...required, hotReload: async () => ({ app: "a", revision: "r", modules: [] }), resolveRevision: async () => "r", restart: required.deploy, stopAll: async () => {} };
-  for (const [inner, expected] of [[required, false], [full, true]] as const) {
+  const full: Runtime = {
+    ...required,
+    hotReload: async () => ({ app: "a", revision: "r", modules: [] }),
+    resolveRevision: async () => "r",
+    restart: required.deploy,
+    stopAll: async () => {},
+  };
+  for (const [inner, expected] of [
+    [required, false],
+    [full, true],
+  ] as const) {
     const wrapped = loggingRuntime(inner, () => {});
     for (const method of optional) assert.equal(typeof wrapped[method] === "function", expected, method);
   }
   const lines: string[] = [];
-  const failing = loggingRuntime({ ...required, deploy: async () => { throw new Error("no space left"); } }, (l) => lines.push(l));
+  const failing = loggingRuntime(
+    {
+      ...required,
+      deploy: async () => {
+        throw new Error("no space left");
+      },
+    },
+    (l) => lines.push(l),
+  );
   await assert.rejects(failing.deploy({ name: "a", version: "1" } as never), /no space left/);
   assert.deepEqual(lines, ["deploy a 1 failed: no space left"]);
 });
@@ -133,7 +163,15 @@ test("the sidecar pod spec parses, matches the Dockerfile, and configures an age
   for (const doc of docs) assert.deepEqual(doc.errors, []);
   const [secret, pod] = docs.map((doc) => doc.toJS()) as [
     { kind: string; metadata: { name: string }; stringData: Record<string, string> },
-    { kind: string; spec: { initContainers: Container[]; containers: Container[]; volumes: { name: string }[]; securityContext: { fsGroup: number } } },
+    {
+      kind: string;
+      spec: {
+        initContainers: Container[];
+        containers: Container[];
+        volumes: { name: string }[];
+        securityContext: { fsGroup: number };
+      };
+    },
   ];
   assert.deepEqual([secret.kind, pod.kind], ["Secret", "Pod"]);
   const agent = pod.spec.initContainers.find((c) => c.name === "bc-gitops")!;
@@ -160,13 +198,20 @@ test("the sidecar pod spec parses, matches the Dockerfile, and configures an age
   await writeFile(empty, "");
   const config = await loadConfig({ file: empty, env });
   assert.equal(config.local_path, imageLocalPath);
-  assert.ok(agent.volumeMounts.some((m) => m.mountPath === config.local_path), "local_path is on a volume");
+  assert.ok(
+    agent.volumeMounts.some((m) => m.mountPath === config.local_path),
+    "local_path is on a volume",
+  );
   assert.doesNotThrow(() => controlApiAddress(config.listen, config.token), "a non-loopback listen has its token");
-  assert.equal(Number(config.listen.split(":").pop()), agent.ports?.find((p) => p.name === "gitops-api")?.containerPort);
+  assert.equal(
+    Number(config.listen.split(":").pop()),
+    agent.ports?.find((p) => p.name === "gitops-api")?.containerPort,
+  );
 
   const volumes = new Set(pod.spec.volumes.map((v) => v.name));
   for (const container of [...pod.spec.initContainers, ...pod.spec.containers]) {
-    for (const mount of container.volumeMounts) assert.ok(volumes.has(mount.name), `${container.name}: volume ${mount.name} exists`);
+    for (const mount of container.volumeMounts)
+      assert.ok(volumes.has(mount.name), `${container.name}: volume ${mount.name} exists`);
   }
   const shared = pod.spec.containers.flatMap((c) => c.volumeMounts).find((m) => m.name === "shared");
   assert.equal(shared?.readOnly, true, "the main container reads what the apps write");

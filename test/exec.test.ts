@@ -86,7 +86,7 @@ describe("exec", () => {
 
   test("a long stderr is cut to its last lines", async () => {
     const error = await failure(() =>
-      exec("sh", ["-c", "i=0; while [ $i -lt 3000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 1"]),
+      exec("sh", ["-c", 'i=0; while [ $i -lt 3000 ]; do echo "line $i" >&2; i=$((i+1)); done; exit 1']),
     );
     assert.ok(error.message.length < 2100, `message is ${error.message.length} characters`);
     assert.ok(error.message.endsWith("line 2999"));
@@ -114,7 +114,8 @@ describe("exec", () => {
       const script = 'echo "${BC_GITOPS_EXEC_TEST-unset} ${BC_GITOPS_EXEC_EXTRA-unset} ${PATH:+has-path}"';
       assert.equal((await exec("sh", ["-c", script])).stdout, "inherited unset has-path\n");
       assert.equal(
-        (await exec("sh", ["-c", script], { env: { BC_GITOPS_EXEC_EXTRA: "extra", BC_GITOPS_EXEC_TEST: undefined } })).stdout,
+        (await exec("sh", ["-c", script], { env: { BC_GITOPS_EXEC_EXTRA: "extra", BC_GITOPS_EXEC_TEST: undefined } }))
+          .stdout,
         "unset extra has-path\n",
       );
     } finally {
@@ -188,7 +189,10 @@ describe("exec", () => {
     const error = await failure(() => exec("sh", [url]));
     const everything = `${error.message} ${JSON.stringify(error.details)}`;
     assert.ok(!everything.includes("s3cret"), everything);
-    assert.match(error.message, /^sh https:\/\/\*\*\*@example\.invalid\/repo\.git failed \(exit \d+\): .*https:\/\/\*\*\*@/);
+    assert.match(
+      error.message,
+      /^sh https:\/\/\*\*\*@example\.invalid\/repo\.git failed \(exit \d+\): .*https:\/\/\*\*\*@/,
+    );
     assert.deepEqual(error.details.args, ["https://***@example.invalid/repo.git"]);
   });
 });
@@ -200,12 +204,16 @@ describe("endGroup", () => {
     return Number((await exec("sh", ["-c", script])).stdout.trim());
   }
 
-  test("a group that ignores SIGTERM gets SIGKILL after the grace, and endGroup resolves once nothing of it runs", { skip: !hasProc && "needs /proc to see a group's members" }, async () => {
-    const pgid = await leftGroup();
-    assert.equal((await groupMembers(pgid)).length, 1, "the sleep runs in the group after its leader exited");
-    assert.deepEqual(await endGroup(pgid, 200), { killed: true });
-    assert.deepEqual(await groupMembers(pgid), []);
-  });
+  test(
+    "a group that ignores SIGTERM gets SIGKILL after the grace, and endGroup resolves once nothing of it runs",
+    { skip: !hasProc && "needs /proc to see a group's members" },
+    async () => {
+      const pgid = await leftGroup();
+      assert.equal((await groupMembers(pgid)).length, 1, "the sleep runs in the group after its leader exited");
+      assert.deepEqual(await endGroup(pgid, 200), { killed: true });
+      assert.deepEqual(await groupMembers(pgid), []);
+    },
+  );
 
   test("a group that is gone is left alone", async () => {
     const pgid = await leftGroup();

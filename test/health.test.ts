@@ -17,10 +17,13 @@ async function flippingServer(t: TestContext): Promise<{ port: number; status: {
     res.writeHead(req.url === "/health" ? status.code : 404).end("body");
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  );
   return { port: (server.address() as { port: number }).port, status, paths };
 }
 
@@ -75,16 +78,25 @@ test("an http check is healthy on 2xx, and it takes three failures in a row to t
   server.status.code = 204;
   assert.deepEqual(await sequence(m, 1), ["healthy"]);
   assert.equal(m.lastError, undefined);
-  assert.deepEqual(changes, [["unknown", "healthy"], ["healthy", "unhealthy"], ["unhealthy", "healthy"]]);
+  assert.deepEqual(changes, [
+    ["unknown", "healthy"],
+    ["healthy", "unhealthy"],
+    ["unhealthy", "healthy"],
+  ]);
   assert.ok(server.paths.every((p) => p === "/health"));
 
   const checks = events.filter((e) => e.name === "bc_gitops:health:check");
-  assert.deepEqual(checks.map((e) => e.metadata.ok), [true, false, false, false, false, true]);
+  assert.deepEqual(
+    checks.map((e) => e.metadata.ok),
+    [true, false, false, false, false, true],
+  );
   for (const check of checks) {
     assert.equal(check.metadata.app, "web");
     assert.equal(typeof check.measurements.duration_ms, "number");
   }
-  const transitions = events.filter((e) => e.name === "bc_gitops:health:change").map((e) => [e.metadata.from, e.metadata.to]);
+  const transitions = events
+    .filter((e) => e.name === "bc_gitops:health:change")
+    .map((e) => [e.metadata.from, e.metadata.to]);
   assert.deepEqual(transitions, changes);
 });
 
@@ -105,8 +117,17 @@ test("a tcp check passes while something listens and fails once it is closed", a
 });
 
 test("a module check fails when health() returns false or throws", async (t) => {
-  const answers: (() => unknown)[] = [() => true, () => false, () => Promise.reject(new Error("db down")), async () => true];
-  const { m } = monitor(t, moduleProbe(() => answers.shift()!()), { threshold: 1 });
+  const answers: (() => unknown)[] = [
+    () => true,
+    () => false,
+    () => Promise.reject(new Error("db down")),
+    async () => true,
+  ];
+  const { m } = monitor(
+    t,
+    moduleProbe(() => answers.shift()!()),
+    { threshold: 1 },
+  );
   assert.deepEqual(await sequence(m, 1), ["healthy"]);
   assert.deepEqual(await sequence(m, 1), ["unhealthy"]);
   assert.equal(m.lastError, "health() returned false");
@@ -118,10 +139,13 @@ test("a module check fails when health() returns false or throws", async (t) => 
 test("a check that outlives its timeout fails", async (t) => {
   const hung = createHttpServer(() => {}); // accepts, never answers
   await new Promise<void>((resolve) => hung.listen(0, "127.0.0.1", resolve));
-  t.after(() => new Promise<void>((resolve) => {
-    hung.close(() => resolve());
-    hung.closeAllConnections();
-  }));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        hung.close(() => resolve());
+        hung.closeAllConnections();
+      }),
+  );
   const port = (hung.address() as { port: number }).port;
   const { m } = monitor(t, httpProbe({ host: "127.0.0.1", port, path: "/" }), { timeoutMs: 150, threshold: 1 });
   assert.equal(await m.checkNow(), "unhealthy");
@@ -132,10 +156,14 @@ test("started checks run on the interval until stopped, and a check asked for du
   let calls = 0;
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  const { m, events } = monitor(t, async () => {
-    calls++;
-    if (calls === 1) await gate;
-  }, { intervalMs: 20 });
+  const { m, events } = monitor(
+    t,
+    async () => {
+      calls++;
+      if (calls === 1) await gate;
+    },
+    { intervalMs: 20 },
+  );
   const first = m.checkNow();
   const joined = m.checkNow();
   assert.equal(first, joined);
@@ -161,7 +189,8 @@ test("probeFor builds the probe the spec asks for, on the address it is given", 
   const spec = (health: Record<string, unknown>) => AppSpec.parse({ name: "web", version: "1", health }).health;
   const at = { host: "127.0.0.1", port: server.port };
   assert.equal(probeFor(spec({ type: "none" }), at), undefined);
-  const probe = (health: Record<string, unknown>, target: Parameters<typeof probeFor>[1] = at) => probeFor(spec(health), target)!(new AbortController().signal);
+  const probe = (health: Record<string, unknown>, target: Parameters<typeof probeFor>[1] = at) =>
+    probeFor(spec(health), target)!(new AbortController().signal);
   await probe({ type: "http", path: "/health" });
   await assert.rejects(probe({ type: "http" }), /GET \/ answered 404/);
   await probe({ type: "tcp" });

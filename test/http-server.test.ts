@@ -3,7 +3,17 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import type { TestContext } from "node:test";
 import { GitopsError } from "../src/errors.ts";
-import { formatAddress, isLoopback, isLoopbackHost, listen, parseListen, serve, type FetchHandler, type HttpListener, type ListenOptions } from "../src/http-server.ts";
+import {
+  formatAddress,
+  isLoopback,
+  isLoopbackHost,
+  listen,
+  parseListen,
+  serve,
+  type FetchHandler,
+  type HttpListener,
+  type ListenOptions,
+} from "../src/http-server.ts";
 
 // Each server case runs on the runtime's own server (Bun.serve / Deno.serve) and on node:http, the one Node uses.
 const ENGINES = ["native", "node"] as const;
@@ -21,7 +31,11 @@ test("listen addresses parse into a host and port; a bare port is loopback, :POR
   ];
   for (const [listen, hostname, port] of cases) assert.deepEqual(parseListen(listen), { hostname, port }, listen);
   for (const bad of ["", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "http://127.0.0.1:9477", "::1:9477", "a b:1"]) {
-    assert.throws(() => parseListen(bad), (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG" && /expected HOST:PORT/.test(e.message), bad);
+    assert.throws(
+      () => parseListen(bad),
+      (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG" && /expected HOST:PORT/.test(e.message),
+      bad,
+    );
   }
 });
 
@@ -75,10 +89,19 @@ const echo: FetchHandler = async (request) => {
   const url = new URL(request.url);
   if (url.pathname === "/throw") throw new Error("handler bug with a secret inside");
   const body = request.method === "POST" ? await request.text() : "";
-  return new Response(JSON.stringify({ method: request.method, path: url.pathname, query: url.search, header: request.headers.get("x-test"), body }), {
-    status: url.pathname === "/created" ? 201 : 200,
-    headers: { "content-type": "application/json", "x-reply": "yes" },
-  });
+  return new Response(
+    JSON.stringify({
+      method: request.method,
+      path: url.pathname,
+      query: url.search,
+      header: request.headers.get("x-test"),
+      body,
+    }),
+    {
+      status: url.pathname === "/created" ? 201 : 200,
+      headers: { "content-type": "application/json", "x-reply": "yes" },
+    },
+  );
 };
 
 for (const engine of ENGINES) {
@@ -120,13 +143,19 @@ for (const engine of ENGINES) {
     t.after(() => first.close());
     await assert.rejects(
       serve(echo, { hostname: "127.0.0.1", port: first.port, engine }),
-      (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG" && e.message === `cannot listen on 127.0.0.1:${first.port}: the address is already in use`,
+      (e: unknown) =>
+        e instanceof GitopsError &&
+        e.code === "E_CONFIG" &&
+        e.message === `cannot listen on 127.0.0.1:${first.port}: the address is already in use`,
     );
   });
 }
 
 // listen(): the fetch apps' server, with a swappable handler.
-async function open(t: TestContext, options: Partial<ListenOptions> & Pick<ListenOptions, "handler">): Promise<HttpListener> {
+async function open(
+  t: TestContext,
+  options: Partial<ListenOptions> & Pick<ListenOptions, "handler">,
+): Promise<HttpListener> {
   const listener = await listen({ host: "127.0.0.1", port: 0, closeTimeoutMs: 1000, ...options });
   t.after(() => listener.close());
   return listener;
@@ -141,12 +170,21 @@ for (const engine of ENGINES) {
         engine,
         handler: (request) => {
           const u = new URL(request.url);
-          return Response.json({ method: request.method, path: u.pathname, query: u.search, header: request.headers.get("x-test") });
+          return Response.json({
+            method: request.method,
+            path: u.pathname,
+            query: u.search,
+            header: request.headers.get("x-test"),
+          });
         },
       });
       assert.ok(listener.port > 0);
       assert.equal(listener.host, "127.0.0.1");
-      const response = await fetch(url(listener, "/a/b?c=1"), { method: "PUT", headers: { "x-test": "yes" }, body: "" });
+      const response = await fetch(url(listener, "/a/b?c=1"), {
+        method: "PUT",
+        headers: { "x-test": "yes" },
+        body: "",
+      });
       assert.equal(response.status, 200);
       assert.deepEqual(await response.json(), { method: "PUT", path: "/a/b", query: "?c=1", header: "yes" });
     });
@@ -206,7 +244,11 @@ for (const engine of ENGINES) {
         assert.equal(response.status, 500, path);
         await response.text();
       }
-      assert.deepEqual(errors, ["handler exploded", "handler rejected", "the app's fetch() returned undefined, not a Response"]);
+      assert.deepEqual(errors, [
+        "handler exploded",
+        "handler rejected",
+        "the app's fetch() returned undefined, not a Response",
+      ]);
     });
 
     test("a taken port is an error that names the address", async (t) => {
@@ -214,13 +256,16 @@ for (const engine of ENGINES) {
       await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
       t.after(() => new Promise<void>((resolve) => taken.close(() => resolve())));
       const port = (taken.address() as { port: number }).port;
-      await assert.rejects(listen({ host: "127.0.0.1", port, engine, handler: () => new Response("") }), (error: unknown) => {
-        assert.ok(error instanceof GitopsError);
-        assert.equal(error.code, "E_RUNTIME");
-        assert.equal(error.retry, "backoff");
-        assert.match(error.message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is in use`));
-        return true;
-      });
+      await assert.rejects(
+        listen({ host: "127.0.0.1", port, engine, handler: () => new Response("") }),
+        (error: unknown) => {
+          assert.ok(error instanceof GitopsError);
+          assert.equal(error.code, "E_RUNTIME");
+          assert.equal(error.retry, "backoff");
+          assert.match(error.message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is in use`));
+          return true;
+        },
+      );
     });
 
     test("close stops listening, is idempotent, and does not wait past its deadline for a hung request", async (t) => {

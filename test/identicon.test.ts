@@ -50,9 +50,7 @@ function gridOf(svg: string, cell: number, margin: number): boolean[][] {
 /** The grid the algorithm prescribes, read straight off the md5 hex: bits of bytes 3.., MSB first. */
 function expectedGrid(name: string): boolean[][] {
   const hex = createHash("md5").update(name).digest("hex");
-  const bits = [...hex.slice(6, 22)]
-    .map((h) => parseInt(h, 16).toString(2).padStart(4, "0"))
-    .join("");
+  const bits = [...hex.slice(6, 22)].map((h) => parseInt(h, 16).toString(2).padStart(4, "0")).join("");
   return [0, 1, 2, 3, 4].map((r) => {
     const [a, b, c] = [...bits.slice(r * 3, r * 3 + 3)].map((ch) => ch === "1");
     return [a, b, c, b, a].map(Boolean);
@@ -104,7 +102,13 @@ describe("identiconSvg", () => {
 
   test("db_proxy draws the grid its md5 bytes 3-4 (1f f1) prescribe: three full middle rows", () => {
     const row = (on: boolean) => [on, on, on, on, on];
-    assert.deepEqual(gridOf(identiconSvg("db_proxy"), 12, 1), [row(false), row(true), row(true), row(true), row(false)]);
+    assert.deepEqual(gridOf(identiconSvg("db_proxy"), 12, 1), [
+      row(false),
+      row(true),
+      row(true),
+      row(true),
+      row(false),
+    ]);
   });
 
   for (const name of ["demo_uptime", "my_web_app", "db_proxy", "test_app", "a", "x.y-z_9"]) {
@@ -195,7 +199,11 @@ describe("iconFor", () => {
       want: { type: "base64", value: "PHN2Zy8+", mime_type: "image/svg+xml" },
     },
     { why: "a url icon with no value falls back to the identicon", icon: { type: "url" }, want: identicon },
-    { why: "a base64 icon with an empty value falls back to the identicon", icon: { type: "base64", value: "" }, want: identicon },
+    {
+      why: "a base64 icon with an empty value falls back to the identicon",
+      icon: { type: "base64", value: "" },
+      want: identicon,
+    },
   ];
   for (const { why, icon, want } of cases) {
     test(why, () => {

@@ -21,7 +21,11 @@ const BODY: Record<string, string> = {
   config: ERLANG_SPEC,
 };
 
-async function load(t: Parameters<typeof tempDir>[0], files: Record<string, string | Uint8Array>, strict = false): Promise<LoadResult> {
+async function load(
+  t: Parameters<typeof tempDir>[0],
+  files: Record<string, string | Uint8Array>,
+  strict = false,
+): Promise<LoadResult> {
   const root = await tempDir(t);
   await writeTree(root, files);
   return loadApps(join(root, "apps"), { root, strict });
@@ -66,43 +70,178 @@ test("directories without a spec file, hidden directories and plain files in app
     "apps/web/app.yaml": YAML_SPEC,
   });
   assert.deepEqual(result.errors, []);
-  assert.deepEqual(result.apps.map((a) => a.spec.name), ["web"]);
+  assert.deepEqual(
+    result.apps.map((a) => a.spec.name),
+    ["web"],
+  );
 });
 
-const BAD: Array<{ name: string; files: Record<string, string | Uint8Array>; error: RegExp; at?: [number, number]; path?: string }> = [
-  { name: "bad YAML syntax", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nenv: [1, 2\nport: 3\n' }, error: /invalid YAML/, at: [4, 1] },
-  { name: "bad JSON syntax", files: { "apps/x/app.json": '{\n  "name": "x",\n  "version": "1",,\n}' }, error: /invalid JSON/ },
+const BAD: Array<{
+  name: string;
+  files: Record<string, string | Uint8Array>;
+  error: RegExp;
+  at?: [number, number];
+  path?: string;
+}> = [
+  {
+    name: "bad YAML syntax",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nenv: [1, 2\nport: 3\n' },
+    error: /invalid YAML/,
+    at: [4, 1],
+  },
+  {
+    name: "bad JSON syntax",
+    files: { "apps/x/app.json": '{\n  "name": "x",\n  "version": "1",,\n}' },
+    error: /invalid JSON/,
+  },
   { name: "bad Erlang syntax", files: { "apps/x/app.config": '#{name => x,\n  version => <<"1">>\n' }, error: /./ },
-  { name: "a numeric version", files: { "apps/x/app.yaml": "name: x\nversion: 1.0\n" }, error: /expected a string, got the number 1: quote it/, at: [2, 10], path: "version" },
-  { name: "a version of the wrong type", files: { "apps/x/app.json": '{"name": "x", "version": ["1"]}' }, error: /expected a version string/, path: "version" },
-  { name: "an unknown source type", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource:\n  type: ftp\n' }, error: /expected type to be one of npm, git, path, tarball, got "ftp"/, at: [4, 9], path: "source.type" },
-  { name: "a hex source", files: { "apps/x/app.config": '#{name => x, version => <<"1">>, source => #{type => hex}}.' }, error: /^source type "hex" fetches Erlang\/Elixir packages from hex\.pm, which bc-gitops does not install; publish the app to npm and use type: npm/, path: "source.type" },
-  { name: "a mesh source", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: mesh }\n' }, error: /^source type "mesh" fetches from Macula's content system, which bc-gitops does not support; use type: npm, git, tarball or path$/, path: "source.type" },
-  { name: "a git source without url", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git }\n' }, error: /expected a git URL/, path: "source.url" },
-  { name: "a git ref starting with a dash", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git, url: /r, ref: "--upload-pack=x" }\n' }, error: /must not start with "-"/, path: "source.ref" },
-  { name: "a tarball without a checksum", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: tarball, url: "https://h/x.tgz" }\n' }, error: /needs sha256 or integrity/ },
-  { name: "a name that escapes a directory", files: { "apps/x/app.yaml": 'name: ../../etc\nversion: "1"\n' }, error: /not a valid app name/, path: "name" },
-  { name: "a name with a slash", files: { "apps/x/app.yaml": 'name: a/b\nversion: "1"\n' }, error: /not a valid app name/, path: "name" },
-  { name: "a name starting with a dot", files: { "apps/x/app.yaml": 'name: .hidden\nversion: "1"\n' }, error: /not a valid app name/, path: "name" },
-  { name: "an entry outside the package", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nentry: ../../server.js\n' }, error: /relative path inside the app/, path: "entry" },
-  { name: "a bad duration", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nhealth:\n  type: http\n  interval: soon\n' }, error: /expected a duration like 30000 or "30s", got "soon"/, at: [5, 13], path: "health.interval" },
-  { name: "a bad isolation", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nisolation: docker\n' }, error: /expected one of embedded, worker, process/, path: "isolation" },
-  { name: "env that is not a mapping", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nenv: [a, b]\n' }, error: /expected a mapping of settings/, path: "env" },
-  { name: "a dependency on itself", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\ndepends_on: [x]\n' }, error: /cannot depend on itself/, path: "depends_on[0]" },
-  { name: "a missing name", files: { "apps/x/app.yaml": 'version: "1"\n' }, error: /expected an app name, got nothing/, path: "name" },
-  { name: "a list instead of a mapping", files: { "apps/x/app.yaml": "- name: x\n" }, error: /expected a mapping of spec fields/ },
+  {
+    name: "a numeric version",
+    files: { "apps/x/app.yaml": "name: x\nversion: 1.0\n" },
+    error: /expected a string, got the number 1: quote it/,
+    at: [2, 10],
+    path: "version",
+  },
+  {
+    name: "a version of the wrong type",
+    files: { "apps/x/app.json": '{"name": "x", "version": ["1"]}' },
+    error: /expected a version string/,
+    path: "version",
+  },
+  {
+    name: "an unknown source type",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource:\n  type: ftp\n' },
+    error: /expected type to be one of npm, git, path, tarball, got "ftp"/,
+    at: [4, 9],
+    path: "source.type",
+  },
+  {
+    name: "a hex source",
+    files: { "apps/x/app.config": '#{name => x, version => <<"1">>, source => #{type => hex}}.' },
+    error:
+      /^source type "hex" fetches Erlang\/Elixir packages from hex\.pm, which bc-gitops does not install; publish the app to npm and use type: npm/,
+    path: "source.type",
+  },
+  {
+    name: "a mesh source",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: mesh }\n' },
+    error:
+      /^source type "mesh" fetches from Macula's content system, which bc-gitops does not support; use type: npm, git, tarball or path$/,
+    path: "source.type",
+  },
+  {
+    name: "a git source without url",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git }\n' },
+    error: /expected a git URL/,
+    path: "source.url",
+  },
+  {
+    name: "a git ref starting with a dash",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: git, url: /r, ref: "--upload-pack=x" }\n' },
+    error: /must not start with "-"/,
+    path: "source.ref",
+  },
+  {
+    name: "a tarball without a checksum",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: tarball, url: "https://h/x.tgz" }\n' },
+    error: /needs sha256 or integrity/,
+  },
+  {
+    name: "a name that escapes a directory",
+    files: { "apps/x/app.yaml": 'name: ../../etc\nversion: "1"\n' },
+    error: /not a valid app name/,
+    path: "name",
+  },
+  {
+    name: "a name with a slash",
+    files: { "apps/x/app.yaml": 'name: a/b\nversion: "1"\n' },
+    error: /not a valid app name/,
+    path: "name",
+  },
+  {
+    name: "a name starting with a dot",
+    files: { "apps/x/app.yaml": 'name: .hidden\nversion: "1"\n' },
+    error: /not a valid app name/,
+    path: "name",
+  },
+  {
+    name: "an entry outside the package",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nentry: ../../server.js\n' },
+    error: /relative path inside the app/,
+    path: "entry",
+  },
+  {
+    name: "a bad duration",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nhealth:\n  type: http\n  interval: soon\n' },
+    error: /expected a duration like 30000 or "30s", got "soon"/,
+    at: [5, 13],
+    path: "health.interval",
+  },
+  {
+    name: "a bad isolation",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nisolation: docker\n' },
+    error: /expected one of embedded, worker, process/,
+    path: "isolation",
+  },
+  {
+    name: "env that is not a mapping",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nenv: [a, b]\n' },
+    error: /expected a mapping of settings/,
+    path: "env",
+  },
+  {
+    name: "a dependency on itself",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\ndepends_on: [x]\n' },
+    error: /cannot depend on itself/,
+    path: "depends_on[0]",
+  },
+  {
+    name: "a missing name",
+    files: { "apps/x/app.yaml": 'version: "1"\n' },
+    error: /expected an app name, got nothing/,
+    path: "name",
+  },
+  {
+    name: "a list instead of a mapping",
+    files: { "apps/x/app.yaml": "- name: x\n" },
+    error: /expected a mapping of spec fields/,
+  },
   { name: "an empty file", files: { "apps/x/app.yaml": "" }, error: /file is empty/ },
-  { name: "a file of only comments", files: { "apps/x/app.yaml": "# nothing yet\n" }, error: /expected a mapping of spec fields.*got nothing/ },
-  { name: "binary garbage", files: { "apps/x/app.yaml": new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 0xff, 0xfe]) }, error: /NUL bytes/ },
-  { name: "invalid UTF-8", files: { "apps/x/app.json": new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]) }, error: /not valid UTF-8/ },
-  { name: "a 10 MB file", files: { "apps/x/app.yaml": `name: x\nversion: "1"\ndescription: ${"x".repeat(10 * 1024 * 1024)}\n` }, error: /at most 1 MB/ },
-  { name: "duplicated YAML keys", files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nversion: "2"\n' }, error: /unique/, at: [3, 1] },
+  {
+    name: "a file of only comments",
+    files: { "apps/x/app.yaml": "# nothing yet\n" },
+    error: /expected a mapping of spec fields.*got nothing/,
+  },
+  {
+    name: "binary garbage",
+    files: { "apps/x/app.yaml": new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 0xff, 0xfe]) },
+    error: /NUL bytes/,
+  },
+  {
+    name: "invalid UTF-8",
+    files: { "apps/x/app.json": new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]) },
+    error: /not valid UTF-8/,
+  },
+  {
+    name: "a 10 MB file",
+    files: { "apps/x/app.yaml": `name: x\nversion: "1"\ndescription: ${"x".repeat(10 * 1024 * 1024)}\n` },
+    error: /at most 1 MB/,
+  },
+  {
+    name: "duplicated YAML keys",
+    files: { "apps/x/app.yaml": 'name: x\nversion: "1"\nversion: "2"\n' },
+    error: /unique/,
+    at: [3, 1],
+  },
 ];
 
 for (const c of BAD) {
   test(`${c.name} is an error naming the file, and the valid app beside it still loads`, async (t) => {
     const result = await load(t, { ...c.files, "apps/good/app.yaml": 'name: good\nversion: "1.0.0"\n' });
-    assert.deepEqual(result.apps.map((a) => a.spec.name), ["good"]);
+    assert.deepEqual(
+      result.apps.map((a) => a.spec.name),
+      ["good"],
+    );
     assert.equal(result.errors.length >= 1, true, "an error is reported");
     const error = result.errors[0]!;
     assert.equal(error.file, Object.keys(c.files)[0]);
@@ -119,8 +258,14 @@ test("duplicate names are an error on both files and neither app loads", async (
     "apps/b/app.json": '{"name": "same", "version": "2"}',
     "apps/c/app.yaml": 'name: c\nversion: "1"\n',
   });
-  assert.deepEqual(result.apps.map((a) => a.spec.name), ["c"]);
-  assert.deepEqual(result.errors.map((e) => e.file), ["apps/a/app.yaml", "apps/b/app.json"]);
+  assert.deepEqual(
+    result.apps.map((a) => a.spec.name),
+    ["c"],
+  );
+  assert.deepEqual(
+    result.errors.map((e) => e.file),
+    ["apps/a/app.yaml", "apps/b/app.json"],
+  );
   assert.match(result.errors[0]!.message, /duplicate app name "same": also used by apps\/b\/app.json/);
   assert.deepEqual([result.errors[0]!.line, result.errors[0]!.column], [1, 7]);
   assert.ok(result.invalid.includes("same"));
@@ -142,7 +287,7 @@ test("unknown keys are warnings with a did-you-mean hint, and the app still load
   );
 });
 
-test("a source key that only another source type takes says which types take it, not \"did you mean\" itself", async (t) => {
+test('a source key that only another source type takes says which types take it, not "did you mean" itself', async (t) => {
   const result = await load(t, {
     "apps/x/app.yaml": 'name: x\nversion: "1"\nsource: { type: npm, url: "https://h/x.tgz" }\n',
     "apps/y/app.yaml": 'name: y\nversion: "1"\nsource: { type: git, url: /r, rf: main }\n',
@@ -159,13 +304,20 @@ test("a source key that only another source type takes says which types take it,
 });
 
 test("strict mode turns warnings into errors and keeps the app out", async (t) => {
-  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\nlicense: MIT\ncommand: [node, s.js]\n' }, true);
+  const result = await load(
+    t,
+    { "apps/x/app.yaml": 'name: x\nversion: "1"\nlicense: MIT\ncommand: [node, s.js]\n' },
+    true,
+  );
   assert.equal(result.apps.length, 0);
   assert.equal(result.warnings.length, 0);
-  assert.deepEqual(result.errors.map((e) => e.message), [
-    'unknown key "license" (refused by --strict)',
-    "command is only used with isolation: process (this app is embedded) (refused by --strict)",
-  ]);
+  assert.deepEqual(
+    result.errors.map((e) => e.message),
+    [
+      'unknown key "license" (refused by --strict)',
+      "command is only used with isolation: process (this app is embedded) (refused by --strict)",
+    ],
+  );
   for (const e of result.errors) assert.doesNotMatch(e.message, /ignored/, "an error does not say it is ignored");
   assert.deepEqual(result.invalid, ["x"]);
 });
@@ -181,7 +333,8 @@ test("a spec written for bc_gitops in Erlang terms loads with its git source and
     health => #{ type => http, port => 8080, path => <<"/health">>, interval => 30000, timeout => 5000 },
     depends_on => [db_proxy]
 }.`,
-    "apps/db_proxy/config": '[{name, db_proxy}, {version, "0.3.0"}, {env, []}, {icon, [{type, url}, {value, "https://x/i.png"}]}].',
+    "apps/db_proxy/config":
+      '[{name, db_proxy}, {version, "0.3.0"}, {env, []}, {icon, [{type, url}, {value, "https://x/i.png"}]}].',
   });
   assert.deepEqual(result.errors, []);
   const [db, web] = result.apps.map((a) => a.spec);
@@ -228,21 +381,45 @@ test("health.port stays unset unless the spec sets it (the app is then checked w
     "apps/b/app.yaml": 'name: b\nversion: "1"\nhealth: { type: tcp }\n',
     "apps/c/app.yaml": 'name: c\nversion: "1"\nenv: { port: 0 }\nhealth: { type: http, port: 8080, interval: 2m }\n',
   });
-  assert.deepEqual(result.apps.map((a) => [a.spec.health.port, a.spec.health.interval]), [[undefined, 30000], [undefined, 30000], [8080, 120000]]);
+  assert.deepEqual(
+    result.apps.map((a) => [a.spec.health.port, a.spec.health.interval]),
+    [
+      [undefined, 30000],
+      [undefined, 30000],
+      [8080, 120000],
+    ],
+  );
 });
 
 test("fields that have no effect as written are warnings", async (t) => {
-  const result = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\ncommand: [node, s.js]\nlimits: { memory_mb: 64 }\nreload_signal: SIGHUP\n' });
+  const result = await load(t, {
+    "apps/x/app.yaml":
+      'name: x\nversion: "1"\ncommand: [node, s.js]\nlimits: { memory_mb: 64 }\nreload_signal: SIGHUP\n',
+  });
   assert.equal(result.apps.length, 1);
-  assert.deepEqual(result.warnings.map((w) => w.path), ["command", "limits", "reload_signal"]);
-  assert.equal(result.warnings[2]!.message, "reload_signal is only used with isolation: process (this app is embedded); it is ignored");
-  const proc = await load(t, { "apps/x/app.yaml": 'name: x\nversion: "1"\nisolation: process\ncommand: [node, s.js]\nreload_signal: SIGHUP\n' });
+  assert.deepEqual(
+    result.warnings.map((w) => w.path),
+    ["command", "limits", "reload_signal"],
+  );
+  assert.equal(
+    result.warnings[2]!.message,
+    "reload_signal is only used with isolation: process (this app is embedded); it is ignored",
+  );
+  const proc = await load(t, {
+    "apps/x/app.yaml": 'name: x\nversion: "1"\nisolation: process\ncommand: [node, s.js]\nreload_signal: SIGHUP\n',
+  });
   assert.deepEqual(proc.warnings, [], "a process app uses reload_signal");
 });
 
 test("formatIssue prints file:line:col path: message", () => {
   assert.equal(
-    formatIssue({ file: "apps/web/app.yaml", line: 7, column: 3, path: "health.interval", message: 'expected a duration like 30000 or "30s", got "soon"' }),
+    formatIssue({
+      file: "apps/web/app.yaml",
+      line: 7,
+      column: 3,
+      path: "health.interval",
+      message: 'expected a duration like 30000 or "30s", got "soon"',
+    }),
     'apps/web/app.yaml:7:3 health.interval: expected a duration like 30000 or "30s", got "soon"',
   );
   assert.equal(formatIssue({ file: "apps/x/app.yaml", message: "file is empty" }), "apps/x/app.yaml file is empty");
@@ -261,7 +438,10 @@ test("a cache returns the same result for unchanged files and re-validates chang
 
 test("resolveAppsDir accepts a repository or its apps directory", async (t) => {
   const root = await tempDir(t);
-  await writeTree(root, { "apps/a/app.yaml": 'name: a\nversion: "1"\n', "deploy/b/app.yaml": 'name: b\nversion: "1"\n' });
+  await writeTree(root, {
+    "apps/a/app.yaml": 'name: a\nversion: "1"\n',
+    "deploy/b/app.yaml": 'name: b\nversion: "1"\n',
+  });
   assert.deepEqual(await resolveAppsDir(root), { appsDir: join(root, "apps"), root });
   assert.deepEqual(await resolveAppsDir(join(root, "apps")), { appsDir: join(root, "apps"), root: join(root, "apps") });
   assert.deepEqual(await resolveAppsDir(root, "deploy"), { appsDir: join(root, "deploy"), root });
@@ -272,11 +452,17 @@ test("resolveAppsDir accepts a repository or its apps directory", async (t) => {
 test("a missing apps directory is a stalled E_SPEC error that names it from the repository root and says how to remove every app", async (t) => {
   const root = await tempDir(t);
   await writeTree(root, { "README.md": "# gitops\n" });
-  const error = await loadApps(join(root, "deploy", "apps"), { root }).then(() => undefined, (e: unknown) => e);
+  const error = await loadApps(join(root, "deploy", "apps"), { root }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof GitopsError, String(error));
   assert.equal(error.code, "E_SPEC");
   assert.equal(error.retry, "stalled");
-  assert.match(error.message, /^deploy\/apps\/ does not exist, so every running app is kept .*commit an empty deploy\/apps\/ holding a \.gitkeep file$/);
+  assert.match(
+    error.message,
+    /^deploy\/apps\/ does not exist, so every running app is kept .*commit an empty deploy\/apps\/ holding a \.gitkeep file$/,
+  );
   assert.ok(!error.message.includes(root), error.message);
 });
 
@@ -295,8 +481,15 @@ test("a relative path source that climbs out of the repository is an error at so
   for (const path of ["..", "../..", "code/../..", "./a/../../b"]) {
     const result = await load(t, { "apps/app/app.yaml": source(path) });
     assert.equal(result.apps.length, 0, path);
-    assert.deepEqual(result.errors.map((e) => [e.line, e.column, e.path]), [[5, 9, "source.path"]], path);
-    assert.match(result.errors[0]!.message, /leaves the repository: a relative path is read from the repository root and must stay inside it/);
+    assert.deepEqual(
+      result.errors.map((e) => [e.line, e.column, e.path]),
+      [[5, 9, "source.path"]],
+      path,
+    );
+    assert.match(
+      result.errors[0]!.message,
+      /leaves the repository: a relative path is read from the repository root and must stay inside it/,
+    );
   }
   for (const path of ["code/web", "./code/../web", ".", "/srv/apps/web"]) {
     const result = await load(t, { "apps/app/app.yaml": source(path) });
@@ -306,6 +499,15 @@ test("a relative path source that climbs out of the repository is an error at so
 
 test("specDirsOf names the directories a file list holds specs in, as loadApps would read them", async () => {
   const { specDirsOf } = await import("../src/loader.ts");
-  const files = ["web/app.yaml", "web/src/index.js", "db/config", ".hidden/app.yaml", "README.md", "deep/x/app.yaml", "notes/readme.txt", "legacy/app.config"];
+  const files = [
+    "web/app.yaml",
+    "web/src/index.js",
+    "db/config",
+    ".hidden/app.yaml",
+    "README.md",
+    "deep/x/app.yaml",
+    "notes/readme.txt",
+    "legacy/app.config",
+  ];
   assert.deepEqual(specDirsOf(files), ["db", "legacy", "web"]);
 });

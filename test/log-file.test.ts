@@ -6,7 +6,8 @@ import { RotatingLog } from "../src/log-file.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 /** `count` numbered lines of exactly 100 bytes. */
-const lines = (count: number, from = 0) => Array.from({ length: count }, (_, i) => `line ${String(from + i).padStart(4, "0")} ${"x".repeat(89)}\n`);
+const lines = (count: number, from = 0) =>
+  Array.from({ length: count }, (_, i) => `line ${String(from + i).padStart(4, "0")} ${"x".repeat(89)}\n`);
 
 async function filesOf(dir: string): Promise<string[]> {
   return (await readdir(dir)).sort();
@@ -32,7 +33,12 @@ for (const { keep, files } of [
     }
     // Oldest (highest number) to newest: the last lines, in order, without a gap.
     const kept = texts.reverse().join("");
-    assert.equal(kept, lines(50).slice(50 - 10 * files.length).join(""));
+    assert.equal(
+      kept,
+      lines(50)
+        .slice(50 - 10 * files.length)
+        .join(""),
+    );
   });
 }
 

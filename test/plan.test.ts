@@ -66,8 +66,18 @@ interface PlanCase {
 }
 
 const planCases: PlanCase[] = [
-  { name: "an app in the repo that does not run is deployed", desired: desiredOf([want(web)]), current: {}, expect: ["deploy web"] },
-  { name: "an app that runs but left the repo is removed", desired: desiredOf([]), current: currentOf([running(web)]), expect: ["remove web"] },
+  {
+    name: "an app in the repo that does not run is deployed",
+    desired: desiredOf([want(web)]),
+    current: {},
+    expect: ["deploy web"],
+  },
+  {
+    name: "an app that runs but left the repo is removed",
+    desired: desiredOf([]),
+    current: currentOf([running(web)]),
+    expect: ["remove web"],
+  },
   {
     name: "an app whose spec is broken is never removed, even though it is not among the desired apps",
     desired: desiredOf([], ["web"]),
@@ -80,7 +90,12 @@ const planCases: PlanCase[] = [
     current: currentOf([running(web, { status: "failed", health: "unhealthy" })]),
     expect: [],
   },
-  { name: "an app whose spec is broken and that does not run gets no action", desired: desiredOf([], ["web"]), current: {}, expect: [] },
+  {
+    name: "an app whose spec is broken and that does not run gets no action",
+    desired: desiredOf([], ["web"]),
+    current: {},
+    expect: [],
+  },
   {
     name: "an app listed as broken gets no action even when a desired spec is also given for it",
     desired: desiredOf([want(spec("web", { version: "2.0.0" }))], ["web"]),
@@ -137,20 +152,36 @@ const planCases: PlanCase[] = [
   },
   {
     name: "a source written in a different key order is not a change",
-    desired: desiredOf([want(spec("web", { source: { ref: "main", url: "https://example.com/web.git", type: "git" } }))]),
+    desired: desiredOf([
+      want(spec("web", { source: { ref: "main", url: "https://example.com/web.git", type: "git" } })),
+    ]),
     current: currentOf([running(gitWeb)]),
     expect: [],
   },
   {
     name: "keys present with an undefined value are the same as absent keys (specs built by hand, not parsed)",
-    desired: desiredOf([want({ ...web, description: undefined, health: { ...web.health, module: undefined }, env: { ...web.env, x: undefined } })]),
+    desired: desiredOf([
+      want({
+        ...web,
+        description: undefined,
+        health: { ...web.health, module: undefined },
+        env: { ...web.env, x: undefined },
+      }),
+    ]),
     current: currentOf([running(web)]),
     expect: [],
   },
   {
     name: "keys present with an undefined value in the running spec are the same as absent keys",
     desired: desiredOf([want(web)]),
-    current: currentOf([running({ ...web, description: undefined, health: { ...web.health, module: undefined }, env: { ...web.env, x: undefined } })]),
+    current: currentOf([
+      running({
+        ...web,
+        description: undefined,
+        health: { ...web.health, module: undefined },
+        env: { ...web.env, x: undefined },
+      }),
+    ]),
     expect: [],
   },
   {
@@ -197,18 +228,20 @@ const planCases: PlanCase[] = [
       ["depends_on", { depends_on: ["db"] }],
       ["reload_signal", { reload_signal: "SIGHUP" }],
     ] as const
-  ).map(
-    ([field, extra]): PlanCase => ({
-      name: `a ${field} change alone is a reconfigure with no env keys`,
-      desired: desiredOf([want(spec("web", extra)), want(spec("db"))]),
-      current: currentOf([running(spec("web")), running(spec("db"))]),
-      expect: ["reconfigure web: changed= added= removed="],
-    }),
-  ),
+  ).map(([field, extra]): PlanCase => ({
+    name: `a ${field} change alone is a reconfigure with no env keys`,
+    desired: desiredOf([want(spec("web", extra)), want(spec("db"))]),
+    current: currentOf([running(spec("web")), running(spec("db"))]),
+    expect: ["reconfigure web: changed= added= removed="],
+  })),
   {
     name: "reordering depends_on is not a change",
     desired: desiredOf([want(spec("web", { depends_on: ["cache", "db"] })), want(spec("db")), want(spec("cache"))]),
-    current: currentOf([running(spec("web", { depends_on: ["db", "cache"] })), running(spec("db")), running(spec("cache"))]),
+    current: currentOf([
+      running(spec("web", { depends_on: ["db", "cache"] })),
+      running(spec("db")),
+      running(spec("cache")),
+    ]),
     expect: [],
   },
   {
@@ -253,22 +286,18 @@ const planCases: PlanCase[] = [
     current: currentOf([running(spec("web"), { revision: "aaa" })]),
     expect: ["upgrade web: version 1.0.0 -> 2.0.0"],
   },
-  ...(["failed", "stopped"] as const).map(
-    (status): PlanCase => ({
-      name: `an unchanged ${status} app is restarted`,
-      desired: desiredOf([want(web)]),
-      current: currentOf([running(web, { status, health: "unhealthy" })]),
-      expect: [`restart web: status ${status}`],
-    }),
-  ),
-  ...(["running", "starting", "upgrading", "pending"] as const).map(
-    (status): PlanCase => ({
-      name: `an unchanged ${status} app gets no action`,
-      desired: desiredOf([want(web)]),
-      current: currentOf([running(web, { status, health: "unknown" })]),
-      expect: [],
-    }),
-  ),
+  ...(["failed", "stopped"] as const).map((status): PlanCase => ({
+    name: `an unchanged ${status} app is restarted`,
+    desired: desiredOf([want(web)]),
+    current: currentOf([running(web, { status, health: "unhealthy" })]),
+    expect: [`restart web: status ${status}`],
+  })),
+  ...(["running", "starting", "upgrading", "pending"] as const).map((status): PlanCase => ({
+    name: `an unchanged ${status} app gets no action`,
+    desired: desiredOf([want(web)]),
+    current: currentOf([running(web, { status, health: "unknown" })]),
+    expect: [],
+  })),
   {
     name: "a failed app whose env changed is reconfigured rather than merely restarted",
     desired: desiredOf([want(spec("web", { env: { port: 8080, pool_size: 11 } }))]),
@@ -278,7 +307,10 @@ const planCases: PlanCase[] = [
   {
     name: "depends_on written as a YAML string, a list or Erlang-style maps is the same spec",
     desired: desiredOf([want(spec("web", { depends_on: "db" })), want(spec("db"))]),
-    current: currentOf([running(spec("web", { depends_on: [{ name: "db" }] as unknown as string[] })), running(spec("db"))]),
+    current: currentOf([
+      running(spec("web", { depends_on: [{ name: "db" }] as unknown as string[] })),
+      running(spec("db")),
+    ]),
     expect: [],
   },
   {
@@ -290,7 +322,12 @@ const planCases: PlanCase[] = [
   {
     name: "actions come out sorted by app name whatever their type",
     desired: desiredOf([want(spec("d")), want(spec("b", { version: "2" })), want(spec("c"))]),
-    current: currentOf([running(spec("e")), running(spec("b")), running(spec("a")), running(spec("c"), { status: "failed" })]),
+    current: currentOf([
+      running(spec("e")),
+      running(spec("b")),
+      running(spec("a")),
+      running(spec("c"), { status: "failed" }),
+    ]),
     expect: ["remove a", "upgrade b: version 1.0.0 -> 2", "restart c: status failed", "deploy d", "remove e"],
   },
 ];
@@ -305,8 +342,17 @@ describe("plan", () => {
   test("actions carry the desired spec, the running spec and the desired revision", () => {
     const next = spec("web", { version: "2.0.0" });
     const [upgrade] = plan(desiredOf([want(next, "r2")]), currentOf([running(web, { revision: "r1" })]));
-    assert.deepEqual(upgrade, { type: "upgrade", app: "web", spec: next, from: web, revision: "r2", reason: "version 1.0.0 -> 2.0.0" });
-    assert.deepEqual(plan(desiredOf([want(web, "r1")]), {}), [{ type: "deploy", app: "web", spec: web, revision: "r1" }]);
+    assert.deepEqual(upgrade, {
+      type: "upgrade",
+      app: "web",
+      spec: next,
+      from: web,
+      revision: "r2",
+      reason: "version 1.0.0 -> 2.0.0",
+    });
+    assert.deepEqual(plan(desiredOf([want(web, "r1")]), {}), [
+      { type: "deploy", app: "web", spec: web, revision: "r1" },
+    ]);
     const [deploy] = plan(desiredOf([want(web)]), {});
     assert.ok(deploy && !("revision" in deploy), "no revision key when the revision is unknown");
     assert.deepEqual(plan(desiredOf([]), currentOf([running(web)])), [{ type: "remove", app: "web", from: web }]);
@@ -340,13 +386,22 @@ const orderCases: OrderCase[] = [
   {
     name: "removes come first, a dependent before its dependency, using the running apps' depends_on the repo no longer has",
     desired: desiredOf([want(spec("aaa"))]),
-    current: currentOf([running(spec("b_db")), running(spec("a_web", { depends_on: ["b_db"] })), running(spec("z_db")), running(spec("y_web", { depends_on: ["z_db"] }))]),
+    current: currentOf([
+      running(spec("b_db")),
+      running(spec("a_web", { depends_on: ["b_db"] })),
+      running(spec("z_db")),
+      running(spec("y_web", { depends_on: ["z_db"] })),
+    ]),
     expect: ["remove a_web", "remove b_db", "remove y_web", "remove z_db", "deploy aaa"],
   },
   {
     name: "a dependent is removed first even when its name sorts after its dependency",
     desired: desiredOf([]),
-    current: currentOf([running(spec("a_db")), running(spec("m_api", { depends_on: ["a_db"] })), running(spec("z_web", { depends_on: ["m_api"] }))]),
+    current: currentOf([
+      running(spec("a_db")),
+      running(spec("m_api", { depends_on: ["a_db"] })),
+      running(spec("z_web", { depends_on: ["m_api"] })),
+    ]),
     expect: ["remove z_web", "remove m_api", "remove a_db"],
   },
   {
@@ -357,7 +412,9 @@ const orderCases: OrderCase[] = [
   },
   {
     name: "a long chain deploys from its root up",
-    desired: desiredOf(chain.map((n, i) => want(spec(n, i + 1 < chain.length ? { depends_on: [chain[i + 1] as string] } : {})))),
+    desired: desiredOf(
+      chain.map((n, i) => want(spec(n, i + 1 < chain.length ? { depends_on: [chain[i + 1] as string] } : {}))),
+    ),
     current: {},
     expect: [...chain].reverse().map((n) => `deploy ${n}`),
   },
@@ -374,8 +431,16 @@ const orderCases: OrderCase[] = [
   },
   {
     name: "an upgrade waits for an upgrade of its dependency, through an unchanged app in between",
-    desired: desiredOf([want(spec("a", { version: "2", depends_on: ["b"] })), want(spec("b", { depends_on: ["c"] })), want(spec("c", { version: "2" }))]),
-    current: currentOf([running(spec("a", { depends_on: ["b"] })), running(spec("b", { depends_on: ["c"] })), running(spec("c"))]),
+    desired: desiredOf([
+      want(spec("a", { version: "2", depends_on: ["b"] })),
+      want(spec("b", { depends_on: ["c"] })),
+      want(spec("c", { version: "2" })),
+    ]),
+    current: currentOf([
+      running(spec("a", { depends_on: ["b"] })),
+      running(spec("b", { depends_on: ["c"] })),
+      running(spec("c")),
+    ]),
     expect: ["upgrade c: version 1.0.0 -> 2", "upgrade a: version 1.0.0 -> 2"],
   },
   {
@@ -388,7 +453,11 @@ const orderCases: OrderCase[] = [
     ]),
     current: {},
     expect: ["deploy solo"],
-    errors: { a: "dependency cycle: a -> b -> c -> a", b: "dependency cycle: a -> b -> c -> a", c: "dependency cycle: a -> b -> c -> a" },
+    errors: {
+      a: "dependency cycle: a -> b -> c -> a",
+      b: "dependency cycle: a -> b -> c -> a",
+      c: "dependency cycle: a -> b -> c -> a",
+    },
   },
   {
     name: "a two-app cycle is reported on both, even for apps with nothing to do",
@@ -399,7 +468,11 @@ const orderCases: OrderCase[] = [
   },
   {
     name: "an app that depends on a cycle member keeps its action and is not an error",
-    desired: desiredOf([want(spec("a", { depends_on: ["b"] })), want(spec("b", { depends_on: ["a"] })), want(spec("web", { depends_on: ["a"] }))]),
+    desired: desiredOf([
+      want(spec("a", { depends_on: ["b"] })),
+      want(spec("b", { depends_on: ["a"] })),
+      want(spec("web", { depends_on: ["a"] })),
+    ]),
     current: {},
     expect: ["deploy web"],
     errors: { a: "dependency cycle: a -> b -> a", b: "dependency cycle: a -> b -> a" },
@@ -423,7 +496,10 @@ const orderCases: OrderCase[] = [
     desired: desiredOf([want(spec("a", { depends_on: ["b", "gone"] })), want(spec("b", { depends_on: ["a"] }))]),
     current: {},
     expect: [],
-    errors: { a: 'depends on "gone", which is not in the repository; dependency cycle: a -> b -> a', b: "dependency cycle: a -> b -> a" },
+    errors: {
+      a: 'depends on "gone", which is not in the repository; dependency cycle: a -> b -> a',
+      b: "dependency cycle: a -> b -> a",
+    },
   },
   {
     name: "a dependency whose spec is broken but that still runs satisfies ordering",
@@ -443,14 +519,12 @@ const orderCases: OrderCase[] = [
       ["a list", ["db"]],
       ["Erlang-style maps", [{ name: "db" }]],
     ] as const
-  ).map(
-    ([style, dependsOn]): OrderCase => ({
-      name: `depends_on written as ${style} orders the dependency first`,
-      desired: desiredOf([want(spec("a_web", { depends_on: dependsOn as unknown as string[] })), want(spec("db"))]),
-      current: {},
-      expect: ["deploy db", "deploy a_web"],
-    }),
-  ),
+  ).map(([style, dependsOn]): OrderCase => ({
+    name: `depends_on written as ${style} orders the dependency first`,
+    desired: desiredOf([want(spec("a_web", { depends_on: dependsOn as unknown as string[] })), want(spec("db"))]),
+    current: {},
+    expect: ["deploy db", "deploy a_web"],
+  })),
 ];
 
 describe("order", () => {
@@ -459,14 +533,25 @@ describe("order", () => {
       const result = planned(deepFreeze(c.desired), deepFreeze(c.current));
       assert.deepEqual(summary(result.actions), c.expect);
       assert.deepEqual(Object.fromEntries(result.errors.map((e) => [e.app, e.message])), c.errors ?? {});
-      assert.deepEqual(result.errors.map((e) => e.app), Object.keys(c.errors ?? {}).sort(), "errors sorted by app name");
+      assert.deepEqual(
+        result.errors.map((e) => e.app),
+        Object.keys(c.errors ?? {}).sort(),
+        "errors sorted by app name",
+      );
     });
   }
 
   test("the cycle is named from its smallest app whichever member it is reported on", () => {
-    const desired = desiredOf([want(spec("m", { depends_on: ["z"] })), want(spec("z", { depends_on: ["c"] })), want(spec("c", { depends_on: ["m"] }))]);
+    const desired = desiredOf([
+      want(spec("m", { depends_on: ["z"] })),
+      want(spec("z", { depends_on: ["c"] })),
+      want(spec("c", { depends_on: ["m"] })),
+    ]);
     const { errors } = planned(desired, {});
-    assert.deepEqual(errors, ["c", "m", "z"].map((app) => ({ app, message: "dependency cycle: c -> m -> z -> c" })));
+    assert.deepEqual(
+      errors,
+      ["c", "m", "z"].map((app) => ({ app, message: "dependency cycle: c -> m -> z -> c" })),
+    );
   });
 
   test("the result does not depend on the order of the input actions", () => {
@@ -479,21 +564,43 @@ describe("order", () => {
     const current = currentOf([running(spec("x")), running(spec("y", { depends_on: ["x"] }))]);
     const actions = plan(desired, current);
     const expected = order(actions, desired, current);
-    assert.deepEqual(summary(expected.actions), ["remove y", "remove x", "deploy c", "deploy d", "deploy a", "deploy b"]);
-    for (const shuffled of [[...actions].reverse(), [actions[3], actions[0], actions[5], actions[1], actions[4], actions[2]]]) {
+    assert.deepEqual(summary(expected.actions), [
+      "remove y",
+      "remove x",
+      "deploy c",
+      "deploy d",
+      "deploy a",
+      "deploy b",
+    ]);
+    for (const shuffled of [
+      [...actions].reverse(),
+      [actions[3], actions[0], actions[5], actions[1], actions[4], actions[2]],
+    ]) {
       assert.deepEqual(order(shuffled as Action[], desired, current), expected);
     }
   });
 
   test("a removal cycle among running apps still removes every app, deterministically", () => {
-    const current = currentOf([running(spec("p", { depends_on: ["q"] })), running(spec("q", { depends_on: ["p"] })), running(spec("r", { depends_on: ["p"] }))]);
+    const current = currentOf([
+      running(spec("p", { depends_on: ["q"] })),
+      running(spec("q", { depends_on: ["p"] })),
+      running(spec("r", { depends_on: ["p"] })),
+    ]);
     const result = planned(desiredOf([]), current);
     assert.deepEqual(summary(result.actions), ["remove r", "remove p", "remove q"]);
     assert.deepEqual(result.errors, []);
   });
 
   test("order does not mutate its inputs", () => {
-    const desired = desiredOf([want(spec("a", { depends_on: ["b"] })), want(spec("b", { depends_on: ["a"] })), want(spec("c", { depends_on: ["d"] })), want(spec("d"))], ["e"]);
+    const desired = desiredOf(
+      [
+        want(spec("a", { depends_on: ["b"] })),
+        want(spec("b", { depends_on: ["a"] })),
+        want(spec("c", { depends_on: ["d"] })),
+        want(spec("d")),
+      ],
+      ["e"],
+    );
     const current = currentOf([running(spec("e")), running(spec("f", { depends_on: ["g"] })), running(spec("g"))]);
     const actions = plan(desired, current);
     const before = structuredClone({ actions, desired, current });
@@ -505,7 +612,12 @@ describe("order", () => {
 describe("waitingOn and pendingReason", () => {
   const db = spec("db", { health: { type: "tcp", port: 5432 } });
   const cases: { name: string; current: CurrentState; waiting: string[]; reason: string }[] = [
-    { name: "a dependency that is not deployed is waited for", current: {}, waiting: ["db"], reason: "waiting for db (not deployed)" },
+    {
+      name: "a dependency that is not deployed is waited for",
+      current: {},
+      waiting: ["db"],
+      reason: "waiting for db (not deployed)",
+    },
     {
       name: "a starting dependency with unknown health is waited for",
       current: currentOf([running(db, { status: "starting", health: "unknown" })]),
@@ -530,7 +642,12 @@ describe("waitingOn and pendingReason", () => {
       waiting: ["db"],
       reason: "waiting for db (failed, healthy)",
     },
-    { name: "a running, healthy dependency is not waited for", current: currentOf([running(db)]), waiting: [], reason: "" },
+    {
+      name: "a running, healthy dependency is not waited for",
+      current: currentOf([running(db)]),
+      waiting: [],
+      reason: "",
+    },
     {
       name: "a running dependency without a health check is not waited for although its health is unknown",
       current: currentOf([running(spec("db"), { health: "unknown" })]),
@@ -555,7 +672,11 @@ describe("waitingOn and pendingReason", () => {
   });
 
   test("a dependent of a cycle member stays pending on that member", () => {
-    const desired = desiredOf([want(spec("a", { depends_on: ["b"] })), want(spec("b", { depends_on: ["a"] })), want(spec("web", { depends_on: ["a"] }))]);
+    const desired = desiredOf([
+      want(spec("a", { depends_on: ["b"] })),
+      want(spec("b", { depends_on: ["a"] })),
+      want(spec("web", { depends_on: ["a"] })),
+    ]);
     const [deploy] = planned(desired, {}).actions;
     assert.ok(deploy?.type === "deploy" && deploy.app === "web");
     assert.equal(pendingReason(waitingOn(deploy.spec, {}), {}), "waiting for a (not deployed)");

@@ -26,7 +26,11 @@ interface Case {
 const cases: Case[] = [
   {
     name: "deploy, upgrade, reconfigure and remove, in dependency order",
-    before: { "apps/db/app.yaml": yamlSpec("db", "1.0.0"), "apps/web/app.yaml": yamlSpec("web", "1.0.0", "depends_on: [db]\n"), "apps/old/app.yaml": yamlSpec("old", "1.0.0") },
+    before: {
+      "apps/db/app.yaml": yamlSpec("db", "1.0.0"),
+      "apps/web/app.yaml": yamlSpec("web", "1.0.0", "depends_on: [db]\n"),
+      "apps/old/app.yaml": yamlSpec("old", "1.0.0"),
+    },
     change: {
       "apps/db/app.yaml": yamlSpec("db", "2.0.0"),
       "apps/web/app.yaml": yamlSpec("web", "1.0.0", "depends_on: [db]\nenv: {pool: 3}\n"),
@@ -58,14 +62,20 @@ const cases: Case[] = [
   {
     name: "an invalid spec that still names its app keeps it and lets the others change",
     before: { "apps/a/app.yaml": yamlSpec("a", "1.0.0"), "apps/b/app.yaml": yamlSpec("b", "1.0.0") },
-    change: { "apps/a/app.yaml": yamlSpec("a", "2.0.0", "health: {interval: soon}\n"), "apps/b/app.yaml": yamlSpec("b", "1.1.0") },
+    change: {
+      "apps/a/app.yaml": yamlSpec("a", "2.0.0", "health: {interval: soon}\n"),
+      "apps/b/app.yaml": yamlSpec("b", "1.1.0"),
+    },
     expected: ["upgrade b"],
     kept: ["a"],
   },
   {
     name: "a dependency cycle drops the actions of the apps on it",
     before: { "apps/a/app.yaml": yamlSpec("a", "1.0.0") },
-    change: { "apps/a/app.yaml": yamlSpec("a", "1.1.0", "depends_on: [b]\n"), "apps/b/app.yaml": yamlSpec("b", "1.0.0", "depends_on: [a]\n") },
+    change: {
+      "apps/a/app.yaml": yamlSpec("a", "1.1.0", "depends_on: [b]\n"),
+      "apps/b/app.yaml": yamlSpec("b", "1.0.0", "depends_on: [a]\n"),
+    },
     expected: [],
     kept: ["a"],
   },
@@ -99,13 +109,22 @@ for (const c of cases) {
 test("plan says why it keeps a deployed app that an unreadable spec may be", async (t) => {
   const repo = await gitopsRepo(t, { "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0") });
   const localPath = join(repo.root, "local");
-  const agent = createAgent({ repoUrl: repo.bare, localPath, runtime: new FakeRuntime(), reconcileInterval: "1h", listen: "off" });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath,
+    runtime: new FakeRuntime(),
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => agent.stop());
   await agent.start();
   await repo.commit({ "apps/alpha": null, "apps/moved/app.yaml": "name: [alpha" });
   const config = await loadConfig({ env: {}, flags: { repo_url: repo.bare, local_path: localPath } });
   const shown = await preview(config, { url: "http://127.0.0.1:1" });
   assert.deepEqual(shown.actions, []);
-  assert.match(shown.errors.find((e) => e.app === "alpha")?.message ?? "", /kept running .*apps\/moved\/app\.yaml cannot be read/);
+  assert.match(
+    shown.errors.find((e) => e.app === "alpha")?.message ?? "",
+    /kept running .*apps\/moved\/app\.yaml cannot be read/,
+  );
   assert.ok(shown.specErrors.some((e) => e.file === "apps/moved/app.yaml"));
 });

@@ -21,7 +21,12 @@ test("every app spec in the README validates with no error and no warning", asyn
     const root = await tempDir(t);
     const name = /^name:\s*(\S+)/m.exec(spec)![1]!;
     // Dependencies it names are stubbed, so the repository-level checks pass as in a real repository.
-    const deps = /^depends_on:\s*\[([^\]]*)\]/m.exec(spec)?.[1]?.split(",").map((d) => d.trim()).filter(Boolean) ?? [];
+    const deps =
+      /^depends_on:\s*\[([^\]]*)\]/m
+        .exec(spec)?.[1]
+        ?.split(",")
+        .map((d) => d.trim())
+        .filter(Boolean) ?? [];
     const files: Record<string, string> = { [`apps/${name}/app.yaml`]: spec };
     for (const dep of deps) files[`apps/${dep}/app.yaml`] = `name: ${dep}\nversion: "1.0.0"\n`;
     await writeTree(root, files);

@@ -17,7 +17,14 @@ import type { TestContext } from "node:test";
 
 function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions> = {}) {
   const runtime = new FakeRuntime();
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", ...options });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+    ...options,
+  });
   t.after(() => agent.stop());
   return { agent, runtime };
 }
@@ -25,11 +32,20 @@ function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions
 /** A logger that keeps its warnings, for counting them. */
 function recordingLogger(): Logger & { warnings: string[] } {
   const warnings: string[] = [];
-  return { warnings, debug() {}, info() {}, warn: (message: string) => void warnings.push(message), error: (message: string) => void warnings.push(message) };
+  return {
+    warnings,
+    debug() {},
+    info() {},
+    warn: (message: string) => void warnings.push(message),
+    error: (message: string) => void warnings.push(message),
+  };
 }
 
 test("a spec directory deleted from the local snapshot does not remove its app after a restart", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/hello/app.yaml": yamlSpec("hello", "1.0.0"), "apps/other/app.yaml": yamlSpec("other", "1.0.0") });
+  const repo = await gitopsRepo(t, {
+    "apps/hello/app.yaml": yamlSpec("hello", "1.0.0"),
+    "apps/other/app.yaml": yamlSpec("other", "1.0.0"),
+  });
   const first = agentOn(t, repo);
   const commit = (await first.agent.start()).commit!;
   await first.agent.stop();
@@ -45,15 +61,24 @@ test("a spec directory deleted from the local snapshot does not remove its app a
   );
   assert.equal((await second.agent.getAppStatus("hello"))?.status, "running");
   assert.deepEqual(second.runtime.calls.sort(), ["deploy hello 1.0.0", "deploy other 1.0.0"]);
-  assert.ok(Object.hasOwn(await second.agent.getDesiredState(), "hello"), "the snapshot was checked out again and read");
+  assert.ok(
+    Object.hasOwn(await second.agent.getDesiredState(), "hello"),
+    "the snapshot was checked out again and read",
+  );
   // A real removal still happens.
   await repo.commit({ "apps/hello": null });
   const removed = await second.agent.reconcile();
-  assert.deepEqual(removed.actions.map((a) => [a.type, a.app, a.outcome]), [["remove", "hello", "ok"]]);
+  assert.deepEqual(
+    removed.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["remove", "hello", "ok"]],
+  );
 });
 
 test("moving an app's directory and breaking its syntax in one commit keeps the app running, and status says why", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"), "apps/beta/app.yaml": yamlSpec("beta", "1.0.0") });
+  const repo = await gitopsRepo(t, {
+    "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"),
+    "apps/beta/app.yaml": yamlSpec("beta", "1.0.0"),
+  });
   const { agent, runtime } = agentOn(t, repo);
   await agent.start();
   // `git mv apps/alpha apps/alpha_moved` plus a syntax error: the file no longer says whose it is.
@@ -65,7 +90,10 @@ test("moving an app's directory and breaking its syntax in one commit keeps the 
   assert.equal(status.status, "degraded");
   const kept = status.errors.find((e) => e.app === "alpha");
   assert.match(kept?.message ?? "", /kept running .*apps\/alpha_moved\/app\.yaml cannot be read and may be this app/);
-  assert.ok(status.errors.some((e) => e.file === "apps/alpha_moved/app.yaml" && e.line !== undefined), "the syntax error is reported on its own file");
+  assert.ok(
+    status.errors.some((e) => e.file === "apps/alpha_moved/app.yaml" && e.line !== undefined),
+    "the syntax error is reported on its own file",
+  );
 
   // Fixed under its new directory: the same app, nothing to do.
   await repo.commit({ "apps/alpha_moved/app.yaml": yamlSpec("alpha", "1.0.0") });
@@ -75,24 +103,39 @@ test("moving an app's directory and breaking its syntax in one commit keeps the 
   // Deleted for real, with no unreadable file around: removed.
   await repo.commit({ "apps/alpha_moved": null });
   const removed = await agent.reconcile();
-  assert.deepEqual(removed.actions.map((a) => [a.type, a.app]), [["remove", "alpha"]]);
+  assert.deepEqual(
+    removed.actions.map((a) => [a.type, a.app]),
+    [["remove", "alpha"]],
+  );
   assert.deepEqual(runtime.calls, ["deploy alpha 1.0.0", "deploy beta 1.0.0", "remove alpha"]);
 });
 
 test("an app deleted in a commit that also holds an unreadable spec is removed once that spec is fixed", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"), "apps/gone/app.yaml": yamlSpec("gone", "1.0.0") });
+  const repo = await gitopsRepo(t, {
+    "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"),
+    "apps/gone/app.yaml": yamlSpec("gone", "1.0.0"),
+  });
   const { agent } = agentOn(t, repo);
   await agent.start();
   await repo.commit({ "apps/gone": null, "apps/new/app.yaml": "{{{ not yaml" });
   assert.deepEqual((await agent.reconcile()).actions, [], "gone could be the unreadable file: kept");
   await repo.commit({ "apps/new/app.yaml": yamlSpec("new", "1.0.0") });
   const result = await agent.reconcile();
-  assert.deepEqual(result.actions.map((a) => [a.type, a.app]), [["remove", "gone"], ["deploy", "new"]]);
+  assert.deepEqual(
+    result.actions.map((a) => [a.type, a.app]),
+    [
+      ["remove", "gone"],
+      ["deploy", "new"],
+    ],
+  );
   assert.equal(result.status, "synced");
 });
 
 test("an agent killed in the middle of a tick neither repeats nor reverts the actions it completed", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/a/app.yaml": yamlSpec("a", "1.0.0"), "apps/b/app.yaml": yamlSpec("b", "1.0.0") });
+  const repo = await gitopsRepo(t, {
+    "apps/a/app.yaml": yamlSpec("a", "1.0.0"),
+    "apps/b/app.yaml": yamlSpec("b", "1.0.0"),
+  });
   const localPath = join(repo.root, "local");
   const first = agentOn(t, repo);
   await first.agent.start();
@@ -121,27 +164,56 @@ export default {
   const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   const child = await spawnProcess(
     command,
-    [...prefix, "run", "--repo-url", repo.bare, "--local-path", localPath, "--runtime", runtimeModule, "--listen", "off", "--reconcile-interval", "1h"],
+    [
+      ...prefix,
+      "run",
+      "--repo-url",
+      repo.bare,
+      "--local-path",
+      localPath,
+      "--runtime",
+      runtimeModule,
+      "--listen",
+      "off",
+      "--reconcile-interval",
+      "1h",
+    ],
     { env: { ...env, NO_COLOR: "1" } },
   );
   t.after(() => child.terminate(1000));
   child.stdout.resume();
   child.stderr.resume();
-  await until("the agent to start upgrading b", async () => ((await readFile(calls, "utf8").catch(() => "")).includes("upgrade b") ? true : undefined), 60_000);
+  await until(
+    "the agent to start upgrading b",
+    async () => ((await readFile(calls, "utf8").catch(() => "")).includes("upgrade b") ? true : undefined),
+    60_000,
+  );
   child.killGroup("SIGKILL");
   await child.exited;
 
   const next = agentOn(t, repo);
   const result = await next.agent.start();
-  assert.deepEqual(next.runtime.calls.sort(), ["deploy a 2.0.0", "deploy b 1.0.0", "upgrade b 2.0.0 from 1.0.0"], "a comes back at 2.0.0 and is not upgraded again");
+  assert.deepEqual(
+    next.runtime.calls.sort(),
+    ["deploy a 2.0.0", "deploy b 1.0.0", "upgrade b 2.0.0 from 1.0.0"],
+    "a comes back at 2.0.0 and is not upgraded again",
+  );
   assert.equal(result.status, "synced");
   assert.equal((await readdir(localPath)).includes("state.journal"), false, "state.json holds everything again");
-  const state = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as { apps: Record<string, { version: string }> };
-  assert.deepEqual(Object.fromEntries(Object.entries(state.apps).map(([k, v]) => [k, v.version])), { a: "2.0.0", b: "2.0.0" });
+  const state = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as {
+    apps: Record<string, { version: string }>;
+  };
+  assert.deepEqual(Object.fromEntries(Object.entries(state.apps).map(([k, v]) => [k, v.version])), {
+    a: "2.0.0",
+    b: "2.0.0",
+  });
 });
 
 test("an invalid spec is logged once per commit, while status keeps showing it", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/ok/app.yaml": yamlSpec("ok", "1.0.0"), "apps/bad/app.yaml": yamlSpec("bad", "1.0.0", "health: {interval: soon}\n") });
+  const repo = await gitopsRepo(t, {
+    "apps/ok/app.yaml": yamlSpec("ok", "1.0.0"),
+    "apps/bad/app.yaml": yamlSpec("bad", "1.0.0", "health: {interval: soon}\n"),
+  });
   const logger = recordingLogger();
   const { agent } = agentOn(t, repo, { logger });
   await agent.start();
@@ -230,7 +302,13 @@ test("a manual hot reload goes the tick's way: the same events, and a failure sh
   }
   const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
   const runtime = new ReloadingRuntime();
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off" });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => agent.stop());
   const events: { name: string; metadata: Record<string, unknown> }[] = [];
   agent.on("*", (e) => void events.push(e));
@@ -241,7 +319,10 @@ test("a manual hot reload goes the tick's way: the same events, and a failure sh
   const reloads = () => events.filter((e) => e.name.startsWith("bc_gitops:hot_reload:")).map((e) => e.name);
   assert.deepEqual(reloads(), ["bc_gitops:hot_reload:start", "bc_gitops:hot_reload:error"]);
   const failed = await agent.status();
-  assert.ok(failed.errors.some((e) => e.app === "db" && /SyntaxError/.test(e.message)), JSON.stringify(failed.errors));
+  assert.ok(
+    failed.errors.some((e) => e.app === "db" && /SyntaxError/.test(e.message)),
+    JSON.stringify(failed.errors),
+  );
   assert.match((await agent.getAppStatus("db"))?.last_error ?? "", /SyntaxError/);
 
   runtime.fail = undefined;
@@ -251,7 +332,9 @@ test("a manual hot reload goes the tick's way: the same events, and a failure sh
   const stop = events.findLast((e) => e.name === "bc_gitops:hot_reload:stop");
   assert.deepEqual(stop?.metadata.modules, ["index.js"]);
   assert.equal((await agent.getAppStatus("db"))?.last_error ?? null, null);
-  const state = JSON.parse(await readFile(join(repo.root, "local", "state.json"), "utf8")) as { apps: Record<string, { revision?: string }> };
+  const state = JSON.parse(await readFile(join(repo.root, "local", "state.json"), "utf8")) as {
+    apps: Record<string, { revision?: string }>;
+  };
   assert.equal(state.apps.db?.revision, "rev-2", "the new revision is recorded");
 });
 
@@ -263,8 +346,14 @@ test("status carries each problem's error code: the repository's, a spec's and a
   runtime.failNext.set("ok", new GitopsError("cannot import index.js: SyntaxError", { code: "E_RUNTIME" }));
   await agent.start();
   const status = await agent.status();
-  assert.ok(status.errors.some((e) => e.file === "apps/bad/app.yaml" && e.code === "E_SPEC"), JSON.stringify(status.errors));
-  assert.ok(status.errors.some((e) => e.app === "ok" && e.code === "E_RUNTIME"), JSON.stringify(status.errors));
+  assert.ok(
+    status.errors.some((e) => e.file === "apps/bad/app.yaml" && e.code === "E_SPEC"),
+    JSON.stringify(status.errors),
+  );
+  assert.ok(
+    status.errors.some((e) => e.app === "ok" && e.code === "E_RUNTIME"),
+    JSON.stringify(status.errors),
+  );
   assert.equal((await agent.getAppStatus("ok"))?.last_error_code, "E_RUNTIME");
 
   const { rename } = await import("node:fs/promises");

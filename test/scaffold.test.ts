@@ -23,6 +23,10 @@ test("examples/gitops-repo holds exactly what bc-gitops init writes, plus its ow
   const init = exampleRepoFiles();
   assert.deepEqual((await files(EXAMPLE)).sort(), [...Object.keys(init), ...OWN].sort());
   for (const [path, content] of Object.entries(init)) {
-    assert.equal(await readFile(join(EXAMPLE, path), "utf8"), content, `${path} differs from src/scaffold.ts: run bun scripts/example-repo.ts`);
+    assert.equal(
+      await readFile(join(EXAMPLE, path), "utf8"),
+      content,
+      `${path} differs from src/scaffold.ts: run bun scripts/example-repo.ts`,
+    );
   }
 });

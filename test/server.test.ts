@@ -36,12 +36,30 @@ interface Harness {
   agent: Agent;
   events: TelemetryEvent[];
   handler: ControlHandler;
-  call(method: string, path: string, init?: RequestInit): Promise<{ status: number; headers: Headers; text: string; json: any }>;
+  call(
+    method: string,
+    path: string,
+    init?: RequestInit,
+  ): Promise<{ status: number; headers: Headers; text: string; json: any }>;
 }
 
-async function harness(t: TestContext, files: Record<string, string>, options: Partial<AgentOptions> = {}, runtime = new ReloadingRuntime()): Promise<Harness> {
+async function harness(
+  t: TestContext,
+  files: Record<string, string>,
+  options: Partial<AgentOptions> = {},
+  runtime = new ReloadingRuntime(),
+): Promise<Harness> {
   const repo = await gitopsRepo(t, files);
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", token: TOKEN, webhookSecret: SECRET, ...options });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+    token: TOKEN,
+    webhookSecret: SECRET,
+    ...options,
+  });
   t.after(() => agent.stop());
   const events: TelemetryEvent[] = [];
   agent.on("*", (e) => events.push(e));
@@ -75,7 +93,10 @@ async function until<T>(probe: () => T | undefined | Promise<T | undefined>, wha
 test("/healthz answers ok at once; /readyz answers 503 until the first reconcile completed, then 200", async (t) => {
   const h = await harness(t, { "apps/db/app.yaml": db() });
   const health = await h.call("GET", "/healthz");
-  assert.deepEqual([health.status, health.text, health.headers.get("content-type")], [200, "ok", "text/plain; charset=utf-8"]);
+  assert.deepEqual(
+    [health.status, health.text, health.headers.get("content-type")],
+    [200, "ok", "text/plain; charset=utf-8"],
+  );
   const early = await h.call("GET", "/readyz");
   assert.equal(early.status, 503);
   assert.match(early.text, /first reconcile/);
@@ -85,7 +106,10 @@ test("/healthz answers ok at once; /readyz answers 503 until the first reconcile
 });
 
 test("GET /status, /apps, /apps/:name and /state/* show what the agent knows, env secrets masked", async (t) => {
-  const h = await harness(t, { "apps/db/app.yaml": db("1.0.0", "env: { port: 5432, db_password: hunter2 }\n"), "apps/web/app.yaml": web() });
+  const h = await harness(t, {
+    "apps/db/app.yaml": db("1.0.0", "env: { port: 5432, db_password: hunter2 }\n"),
+    "apps/web/app.yaml": web(),
+  });
   await h.agent.start();
 
   const status = await h.call("GET", "/status");
@@ -96,7 +120,13 @@ test("GET /status, /apps, /apps/:name and /state/* show what the agent knows, en
   assert.equal(status.json.app_count, 2);
 
   const apps = await h.call("GET", "/apps");
-  assert.deepEqual(apps.json.apps.map((a: { name: string; status: string }) => [a.name, a.status]), [["db", "running"], ["web", "running"]]);
+  assert.deepEqual(
+    apps.json.apps.map((a: { name: string; status: string }) => [a.name, a.status]),
+    [
+      ["db", "running"],
+      ["web", "running"],
+    ],
+  );
   const one = await h.call("GET", "/apps/db");
   assert.equal(one.status, 200);
   assert.equal(one.json.version, "1.0.0");
@@ -110,7 +140,8 @@ test("GET /status, /apps, /apps/:name and /state/* show what the agent knows, en
   const current = await h.call("GET", "/state/current");
   assert.deepEqual(Object.keys(current.json.apps), ["db", "web"]);
   assert.equal(current.json.apps.web.health, "healthy");
-  for (const response of [status, apps, one, desired, current]) assert.ok(!response.text.includes("hunter2"), response.text);
+  for (const response of [status, apps, one, desired, current])
+    assert.ok(!response.text.includes("hunter2"), response.text);
 });
 
 test("unknown apps and paths are 404, wrong methods 405 with Allow, all as JSON errors", async (t) => {
@@ -134,7 +165,10 @@ test("unknown apps and paths are 404, wrong methods 405 with Allow, all as JSON 
     assert.equal(response.headers.get("allow"), allow ?? null, `${method} ${path}`);
   }
   const head = await h.call("HEAD", "/status");
-  assert.deepEqual([head.status, head.text, head.headers.get("content-type")], [200, "", "application/json; charset=utf-8"]);
+  assert.deepEqual(
+    [head.status, head.text, head.headers.get("content-type")],
+    [200, "", "application/json; charset=utf-8"],
+  );
   assert.equal((await h.call("GET", "/status/")).status, 200, "a trailing slash is tolerated");
 });
 
@@ -146,7 +180,10 @@ test("POST /reconcile runs a tick and answers its result", async (t) => {
   assert.equal(response.status, 200);
   assert.equal(response.json.commit, commit);
   assert.equal(response.json.changed, true);
-  assert.deepEqual(response.json.actions.map((a: { type: string; app: string; outcome: string }) => [a.type, a.app, a.outcome]), [["upgrade", "db", "ok"]]);
+  assert.deepEqual(
+    response.json.actions.map((a: { type: string; app: string; outcome: string }) => [a.type, a.app, a.outcome]),
+    [["upgrade", "db", "ok"]],
+  );
   assert.equal(response.json.status, "synced");
   await h.agent.stop();
   const stopped = await h.call("POST", "/reconcile", auth);
@@ -177,14 +214,32 @@ test("mutating calls need the bearer token (401 otherwise, nothing runs); reads 
     }
   }
   assert.deepEqual([ticks(), reloads()], before, "no refused call did anything");
-  assert.equal((await h.call("POST", "/reconcile", { headers: { authorization: `bearer ${TOKEN}` } })).status, 200, "the scheme is case-insensitive");
+  assert.equal(
+    (await h.call("POST", "/reconcile", { headers: { authorization: `bearer ${TOKEN}` } })).status,
+    200,
+    "the scheme is case-insensitive",
+  );
   assert.equal((await h.call("POST", "/apps/db/reload", auth)).status, 200);
   assert.deepEqual([ticks(), reloads()], [before[0]! + 1, before[1]! + 1]);
-  for (const path of ["/healthz", "/readyz", "/status", "/apps", "/apps/db", "/state/desired", "/state/current", "/metrics"]) {
+  for (const path of [
+    "/healthz",
+    "/readyz",
+    "/status",
+    "/apps",
+    "/apps/db",
+    "/state/desired",
+    "/state/current",
+    "/metrics",
+  ]) {
     assert.equal((await h.call("GET", path)).status, 200, path);
   }
   const hook = JSON.stringify({ ref: "refs/heads/main" });
-  assert.equal((await h.call("POST", "/webhook", { headers: { "x-hub-signature-256": signWebhook(hook, SECRET) }, body: hook })).status, 202, "the webhook uses its signature, not the token");
+  assert.equal(
+    (await h.call("POST", "/webhook", { headers: { "x-hub-signature-256": signWebhook(hook, SECRET) }, body: hook }))
+      .status,
+    202,
+    "the webhook uses its signature, not the token",
+  );
 });
 
 test("without a token, mutating calls are open to local clients but refused to browsers", async (t) => {
@@ -211,10 +266,16 @@ test("POST /apps/:name/reload answers the hot reload result, or why there is non
   assert.equal(pending.status, 409, "web waits for db: known, but not deployed");
   assert.match(pending.json.error, /no app named "web" is deployed/);
 
-  h.runtime.failReload = new GitopsError("cannot import https://bot:gh-secret-77@git.example/app.git src/main.ts: SyntaxError", { code: "E_RUNTIME" });
+  h.runtime.failReload = new GitopsError(
+    "cannot import https://bot:gh-secret-77@git.example/app.git src/main.ts: SyntaxError",
+    { code: "E_RUNTIME" },
+  );
   const failed = await h.call("POST", "/apps/db/reload", auth);
   assert.equal(failed.status, 500);
-  assert.deepEqual(failed.json, { error: "cannot import https://***@git.example/app.git src/main.ts: SyntaxError", code: "E_RUNTIME" });
+  assert.deepEqual(failed.json, {
+    error: "cannot import https://***@git.example/app.git src/main.ts: SyntaxError",
+    code: "E_RUNTIME",
+  });
   assert.ok(!failed.text.includes("    at "), "no stack trace");
 });
 
@@ -228,8 +289,15 @@ test("a runtime that cannot hot reload answers 501", async (t) => {
 
 test("credentials never appear in any answer", async (t) => {
   const h = await harness(t, {
-    "apps/db/app.yaml": db("1.0.0", "env: { api_token: tok-value-1, nested: { password: pw-value-2 }, dsn: \"postgres://u:pw-value-3@db/x\" }\n"),
-    "apps/git/app.yaml": yamlSpec("git", "1.0.0", "source: { type: git, url: \"https://bot:gh-value-4@git.example/app.git\" }\n"),
+    "apps/db/app.yaml": db(
+      "1.0.0",
+      'env: { api_token: tok-value-1, nested: { password: pw-value-2 }, dsn: "postgres://u:pw-value-3@db/x" }\n',
+    ),
+    "apps/git/app.yaml": yamlSpec(
+      "git",
+      "1.0.0",
+      'source: { type: git, url: "https://bot:gh-value-4@git.example/app.git" }\n',
+    ),
   });
   await h.agent.start();
   const answers = [
@@ -245,7 +313,8 @@ test("credentials never appear in any answer", async (t) => {
     await h.call("POST", "/webhook", { headers: { "x-gitlab-token": "wrong-secret-00" }, body: "{}" }),
   ];
   const all = answers.map((a) => a.text).join("\n");
-  for (const secret of ["tok-value-1", "pw-value-2", "pw-value-3", "gh-value-4", TOKEN, SECRET]) assert.ok(!all.includes(secret), `${secret} leaked`);
+  for (const secret of ["tok-value-1", "pw-value-2", "pw-value-3", "gh-value-4", TOKEN, SECRET])
+    assert.ok(!all.includes(secret), `${secret} leaked`);
   assert.match(answers[4]!.text, /https:\/\/\*\*\*@git\.example\/app\.git/, "the git source is shown, redacted");
 });
 
@@ -254,7 +323,15 @@ test("the agent serves the API on loopback from before its first reconcile compl
   const runtime = new FakeRuntime();
   let release!: () => void;
   runtime.gate = new Promise((r) => (release = r));
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "127.0.0.1:0", token: TOKEN, webhookSecret: SECRET });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "127.0.0.1:0",
+    token: TOKEN,
+    webhookSecret: SECRET,
+  });
   t.after(() => agent.stop());
   assert.equal(agent.address, undefined, "nothing listens before start()");
   const started = agent.start();
@@ -278,12 +355,19 @@ test("the agent serves the API on loopback from before its first reconcile compl
   const denied = await fetch(`${base}/reconcile`, { method: "POST" });
   assert.equal(denied.status, 401);
   await denied.body?.cancel();
-  const reconciled = await fetch(`${base}/reconcile`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } });
+  const reconciled = await fetch(`${base}/reconcile`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
   assert.equal(reconciled.status, 200);
   assert.equal(((await reconciled.json()) as { status: string }).status, "synced");
 
   const hook = JSON.stringify({ ref: "refs/heads/main" });
-  const webhook = await fetch(`${base}/webhook`, { method: "POST", headers: { "x-hub-signature-256": signWebhook(hook, SECRET), "content-type": "application/json" }, body: hook });
+  const webhook = await fetch(`${base}/webhook`, {
+    method: "POST",
+    headers: { "x-hub-signature-256": signWebhook(hook, SECRET), "content-type": "application/json" },
+    body: hook,
+  });
   assert.equal(webhook.status, 202);
   await webhook.body?.cancel();
 
@@ -293,13 +377,21 @@ test("the agent serves the API on loopback from before its first reconcile compl
 
   await agent.stop();
   assert.equal(agent.address, `${address}`, "the address stays readable after stop");
-  await assert.rejects(fetch(`${base}/healthz`).then((r) => r.text()), "the port is closed after stop()");
+  await assert.rejects(
+    fetch(`${base}/healthz`).then((r) => r.text()),
+    "the port is closed after stop()",
+  );
 });
 
 test("createAgent refuses a non-loopback listen address without a token, and a malformed one", () => {
-  const isConfigError = (pattern: RegExp) => (e: unknown) => e instanceof GitopsError && e.code === "E_CONFIG" && pattern.test(e.message);
+  const isConfigError = (pattern: RegExp) => (e: unknown) =>
+    e instanceof GitopsError && e.code === "E_CONFIG" && pattern.test(e.message);
   for (const listen of ["0.0.0.0:9477", ":9477", "192.168.1.10:80", "[::]:9477", "agent.example:9477"]) {
-    assert.throws(() => createAgent({ repoUrl: "/r", listen }), isConfigError(/refusing to serve the control API on .* without a token/), listen);
+    assert.throws(
+      () => createAgent({ repoUrl: "/r", listen }),
+      isConfigError(/refusing to serve the control API on .* without a token/),
+      listen,
+    );
     assert.doesNotThrow(() => createAgent({ repoUrl: "/r", listen, token: TOKEN }), listen);
   }
   for (const listen of ["127.0.0.1:0", "localhost:9477", "[::1]:9477", "9477", "off", "OFF"]) {
@@ -309,16 +401,44 @@ test("createAgent refuses a non-loopback listen address without a token, and a m
 });
 
 test("env keys named like secrets, and Bearer or URL-credential values under any key, are masked in every view", async (t) => {
-  const secretKeys = ["passphrase", "credentials", "session", "creds", "auth_header", "cookie", "private", "db_pass", "smtp_pwd", "sentry_dsn", "api_key", "oauth_client"];
+  const secretKeys = [
+    "passphrase",
+    "credentials",
+    "session",
+    "creds",
+    "auth_header",
+    "cookie",
+    "private",
+    "db_pass",
+    "smtp_pwd",
+    "sentry_dsn",
+    "api_key",
+    "oauth_client",
+  ];
   const env = Object.fromEntries(secretKeys.map((key, i) => [key, `value-${i}-shh`]));
-  Object.assign(env, { upstream: "Bearer abc.def.ghi-1", header: "X: bearer zzz-2", basic: "Basic dXNlcjpwdw==-3", mirror: "https://u:p@ss@mirror.example/x-4" });
-  Object.assign(env, { port: 8080, log_level: "debug", bypassed: "shown", nested: [{ session_id: "s-5-shh", home: "https://example.com/" }] });
+  Object.assign(env, {
+    upstream: "Bearer abc.def.ghi-1",
+    header: "X: bearer zzz-2",
+    basic: "Basic dXNlcjpwdw==-3",
+    mirror: "https://u:p@ss@mirror.example/x-4",
+  });
+  Object.assign(env, {
+    port: 8080,
+    log_level: "debug",
+    bypassed: "shown",
+    nested: [{ session_id: "s-5-shh", home: "https://example.com/" }],
+  });
   const h = await harness(t, { "apps/db/app.json": JSON.stringify({ name: "db", version: "1.0.0", env }) });
   await h.agent.start();
   const expected = {
     ...Object.fromEntries(secretKeys.map((key) => [key, "***"])),
     ...{ upstream: "***", header: "***", basic: "***", mirror: "***" },
-    ...{ port: 8080, log_level: "debug", bypassed: "shown", nested: [{ session_id: "***", home: "https://example.com/" }] },
+    ...{
+      port: 8080,
+      log_level: "debug",
+      bypassed: "shown",
+      nested: [{ session_id: "***", home: "https://example.com/" }],
+    },
   };
   assert.deepEqual((await h.call("GET", "/apps/db")).json.env, expected);
   assert.deepEqual((await h.call("GET", "/state/desired")).json.apps.db.env, expected);
@@ -342,21 +462,29 @@ test("one app's env nested deeper than the stack does not break the API: its val
   assert.equal(shown.env.port, 1);
   let level: any = shown.env.deep;
   let depth = 0;
-  while (typeof level === "object") (level = Array.isArray(level) ? level[0] : level.a), depth++;
+  while (typeof level === "object") ((level = Array.isArray(level) ? level[0] : level.a), depth++);
   assert.match(level, /^\[nested deeper than 1024 levels: not shown\]$/);
   assert.ok(depth > 1000, `shown to ${depth} levels`);
 });
 
 /** A GET over real HTTP with the given Host header (fetch may not set Host). */
-function getWithHost(port: number, path: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+function getWithHost(
+  port: number,
+  path: string,
+  host: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const request = httpRequest({ host: "127.0.0.1", port, path, method: "GET", headers: { ...headers, host } }, (response) => {
-      let text = "";
-      response.setEncoding("utf8");
-      response.on("data", (chunk: string) => (text += chunk));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, text }));
-      response.on("error", reject);
-    });
+    const request = httpRequest(
+      { host: "127.0.0.1", port, path, method: "GET", headers: { ...headers, host } },
+      (response) => {
+        let text = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => (text += chunk));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, text }));
+        response.on("error", reject);
+      },
+    );
     request.setTimeout(15_000, () => request.destroy(new Error(`GET ${path} timed out`)));
     request.on("error", reject);
     request.end();
@@ -366,24 +494,60 @@ function getWithHost(port: number, path: string, host: string, headers: Record<s
 for (const token of [undefined, TOKEN]) {
   test(`on loopback ${token ? "with" : "without"} a token, only requests addressed to a loopback host are answered (DNS rebinding)`, async (t) => {
     const repo = await gitopsRepo(t, { "apps/db/app.yaml": db() });
-    const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: new FakeRuntime(), reconcileInterval: "1h", listen: "127.0.0.1:0", token, webhookSecret: SECRET });
+    const agent = createAgent({
+      repoUrl: repo.bare,
+      localPath: join(repo.root, "local"),
+      runtime: new FakeRuntime(),
+      reconcileInterval: "1h",
+      listen: "127.0.0.1:0",
+      token,
+      webhookSecret: SECRET,
+    });
     t.after(() => agent.stop());
     await agent.start();
     const port = Number(agent.address!.split(":").pop());
-    for (const host of ["localhost", `localhost:${port}`, "LOCALHOST.", "app.localhost", `127.0.0.1:${port}`, "127.1.2.3", "[::1]", `[::1]:${port}`]) {
+    for (const host of [
+      "localhost",
+      `localhost:${port}`,
+      "LOCALHOST.",
+      "app.localhost",
+      `127.0.0.1:${port}`,
+      "127.1.2.3",
+      "[::1]",
+      `[::1]:${port}`,
+    ]) {
       assert.equal((await getWithHost(port, "/status", host)).status, 200, host);
     }
-    for (const host of ["evil.example", `evil.example:${port}`, "127.0.0.1.evil.example", "localhost.evil.example", "0.0.0.0", "[::2]", "10.0.0.1", "127.0.0.256"]) {
+    for (const host of [
+      "evil.example",
+      `evil.example:${port}`,
+      "127.0.0.1.evil.example",
+      "localhost.evil.example",
+      "0.0.0.0",
+      "[::2]",
+      "10.0.0.1",
+      "127.0.0.256",
+    ]) {
       for (const path of ["/status", "/apps", "/apps/db", "/state/desired", "/state/current", "/metrics", "/healthz"]) {
         const refused = await getWithHost(port, path, host);
         assert.equal(refused.status, 421, `${host} ${path}`);
-        assert.match(JSON.parse(refused.text).error, /^refusing a request for host ".*": the control API listens on loopback and answers only requests to localhost, 127\.0\.0\.1 or \[::1\] \(a guard against DNS rebinding\)/);
+        assert.match(
+          JSON.parse(refused.text).error,
+          /^refusing a request for host ".*": the control API listens on loopback and answers only requests to localhost, 127\.0\.0\.1 or \[::1\] \(a guard against DNS rebinding\)/,
+        );
         assert.ok(!refused.text.includes("db"), "nothing about the apps");
       }
     }
     if (token) {
-      assert.equal((await getWithHost(port, "/status", "agent.example", { authorization: `Bearer ${TOKEN}` })).status, 200, "a proxy forwarding its Host sends the token");
-      assert.equal((await getWithHost(port, "/status", "agent.example", { authorization: "Bearer wrong-token-0000" })).status, 421);
+      assert.equal(
+        (await getWithHost(port, "/status", "agent.example", { authorization: `Bearer ${TOKEN}` })).status,
+        200,
+        "a proxy forwarding its Host sends the token",
+      );
+      assert.equal(
+        (await getWithHost(port, "/status", "agent.example", { authorization: "Bearer wrong-token-0000" })).status,
+        421,
+      );
     }
   });
 }
@@ -393,9 +557,18 @@ test("the webhook is exempt from the Host check (its signature authenticates it)
   await h.agent.start();
   const loopback = createHandler(h.agent, { listen: "127.0.0.1:9477" });
   const hook = JSON.stringify({ ref: "refs/heads/dev" });
-  const signed = await loopback(new Request("http://gitops.example.com/webhook", { method: "POST", headers: { "x-hub-signature-256": signWebhook(hook, SECRET) }, body: hook }));
+  const signed = await loopback(
+    new Request("http://gitops.example.com/webhook", {
+      method: "POST",
+      headers: { "x-hub-signature-256": signWebhook(hook, SECRET) },
+      body: hook,
+    }),
+  );
   assert.equal(signed.status, 200);
   assert.equal((await loopback(new Request("http://gitops.example.com/status"))).status, 421);
-  assert.equal((await createHandler(h.agent, { listen: "0.0.0.0:9477" })(new Request("http://gitops.example.com/status"))).status, 200);
+  assert.equal(
+    (await createHandler(h.agent, { listen: "0.0.0.0:9477" })(new Request("http://gitops.example.com/status"))).status,
+    200,
+  );
   assert.equal((await h.call("GET", "/status")).status, 200, "listen: off (mounted elsewhere) checks nothing");
 });

@@ -9,29 +9,52 @@ const MAX_NESTING = 100;
  * A spec whose value nests `levels` deep (the top-level mapping is level 1, env level 2), and the
  * position of the opening of its deepest level.
  */
-const shapes: Record<string, (levels: number) => { format: SpecFormat; text: string; deepest: { line: number; column: number } }> = {
-  "JSON": (levels) => {
+const shapes: Record<
+  string,
+  (levels: number) => { format: SpecFormat; text: string; deepest: { line: number; column: number } }
+> = {
+  JSON: (levels) => {
     const head = `{"name":"x","version":"1.0.0","env":{"a":`;
     const k = levels - 2;
-    return { format: "json", text: `${head}${"[".repeat(k)}${"]".repeat(k)}}}`, deepest: { line: 1, column: head.length + k } };
+    return {
+      format: "json",
+      text: `${head}${"[".repeat(k)}${"]".repeat(k)}}}`,
+      deepest: { line: 1, column: head.length + k },
+    };
   },
   "YAML flow": (levels) => {
     const k = levels - 2;
-    return { format: "yaml", text: `name: x\nversion: "1.0.0"\nenv:\n  a: ${"[".repeat(k)}${"]".repeat(k)}\n`, deepest: { line: 4, column: 5 + k } };
+    return {
+      format: "yaml",
+      text: `name: x\nversion: "1.0.0"\nenv:\n  a: ${"[".repeat(k)}${"]".repeat(k)}\n`,
+      deepest: { line: 4, column: 5 + k },
+    };
   },
   "YAML block sequence": (levels) => {
     const k = levels - 2;
-    return { format: "yaml", text: `name: x\nversion: "1.0.0"\nenv:\n  a:\n    ${"- ".repeat(k)}1\n`, deepest: { line: 5, column: 5 + 2 * (k - 1) } };
+    return {
+      format: "yaml",
+      text: `name: x\nversion: "1.0.0"\nenv:\n  a:\n    ${"- ".repeat(k)}1\n`,
+      deepest: { line: 5, column: 5 + 2 * (k - 1) },
+    };
   },
   "YAML block mapping": (levels) => {
     const k = levels - 1; // env's value is the mapping at level 2
     const lines = Array.from({ length: k }, (_, j) => `${" ".repeat(j + 2)}k${j}:`).join("\n");
-    return { format: "yaml", text: `name: x\nversion: "1.0.0"\nenv:\n${lines} 1\n`, deepest: { line: 3 + k, column: k + 2 } };
+    return {
+      format: "yaml",
+      text: `name: x\nversion: "1.0.0"\nenv:\n${lines} 1\n`,
+      deepest: { line: 3 + k, column: k + 2 },
+    };
   },
   "Erlang terms": (levels) => {
     const head = `#{name => x, version => <<"1.0.0">>, env => #{a => `;
     const k = levels - 2;
-    return { format: "erlang", text: `${head}${"[".repeat(k)}${"]".repeat(k)}}}.`, deepest: { line: 1, column: head.length + k } };
+    return {
+      format: "erlang",
+      text: `${head}${"[".repeat(k)}${"]".repeat(k)}}}.`,
+      deepest: { line: 1, column: head.length + k },
+    };
   },
 };
 
@@ -42,7 +65,10 @@ for (const [name, shape] of Object.entries(shapes)) {
     assert.equal((parsed.value as { name: unknown }).name, "x");
 
     const deeper = shape(MAX_NESTING + 1);
-    const error = await parseSpecText(deeper.text, deeper.format).then(() => undefined, (e: unknown) => e);
+    const error = await parseSpecText(deeper.text, deeper.format).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof SpecSyntaxError, String(error));
     assert.match(error.message, /^nesting deeper than 100 levels/);
     assert.deepEqual({ line: error.line, column: error.column }, deeper.deepest);
@@ -51,14 +77,23 @@ for (const [name, shape] of Object.entries(shapes)) {
   test(`${name} nested thousands of levels is the same error, not a stack overflow`, async () => {
     // Indentation costs a block mapping one more space per level: 1400 levels is what 1 MB holds.
     const deep = shape(name === "YAML block mapping" ? 1400 : 20_000);
-    const error = await parseSpecText(deep.text, deep.format).then(() => undefined, (e: unknown) => e);
+    const error = await parseSpecText(deep.text, deep.format).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof SpecSyntaxError, String(error));
-    assert.match(error.message, name === "Erlang terms" ? /^nesting deeper than 1000 levels/ : /^nesting deeper than 100 levels/);
+    assert.match(
+      error.message,
+      name === "Erlang terms" ? /^nesting deeper than 1000 levels/ : /^nesting deeper than 100 levels/,
+    );
   });
 }
 
 test("a YAML alias that refers to its own anchor is an error at the alias, not an endless value", async () => {
-  const error = await parseSpecText("name: x\nversion: '1'\nenv: &e { self: *e }\n", "yaml").then(() => undefined, (e: unknown) => e);
+  const error = await parseSpecText("name: x\nversion: '1'\nenv: &e { self: *e }\n", "yaml").then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof SpecSyntaxError, String(error));
   assert.match(error.message, /refers to a value that contains it/);
   assert.deepEqual([error.line, error.column], [3, 17]);
@@ -67,7 +102,11 @@ test("a YAML alias that refers to its own anchor is an error at the alias, not a
 test("aliases used within the limits still parse, shared values and merge keys included", async () => {
   const text = "name: x\nversion: '1'\nenv:\n  base: &b { a: 1, list: [1, 2] }\n  one: *b\n  two: { <<: *b, a: 2 }\n";
   const { value } = await parseSpecText(text, "yaml");
-  assert.deepEqual((value as { env: unknown }).env, { base: { a: 1, list: [1, 2] }, one: { a: 1, list: [1, 2] }, two: { a: 2, list: [1, 2] } });
+  assert.deepEqual((value as { env: unknown }).env, {
+    base: { a: 1, list: [1, 2] },
+    one: { a: 1, list: [1, 2] },
+    two: { a: 2, list: [1, 2] },
+  });
 });
 
 test("JSON positions come from the text itself: nested keys and values, list items, repeated keys, and the nearest written parent", async () => {

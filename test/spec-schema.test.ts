@@ -15,8 +15,10 @@ import { KNOWN_KEYS, appSpecJsonSchema } from "../src/spec.ts";
 /** Rules `validate` checks and the schema cannot, each with why (keep README "The app spec" in step). */
 const VALIDATE_ONLY = {
   "self-dependency": "an app cannot depend on itself: a schema cannot compare depends_on with name",
-  "dependency written twice": "depends_on [db, { name: db }]: uniqueItems compares items as written, not the names they mean",
-  "registry URL": "source.registry must parse as a URL: the schema checks only the scheme (formats are optional in JSON Schema)",
+  "dependency written twice":
+    "depends_on [db, { name: db }]: uniqueItems compares items as written, not the names they mean",
+  "registry URL":
+    "source.registry must parse as a URL: the schema checks only the scheme (formats are optional in JSON Schema)",
 } as const;
 
 interface Case {
@@ -30,8 +32,18 @@ interface Case {
   warns?: boolean;
 }
 
-const ok = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({ title, spec, valid: true, ...extra });
-const bad = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({ title, spec, valid: false, ...extra });
+const ok = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({
+  title,
+  spec,
+  valid: true,
+  ...extra,
+});
+const bad = (title: string, spec: Case["spec"], extra: Partial<Case> = {}): Case => ({
+  title,
+  spec,
+  valid: false,
+  ...extra,
+});
 const sha = "a".repeat(64);
 
 const README = await readFile(new URL("../README.md", import.meta.url), "utf8");
@@ -48,36 +60,66 @@ const CORPUS: Case[] = [
   ok("a spec with only name and version", {}),
   ok("a 64-character name with dots, dashes and underscores", { name: `a${"._-9".repeat(15)}abc` }),
   ok("source: npm as a bare string", { source: "npm" }),
-  ok("an npm source with a scoped package and a registry", { source: { type: "npm", package: "@acme/web", registry: "https://npm.acme.dev/" } }),
+  ok("an npm source with a scoped package and a registry", {
+    source: { type: "npm", package: "@acme/web", registry: "https://npm.acme.dev/" },
+  }),
   ok("an npm package name with capitals", { source: { type: "npm", package: "@Acme/WebApp" } }),
-  ok("a git source with url, ref and subdir", { source: { type: "git", url: "https://git.acme.dev/web.git", ref: "v1.2", subdir: "packages/web" } }),
-  ok("a git source pinned to a full commit", { source: { type: "git", url: "/srv/git/web.git", ref: "0123456789abcdef0123456789abcdef01234567" } }),
+  ok("a git source with url, ref and subdir", {
+    source: { type: "git", url: "https://git.acme.dev/web.git", ref: "v1.2", subdir: "packages/web" },
+  }),
+  ok("a git source pinned to a full commit", {
+    source: { type: "git", url: "/srv/git/web.git", ref: "0123456789abcdef0123456789abcdef01234567" },
+  }),
   ok("a subdir with a segment that only starts with dots", { source: { type: "git", url: "x", subdir: "a/..b/c.." } }),
   ok("a path source", { source: { type: "path", path: "code/web" } }),
   ok("a tarball source with sha256", { source: { type: "tarball", url: "https://x/web.tgz", sha256: sha } }),
-  ok("a tarball source with an upper-case sha256", { source: { type: "tarball", url: "https://x/web.tgz", sha256: sha.toUpperCase() } }),
-  ok("a tarball source with an SRI integrity", { source: { type: "tarball", url: "web.tgz", integrity: "sha512-AbC+/x==" } }),
-  ok("bc_gitops's release source with url and sha256", { source: { type: "release", url: "https://x/web.tgz", sha256: sha } }),
+  ok("a tarball source with an upper-case sha256", {
+    source: { type: "tarball", url: "https://x/web.tgz", sha256: sha.toUpperCase() },
+  }),
+  ok("a tarball source with an SRI integrity", {
+    source: { type: "tarball", url: "web.tgz", integrity: "sha512-AbC+/x==" },
+  }),
+  ok("bc_gitops's release source with url and sha256", {
+    source: { type: "release", url: "https://x/web.tgz", sha256: sha },
+  }),
   ok("a url icon with a value", { icon: { type: "url", value: "https://x/i.png" } }),
   ok("an icon mapping without a type", { icon: {} }),
   ok("a base64 icon with a MIME type", { icon: { type: "base64", value: "iVBORw0KGgo=", mime_type: "image/png" } }),
   ok("an entry inside the package", { entry: "src/server.ts" }),
   ok("worker isolation with limits", { isolation: "worker", limits: { memory_mb: 256 } }),
-  ok('isolation: vm (read as "process") with a command and a reload signal', { isolation: "vm", command: ["node", "server.js"], reload_signal: "SIGUSR2" }),
+  ok('isolation: vm (read as "process") with a command and a reload signal', {
+    isolation: "vm",
+    command: ["node", "server.js"],
+    reload_signal: "SIGUSR2",
+  }),
   ok("an env mapping with nested and null values", { env: { port: 8080, pool: { size: 10 }, token: null } }),
   ok("an empty env list (Erlang's [])", { env: [] }),
-  ok("health with every field and string durations", { health: { type: "http", port: 8080, path: "/health", interval: "1.5m", timeout: "250ms" } }),
+  ok("health with every field and string durations", {
+    health: { type: "http", port: 8080, path: "/health", interval: "1.5m", timeout: "250ms" },
+  }),
   ok("durations in milliseconds, zero, and with spaces", { health: { type: "tcp", interval: 0, timeout: " 5 s " } }),
-  ok("health.type custom (bc_gitops's name for module) with a module", { health: { type: "custom", module: "my_check" } }),
+  ok("health.type custom (bc_gitops's name for module) with a module", {
+    health: { type: "custom", module: "my_check" },
+  }),
   ok("health.type module and none", { health: { type: "none" } }),
   ok("depends_on as one name", { depends_on: "db" }),
   ok("depends_on as a list of names", { depends_on: ["db", "cache"] }),
   ok("depends_on as a list of { name } maps", { depends_on: [{ name: "db" }, { name: "cache", version: "2" }] }),
   ok("depends_on mixing names and maps", { depends_on: ["db", { name: "cache" }] }),
-  ok("description: ~ and every optional field set to ~", 'name: web\nversion: "1"\ndescription: ~\nsource: ~\nentry:\nenv: ~\nhealth: ~\nicon: ~\ndepends_on: ~\nisolation: ~\n'),
-  ok("optional fields inside source, health, icon and limits set to ~", 'name: web\nversion: "1"\nsource: { type: git, url: x, ref: ~, subdir: ~ }\nhealth: { type: ~, port: ~, interval: ~ }\nicon: { type: ~, value: ~ }\nlimits: { memory_mb: ~ }\n'),
+  ok(
+    "description: ~ and every optional field set to ~",
+    'name: web\nversion: "1"\ndescription: ~\nsource: ~\nentry:\nenv: ~\nhealth: ~\nicon: ~\ndepends_on: ~\nisolation: ~\n',
+  ),
+  ok(
+    "optional fields inside source, health, icon and limits set to ~",
+    'name: web\nversion: "1"\nsource: { type: git, url: x, ref: ~, subdir: ~ }\nhealth: { type: ~, port: ~, interval: ~ }\nicon: { type: ~, value: ~ }\nlimits: { memory_mb: ~ }\n',
+  ),
   ok("an extra top-level key such as license", { license: "Apache-2.0" }, { warns: true }),
-  ok("unknown keys inside source and health", { source: { type: "npm", url: "x" }, health: { type: "http", retries: 3 } }, { warns: true }),
+  ok(
+    "unknown keys inside source and health",
+    { source: { type: "npm", url: "x" }, health: { type: "http", retries: 3 } },
+    { warns: true },
+  ),
   // Every class of error validate reports.
   bad("a spec without a name", { name: undefined }),
   bad("a spec without a version", { version: undefined }),
@@ -97,7 +139,11 @@ const CORPUS: Case[] = [
   bad("a source that is a list", { source: ["npm"] }),
   bad("an npm package name with spaces", { source: { type: "npm", package: "my app" } }),
   bad("a registry that is not a URL", { source: { type: "npm", registry: "npm.acme.dev" } }),
-  bad("a registry with a scheme but nothing else", { source: { type: "npm", registry: "http://" } }, { only: "registry URL" }),
+  bad(
+    "a registry with a scheme but nothing else",
+    { source: { type: "npm", registry: "http://" } },
+    { only: "registry URL" },
+  ),
   bad("a git source without a url", { source: { type: "git", ref: "main" } }),
   bad("a git URL starting with -", { source: { type: "git", url: "-oProxyCommand=evil" } }),
   bad("a git ref starting with -", { source: { type: "git", url: "x", ref: "--upload-pack=evil" } }),
@@ -146,7 +192,11 @@ const CORPUS: Case[] = [
   bad("depends_on listing a name twice", { depends_on: ["db", "db"] }),
   bad("depends_on listing a { name } map twice", { depends_on: [{ name: "db" }, { name: "db" }] }),
   bad("depends_on listing the app itself", { depends_on: ["web"] }, { only: "self-dependency" }),
-  bad("depends_on naming one app as a name and as a map", { depends_on: ["db", { name: "db" }] }, { only: "dependency written twice" }),
+  bad(
+    "depends_on naming one app as a name and as a map",
+    { depends_on: ["db", { name: "db" }] },
+    { only: "dependency written twice" },
+  ),
   bad("an unknown reload signal", { reload_signal: "SIGKILL" }),
 ];
 
@@ -196,11 +246,15 @@ test("the schema offers editors exactly the keys validate knows, in every mappin
     [...new Set([...Object.keys(node?.properties ?? {}), ...(node?.anyOf ?? []).flatMap(keys)])].sort();
   const root = appSpecJsonSchema() as Node;
   assert.deepEqual(keys(root), [...KNOWN_KEYS[""]!].sort());
-  for (const at of ["source", "health", "icon", "limits"]) assert.deepEqual(keys(root.properties?.[at]), [...KNOWN_KEYS[at]!].sort(), at);
+  for (const at of ["source", "health", "icon", "limits"])
+    assert.deepEqual(keys(root.properties?.[at]), [...KNOWN_KEYS[at]!].sort(), at);
 });
 
 test("the README lists every rule only validate checks", () => {
-  const section = README.slice(README.indexOf("## The app spec"), README.indexOf("\n## ", README.indexOf("## The app spec") + 1));
+  const section = README.slice(
+    README.indexOf("## The app spec"),
+    README.indexOf("\n## ", README.indexOf("## The app spec") + 1),
+  );
   for (const rule of ["depend on itself", "same app twice", "registry"]) assert.match(section, new RegExp(rule), rule);
 });
 

@@ -42,8 +42,16 @@ test("signatures are HMAC-SHA256 of the raw bytes, checked per provider header",
   const missing = verifyWebhook(new Headers({ "x-github-event": "push" }), enc(body), SECRET);
   assert.deepEqual(missing.ok, false);
   assert.match(!missing.ok ? missing.reason : "", /missing signature/);
-  assert.equal(verifyWebhook(new Headers({ "x-hub-signature-256": "sha256=" }), enc(body), SECRET).ok, false, "an empty signature");
-  assert.equal(verifyWebhook(new Headers({ "x-hub-signature-256": `SHA256=${hmac(body).toUpperCase()}` }), enc(body), SECRET).ok, true, "hex case does not matter");
+  assert.equal(
+    verifyWebhook(new Headers({ "x-hub-signature-256": "sha256=" }), enc(body), SECRET).ok,
+    false,
+    "an empty signature",
+  );
+  assert.equal(
+    verifyWebhook(new Headers({ "x-hub-signature-256": `SHA256=${hmac(body).toUpperCase()}` }), enc(body), SECRET).ok,
+    true,
+    "hex case does not matter",
+  );
 });
 
 test("constant-time comparison is still a comparison", () => {
@@ -60,22 +68,67 @@ test("constant-time comparison is still a comparison", () => {
 test("webhook events parse into ping, push (ref and commit), ignored and invalid", () => {
   const cases: [Record<string, string>, string, Record<string, unknown>][] = [
     [{ "x-github-event": "ping" }, "{}", { kind: "ping", provider: "github" }],
-    [{ "x-github-event": "push" }, push("refs/heads/main"), { kind: "push", provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }],
-    [{ "x-github-event": "issues" }, "{}", { kind: "ignored", provider: "github", reason: '"issues" events do not trigger a reconcile' }],
-    [{ "x-gitlab-event": "Push Hook" }, JSON.stringify({ ref: "refs/heads/main", checkout_sha: "b".repeat(40) }), { kind: "push", provider: "gitlab", ref: "refs/heads/main", commit: "b".repeat(40) }],
-    [{ "x-gitlab-event": "Tag Push Hook" }, "{}", { kind: "ignored", provider: "gitlab", reason: '"Tag Push Hook" events do not trigger a reconcile' }],
-    [{ "x-gitlab-event": "System Hook" }, JSON.stringify({ event_name: "push", ref: "refs/heads/dev" }), { kind: "push", provider: "gitlab", ref: "refs/heads/dev" }],
-    [{ "x-gitea-event": "push" }, push("refs/heads/dev"), { kind: "push", provider: "gitea", ref: "refs/heads/dev", commit: "a".repeat(40) }],
+    [
+      { "x-github-event": "push" },
+      push("refs/heads/main"),
+      { kind: "push", provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) },
+    ],
+    [
+      { "x-github-event": "issues" },
+      "{}",
+      { kind: "ignored", provider: "github", reason: '"issues" events do not trigger a reconcile' },
+    ],
+    [
+      { "x-gitlab-event": "Push Hook" },
+      JSON.stringify({ ref: "refs/heads/main", checkout_sha: "b".repeat(40) }),
+      { kind: "push", provider: "gitlab", ref: "refs/heads/main", commit: "b".repeat(40) },
+    ],
+    [
+      { "x-gitlab-event": "Tag Push Hook" },
+      "{}",
+      { kind: "ignored", provider: "gitlab", reason: '"Tag Push Hook" events do not trigger a reconcile' },
+    ],
+    [
+      { "x-gitlab-event": "System Hook" },
+      JSON.stringify({ event_name: "push", ref: "refs/heads/dev" }),
+      { kind: "push", provider: "gitlab", ref: "refs/heads/dev" },
+    ],
+    [
+      { "x-gitea-event": "push" },
+      push("refs/heads/dev"),
+      { kind: "push", provider: "gitea", ref: "refs/heads/dev", commit: "a".repeat(40) },
+    ],
     [{}, "", { kind: "push", provider: "generic" }],
     [{}, JSON.stringify({ ref: "main" }), { kind: "push", provider: "generic", ref: "main" }],
-    [{ "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" }, `payload=${encodeURIComponent(push("refs/heads/main"))}`, { kind: "push", provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }],
-    [{ "x-github-event": "push" }, "{not json", { kind: "invalid", provider: "github", reason: "the body is not a JSON push payload" }],
-    [{ "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" }, push("refs/heads/main"), { kind: "invalid", provider: "github", reason: FORM_WITHOUT_PAYLOAD }],
-    [{ "content-type": "application/x-www-form-urlencoded; charset=utf-8" }, "", { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD }],
-    [{ "content-type": "application/x-www-form-urlencoded" }, "payload=", { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD }],
+    [
+      { "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" },
+      `payload=${encodeURIComponent(push("refs/heads/main"))}`,
+      { kind: "push", provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) },
+    ],
+    [
+      { "x-github-event": "push" },
+      "{not json",
+      { kind: "invalid", provider: "github", reason: "the body is not a JSON push payload" },
+    ],
+    [
+      { "x-github-event": "push", "content-type": "application/x-www-form-urlencoded" },
+      push("refs/heads/main"),
+      { kind: "invalid", provider: "github", reason: FORM_WITHOUT_PAYLOAD },
+    ],
+    [
+      { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
+      "",
+      { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD },
+    ],
+    [
+      { "content-type": "application/x-www-form-urlencoded" },
+      "payload=",
+      { kind: "invalid", provider: "generic", reason: FORM_WITHOUT_PAYLOAD },
+    ],
     [{}, "[1]", { kind: "invalid", provider: "generic", reason: "the body is not a JSON object" }],
   ];
-  for (const [headers, body, expected] of cases) assert.deepEqual(parseWebhook(new Headers(headers), enc(body)), expected, JSON.stringify([headers, body]));
+  for (const [headers, body, expected] of cases)
+    assert.deepEqual(parseWebhook(new Headers(headers), enc(body)), expected, JSON.stringify([headers, body]));
 });
 
 test("only pushes to the tracked branch (or naming no ref) target it", () => {
@@ -88,13 +141,22 @@ test("only pushes to the tracked branch (or naming no ref) target it", () => {
     ["refs/tags/main", false],
     ["refs/heads/feature/main", false],
   ];
-  for (const [ref, expected] of cases) assert.equal(pushTargets(ref === undefined ? {} : { ref }, "main"), expected, String(ref));
+  for (const [ref, expected] of cases)
+    assert.equal(pushTargets(ref === undefined ? {} : { ref }, "main"), expected, String(ref));
 });
 
 async function harness(t: TestContext, options: Partial<AgentOptions> = {}) {
   const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
   const runtime = new FakeRuntime();
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "off", webhookSecret: SECRET, ...options });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+    webhookSecret: SECRET,
+    ...options,
+  });
   t.after(() => agent.stop());
   const events: TelemetryEvent[] = [];
   agent.on("*", (e) => events.push(e));
@@ -102,7 +164,13 @@ async function harness(t: TestContext, options: Partial<AgentOptions> = {}) {
   await agent.start();
   const ticks = () => events.filter((e) => e.name === "bc_gitops:reconcile:start").length;
   const post = async (headers: Record<string, string>, body: string) => {
-    const response = await handler(new Request("http://agent.test/webhook", { method: "POST", headers: { "content-type": "application/json", ...headers }, body }));
+    const response = await handler(
+      new Request("http://agent.test/webhook", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body,
+      }),
+    );
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   return { repo, runtime, agent, events, ticks, post };
@@ -147,11 +215,26 @@ for (const provider of Object.keys(providers)) {
     h.runtime.gate = new Promise((r) => (release = r));
     const accepted = await h.post(sign(body), body);
     assert.equal(accepted.status, 202);
-    assert.deepEqual(accepted.body, { triggered: true, provider: provider === "forgejo" ? "gitea" : provider, ref: "refs/heads/main", commit: "a".repeat(40) });
-    assert.equal(h.runtime.calls.includes("upgrade db 1.1.0 from 1.0.0"), false, "answered before the tick applied anything");
+    assert.deepEqual(accepted.body, {
+      triggered: true,
+      provider: provider === "forgejo" ? "gitea" : provider,
+      ref: "refs/heads/main",
+      commit: "a".repeat(40),
+    });
+    assert.equal(
+      h.runtime.calls.includes("upgrade db 1.1.0 from 1.0.0"),
+      false,
+      "answered before the tick applied anything",
+    );
     release();
     h.runtime.gate = undefined;
-    await until(() => h.events.some((e) => e.name === "bc_gitops:reconcile:stop" && h.runtime.calls.includes("upgrade db 1.1.0 from 1.0.0")), "the triggered tick");
+    await until(
+      () =>
+        h.events.some(
+          (e) => e.name === "bc_gitops:reconcile:stop" && h.runtime.calls.includes("upgrade db 1.1.0 from 1.0.0"),
+        ),
+      "the triggered tick",
+    );
     assert.equal(h.ticks(), before + 1, "exactly one tick");
   });
 }
@@ -169,7 +252,10 @@ test("a GitHub ping answers pong without a tick; other events and tag pushes are
   const unsignedPing = await h.post({ "x-github-event": "ping" }, "{}");
   assert.equal(unsignedPing.status, 401, "even a ping must be signed");
   const garbage = "{not json";
-  const invalid = await h.post({ "x-github-event": "push", "x-hub-signature-256": signWebhook(garbage, SECRET) }, garbage);
+  const invalid = await h.post(
+    { "x-github-event": "push", "x-hub-signature-256": signWebhook(garbage, SECRET) },
+    garbage,
+  );
   assert.equal(invalid.status, 400);
   assert.equal(h.ticks(), before);
 });
@@ -188,11 +274,23 @@ test("without webhook_secret every webhook is refused with 403, signed or not", 
 
 test("a webhook body over the size limit is refused with 413 before it is verified", async (t) => {
   const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime: new FakeRuntime(), listen: "off", webhookSecret: SECRET });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime: new FakeRuntime(),
+    listen: "off",
+    webhookSecret: SECRET,
+  });
   t.after(() => agent.stop());
   const handler = createHandler(agent, { maxBodyBytes: 1024 });
   const body = JSON.stringify({ ref: "refs/heads/main", padding: "x".repeat(2000) });
-  const response = await handler(new Request("http://agent.test/webhook", { method: "POST", headers: { "x-signature-256": signWebhook(body, SECRET) }, body }));
+  const response = await handler(
+    new Request("http://agent.test/webhook", {
+      method: "POST",
+      headers: { "x-signature-256": signWebhook(body, SECRET) },
+      body,
+    }),
+  );
   assert.equal(response.status, 413);
   assert.match(((await response.json()) as { error: string }).error, /exceeds 1024 bytes/);
   // Streamed without a Content-Length, the limit still holds.
@@ -202,7 +300,9 @@ test("a webhook body over the size limit is refused with 413 before it is verifi
       controller.close();
     },
   });
-  const streamed = await handler(new Request("http://agent.test/webhook", { method: "POST", body: stream, duplex: "half" } as RequestInit));
+  const streamed = await handler(
+    new Request("http://agent.test/webhook", { method: "POST", body: stream, duplex: "half" } as RequestInit),
+  );
   assert.equal(streamed.status, 413);
   await streamed.body?.cancel();
 });
@@ -211,7 +311,10 @@ test("a signed form-encoded webhook whose body is raw JSON, not payload=, is ref
   const h = await harness(t);
   const before = h.ticks();
   for (const body of [JSON.stringify({ after: "a".repeat(40) }), push("refs/heads/main"), ""]) {
-    const response = await h.post({ "content-type": "application/x-www-form-urlencoded", "x-signature-256": signWebhook(body, SECRET) }, body);
+    const response = await h.post(
+      { "content-type": "application/x-www-form-urlencoded", "x-signature-256": signWebhook(body, SECRET) },
+      body,
+    );
     assert.deepEqual([response.status, response.body], [400, { error: FORM_WITHOUT_PAYLOAD }], body);
   }
   assert.equal(h.ticks(), before);
@@ -220,19 +323,37 @@ test("a signed form-encoded webhook whose body is raw JSON, not payload=, is ref
 test("GitHub's default form content type (payload=<json>), signed over the raw form bytes, triggers a tick over real HTTP", async (t) => {
   const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
   const runtime = new FakeRuntime();
-  const agent = createAgent({ repoUrl: repo.bare, localPath: join(repo.root, "local"), runtime, reconcileInterval: "1h", listen: "127.0.0.1:0", webhookSecret: SECRET });
+  const agent = createAgent({
+    repoUrl: repo.bare,
+    localPath: join(repo.root, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "127.0.0.1:0",
+    webhookSecret: SECRET,
+  });
   t.after(() => agent.stop());
   await agent.start();
   await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.1.0") });
   // As GitHub sends it: pretty JSON, form-encoded (spaces as "+"), then signed.
-  const json = JSON.stringify({ ref: "refs/heads/main", after: "a".repeat(40), head_commit: { message: "bump db & more = 100%" } }, null, 2);
+  const json = JSON.stringify(
+    { ref: "refs/heads/main", after: "a".repeat(40), head_commit: { message: "bump db & more = 100%" } },
+    null,
+    2,
+  );
   const body = new URLSearchParams({ payload: json }).toString();
   assert.match(body, /^payload=%7B%0A\+\+%22ref%22/);
   const response = await fetch(`http://${agent.address}/webhook`, {
     method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded", "x-github-event": "push", "x-hub-signature-256": `sha256=${hmac(body)}` },
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-github-event": "push",
+      "x-hub-signature-256": `sha256=${hmac(body)}`,
+    },
     body,
   });
-  assert.deepEqual([response.status, await response.json()], [202, { triggered: true, provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }]);
+  assert.deepEqual(
+    [response.status, await response.json()],
+    [202, { triggered: true, provider: "github", ref: "refs/heads/main", commit: "a".repeat(40) }],
+  );
   await until(() => runtime.calls.includes("upgrade db 1.1.0 from 1.0.0"), "the triggered tick");
 });

@@ -23,7 +23,11 @@ const saved: Record<string, string | undefined> = {};
 let caches = "";
 before(async () => {
   caches = await mkdtemp(join(tmpdir(), "bc-gitops-caches-"));
-  for (const [key, dir] of [["BUN_INSTALL_CACHE_DIR", "bun"], ["DENO_DIR", "deno"], ["npm_config_cache", "npm"]] as const) {
+  for (const [key, dir] of [
+    ["BUN_INSTALL_CACHE_DIR", "bun"],
+    ["DENO_DIR", "deno"],
+    ["npm_config_cache", "npm"],
+  ] as const) {
     saved[key] = process.env[key];
     process.env[key] = join(caches, dir);
   }
@@ -75,7 +79,9 @@ async function withDepApp(t: Scope, root: string) {
   await cp(join(APPS, "with-dep"), src, { recursive: true });
   const before = process.env.NPM_CONFIG_REGISTRY;
   process.env.NPM_CONFIG_REGISTRY = reg.url;
-  t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
+  t.after(() =>
+    before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before),
+  );
   return { src, s: spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } }) };
 }
 
@@ -99,7 +105,9 @@ async function failure(promise: Promise<unknown>): Promise<GitopsError> {
 const listing = (local: string, app: string) => readdir(join(local, "workspace", app)).catch(() => [] as string[]);
 
 async function importFetch(entry: string): Promise<string> {
-  const mod = (await import(pathToFileURL(entry).href)) as { default: { fetch(r: Request): Response | Promise<Response> } };
+  const mod = (await import(pathToFileURL(entry).href)) as {
+    default: { fetch(r: Request): Response | Promise<Response> };
+  };
   return (await mod.default.fetch(new Request("http://app.test/hi"))).text();
 }
 
@@ -108,8 +116,16 @@ describe("npm sources", () => {
     const { local, workspaces } = await setup(t);
     const reg = await registry(t);
     await reg.publish("hello-fetch", "1.0.0", join(APPS, "hello-fetch"));
-    const ws = await workspaces.prepare(spec({ name: "hello", version: "1.0.0", source: { type: "npm", package: "hello-fetch", registry: reg.url } }));
-    assert.deepEqual(ws, { app: "hello", revision: "1.0.0", dir: join(local, "workspace", "hello", "1.0.0"), entry: join(local, "workspace", "hello", "1.0.0", "index.js"), reused: false });
+    const ws = await workspaces.prepare(
+      spec({ name: "hello", version: "1.0.0", source: { type: "npm", package: "hello-fetch", registry: reg.url } }),
+    );
+    assert.deepEqual(ws, {
+      app: "hello",
+      revision: "1.0.0",
+      dir: join(local, "workspace", "hello", "1.0.0"),
+      entry: join(local, "workspace", "hello", "1.0.0", "index.js"),
+      reused: false,
+    });
     assert.equal(await importFetch(ws.entry), "hello from hello-fetch: /hi");
     assert.ok(reg.requests.includes("GET /hello-fetch"));
     assert.deepEqual(await listing(local, "hello"), ["1.0.0"]);
@@ -120,16 +136,21 @@ describe("npm sources", () => {
     const reg = await registry(t);
     await reg.publish("@fixtures/greeting", "1.0.0", join(APPS, "greeting"));
     await reg.publish("@acme/with-dep", "2.0.0", join(APPS, "with-dep"));
-    const ws = await workspaces.prepare(spec({ name: "web", version: "2.0.0", source: { type: "npm", package: "@acme/with-dep", registry: reg.url } }));
+    const ws = await workspaces.prepare(
+      spec({ name: "web", version: "2.0.0", source: { type: "npm", package: "@acme/with-dep", registry: reg.url } }),
+    );
     assert.ok(reg.requests.includes("GET /@acme%2fwith-dep"), reg.requests.join("\n"));
     const dep = join(ws.dir, "node_modules", "@fixtures", "greeting");
     assert.equal(JSON.parse(await readFile(join(dep, "package.json"), "utf8")).version, "1.0.0");
     const { greet } = (await import(pathToFileURL(join(dep, "index.js")).href)) as { greet(n: string): string };
     assert.equal(greet("x"), "hello, x");
-    assert.deepEqual(events.map((e) => [e.name, e.metadata]), [
-      ["bc_gitops:deps:start", { app: "web", version: "2.0.0" }],
-      ["bc_gitops:deps:stop", { app: "web", version: "2.0.0" }],
-    ]);
+    assert.deepEqual(
+      events.map((e) => [e.name, e.metadata]),
+      [
+        ["bc_gitops:deps:start", { app: "web", version: "2.0.0" }],
+        ["bc_gitops:deps:stop", { app: "web", version: "2.0.0" }],
+      ],
+    );
     assert.equal(typeof events[1]?.measurements.duration_ms, "number");
   });
 
@@ -140,7 +161,9 @@ describe("npm sources", () => {
     await reg.publish("with-dep", "1.0.0", join(APPS, "with-dep"));
     const before = process.env.NPM_CONFIG_REGISTRY;
     process.env.NPM_CONFIG_REGISTRY = reg.url;
-    t.after(() => (before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before)));
+    t.after(() =>
+      before === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = before),
+    );
     const ws = await workspaces.prepare(spec({ name: "with-dep", version: "1.0.0" }));
     assert.ok((await stat(join(ws.dir, "node_modules", "@fixtures", "greeting", "index.js"))).isFile());
     assert.ok(reg.requests.includes("GET /with-dep"));
@@ -151,7 +174,9 @@ describe("npm sources", () => {
     const reg = await registry(t);
     const { integrity } = await reg.publish("hello-fetch", "1.0.0", join(APPS, "hello-fetch"));
     reg.tamper("hello-fetch", "1.0.0");
-    const error = await failure(workspaces.prepare(spec({ name: "hello-fetch", version: "1.0.0", source: { type: "npm", registry: reg.url } })));
+    const error = await failure(
+      workspaces.prepare(spec({ name: "hello-fetch", version: "1.0.0", source: { type: "npm", registry: reg.url } })),
+    );
     assert.equal(error.code, "E_RUNTIME");
     assert.match(error.message, /failed verification: expected sha512-/);
     assert.ok(error.message.includes(integrity));
@@ -164,7 +189,9 @@ describe("npm sources", () => {
     const { workspaces } = await setup(t);
     const reg = await registry(t);
     await reg.publish("hello-fetch", "1.0.0", join(APPS, "hello-fetch"));
-    const error = await failure(workspaces.prepare(spec({ name: "hello-fetch", version: "9.9.9", source: { type: "npm", registry: reg.url } })));
+    const error = await failure(
+      workspaces.prepare(spec({ name: "hello-fetch", version: "9.9.9", source: { type: "npm", registry: reg.url } })),
+    );
     assert.deepEqual([error.code, error.retry], ["E_NOT_FOUND", "stalled"]);
     assert.match(error.message, /9\.9\.9.*latest is 1\.0\.0/);
   });
@@ -175,7 +202,11 @@ describe("git sources", () => {
     const r = await gitopsRepo(t, {
       "package.json": JSON.stringify({ name: "g", type: "module", main: "index.js" }),
       "index.js": "export const v = 1;\n",
-      "packages/web/package.json": JSON.stringify({ name: "web", type: "module", exports: { ".": { import: "./server.js" } } }),
+      "packages/web/package.json": JSON.stringify({
+        name: "web",
+        type: "module",
+        exports: { ".": { import: "./server.js" } },
+      }),
       "packages/web/server.js": "export const web = 1;\n",
     });
     const first = await git(r.work, "rev-parse", "HEAD");
@@ -209,7 +240,11 @@ describe("git sources", () => {
   it("a subdir becomes the package root, and a relative url is relative to the gitops repo", async (t) => {
     const { workspaces } = await setup(t);
     const r = await repo(t);
-    const s = spec({ name: "web", version: "1.0.0", source: { type: "git", url: "remote.git", ref: "main", subdir: "packages/web" } });
+    const s = spec({
+      name: "web",
+      version: "1.0.0",
+      source: { type: "git", url: "remote.git", ref: "main", subdir: "packages/web" },
+    });
     const ws = await workspaces.prepare(s, { repoDir: r.root });
     assert.equal(ws.entry, join(ws.dir, "server.js"));
     assert.deepEqual((await readdir(ws.dir)).sort(), [WORKSPACE_MARKER, "package.json", "server.js"]);
@@ -218,9 +253,13 @@ describe("git sources", () => {
   it("a missing branch, a missing subdir and an option-like url are refused with clear errors", async (t) => {
     const { workspaces, local } = await setup(t);
     const r = await repo(t);
-    const noBranch = await failure(workspaces.prepare(spec({ name: "g", version: "1", source: { type: "git", url: r.bare, ref: "nope" } })));
+    const noBranch = await failure(
+      workspaces.prepare(spec({ name: "g", version: "1", source: { type: "git", url: r.bare, ref: "nope" } })),
+    );
     assert.deepEqual([noBranch.code, noBranch.retry], ["E_GIT_REF", "stalled"]);
-    const noSubdir = await failure(workspaces.prepare(spec({ name: "g", version: "1", source: { type: "git", url: r.bare, subdir: "missing" } })));
+    const noSubdir = await failure(
+      workspaces.prepare(spec({ name: "g", version: "1", source: { type: "git", url: r.bare, subdir: "missing" } })),
+    );
     assert.equal(noSubdir.code, "E_NOT_FOUND");
     assert.match(noSubdir.message, /subdir missing/);
     const dashed = spec({ name: "g", version: "1", source: { type: "git", url: r.bare, ref: "main" } });
@@ -238,7 +277,10 @@ describe("path sources", () => {
     const context = { repoDir: join(root, "repo") };
     const first = await workspaces.resolveRevision(s, context);
     assert.match(first, /^sha256-[0-9a-f]{16}$/);
-    await writeTree(join(root, "repo", "apps-src", "lifecycle"), { "node_modules/x/index.js": "1", ".git/HEAD": "ref" });
+    await writeTree(join(root, "repo", "apps-src", "lifecycle"), {
+      "node_modules/x/index.js": "1",
+      ".git/HEAD": "ref",
+    });
     assert.equal(await workspaces.resolveRevision(s, context), first);
     const ws = await workspaces.prepare(s, context);
     assert.equal(ws.revision, first);
@@ -267,7 +309,10 @@ describe("path sources", () => {
     assert.equal(installs(), 1, "unchanged dependencies are not reinstalled");
     assert.equal((await stat(dep(b.dir))).ino, (await stat(dep(a.dir))).ino, "node_modules is the previous revision's");
     const pkg = JSON.parse(await readFile(join(src, "package.json"), "utf8"));
-    await writeFile(join(src, "package.json"), JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }));
+    await writeFile(
+      join(src, "package.json"),
+      JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }),
+    );
     const c = await workspaces.prepare(s);
     assert.equal(installs(), 2);
     assert.equal(JSON.parse(await readFile(dep(c.dir), "utf8")).version, "1.1.0");
@@ -279,8 +324,10 @@ describe("dependencies across revisions", () => {
     const { root, workspaces, events } = await setup(t);
     const { src, s } = await withDepApp(t, root);
     const installs = () => events.filter((e) => e.name === "bc_gitops:deps:start").length;
-    const greeting = async (dir: string) => JSON.parse(await readFile(join(dir, "node_modules", "@fixtures", "greeting", "package.json"), "utf8")).version;
-    const change = (body: string) => writeFile(join(src, "index.js"), `export default { fetch: () => new Response(${JSON.stringify(body)}) };\n`);
+    const greeting = async (dir: string) =>
+      JSON.parse(await readFile(join(dir, "node_modules", "@fixtures", "greeting", "package.json"), "utf8")).version;
+    const change = (body: string) =>
+      writeFile(join(src, "index.js"), `export default { fetch: () => new Response(${JSON.stringify(body)}) };\n`);
 
     const home = await workspaces.prepare(s);
     const revisions = [home.revision];
@@ -288,23 +335,42 @@ describe("dependencies across revisions", () => {
       await change(body);
       const next = await workspaces.prepare(s, { shareWith: revisions.at(-1)! });
       revisions.push(next.revision);
-      assert.equal(await readlink(join(next.dir, "node_modules")), join("..", home.revision, "node_modules"), "a link into the revision that installed them, not to another link");
+      assert.equal(
+        await readlink(join(next.dir, "node_modules")),
+        join("..", home.revision, "node_modules"),
+        "a link into the revision that installed them, not to another link",
+      );
       assert.equal(await greeting(next.dir), "1.0.0");
     }
     assert.equal(installs(), 1);
     const [, b, c] = revisions as [string, string, string];
     await workspaces.prune("dep", [c]);
-    assert.deepEqual((await workspaces.revisions("dep")).sort(), [home.revision, c].sort(), "the home stays, the revision in between goes");
+    assert.deepEqual(
+      (await workspaces.revisions("dep")).sort(),
+      [home.revision, c].sort(),
+      "the home stays, the revision in between goes",
+    );
     assert.equal(await greeting(join(root, "local", "workspace", "dep", c)), "1.0.0");
     assert.equal((await workspaces.revisions("dep")).includes(b), false);
 
     const pkg = JSON.parse(await readFile(join(src, "package.json"), "utf8"));
-    await writeFile(join(src, "package.json"), JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }));
+    await writeFile(
+      join(src, "package.json"),
+      JSON.stringify({ ...pkg, dependencies: { "@fixtures/greeting": "1.1.0" } }),
+    );
     const fresh = await workspaces.prepare(s, { shareWith: c });
     assert.equal(installs(), 2);
-    assert.equal((await lstat(join(fresh.dir, "node_modules"))).isSymbolicLink(), false, "changed dependencies are installed in the new revision");
+    assert.equal(
+      (await lstat(join(fresh.dir, "node_modules"))).isSymbolicLink(),
+      false,
+      "changed dependencies are installed in the new revision",
+    );
     await workspaces.prune("dep", [fresh.revision]);
-    assert.deepEqual(await workspaces.revisions("dep"), [fresh.revision], "no kept revision links to the old home any more");
+    assert.deepEqual(
+      await workspaces.revisions("dep"),
+      [fresh.revision],
+      "no kept revision links to the old home any more",
+    );
   });
 });
 
@@ -318,7 +384,9 @@ describe("dependency installs", () => {
     await writeFile(join(src, "package.json"), JSON.stringify({ ...pkg, dependencies }));
     const saved = process.env.NPM_CONFIG_REGISTRY;
     process.env.NPM_CONFIG_REGISTRY = reg.url;
-    t.after(() => (saved === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = saved)));
+    t.after(() =>
+      saved === undefined ? delete process.env.NPM_CONFIG_REGISTRY : (process.env.NPM_CONFIG_REGISTRY = saved),
+    );
     return spec({ name: "dep", version: "1.0.0", source: { type: "path", path: src } });
   }
 
@@ -329,7 +397,10 @@ describe("dependency installs", () => {
     assert.deepEqual([error.code, error.retry], ["E_RUNTIME", "backoff"]);
     assert.match(error.message, /installing the dependencies of dep with (bun|deno|npm) failed/);
     assert.match(error.message, /not-published/, "the installer's own words say what is missing");
-    assert.deepEqual(events.map((e) => e.name), ["bc_gitops:deps:start", "bc_gitops:deps:stop"]);
+    assert.deepEqual(
+      events.map((e) => e.name),
+      ["bc_gitops:deps:start", "bc_gitops:deps:stop"],
+    );
     assert.equal(typeof events[1]?.metadata.error, "string");
     assert.deepEqual(await listing(local, "dep"), []);
   });
@@ -387,7 +458,11 @@ describe("tarball sources", () => {
     const wrongSha = "0".repeat(64);
     const wrongSri = `sha512-${createHash("sha512").update("other").digest("base64")}`;
     for (const checksum of [{ sha256: wrongSha }, { integrity: wrongSri }]) {
-      const s = spec({ name: "rel", version: "1.0.0", source: { type: "tarball", url: join(rel.dir, "release.tgz"), ...checksum } });
+      const s = spec({
+        name: "rel",
+        version: "1.0.0",
+        source: { type: "tarball", url: join(rel.dir, "release.tgz"), ...checksum },
+      });
       const error = await failure(workspaces.prepare(s));
       assert.deepEqual([error.code, error.retry], ["E_RUNTIME", "stalled"]);
       const [expected, actual] = checksum.sha256 ? [wrongSha, rel.sha256] : [wrongSri, rel.integrity];
@@ -408,9 +483,16 @@ describe("tarball sources", () => {
     await symlink("/etc", join(build, "etc"));
     const linked = join(root, "linked.tgz");
     await exec("tar", ["-czf", linked, "-C", build, "index.js", "etc"]);
-    for (const [file, pattern] of [[dotdot, /"\.\.\/evil"/], [linked, /symlink etc -> \/etc/]] as const) {
-      const sha256 = createHash("sha256").update(await readFile(file)).digest("hex");
-      const error = await failure(workspaces.prepare(spec({ name: "bad", version: "1", source: { type: "tarball", url: file, sha256 } })));
+    for (const [file, pattern] of [
+      [dotdot, /"\.\.\/evil"/],
+      [linked, /symlink etc -> \/etc/],
+    ] as const) {
+      const sha256 = createHash("sha256")
+        .update(await readFile(file))
+        .digest("hex");
+      const error = await failure(
+        workspaces.prepare(spec({ name: "bad", version: "1", source: { type: "tarball", url: file, sha256 } })),
+      );
       assert.equal(error.code, "E_UNSAFE");
       assert.match(error.message, pattern);
       assert.deepEqual(await listing(local, "bad"), []);
@@ -432,7 +514,9 @@ describe("reuse, atomicity and housekeeping", () => {
     assert.deepEqual(second, { ...first, reused: true });
     assert.equal(events.filter((e) => e.name === "bc_gitops:deps:start").length, 1);
     // Proof the registry is really gone: a version not on disk now fails to download.
-    const error = await failure(workspaces.prepare(spec({ ...s, version: "1.0.1", source: { type: "npm", registry: reg.url } })));
+    const error = await failure(
+      workspaces.prepare(spec({ ...s, version: "1.0.1", source: { type: "npm", registry: reg.url } })),
+    );
     assert.equal(error.code, "E_RUNTIME");
   });
 
@@ -484,7 +568,11 @@ describe("reuse, atomicity and housekeeping", () => {
     for (const revision of ["../x", "a/b", "..", ".", ".tmp-x", "", "/etc", "a\\b"]) {
       assert.equal((await failure(workspaces.prepare(s, { revision }))).code, "E_UNSAFE", revision);
     }
-    const escaping = spec({ name: "hello", version: "1.0.0", source: { type: "npm", registry: "http://127.0.0.1:9/" } });
+    const escaping = spec({
+      name: "hello",
+      version: "1.0.0",
+      source: { type: "npm", registry: "http://127.0.0.1:9/" },
+    });
     escaping.version = "../../../evil";
     assert.equal((await failure(workspaces.prepare(escaping))).code, "E_UNSAFE");
     for (const app of ["..", "../x", "a/b", ".tmp-x", ""]) {
@@ -499,15 +587,50 @@ describe("reuse, atomicity and housekeeping", () => {
 
 describe("entry resolution", () => {
   const cases: { name: string; files: Record<string, string>; entry?: string; expect: string }[] = [
-    { name: "the spec's entry wins", files: { "package.json": JSON.stringify({ main: "lib/a.js" }), "src/server.js": "" }, entry: "src/server.js", expect: "src/server.js" },
-    { name: "exports as a string", files: { "package.json": JSON.stringify({ exports: "./lib/a.js" }) }, expect: "lib/a.js" },
-    { name: 'exports with a "." string', files: { "package.json": JSON.stringify({ exports: { ".": "./lib/a.js", "./x": "./lib/b.js" } }) }, expect: "lib/a.js" },
-    { name: "exports with import and require", files: { "package.json": JSON.stringify({ exports: { ".": { require: "./lib/b.js", import: "./lib/a.js" } } }) }, expect: "lib/a.js" },
-    { name: "exports as top-level conditions", files: { "package.json": JSON.stringify({ exports: { types: "./x.d.ts", default: "./lib/b.js" } }) }, expect: "lib/b.js" },
-    { name: "nested conditions", files: { "package.json": JSON.stringify({ exports: { ".": { import: { types: "./x.d.ts", default: "./lib/a.js" } } } }) }, expect: "lib/a.js" },
-    { name: "module before main", files: { "package.json": JSON.stringify({ module: "./lib/a.js", main: "./lib/b.js" }) }, expect: "lib/a.js" },
+    {
+      name: "the spec's entry wins",
+      files: { "package.json": JSON.stringify({ main: "lib/a.js" }), "src/server.js": "" },
+      entry: "src/server.js",
+      expect: "src/server.js",
+    },
+    {
+      name: "exports as a string",
+      files: { "package.json": JSON.stringify({ exports: "./lib/a.js" }) },
+      expect: "lib/a.js",
+    },
+    {
+      name: 'exports with a "." string',
+      files: { "package.json": JSON.stringify({ exports: { ".": "./lib/a.js", "./x": "./lib/b.js" } }) },
+      expect: "lib/a.js",
+    },
+    {
+      name: "exports with import and require",
+      files: { "package.json": JSON.stringify({ exports: { ".": { require: "./lib/b.js", import: "./lib/a.js" } } }) },
+      expect: "lib/a.js",
+    },
+    {
+      name: "exports as top-level conditions",
+      files: { "package.json": JSON.stringify({ exports: { types: "./x.d.ts", default: "./lib/b.js" } }) },
+      expect: "lib/b.js",
+    },
+    {
+      name: "nested conditions",
+      files: {
+        "package.json": JSON.stringify({ exports: { ".": { import: { types: "./x.d.ts", default: "./lib/a.js" } } } }),
+      },
+      expect: "lib/a.js",
+    },
+    {
+      name: "module before main",
+      files: { "package.json": JSON.stringify({ module: "./lib/a.js", main: "./lib/b.js" }) },
+      expect: "lib/a.js",
+    },
     { name: "main", files: { "package.json": JSON.stringify({ main: "lib/b.js" }) }, expect: "lib/b.js" },
-    { name: "main without its extension", files: { "package.json": JSON.stringify({ main: "lib/a" }) }, expect: "lib/a.js" },
+    {
+      name: "main without its extension",
+      files: { "package.json": JSON.stringify({ main: "lib/a" }) },
+      expect: "lib/a.js",
+    },
     { name: "index.js without package.json", files: { "index.js": "", "index.ts": "" }, expect: "index.js" },
     { name: "index.ts", files: { "package.json": "{}", "index.ts": "" }, expect: "index.ts" },
     { name: "index.mjs", files: { "package.json": "{}", "index.mjs": "" }, expect: "index.mjs" },
@@ -517,7 +640,14 @@ describe("entry resolution", () => {
     for (const [i, c] of cases.entries()) {
       const src = join(root, `src-${i}`);
       await writeTree(src, { "lib/a.js": "", "lib/b.js": "", ...c.files });
-      const ws = await workspaces.prepare(spec({ name: `app${i}`, version: "1", source: { type: "path", path: src }, ...(c.entry ? { entry: c.entry } : {}) }));
+      const ws = await workspaces.prepare(
+        spec({
+          name: `app${i}`,
+          version: "1",
+          source: { type: "path", path: src },
+          ...(c.entry ? { entry: c.entry } : {}),
+        }),
+      );
       assert.equal(ws.entry, join(ws.dir, c.expect), c.name);
     }
   });
@@ -528,11 +658,16 @@ describe("entry resolution", () => {
     await writeFile(join(root, "outside.js"), "");
     await writeTree(join(root, "missing"), { "package.json": JSON.stringify({ main: "gone.js" }) });
     await writeTree(join(root, "none"), { "readme.md": "" });
-    for (const [dir, code] of [["out", "E_UNSAFE"], ["missing", "E_NOT_FOUND"], ["none", "E_NOT_FOUND"]] as const) {
-      const error = await failure(workspaces.prepare(spec({ name: dir, version: "1", source: { type: "path", path: join(root, dir) } })));
+    for (const [dir, code] of [
+      ["out", "E_UNSAFE"],
+      ["missing", "E_NOT_FOUND"],
+      ["none", "E_NOT_FOUND"],
+    ] as const) {
+      const error = await failure(
+        workspaces.prepare(spec({ name: dir, version: "1", source: { type: "path", path: join(root, dir) } })),
+      );
       assert.equal(error.code, code, dir);
       assert.deepEqual(await listing(local, dir), [], dir);
     }
   });
 });
-

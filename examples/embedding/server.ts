@@ -16,7 +16,16 @@ import { Buffer } from "node:buffer";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createAgent, createHandler, defaultRuntime, type Agent, type AppState, type Logger, type Runtime, type TickResult } from "bc-gitops";
+import {
+  createAgent,
+  createHandler,
+  defaultRuntime,
+  type Agent,
+  type AppState,
+  type Logger,
+  type Runtime,
+  type TickResult,
+} from "bc-gitops";
 
 /** Options of {@link startHost}. */
 export interface HostOptions {
@@ -65,9 +74,15 @@ export function loggingRuntime(inner: Runtime, log: (line: string) => void): Run
   const running = (state: AppState) => `${state.status}, revision ${state.revision ?? "?"}`;
   return {
     deploy: (spec) => timed(`deploy ${spec.name} ${spec.version}`, () => inner.deploy(spec), running),
-    upgrade: (spec, oldVersion) => timed(`upgrade ${spec.name} ${oldVersion} -> ${spec.version}`, () => inner.upgrade(spec, oldVersion), running),
+    upgrade: (spec, oldVersion) =>
+      timed(`upgrade ${spec.name} ${oldVersion} -> ${spec.version}`, () => inner.upgrade(spec, oldVersion), running),
     reconfigure: (spec) => timed(`reconfigure ${spec.name}`, () => inner.reconfigure(spec), running),
-    remove: (name) => timed(`remove ${name}`, () => inner.remove(name), () => "removed"),
+    remove: (name) =>
+      timed(
+        `remove ${name}`,
+        () => inner.remove(name),
+        () => "removed",
+      ),
     getCurrentState: () => inner.getCurrentState(),
     ...(inner.hotReload && { hotReload: inner.hotReload.bind(inner) }),
     ...(inner.resolveRevision && { resolveRevision: inner.resolveRevision.bind(inner) }),
@@ -112,10 +127,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const address = server.address();
   if (address === null || typeof address === "string") throw new Error("the server has no TCP address");
   const url = `http://${options.hostname ?? "127.0.0.1"}:${address.port}`;
-  const closeServer = () => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  const closeServer = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   let first: TickResult;
   try {
     first = await agent.start();
@@ -134,7 +150,12 @@ export async function startHost(options: HostOptions): Promise<Host> {
 }
 
 /** Hands a node:http request under `prefix` to a fetch-style handler, with the prefix removed. */
-async function forward(req: IncomingMessage, res: ServerResponse, handler: (request: Request) => Promise<Response>, prefix: string): Promise<void> {
+async function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  handler: (request: Request) => Promise<Response>,
+  prefix: string,
+): Promise<void> {
   try {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -165,7 +186,9 @@ async function main(): Promise<void> {
     ...(process.env.GITOPS_LOCAL_PATH !== undefined && { localPath: process.env.GITOPS_LOCAL_PATH }),
     ...(process.env.GITOPS_TOKEN !== undefined && { token: process.env.GITOPS_TOKEN }),
   });
-  console.log(`listening on ${host.url} (the agent's API under ${host.url}/gitops/); first reconcile: ${host.first.status}`);
+  console.log(
+    `listening on ${host.url} (the agent's API under ${host.url}/gitops/); first reconcile: ${host.first.status}`,
+  );
   const stop = () => void host.close().then(() => process.exit(0));
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);

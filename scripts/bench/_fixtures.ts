@@ -15,13 +15,19 @@ function specText(i: number, format: BenchFormat): string {
     case "yaml":
       return `name: ${name}\nversion: "1.${i}.0"\ndescription: Benchmark app ${i}\nsource:\n  type: git\n  url: https://git.example.com/acme/${name}.git\n  ref: v1.${i}.0\nenv:\n  port: ${10000 + i}\n  pool_size: 10\n  log_level: info\nhealth:\n  type: http\n  path: /health\n  interval: 30s\n  timeout: 5s\ndepends_on: [${dep ?? ""}]\n`;
     case "json":
-      return JSON.stringify({
-        name, version: `1.${i}.0`, description: `Benchmark app ${i}`,
-        source: { type: "git", url: `https://git.example.com/acme/${name}.git`, ref: `v1.${i}.0` },
-        env: { port: 10000 + i, pool_size: 10, log_level: "info" },
-        health: { type: "http", path: "/health", interval: "30s", timeout: "5s" },
-        depends_on: dep ? [dep] : [],
-      }, null, 2);
+      return JSON.stringify(
+        {
+          name,
+          version: `1.${i}.0`,
+          description: `Benchmark app ${i}`,
+          source: { type: "git", url: `https://git.example.com/acme/${name}.git`, ref: `v1.${i}.0` },
+          env: { port: 10000 + i, pool_size: 10, log_level: "info" },
+          health: { type: "http", path: "/health", interval: "30s", timeout: "5s" },
+          depends_on: dep ? [dep] : [],
+        },
+        null,
+        2,
+      );
     case "erlang":
       return `#{\n  name => ${name},\n  version => <<"1.${i}.0">>,\n  description => <<"Benchmark app ${i}">>,\n  source => #{type => git, url => <<"https://git.example.com/acme/${name}.git">>, ref => <<"v1.${i}.0">>},\n  env => #{port => ${10000 + i}, pool_size => 10, log_level => info},\n  health => #{type => http, path => <<"/health">>, interval => 30000, timeout => 5000},\n  depends_on => [${dep ?? ""}]\n}.\n`;
   }

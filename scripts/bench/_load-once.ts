@@ -6,4 +6,6 @@ import { performance } from "node:perf_hooks";
 import { loadApps } from "../../src/loader.ts";
 
 const result = await loadApps(`${process.argv[2]}/apps`);
-process.stdout.write(JSON.stringify({ ms: performance.now(), apps: result.apps.length, errors: result.errors.length }) + "\n");
+process.stdout.write(
+  JSON.stringify({ ms: performance.now(), apps: result.apps.length, errors: result.errors.length }) + "\n",
+);

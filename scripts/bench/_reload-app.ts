@@ -13,7 +13,10 @@ export function versionModule(version: string): string {
 /** Writes the app into `dir`: package.json, index.js, lib/t1..t8.js (~5.8 KB each), lib/version.js. */
 export async function writeBenchApp(dir: string, version: string): Promise<void> {
   await mkdir(join(dir, "lib"), { recursive: true });
-  await writeFile(join(dir, "package.json"), JSON.stringify({ name: "bench-app", version: "1.0.0", type: "module", main: "index.js" }));
+  await writeFile(
+    join(dir, "package.json"),
+    JSON.stringify({ name: "bench-app", version: "1.0.0", type: "module", main: "index.js" }),
+  );
   const imports = Array.from({ length: TABLES }, (_, i) => `import { TABLE as T${i + 1} } from "./lib/t${i + 1}.js";`);
   await writeFile(
     join(dir, "index.js"),

@@ -33,7 +33,13 @@ const runtime = createDefaultRuntime({
     if (name === "bc_gitops:code:purge") purges++;
   },
 });
-const spec = AppSpec.parse({ name: "app", version: "1.0.0", isolation, source: { type: "path", path: "code/app" }, env: { port: 0 } });
+const spec = AppSpec.parse({
+  name: "app",
+  version: "1.0.0",
+  isolation,
+  source: { type: "path", path: "code/app" },
+  env: { port: 0 },
+});
 const out: Record<number, number> = {};
 const settle = async (i: number) => {
   // With --expose-gc, collect first so the figure is what stays alive, not garbage not yet collected.
@@ -47,7 +53,9 @@ if (variant === "baseline") {
     const dir = join(root, "baseline", `r${i}`);
     await writeBenchApp(dir, `v${i}`);
     const ctx = { name: "app", version: "1.0.0", revision: `r${i}`, env: {}, dataDir: root };
-    const worker = new Worker(host, { workerData: { entry: pathToFileURL(join(dir, "index.js")).href, entryPath: dir, ctx, watchMs: 250 } });
+    const worker = new Worker(host, {
+      workerData: { entry: pathToFileURL(join(dir, "index.js")).href, entryPath: dir, ctx, watchMs: 250 },
+    });
     await new Promise((resolve) => worker.once("message", resolve));
     await worker.terminate();
     await rm(dir, { recursive: true, force: true });
@@ -67,7 +75,8 @@ try {
     const answer = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as { version: string };
     if (answer.version !== `v${i}`) throw new Error(`after reload ${i} the app answered ${answer.version}`);
     // Old workers end in the background: measure once only the current one is left.
-    for (let wait = 0; isolation === "worker" && loads - purges > 1 && wait < 200; wait++) await new Promise((r) => setTimeout(r, 10));
+    for (let wait = 0; isolation === "worker" && loads - purges > 1 && wait < 200; wait++)
+      await new Promise((r) => setTimeout(r, 10));
     await settle(i);
   }
 } finally {

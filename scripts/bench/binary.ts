@@ -34,7 +34,8 @@ const work = await mkdtemp(join(tmpdir(), "bc-gitops-bench-binary-"));
 try {
   process.stderr.write("building dist/ and the binaries…\n");
   await exec("npm", ["run", "build"], { cwd: root, timeoutMs: 300_000 });
-  const compile = (args: string[]) => exec(process.execPath, [join(root, "scripts", "compile.ts"), ...args], { cwd: root, timeoutMs: 600_000 });
+  const compile = (args: string[]) =>
+    exec(process.execPath, [join(root, "scripts", "compile.ts"), ...args], { cwd: root, timeoutMs: 600_000 });
   await compile([]);
   const plain = join(work, "bc-gitops");
   await compile(["--no-bytecode", "--outfile", plain]);
@@ -65,7 +66,8 @@ try {
     }
   }
 
-  const version = async (command: string, args: string[]) => (await exec(command, args, { timeoutMs: 30_000 })).stdout.trim().split("\n")[0];
+  const version = async (command: string, args: string[]) =>
+    (await exec(command, args, { timeoutMs: 30_000 })).stdout.trim().split("\n")[0];
   const cpu = cpus();
   const rows = variants.map((v) => [
     v.name,
@@ -75,7 +77,9 @@ try {
   ]);
   process.stdout.write(
     [
-      `Machine: ${cpu[0]?.model ?? "unknown CPU"} × ${cpu.length}, ${process.platform} ${release()}, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`,
+      `Machine: ${cpu[0]?.model ?? "unknown CPU"} × ${cpu.length}, ${process.platform} ${release()}, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")} at the end`,
       `Versions: bun ${runtimeVersion}, ${await version(deno, ["--version"])}, node ${await version("node", ["--version"])}`,
       `Command: bun scripts/bench/binary.ts ${RUNS} (median wall time of ${RUNS} fresh processes, ms)`,
       "",

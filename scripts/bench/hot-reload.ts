@@ -23,13 +23,21 @@ import { PM2_SERVER, versionModule, writeBenchApp } from "./_reload-app.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback: string) => (args.includes(name) ? (args[args.indexOf(name) + 1] ?? fallback) : fallback);
+const option = (name: string, fallback: string) =>
+  args.includes(name) ? (args[args.indexOf(name) + 1] ?? fallback) : fallback;
 const RUNS = Number(option("--runs", "7"));
 const RELOADS = Number(option("--reloads", "1000"));
 const WRITE = args.includes("--write") ? option("--write", "docs/benchmarks.md") : undefined;
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const LOAD_SCRIPT = fileURLToPath(new URL("./_reload-load.ts", import.meta.url));
-const gitEnv = { GIT_AUTHOR_NAME: "b", GIT_AUTHOR_EMAIL: "b@b", GIT_COMMITTER_NAME: "b", GIT_COMMITTER_EMAIL: "b@b", GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" };
+const gitEnv = {
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
 const git = (cwd: string, ...argv: string[]) => exec("git", argv, { cwd, env: gitEnv });
 const sleep = (n: number) => new Promise((resolve) => setTimeout(resolve, n));
 
@@ -62,8 +70,15 @@ const now = () => performance.timeOrigin + performance.now();
  * Starts the load and probe process (./_reload-load.ts) on `port`; `measure()` resolves once it
  * saw `expected` answered, with when that was and the requests it sent and lost.
  */
-async function client(port: number, expected: string): Promise<{ measure(): Promise<{ liveAt: number; total: number; failed: number }> }> {
-  const child = spawn(process.execPath, [...(runtimeName === "deno" ? ["run", "-A"] : []), LOAD_SCRIPT, String(port), expected], { stdio: ["ignore", "pipe", "inherit"] });
+async function client(
+  port: number,
+  expected: string,
+): Promise<{ measure(): Promise<{ liveAt: number; total: number; failed: number }> }> {
+  const child = spawn(
+    process.execPath,
+    [...(runtimeName === "deno" ? ["run", "-A"] : []), LOAD_SCRIPT, String(port), expected],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   let out = "";
   let ready!: () => void;
   const isReady = new Promise<void>((resolve) => (ready = resolve));
@@ -76,14 +91,25 @@ async function client(port: number, expected: string): Promise<{ measure(): Prom
   return {
     async measure() {
       const code = await exited;
-      const last = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { liveAt: number | null; total: number; failed: number };
-      if (code !== 0 || last.liveAt === null) throw new Error(`the client on port ${port} never saw ${expected} (exit ${code})`);
+      const last = JSON.parse(out.trim().split("\n").pop() ?? "{}") as {
+        liveAt: number | null;
+        total: number;
+        failed: number;
+      };
+      if (code !== 0 || last.liveAt === null)
+        throw new Error(`the client on port ${port} never saw ${expected} (exit ${code})`);
       return { liveAt: last.liveAt, total: last.total, failed: last.failed };
     },
   };
 }
 
-interface Sample { fromChange: number; fromFetch?: number; fromAction?: number; failed: number; total: number }
+interface Sample {
+  fromChange: number;
+  fromFetch?: number;
+  fromAction?: number;
+  failed: number;
+  total: number;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The agent: one gitops repo, three copies of the app on fixed ports.
@@ -111,10 +137,17 @@ await git(work, "commit", "-q", "-m", "apps");
 await git(root, "clone", "-q", "--bare", work, bare);
 
 let fetchedAt: number | undefined;
-const agent = createAgent({ repoUrl: bare, localPath: join(root, "agent"), listen: "off", reconcileInterval: "1h", reloadBudget: 1_000_000 });
+const agent = createAgent({
+  repoUrl: bare,
+  localPath: join(root, "agent"),
+  listen: "off",
+  reconcileInterval: "1h",
+  reloadBudget: 1_000_000,
+});
 agent.on("bc_gitops:git:pull", () => void (fetchedAt ??= now()));
 let actionAt: number | undefined;
-for (const name of ["bc_gitops:hot_reload:start", "bc_gitops:upgrade:start"] as const) agent.on(name, () => void (actionAt = now()));
+for (const name of ["bc_gitops:hot_reload:start", "bc_gitops:upgrade:start"] as const)
+  agent.on(name, () => void (actionAt = now()));
 const samples: Record<string, Sample[]> = {};
 const notes: string[] = [];
 try {
@@ -125,7 +158,8 @@ try {
     for (const { app, isolation, action } of variants) {
       const tag = `${app}-r${run}`;
       await writeFile(join(work, "code", app, "lib", "version.js"), versionModule(tag));
-      if (action === "upgrade") await writeFile(join(work, "apps", app, "app.yaml"), specText(app, isolation, `1.0.${run}`));
+      if (action === "upgrade")
+        await writeFile(join(work, "apps", app, "app.yaml"), specText(app, isolation, `1.0.${run}`));
       await git(work, "add", "-A");
       await git(work, "commit", "-q", "-m", tag);
       const probe = await client(ports[app]!, tag);
@@ -136,8 +170,15 @@ try {
       const result = await agent.reconcile();
       const { liveAt: live, total, failed } = await probe.measure();
       const done = result.actions.map((a) => `${a.type} ${a.app} ${a.outcome}`).join(", ");
-      if (done !== `${action} ${app} ok`) throw new Error(`run ${run} of ${app}: ${done} ${JSON.stringify(result.errors)}`);
-      (samples[app] ??= []).push({ fromChange: live - pushed, ...(fetchedAt !== undefined ? { fromFetch: live - fetchedAt } : {}), ...(actionAt !== undefined ? { fromAction: live - actionAt } : {}), failed, total });
+      if (done !== `${action} ${app} ok`)
+        throw new Error(`run ${run} of ${app}: ${done} ${JSON.stringify(result.errors)}`);
+      (samples[app] ??= []).push({
+        fromChange: live - pushed,
+        ...(fetchedAt !== undefined ? { fromFetch: live - fetchedAt } : {}),
+        ...(actionAt !== undefined ? { fromAction: live - actionAt } : {}),
+        failed,
+        total,
+      });
     }
   }
 } finally {
@@ -156,7 +197,10 @@ if (!args.includes("--no-pm2")) {
       await mkdir(pm2Dir, { recursive: true });
       // A package.json of its own, or npm would install into the nearest one up the tree (this project's).
       await writeFile(join(pm2Dir, "package.json"), '{ "private": true }\n');
-      await exec("npm", ["install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error", "pm2"], { cwd: pm2Dir, timeoutMs: 300_000 });
+      await exec("npm", ["install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error", "pm2"], {
+        cwd: pm2Dir,
+        timeoutMs: 300_000,
+      });
     }
     const pm2Env = { PM2_HOME: join(root, "pm2-home"), PM2_DISABLE_VERSION_CHECK: "true" };
     const pm2 = (...argv: string[]) => exec("node", [pm2Bin, ...argv], { env: pm2Env, timeoutMs: 120_000 });
@@ -167,7 +211,11 @@ if (!args.includes("--no-pm2")) {
         const port = await freePort();
         await writeBenchApp(dir, "v0");
         await writeFile(join(dir, "server.cjs"), PM2_SERVER);
-        await exec("node", [pm2Bin, "start", join(dir, "server.cjs"), "--name", mode, ...(mode === "cluster" ? ["-i", "2"] : [])], { env: { ...pm2Env, PORT: String(port) }, timeoutMs: 120_000 });
+        await exec(
+          "node",
+          [pm2Bin, "start", join(dir, "server.cjs"), "--name", mode, ...(mode === "cluster" ? ["-i", "2"] : [])],
+          { env: { ...pm2Env, PORT: String(port) }, timeoutMs: 120_000 },
+        );
         await answers(port, "v0");
         for (let run = 1; run <= Math.min(RUNS, 5); run++) {
           const tag = `${mode}-r${run}`;
@@ -194,7 +242,9 @@ const rss: Record<string, Record<number, number>> = {};
 for (const isolation of ["embedded", "worker", "baseline"]) {
   const script = fileURLToPath(new URL("./_reload-rss-once.ts", import.meta.url));
   const runner = runtimeName === "deno" ? ["run", "-A", "--v8-flags=--expose-gc"] : ["--expose-gc"];
-  const { stdout } = await exec(process.execPath, [...runner, script, isolation, String(RELOADS)], { timeoutMs: 600_000 });
+  const { stdout } = await exec(process.execPath, [...runner, script, isolation, String(RELOADS)], {
+    timeoutMs: 600_000,
+  });
   rss[isolation] = JSON.parse(stdout.trim().split("\n").pop()!) as Record<number, number>;
 }
 await rm(root, { recursive: true, force: true });
@@ -221,15 +271,30 @@ const rows = Object.keys(LABELS)
     const fetchMs = med(key, (s) => s.fromFetch);
     const actionMs = med(key, (s) => s.fromAction);
     const show = (v: number | undefined) => (v === undefined ? "—" : ms(v));
-    return [LABELS[key]!, String(samples[key]!.length), ms(med(key, (s) => s.fromChange)!), show(fetchMs), show(actionMs), `${failedOf(key)} / ${totalOf(key)}`];
+    return [
+      LABELS[key]!,
+      String(samples[key]!.length),
+      ms(med(key, (s) => s.fromChange)!),
+      show(fetchMs),
+      show(actionMs),
+      `${failedOf(key)} / ${totalOf(key)}`,
+    ];
   });
 const mb = (bytes: number | undefined) => (bytes === undefined ? "—" : (bytes / 1024 / 1024).toFixed(1));
-const rssRows = [10, 100, 1000].filter((n) => n <= RELOADS).map((n) => [String(n), mb(rss.embedded?.[n]), mb(rss.worker?.[n]), mb(rss.baseline?.[n])]);
+const rssRows = [10, 100, 1000]
+  .filter((n) => n <= RELOADS)
+  .map((n) => [String(n), mb(rss.embedded?.[n]), mb(rss.worker?.[n]), mb(rss.baseline?.[n])]);
 
 const hotEmbedded = med("hot_embedded", (s) => s.fromFetch) ?? Infinity;
 const hotWorker = med("hot_worker", (s) => s.fromFetch) ?? Infinity;
-const pm2Fastest = Math.min(med("pm2_fork", (s) => s.fromChange) ?? Infinity, med("pm2_cluster", (s) => s.fromChange) ?? Infinity);
-const slowestHot = Math.max(med("hot_embedded", (s) => s.fromChange) ?? Infinity, med("hot_worker", (s) => s.fromChange) ?? Infinity);
+const pm2Fastest = Math.min(
+  med("pm2_fork", (s) => s.fromChange) ?? Infinity,
+  med("pm2_cluster", (s) => s.fromChange) ?? Infinity,
+);
+const slowestHot = Math.max(
+  med("hot_embedded", (s) => s.fromChange) ?? Infinity,
+  med("hot_worker", (s) => s.fromChange) ?? Infinity,
+);
 const last = [1000, 100, 10].find((n) => n <= RELOADS) ?? 10;
 const workerGrowth = (rss.worker?.[last] ?? NaN) / (rss.worker?.[10] ?? NaN) - 1;
 const met = (ok: boolean) => (ok ? "**met**" : "**not met**");
@@ -245,7 +310,17 @@ const lines = [
   "answers. During every change a client process of its own (scripts/bench/_reload-load.ts) keeps a steady load of two",
   "request loops (one request per ms each at most) and probes for the new code every millisecond.",
   "",
-  table(["change applied by", "runs", "new code live after the push / file change (ms)", "after the fetch (ms)", "after the action started (ms)", "failed / total requests"], rows),
+  table(
+    [
+      "change applied by",
+      "runs",
+      "new code live after the push / file change (ms)",
+      "after the fetch (ms)",
+      "after the action started (ms)",
+      "failed / total requests",
+    ],
+    rows,
+  ),
   "",
   table(["hot reloads", "RSS `embedded` (MB)", "RSS `worker` (MB)", "bare Worker churn, no agent (MB)"], rssRows),
   "",
@@ -276,6 +351,9 @@ if (WRITE) {
   const current = await readFile(file, "utf8").catch(() => "# Benchmarks\n");
   const block = `${begin}\n${section}${end}\n`;
   const at = current.indexOf(begin);
-  const next = at >= 0 ? current.slice(0, at) + block + current.slice(current.indexOf(end) + end.length + 1) : `${current.trimEnd()}\n\n${block}`;
+  const next =
+    at >= 0
+      ? current.slice(0, at) + block + current.slice(current.indexOf(end) + end.length + 1)
+      : `${current.trimEnd()}\n\n${block}`;
   await writeFile(file, next);
 }

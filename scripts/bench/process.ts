@@ -48,7 +48,16 @@ try {
   const driver = new ProcessDriver({ localPath: local });
   const workspaces = new Workspaces({ localPath: local });
   const prepared = await workspaces.prepare(spec("one"), { repoDir: repo });
-  const options = { spec: spec("one"), prepared, dataDir: await workspaces.dataDir("one"), logger: driver.logger, emit: noEmit, stopTimeoutMs: 5000, startTimeoutMs: 30_000, onCrash: () => {} };
+  const options = {
+    spec: spec("one"),
+    prepared,
+    dataDir: await workspaces.dataDir("one"),
+    logger: driver.logger,
+    emit: noEmit,
+    stopTimeoutMs: 5000,
+    startTimeoutMs: 30_000,
+    onCrash: () => {},
+  };
   const healthy: number[] = [];
   const bare: number[] = [];
   const empty = join(root, "empty.mjs");
@@ -61,7 +70,9 @@ try {
     await instance.stop();
     const run = scriptCommand(empty);
     t = performance.now();
-    const child = await spawnProcess(run.command, run.args, { env: { ...(process.env as Record<string, string>), ...run.env } });
+    const child = await spawnProcess(run.command, run.args, {
+      env: { ...(process.env as Record<string, string>), ...run.env },
+    });
     child.stdout.resume();
     child.stderr.resume();
     await child.exited;
@@ -87,10 +98,15 @@ try {
   if (running !== APPS) throw new Error(`only ${running} of ${APPS} apps run healthy`);
   await new Promise((resolve) => setTimeout(resolve, 2000)); // let the deploys' own work settle
   const cpuPct = await cpuOver(WINDOW_S);
-  const rss = (await Promise.all(Object.values(state).map((a) => residentBytes(a.pid as number)))).reduce<number>((sum, b) => sum + (b ?? 0), 0);
+  const rss = (await Promise.all(Object.values(state).map((a) => residentBytes(a.pid as number)))).reduce<number>(
+    (sum, b) => sum + (b ?? 0),
+    0,
+  );
   const agentRss = process.memoryUsage().rss;
 
-  process.stdout.write(`Process isolation on ${runtimeName} ${runtimeVersion}, ${cpus().length} × ${cpus()[0]?.model ?? "?"}\n\n`);
+  process.stdout.write(
+    `Process isolation on ${runtimeName} ${runtimeVersion}, ${cpus().length} × ${cpus()[0]?.model ?? "?"}\n\n`,
+  );
   process.stdout.write(
     table(
       ["measurement", "value"],
@@ -99,8 +115,14 @@ try {
         [`bare runtime start on an empty script, spawn to exit (median of ${RUNS})`, `${ms(median(bare))} ms`],
         [`deploying ${APPS} process apps one after another`, `${ms(deployMs)} ms (${ms(deployMs / APPS)} ms each)`],
         [`agent CPU supervising ${APPS} idle apps over ${WINDOW_S} s`, `${cpuPct.toFixed(2)} % of one core`],
-        [`the same process idle with no app, over ${Math.min(10, WINDOW_S)} s (baseline)`, `${baselinePct.toFixed(2)} % of one core`],
-        [`RSS of the ${APPS} idle app processes`, `${(rss / 1048576).toFixed(0)} MB (${(rss / APPS / 1048576).toFixed(1)} MB each)`],
+        [
+          `the same process idle with no app, over ${Math.min(10, WINDOW_S)} s (baseline)`,
+          `${baselinePct.toFixed(2)} % of one core`,
+        ],
+        [
+          `RSS of the ${APPS} idle app processes`,
+          `${(rss / 1048576).toFixed(0)} MB (${(rss / APPS / 1048576).toFixed(1)} MB each)`,
+        ],
         ["agent RSS while supervising them", `${(agentRss / 1048576).toFixed(0)} MB`],
       ],
     ) + "\n",

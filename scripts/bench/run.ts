@@ -12,5 +12,6 @@ for (const name of chosen) {
   process.stdout.write(`\n## ${name}\n\n`);
   const result = await exec(process.execPath, [script], { timeoutMs: 15 * 60_000, allowExitCodes: [0, 1] });
   process.stdout.write(result.stdout);
-  if (result.exitCode !== 0) process.stdout.write(`(${name} failed: ${result.stderr.trim().split("\n").slice(-3).join(" ")})\n`);
+  if (result.exitCode !== 0)
+    process.stdout.write(`(${name} failed: ${result.stderr.trim().split("\n").slice(-3).join(" ")})\n`);
 }

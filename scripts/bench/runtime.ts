@@ -32,7 +32,13 @@ const freePort = () =>
 async function untilAnswers(url: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((r) => setTimeout(r, 1));
   }
   throw new Error(`${url} never answered`);
@@ -51,7 +57,13 @@ try {
     const localPath = await mkdtemp(join(tmpdir(), "bc-gitops-bench-runtime-"));
     const port = await freePort();
     const spec = (version: string) =>
-      AppSpec.parse({ name: "hello", version, source: { type: "npm", package: "hello-fetch", registry: registry.url }, env: { port }, health: { type: "http" } });
+      AppSpec.parse({
+        name: "hello",
+        version,
+        source: { type: "npm", package: "hello-fetch", registry: registry.url },
+        env: { port },
+        health: { type: "http" },
+      });
     const url = `http://127.0.0.1:${port}/`;
     try {
       let runtime = createDefaultRuntime({ localPath, repoDir: () => undefined });
@@ -75,7 +87,10 @@ try {
       let longest = 0;
       const load = (async () => {
         while (!stop) {
-          const good = await fetch(url).then((r) => r.text().then(() => r.ok), () => false);
+          const good = await fetch(url).then(
+            (r) => r.text().then(() => r.ok),
+            () => false,
+          );
           const now = performance.now();
           if (good) {
             longest = Math.max(longest, now - last);

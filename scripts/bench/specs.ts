@@ -24,7 +24,11 @@ async function fresh(script: string, arg: string): Promise<{ inside: number; wal
   const wall: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const result = await exec(process.execPath, [...runtimeArgs, here(script), arg]);
-    const report = JSON.parse(result.stdout.trim().split("\n").at(-1)!) as { ms: number; apps?: number; errors?: number };
+    const report = JSON.parse(result.stdout.trim().split("\n").at(-1)!) as {
+      ms: number;
+      apps?: number;
+      errors?: number;
+    };
     if (report.errors) throw new Error(`${script}: ${report.errors} errors loading ${arg}`);
     inside.push(report.ms);
     wall.push(result.durationMs);
@@ -35,7 +39,10 @@ async function fresh(script: string, arg: string): Promise<{ inside: number; wal
 const baseline = await fresh("./_baseline-once.ts", "-");
 // The compiled binary (npm run compile), when built: `validate` end to end, against its own `--version`.
 const binary = fileURLToPath(new URL("../../dist/bc-gitops", import.meta.url));
-const hasBinary = await exec(binary, ["--version"]).then(() => true, () => false);
+const hasBinary = await exec(binary, ["--version"]).then(
+  () => true,
+  () => false,
+);
 async function binaryWall(args: string[]): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) times.push((await exec(binary, args, { allowExitCodes: [0, 1] })).durationMs);
@@ -55,7 +62,17 @@ for (const format of ["yaml", "json", "erlang"] as BenchFormat[]) {
       const cached = await timeMedian(RUNS, () => loadApps(apps, { cache }));
       const reference = format === "yaml" ? ms((await fresh("./_yaml-once.ts", root)).inside) : "";
       const compiled = hasBinary ? ms(await binaryWall(["validate", "--json", root])) : "";
-      rows.push([format, String(count), ms(cold.inside), ms(cold.inside - baseline.inside), ms(cold.wall), reference, compiled, ms(uncached), ms(cached)]);
+      rows.push([
+        format,
+        String(count),
+        ms(cold.inside),
+        ms(cold.inside - baseline.inside),
+        ms(cold.wall),
+        reference,
+        compiled,
+        ms(uncached),
+        ms(cached),
+      ]);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -63,10 +80,22 @@ for (const format of ["yaml", "json", "erlang"] as BenchFormat[]) {
 }
 
 process.stdout.write(`Spec loading on ${runtimeName} ${runtimeVersion}, median of ${RUNS} runs (ms)\n\n`);
-process.stdout.write(`Baseline: an empty fresh process reports ${ms(baseline.inside)} ms from start (wall ${ms(baseline.wall)} ms)${hasBinary ? `; the binary's \`--version\` takes ${ms(binaryBaseline)} ms wall` : ""}.\n\n`);
+process.stdout.write(
+  `Baseline: an empty fresh process reports ${ms(baseline.inside)} ms from start (wall ${ms(baseline.wall)} ms)${hasBinary ? `; the binary's \`--version\` takes ${ms(binaryBaseline)} ms wall` : ""}.\n\n`,
+);
 process.stdout.write(
   table(
-    ["format", "specs", "fresh: start to loaded", "fresh: minus empty process", "fresh: wall", "yaml pkg only, fresh", "binary `validate`, wall", "warm: re-read", "warm: re-read, cached"],
+    [
+      "format",
+      "specs",
+      "fresh: start to loaded",
+      "fresh: minus empty process",
+      "fresh: wall",
+      "yaml pkg only, fresh",
+      "binary `validate`, wall",
+      "warm: re-read",
+      "warm: re-read, cached",
+    ],
     rows,
   ) + "\n",
 );

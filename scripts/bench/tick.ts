@@ -14,7 +14,14 @@ import { makeSpecRepo } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 21);
-const env = { GIT_AUTHOR_NAME: "b", GIT_AUTHOR_EMAIL: "b@b", GIT_COMMITTER_NAME: "b", GIT_COMMITTER_EMAIL: "b@b", GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" };
+const env = {
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
 const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env });
 
 /** A runtime that does no work, so the tick's own cost is what is measured. */
@@ -25,7 +32,13 @@ function noopRuntime(): Runtime {
     apps.set(spec.name, state);
     return state;
   };
-  return { deploy: up, upgrade: up, reconfigure: up, remove: async (n) => void apps.delete(n), getCurrentState: async () => Object.fromEntries(apps) };
+  return {
+    deploy: up,
+    upgrade: up,
+    reconfigure: up,
+    remove: async (n) => void apps.delete(n),
+    getCurrentState: async () => Object.fromEntries(apps),
+  };
 }
 
 const work = await makeSpecRepo(100, "yaml");
@@ -37,10 +50,17 @@ await git(work, "clone", "-q", "--bare", work, bare);
 const fetchClone = `${work}-fetch`;
 await git(work, "clone", "-q", "--bare", bare, fetchClone);
 
-const agent = createAgent({ repoUrl: bare, localPath: `${work}-agent`, runtime: noopRuntime(), reconcileInterval: "1h", listen: "off" });
+const agent = createAgent({
+  repoUrl: bare,
+  localPath: `${work}-agent`,
+  runtime: noopRuntime(),
+  reconcileInterval: "1h",
+  listen: "off",
+});
 try {
   const first = await agent.start();
-  if (first.status !== "synced" || first.actions.length !== 100) throw new Error(`first tick: ${first.status}, ${first.actions.length} actions`);
+  if (first.status !== "synced" || first.actions.length !== 100)
+    throw new Error(`first tick: ${first.status}, ${first.actions.length} actions`);
 
   // Interleave the three measurements so machine noise hits them alike.
   const tick: number[] = [];
@@ -67,7 +87,8 @@ try {
     const t = performance.now();
     const result = await agent.reconcile();
     changed.push(performance.now() - t);
-    if (result.actions.length !== 1 || result.actions[0]?.type !== "upgrade") throw new Error(`changed tick: ${JSON.stringify(result.actions)}`);
+    if (result.actions.length !== 1 || result.actions[0]?.type !== "upgrade")
+      throw new Error(`changed tick: ${JSON.stringify(result.actions)}`);
   }
   const noChange = median(tick);
   const fetchMs = median(fetch);
@@ -79,7 +100,11 @@ try {
         ["bare `git fetch` of the unchanged remote (baseline)", ms(fetchMs), "1.00"],
         ["`git ls-remote` of the branch", ms(median(lsRemote)), (median(lsRemote) / fetchMs).toFixed(2)],
         ["no-change tick (fetch check + plan, 100 apps)", ms(noChange), (noChange / fetchMs).toFixed(2)],
-        ["tick applying one changed spec among 100 (no-op runtime)", ms(median(changed)), (median(changed) / fetchMs).toFixed(2)],
+        [
+          "tick applying one changed spec among 100 (no-op runtime)",
+          ms(median(changed)),
+          (median(changed) / fetchMs).toFixed(2),
+        ],
       ],
     ) + "\n",
   );

@@ -69,7 +69,8 @@ export interface AppOps {
 const MEMORY_SOURCES: Readonly<Record<string, string>> = {
   worker: "worker heap",
   process: "process RSS",
-  embedded: "agent heap growth from the app's start to its last reload (estimate: embedded apps share the agent's heap)",
+  embedded:
+    "agent heap growth from the app's start to its last reload (estimate: embedded apps share the agent's heap)",
 };
 
 const MB = 1024 * 1024;
@@ -119,7 +120,11 @@ function reloadFields(app: AppRecord, budget: number): Record<string, unknown> {
   const out: Record<string, unknown> = { reloads: app.reloads };
   if (app.reloadedAt) out.reloaded_at = app.reloadedAt;
   const bytes = app.memory;
-  if (bytes !== undefined) Object.assign(out, { memory_mb: Math.round((bytes / MB) * 10) / 10, memory_source: MEMORY_SOURCES[isolation] ?? isolation });
+  if (bytes !== undefined)
+    Object.assign(out, {
+      memory_mb: Math.round((bytes / MB) * 10) / 10,
+      memory_source: MEMORY_SOURCES[isolation] ?? isolation,
+    });
   if (isolation === "embedded" && app.reloads > budget) {
     const grown = bytes !== undefined ? ` (the agent's heap grew by about ${Math.round(bytes / MB)} MB)` : "";
     out.warning =

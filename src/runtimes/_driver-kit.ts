@@ -29,14 +29,22 @@ export function listenFor(options: DriverStartOptions, handler: FetchHandler): P
 }
 
 /** True when env `to` puts a fetch app served by `listener` (started on env `from`) on another address: only a new listener can serve it. */
-export function movesAddress(listener: HttpListener, from: Record<string, unknown>, to: Record<string, unknown>): boolean {
+export function movesAddress(
+  listener: HttpListener,
+  from: Record<string, unknown>,
+  to: Record<string, unknown>,
+): boolean {
   return bindHost(to) !== listener.host || listenPort(to, "") !== listenPort(from, "");
 }
 
 /** The error of a failed start of `spec` (a `GitopsError` is kept as it is: it already says what went wrong). */
 export function startFailure(spec: AppSpec, error: unknown): GitopsError {
   if (error instanceof GitopsError) return error;
-  return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "backoff", cause: error });
+  return new GitopsError(`start() of ${spec.name} ${spec.version} failed: ${messageOf(error)}`, {
+    code: "E_RUNTIME",
+    retry: "backoff",
+    cause: error,
+  });
 }
 
 /** Throws when `stopping` is set: an instance being stopped takes no new code. */
@@ -53,7 +61,10 @@ export function kindChange(app: string, running: string, next: string): GitopsEr
 
 /** The error for a hot reload that would move a fetch app to another address. */
 export function addressChange(app: string): GitopsError {
-  return new GitopsError(`${app}: a hot reload cannot move a fetch app to another address; change env to reconfigure it`, { code: "E_RUNTIME", retry: "stalled" });
+  return new GitopsError(
+    `${app}: a hot reload cannot move a fetch app to another address; change env to reconfigure it`,
+    { code: "E_RUNTIME", retry: "stalled" },
+  );
 }
 
 /** Requests a fetch handler is still running, so that a swap can let them finish before the old code goes. */
@@ -121,10 +132,20 @@ export async function stopStartRestore<T>(swap: RestartSwap<T>): Promise<T> {
  * stopped; when starting the old one again failed too (`again`), `crash` reports that first, so
  * the runtime marks the app failed.
  */
-export function restartFailure(spec: AppSpec, error: unknown, again: { error: unknown } | undefined, crash: (error: Error) => void): GitopsError {
+export function restartFailure(
+  spec: AppSpec,
+  error: unknown,
+  again: { error: unknown } | undefined,
+  crash: (error: Error) => void,
+): GitopsError {
   const failure = startFailure(spec, error);
-  if (again) crash(new Error(`${failure.message}; starting the previous revision again failed too: ${messageOf(again.error)}`));
-  return new GitopsError(`${failure.message}; the previous revision was started again`, { code: "E_RUNTIME", retry: failure.retry, cause: error });
+  if (again)
+    crash(new Error(`${failure.message}; starting the previous revision again failed too: ${messageOf(again.error)}`));
+  return new GitopsError(`${failure.message}; the previous revision was started again`, {
+    code: "E_RUNTIME",
+    retry: failure.retry,
+    cause: error,
+  });
 }
 
 /** An error's stack (with its message), for logs. */

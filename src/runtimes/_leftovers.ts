@@ -11,7 +11,12 @@ import type { Driver } from "./driver.ts";
  * Ends, through each driver's `sweep`, what a previous agent left running of every app for which
  * `keep` is false, giving each `graceMs` to stop. Reports what it ended; never throws.
  */
-export async function endLeftovers(drivers: Iterable<Driver | undefined>, keep: (app: string) => boolean, graceMs: number, logger: Logger): Promise<void> {
+export async function endLeftovers(
+  drivers: Iterable<Driver | undefined>,
+  keep: (app: string) => boolean,
+  graceMs: number,
+  logger: Logger,
+): Promise<void> {
   for (const driver of new Set(drivers)) {
     const swept = await driver?.sweep?.(keep, graceMs).catch((error: unknown) => {
       logger.warn(`cannot end what a previous agent left running: ${messageOf(error)}`);

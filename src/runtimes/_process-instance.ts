@@ -95,7 +95,10 @@ export class ProcessInstance implements Instance {
   async boot(): Promise<void> {
     try {
       // Another instance of the app still runs (an upgrade that overlaps): only its own socket counts.
-      this.#run = await this.#launch(this.#o, [...this.#record.live].some((other) => other !== this));
+      this.#run = await this.#launch(
+        this.#o,
+        [...this.#record.live].some((other) => other !== this),
+      );
       this.#state = "running";
     } catch (error) {
       this.#state = "stopped";
@@ -118,11 +121,17 @@ export class ProcessInstance implements Instance {
       const left = (await run?.ended)?.left_running ?? [];
       await this.#release();
       if (killed) {
-        throw new GitopsError(`${this.#app} did not exit within ${this.#o.stopTimeoutMs} ms of SIGTERM; its process group was killed with SIGKILL`, { code: "E_TIMEOUT", retry: "backoff" });
+        throw new GitopsError(
+          `${this.#app} did not exit within ${this.#o.stopTimeoutMs} ms of SIGTERM; its process group was killed with SIGKILL`,
+          { code: "E_TIMEOUT", retry: "backoff" },
+        );
       }
       if (left.length > 0) {
         const list = left.map((s) => `pid ${s.pid} (${s.reason})`).join(", ");
-        throw new GitopsError(`${this.#app} is stopped, but what it started could not all be ended: ${list}`, { code: "E_RUNTIME", retry: "backoff" });
+        throw new GitopsError(`${this.#app} is stopped, but what it started could not all be ended: ${list}`, {
+          code: "E_RUNTIME",
+          retry: "backoff",
+        });
       }
     })());
   }
@@ -150,7 +159,10 @@ export class ProcessInstance implements Instance {
       this.#o = options;
       await this.#point(options.prepared.dir);
       const sent = this.#run?.child.signal(signal) === true;
-      note(this.#log, `${sent ? `sent ${signal} to pid ${this.#run?.pid}` : "not running"} for revision ${options.prepared.revision}`);
+      note(
+        this.#log,
+        `${sent ? `sent ${signal} to pid ${this.#run?.pid}` : "not running"} for revision ${options.prepared.revision}`,
+      );
       return this;
     }
     const previous = this.#o;
@@ -218,7 +230,10 @@ export class ProcessInstance implements Instance {
     const what = `${spec.name} ${spec.version}`;
     const exited = async () => {
       const exit = await run.ended;
-      return new GitopsError(`${what} ${exit.reason} during start: ${run.tail() || "no output"}`, { code: "E_RUNTIME", retry: "backoff" });
+      return new GitopsError(`${what} ${exit.reason} during start: ${run.tail() || "no output"}`, {
+        code: "E_RUNTIME",
+        retry: "backoff",
+      });
     };
     const target = readyTarget(spec, this.port);
     if (!target) {
@@ -228,15 +243,19 @@ export class ProcessInstance implements Instance {
     }
     const deadline = Date.now() + o.startTimeoutMs;
     // Poll often while a start is still quick, less once it is slow (a start may take up to a minute).
-    for (const started = Date.now(); ; ) {
+    for (const started = Date.now(); ;) {
       const pause = Math.min(100, (overlapping ? 20 : 5) + (Date.now() - started) / 20);
       if (run.child.exit) throw await exited();
-      const up = overlapping && hasProc
-        ? await listensOn([run.pid, ...(await groupMembers(run.pid))], target.port)
-        : await connects(target.host, target.port);
+      const up =
+        overlapping && hasProc
+          ? await listensOn([run.pid, ...(await groupMembers(run.pid))], target.port)
+          : await connects(target.host, target.port);
       if (up) return;
       if (Date.now() >= deadline) {
-        throw new GitopsError(`${what} did not listen on ${target.host}:${target.port} within ${o.startTimeoutMs} ms`, { code: "E_TIMEOUT", retry: "backoff" });
+        throw new GitopsError(`${what} did not listen on ${target.host}:${target.port} within ${o.startTimeoutMs} ms`, {
+          code: "E_TIMEOUT",
+          retry: "backoff",
+        });
       }
       await Promise.race([run.child.exited, sleep(pause)]);
     }
@@ -246,7 +265,15 @@ export class ProcessInstance implements Instance {
   async #exited(run: Run, exit: ExitInfo): Promise<void> {
     this.#record.lastExit = exit;
     const { spec } = this.#o;
-    const event = { app: spec.name, pid: exit.pid, version: spec.version, code: exit.code, signal: exit.signal, reason: exit.reason, expected: run.expected };
+    const event = {
+      app: spec.name,
+      pid: exit.pid,
+      version: spec.version,
+      code: exit.code,
+      signal: exit.signal,
+      reason: exit.reason,
+      expected: run.expected,
+    };
     if (run.expected || run !== this.#run || this.#state !== "running") {
       this.#o.emit("bc_gitops:process:exit", { duration_ms: exit.duration_ms }, event);
       return;
@@ -258,13 +285,18 @@ export class ProcessInstance implements Instance {
     this.#exits = [...this.#exits.filter((at) => now - at < crashLoopWindowMs), now];
     if (this.#exits.length >= crashLoopExits) {
       this.#o.emit("bc_gitops:process:exit", { duration_ms: exit.duration_ms }, event);
-      this.#giveUp(`crash loop: ${this.#exits.length} exits within ${Math.round(crashLoopWindowMs / 1000)} s, the last one ${exit.reason}`);
+      this.#giveUp(
+        `crash loop: ${this.#exits.length} exits within ${Math.round(crashLoopWindowMs / 1000)} s, the last one ${exit.reason}`,
+      );
       return;
     }
     const delay = Math.min(maxRestartDelayMs, restartDelayMs * 2 ** Math.min(this.#streak - 1, 30));
     this.#state = "backoff";
     this.#o.emit("bc_gitops:process:exit", { duration_ms: exit.duration_ms, restart_in_ms: delay }, event);
-    this.#o.logger.warn(`pid ${exit.pid} ${exit.reason}${exit.signal === null && run.tail() ? `: ${run.tail()}` : ""}; restarting it in ${delay} ms`, { app: this.#app });
+    this.#o.logger.warn(
+      `pid ${exit.pid} ${exit.reason}${exit.signal === null && run.tail() ? `: ${run.tail()}` : ""}; restarting it in ${delay} ms`,
+      { app: this.#app },
+    );
     note(this.#log, `restarting in ${delay} ms`);
     this.#timer = setTimeout(() => (this.#spawning = this.#respawn()), delay);
   }

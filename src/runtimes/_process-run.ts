@@ -100,7 +100,10 @@ const OOM = /heap out of memory|JavaScript out of memory|Reached heap limit|Rang
 const AGENT_PREFIX = "BC_GITOPS_";
 
 /** The argv of a run: `command` as given, else the entry with the agent's runtime. */
-function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: string; args: string[]; env: Record<string, string>; heapCapped: boolean } {
+function commandOf(
+  spec: AppSpec,
+  prepared: PreparedWorkspace,
+): { command: string; args: string[]; env: Record<string, string>; heapCapped: boolean } {
   const mb = spec.limits?.memory_mb;
   if (!spec.command) return scriptCommand(prepared.entry, mb === undefined ? {} : { heapMb: mb });
   const [command, ...args] = spec.command as [string, ...string[]];
@@ -115,18 +118,28 @@ function commandOf(spec: AppSpec, prepared: PreparedWorkspace): { command: strin
  * variables, and for a custom `command` with `limits.memory_mb` the heap limit in `NODE_OPTIONS`
  * (and `BUN_JSC_forceRAMSize`).
  */
-function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">, runId: string, extra: Record<string, string>): Record<string, string> {
+function childEnv(
+  o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" | "runDir">,
+  runId: string,
+  extra: Record<string, string>,
+): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
+  for (const [key, value] of Object.entries(process.env))
+    if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
   const appEnv = o.port === undefined ? o.spec.env : { ...o.spec.env, port: o.port };
-  Object.assign(env, exportEnv(appEnv), {
-    BC_GITOPS_APP: o.spec.name,
-    BC_GITOPS_VERSION: o.spec.version,
-    BC_GITOPS_REVISION: o.prepared.revision,
-    BC_GITOPS_DATA_DIR: o.dataDir,
-    BC_GITOPS_CURRENT: join(o.runDir, "current"),
-    [RUN_ID_VAR]: runId,
-  }, extra);
+  Object.assign(
+    env,
+    exportEnv(appEnv),
+    {
+      BC_GITOPS_APP: o.spec.name,
+      BC_GITOPS_VERSION: o.spec.version,
+      BC_GITOPS_REVISION: o.prepared.revision,
+      BC_GITOPS_DATA_DIR: o.dataDir,
+      BC_GITOPS_CURRENT: join(o.runDir, "current"),
+      [RUN_ID_VAR]: runId,
+    },
+    extra,
+  );
   const mb = o.spec.limits?.memory_mb;
   if (o.spec.command && mb !== undefined) {
     env.NODE_OPTIONS = [env.NODE_OPTIONS, `--max-old-space-size=${mb}`].filter(Boolean).join(" ");
@@ -136,9 +149,13 @@ function childEnv(o: Pick<RunOptions, "spec" | "prepared" | "dataDir" | "port" |
 }
 
 /** Why a run ended, in words. */
-function exitReason(exit: ProcessExit, facts: { tail: string; limitMb?: number; memoryKilled: boolean; expected: boolean }): string {
+function exitReason(
+  exit: ProcessExit,
+  facts: { tail: string; limitMb?: number; memoryKilled: boolean; expected: boolean },
+): string {
   const limit = facts.limitMb === undefined ? "" : ` (limit ${facts.limitMb} MB)`;
-  if (facts.memoryKilled || ((exit.signal !== null || exit.code !== 0) && OOM.test(facts.tail))) return `out of memory${limit}`;
+  if (facts.memoryKilled || ((exit.signal !== null || exit.code !== 0) && OOM.test(facts.tail)))
+    return `out of memory${limit}`;
   if (facts.expected) return exit.signal ? `stopped (${exit.signal})` : `stopped (exit code ${exit.code})`;
   return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
 }
@@ -171,15 +188,18 @@ export async function startRun(o: RunOptions): Promise<Run> {
   // Bun cannot cap its heap: the agent watches the resident size of what it started itself.
   const limitMb = spec.limits?.memory_mb;
   let memoryKilled = false;
-  const watchdog = limitMb !== undefined && !cmd.heapCapped && !spec.command
-    ? setInterval(async () => {
-        const rss = await residentBytes(pid);
-        if (rss === undefined || rss <= limitMb * 1024 * 1024 || memoryKilled) return;
-        memoryKilled = true;
-        o.logger.warn(`uses ${Math.round(rss / 1048576)} MB, over its limit of ${limitMb} MB: killing pid ${pid}`, { app });
-        child.killGroup("SIGKILL");
-      }, o.memoryCheckMs)
-    : undefined;
+  const watchdog =
+    limitMb !== undefined && !cmd.heapCapped && !spec.command
+      ? setInterval(async () => {
+          const rss = await residentBytes(pid);
+          if (rss === undefined || rss <= limitMb * 1024 * 1024 || memoryKilled) return;
+          memoryKilled = true;
+          o.logger.warn(`uses ${Math.round(rss / 1048576)} MB, over its limit of ${limitMb} MB: killing pid ${pid}`, {
+            app,
+          });
+          child.killGroup("SIGKILL");
+        }, o.memoryCheckMs)
+      : undefined;
   watchdog?.unref?.();
 
   const run: Run = {
@@ -203,8 +223,20 @@ export async function startRun(o: RunOptions): Promise<Run> {
       const { survivors } = await tree.end(o.reapGraceMs);
       await output;
       await rm(pidFile, { force: true });
-      const reason = exitReason(exit, { tail, ...(limitMb === undefined ? {} : { limitMb }), memoryKilled, expected: run.expected });
-      const info: ExitInfo = { pid, code: exit.code, signal: exit.signal, reason, at: new Date().toISOString(), duration_ms: Math.round(exit.durationMs) };
+      const reason = exitReason(exit, {
+        tail,
+        ...(limitMb === undefined ? {} : { limitMb }),
+        memoryKilled,
+        expected: run.expected,
+      });
+      const info: ExitInfo = {
+        pid,
+        code: exit.code,
+        signal: exit.signal,
+        reason,
+        at: new Date().toISOString(),
+        duration_ms: Math.round(exit.durationMs),
+      };
       if (survivors.length > 0) {
         info.left_running = survivors;
         const list = survivors.map((s) => `pid ${s.pid} (${s.reason})`).join(", ");
@@ -231,7 +263,8 @@ function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (te
   const toAgent = (line: string, stream: "stdout" | "stderr") => {
     const second = Math.floor(Date.now() / 1000);
     if (second !== window) {
-      if (dropped > 0) o.logger.warn(`${dropped} output line(s) not shown here; all are in ${o.log.path}`, { app: o.spec.name });
+      if (dropped > 0)
+        o.logger.warn(`${dropped} output line(s) not shown here; all are in ${o.log.path}`, { app: o.spec.name });
       window = second;
       shown = 0;
       dropped = 0;
@@ -274,7 +307,9 @@ function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (te
     });
   const both = Promise.all([pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then(() => {});
   // After the exit and the reaping, a pipe can only stay open through a process outside the group.
-  return child.exited.then(() => Promise.race([both, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref?.())]));
+  return child.exited.then(() =>
+    Promise.race([both, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref?.())]),
+  );
 }
 
 /** A line of the agent's own in the app's log file. */
@@ -292,7 +327,9 @@ export async function portFor(spec: AppSpec): Promise<number | undefined> {
     server.once("error", reject);
     server.listen(0, connectHost(spec.env), () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }

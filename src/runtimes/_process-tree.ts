@@ -60,7 +60,11 @@ export class RunTree {
    * @param rootAlive whether the root is still the run's child (its pid is walked from only then)
    * @param persist called with the descendants outside the root's process group whenever they change (the pid file)
    */
-  constructor(root: number, marker: string, options: { rootAlive: () => boolean; known?: readonly ProcId[]; persist?: (outside: ProcId[]) => Promise<void> }) {
+  constructor(
+    root: number,
+    marker: string,
+    options: { rootAlive: () => boolean; known?: readonly ProcId[]; persist?: (outside: ProcId[]) => Promise<void> },
+  ) {
     this.root = root;
     this.marker = marker;
     this.#rootAlive = options.rootAlive;
@@ -85,7 +89,8 @@ export class RunTree {
       if (!stat || stat.startTime !== start || isZombie(stat)) this.#known.delete(pid);
     }
     const children = new Map<number, number[]>();
-    for (const [pid, stat] of table) if (!isZombie(stat)) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), pid]);
+    for (const [pid, stat] of table)
+      if (!isZombie(stat)) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), pid]);
     const queue = [...(this.#rootAlive() ? [this.root] : []), ...this.#known.keys()];
     while (queue.length > 0) {
       for (const child of children.get(queue.pop()!) ?? []) {
@@ -116,12 +121,17 @@ export class RunTree {
    */
   async end(graceMs: number): Promise<Ended> {
     if (!hasProc) return { ended: [], survivors: [] };
-    const marked = this.marker ? ((await processesWithEnv(RUN_ID_VAR, new Set([this.marker]))).get(this.marker) ?? []) : [];
+    const marked = this.marker
+      ? ((await processesWithEnv(RUN_ID_VAR, new Set([this.marker]))).get(this.marker) ?? [])
+      : [];
     const targets = new Map<number, string>(this.#known);
     for (const { pid, start } of marked) targets.set(pid, start);
     targets.delete(this.root);
     this.#known.clear();
-    return endProcesses([...targets].map(([pid, start]) => ({ pid, start })), graceMs);
+    return endProcesses(
+      [...targets].map(([pid, start]) => ({ pid, start })),
+      graceMs,
+    );
   }
 }
 
@@ -171,7 +181,11 @@ const send: Send = (pid, signal) => {
     return undefined;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === "ESRCH" ? undefined : code === "EPERM" ? "the agent is not permitted to signal it (another user's process)" : String(code ?? error);
+    return code === "ESRCH"
+      ? undefined
+      : code === "EPERM"
+        ? "the agent is not permitted to signal it (another user's process)"
+        : String(code ?? error);
   }
 };
 
@@ -184,7 +198,8 @@ export async function endProcesses(targets: readonly ProcId[], graceMs: number, 
     const stat = await procStat(t.pid);
     return stat !== undefined && stat.startTime === t.start && !isZombie(stat);
   };
-  const left = async (list: readonly ProcId[]) => (await Promise.all(list.map(async (t) => ((await running(t)) ? [t] : [])))).flat();
+  const left = async (list: readonly ProcId[]) =>
+    (await Promise.all(list.map(async (t) => ((await running(t)) ? [t] : [])))).flat();
   let alive = await left(targets);
   const found = alive;
   if (alive.length === 0) return { ended: [], survivors: [] };

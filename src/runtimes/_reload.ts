@@ -16,7 +16,17 @@ import type { Instance } from "./driver.ts";
 import { stopStartRestore } from "./_driver-kit.ts";
 
 /** Extensions of the files that count as modules when listing what a reload changed. */
-const MODULE_EXTENSIONS: ReadonlySet<string> = new Set([".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json"]);
+const MODULE_EXTENSIONS: ReadonlySet<string> = new Set([
+  ".js",
+  ".mjs",
+  ".cjs",
+  ".ts",
+  ".mts",
+  ".cts",
+  ".jsx",
+  ".tsx",
+  ".json",
+]);
 
 const SKIP = new Set(["node_modules", ".git", WORKSPACE_MARKER]);
 
@@ -53,8 +63,20 @@ async function moduleHashes(root: string): Promise<Map<string, string>> {
   for (const { rel, kind } of await walk(root, SKIP)) {
     if (kind === "dir" || !MODULE_EXTENSIONS.has(extname(rel))) continue;
     // A symlink counts by the file it points at (workspaces only keep links that stay inside); a linked directory is not followed.
-    if (kind === "link" && !(await stat(join(root, rel)).then((s) => s.isFile(), () => false))) continue;
-    out.set(rel, createHash("sha256").update(await readFile(join(root, rel))).digest("hex"));
+    if (
+      kind === "link" &&
+      !(await stat(join(root, rel)).then(
+        (s) => s.isFile(),
+        () => false,
+      ))
+    )
+      continue;
+    out.set(
+      rel,
+      createHash("sha256")
+        .update(await readFile(join(root, rel)))
+        .digest("hex"),
+    );
   }
   return out;
 }
@@ -72,7 +94,11 @@ export async function reloadApp(app: AppRecord, spec: AppSpec, ops: AppOps): Pro
   try {
     prepared = await ops.prepare(spec);
   } catch (error) {
-    throw new GitopsError(`${what} failed: ${messageOf(error)}; the running revision keeps serving`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
+    throw new GitopsError(`${what} failed: ${messageOf(error)}; the running revision keeps serving`, {
+      code: "E_RUNTIME",
+      retry: retryClassOf(error),
+      cause: error,
+    });
   }
   const modules = prepared.dir === previous.dir ? [] : await changedModules(previous.dir, prepared.dir);
   if (!app.instance) {
@@ -90,7 +116,13 @@ export async function reloadApp(app: AppRecord, spec: AppSpec, ops: AppOps): Pro
   return { app: spec.name, revision: prepared.revision, modules };
 }
 
-async function swap(app: AppRecord, spec: AppSpec, prepared: PreparedWorkspace, what: string, ops: AppOps): Promise<void> {
+async function swap(
+  app: AppRecord,
+  spec: AppSpec,
+  prepared: PreparedWorkspace,
+  what: string,
+  ops: AppOps,
+): Promise<void> {
   const old = app.instance!;
   if (!old.reload) {
     const before = { spec: app.spec, prepared: app.prepared };
@@ -106,8 +138,13 @@ async function swap(app: AppRecord, spec: AppSpec, prepared: PreparedWorkspace, 
       },
       failed: (error, again) => {
         const failed = `${what} failed: ${messageOf(error)}`;
-        app.lastError = again ? `${failed}; starting the previous revision again failed too: ${messageOf(again.error)}` : `${failed}; the previous revision was started again`;
-        return new GitopsError(app.lastError, { code: "E_RUNTIME", ...(again ? { retry: "backoff", cause: again.error } : { retry: retryClassOf(error), cause: error }) });
+        app.lastError = again
+          ? `${failed}; starting the previous revision again failed too: ${messageOf(again.error)}`
+          : `${failed}; the previous revision was started again`;
+        return new GitopsError(app.lastError, {
+          code: "E_RUNTIME",
+          ...(again ? { retry: "backoff", cause: again.error } : { retry: retryClassOf(error), cause: error }),
+        });
       },
     });
   }
@@ -116,7 +153,11 @@ async function swap(app: AppRecord, spec: AppSpec, prepared: PreparedWorkspace, 
     next = await old.reload(await ops.options(spec, prepared, (error) => ops.crashed(app, next, error)));
   } catch (error) {
     app.lastError = `${what} failed: ${messageOf(error)}`;
-    throw new GitopsError(`${app.lastError}; the running revision keeps serving`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
+    throw new GitopsError(`${app.lastError}; the running revision keeps serving`, {
+      code: "E_RUNTIME",
+      retry: retryClassOf(error),
+      cause: error,
+    });
   }
   Object.assign(app, { spec, prepared, instance: next });
   delete app.lastError;

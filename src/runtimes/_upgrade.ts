@@ -21,12 +21,24 @@ export async function upgradeApp(old: AppRecord, spec: AppSpec, oldVersion: stri
   try {
     prepared = await ops.prepare(spec);
   } catch (error) {
-    throw new GitopsError(`${what} failed: ${messageOf(error)}; ${oldVersion} keeps running`, { code: "E_RUNTIME", retry: retryClassOf(error), cause: error });
+    throw new GitopsError(`${what} failed: ${messageOf(error)}; ${oldVersion} keeps running`, {
+      code: "E_RUNTIME",
+      retry: retryClassOf(error),
+      cause: error,
+    });
   }
   old.status = "upgrading";
   const overlap = ops.overlaps(old.spec, spec);
   if (!overlap) await ops.halt(old);
-  const next: AppRecord = { spec, prepared, status: "starting", restarts: 0, reloads: old.reloads, heapBase: old.heapBase, memory: old.memory };
+  const next: AppRecord = {
+    spec,
+    prepared,
+    status: "starting",
+    restarts: 0,
+    reloads: old.reloads,
+    heapBase: old.heapBase,
+    memory: old.memory,
+  };
   ops.install(next);
   let reason: string | undefined;
   try {

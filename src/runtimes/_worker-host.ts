@@ -39,7 +39,11 @@ export type ToHost =
 
 /** Worker -> parent. */
 export type FromHost =
-  | { type: "ready"; kind: AppModule["kind"]; hooks: { stop: boolean; reconfigure: boolean; health: boolean; hotReload: boolean } }
+  | {
+      type: "ready";
+      kind: AppModule["kind"];
+      hooks: { stop: boolean; reconfigure: boolean; health: boolean; hotReload: boolean };
+    }
   | { type: "fatal"; stage: "load" | "check"; error: WireError }
   | { type: "reply"; id: number; ok: true; value: unknown }
   | { type: "reply"; id: number; ok: false; error: WireError }
@@ -51,8 +55,9 @@ export type FromHost =
 
 /** Turns anything thrown into a {@link WireError}. */
 function toWire(error: unknown): WireError {
-  if (error instanceof Error) return { name: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
-  return { name: "Error", message: typeof error === "string" ? error : JSON.stringify(error) ?? String(error) };
+  if (error instanceof Error)
+    return { name: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
+  return { name: "Error", message: typeof error === "string" ? error : (JSON.stringify(error) ?? String(error)) };
 }
 
 if (parentPort) void main(parentPort, workerData as HostData);
@@ -120,15 +125,27 @@ async function main(port: NonNullable<typeof parentPort>, data: HostData): Promi
     const { id } = message;
     let response: unknown;
     try {
-      const request = new Request(message.url, { method: message.method, headers: message.headers, ...(message.body ? { body: message.body } : {}) });
+      const request = new Request(message.url, {
+        method: message.method,
+        headers: message.headers,
+        ...(message.body ? { body: message.body } : {}),
+      });
       response = await mod.handler!.fetch(request, ctx);
-      if (!(response instanceof Response)) throw new TypeError(`the app's fetch() returned ${typeof response}, not a Response`);
+      if (!(response instanceof Response))
+        throw new TypeError(`the app's fetch() returned ${typeof response}, not a Response`);
     } catch (error) {
       post({ type: "fail", id, error: toWire(error) });
       return;
     }
     const hasBody = response.body !== null && message.method !== "HEAD";
-    post({ type: "head", id, status: response.status, statusText: response.statusText, headers: [...response.headers], body: hasBody });
+    post({
+      type: "head",
+      id,
+      status: response.status,
+      statusText: response.statusText,
+      headers: [...response.headers],
+      body: hasBody,
+    });
     if (!hasBody) return;
     const reader = response.body!.getReader();
     try {

@@ -94,11 +94,13 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     this.#c = context;
     this.#logger = context.logger ?? silentLogger;
     this.#emit = context.emit ?? noEmit;
-    this.#ws = context.workspaces ?? new Workspaces({ localPath: context.localPath, logger: this.#logger, emit: this.#emit });
+    this.#ws =
+      context.workspaces ?? new Workspaces({ localPath: context.localPath, logger: this.#logger, emit: this.#emit });
     this.#ops = {
       prepare: (spec) => this.#prepare(spec),
       options: (spec, prepared, onCrash) => this.#startOptions(spec, prepared, onCrash),
-      overlaps: (old, next) => this.#driver(old) === this.#driver(next) && this.#driver(next).overlaps?.(old, next) === true,
+      overlaps: (old, next) =>
+        this.#driver(old) === this.#driver(next) && this.#driver(next).overlaps?.(old, next) === true,
       install: (app) => void this.#apps.set(app.spec.name, app),
       start: (app) => this.#start(app),
       launch: (app) => this.#launch(app),
@@ -114,7 +116,12 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       startWindowMs: (spec) => this.#c.startWindowMs ?? Math.max(10_000, 3 * spec.health.timeout),
       logger: this.#logger,
     };
-    this.#drivers = { embedded: new EmbeddedDriver({ logger: this.#logger }), worker: new WorkerDriver(), process: new ProcessDriver({ localPath: context.localPath, logger: this.#logger }), ...context.drivers };
+    this.#drivers = {
+      embedded: new EmbeddedDriver({ logger: this.#logger }),
+      worker: new WorkerDriver(),
+      process: new ProcessDriver({ localPath: context.localPath, logger: this.#logger }),
+      ...context.drivers,
+    };
   }
 
   deploy(spec: AppSpec): Promise<AppState> {
@@ -136,7 +143,8 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       if (!app?.instance) return this.#deploy(spec);
       const change = envChange(app.spec.env, spec.env);
       const healthChanged = JSON.stringify(app.spec.health) !== JSON.stringify(spec.health);
-      const inPlace = isEmptyChange(change) || (app.status === "running" && (await app.instance.reconfigure?.(change)) === true);
+      const inPlace =
+        isEmptyChange(change) || (app.status === "running" && (await app.instance.reconfigure?.(change)) === true);
       if (inPlace) {
         app.spec = spec;
         if (healthChanged && app.status === "running") {
@@ -187,13 +195,18 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   hotReload(spec: AppSpec): Promise<HotReloadResult> {
     return this.#serial(spec.name, async () => {
       const app = this.#apps.get(spec.name);
-      if (!app) throw new GitopsError(`${spec.name} is not deployed: nothing to hot-reload`, { code: "E_NOT_FOUND", retry: "stalled" });
+      if (!app)
+        throw new GitopsError(`${spec.name} is not deployed: nothing to hot-reload`, {
+          code: "E_NOT_FOUND",
+          retry: "stalled",
+        });
       this.#driver(spec);
       const result = await reloadApp(app, spec, this.#ops);
       if (spec.isolation === "embedded" && result.modules.length > 0) {
         // Sampled right after each reload, so status is stable in between (and says nothing before the first reload).
         app.memory = Math.max(0, process.memoryUsage().heapUsed - (app.heapBase ?? 0));
-        if (app.reloads === (this.#c.reloadBudget ?? 100) + 1) this.#logger.warn(`${String(this.#state(app).warning)}`, { app: spec.name });
+        if (app.reloads === (this.#c.reloadBudget ?? 100) + 1)
+          this.#logger.warn(`${String(this.#state(app).warning)}`, { app: spec.name });
       }
       return result;
     });
@@ -213,7 +226,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return Object.fromEntries([...this.#apps].map(([name, app]) => [name, this.#state(app)]));
   }
 
-  async resolveRevision(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined> {
+  async resolveRevision(
+    spec: AppSpec,
+    context: { repoDir: string; signal?: AbortSignal },
+  ): Promise<string | undefined> {
     return this.#ws.resolveRevision(spec, context);
   }
 
@@ -230,11 +246,15 @@ class DefaultRuntimeImpl implements DefaultRuntime {
       const needed = new Set([...left].flatMap((name) => this.#apps.get(name)?.spec.depends_on ?? []));
       const batch = [...left].filter((name) => !needed.has(name));
       const wave = batch.length > 0 ? batch : [...left]; // a cycle: stop the rest together
-      await Promise.all(wave.map((name) => this.#serial(name, async () => {
-        const app = this.#apps.get(name);
-        if (app) await this.#halt(app);
-        this.#apps.delete(name);
-      })));
+      await Promise.all(
+        wave.map((name) =>
+          this.#serial(name, async () => {
+            const app = this.#apps.get(name);
+            if (app) await this.#halt(app);
+            this.#apps.delete(name);
+          }),
+        ),
+      );
       for (const name of wave) left.delete(name);
     }
     for (const driver of Object.values(this.#drivers)) await driver?.dispose?.();
@@ -247,7 +267,15 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     const existing = this.#apps.get(spec.name);
     if (existing) await this.#halt(existing);
     const prepared = await this.#prepare(spec);
-    const app: AppRecord = { spec, prepared, status: "starting", restarts: 0, reloads: existing?.reloads ?? 0, heapBase: existing?.heapBase, memory: existing?.memory };
+    const app: AppRecord = {
+      spec,
+      prepared,
+      status: "starting",
+      restarts: 0,
+      reloads: existing?.reloads ?? 0,
+      heapBase: existing?.heapBase,
+      memory: existing?.memory,
+    };
     this.#apps.set(spec.name, app);
     try {
       await this.#launch(app);
@@ -279,7 +307,9 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     let instance: Instance | undefined;
     app.heapBase ??= process.memoryUsage().heapUsed;
     try {
-      instance = await driver.start(await this.#startOptions(spec, prepared, (error) => this.#crashed(app, instance, error)));
+      instance = await driver.start(
+        await this.#startOptions(spec, prepared, (error) => this.#crashed(app, instance, error)),
+      );
     } catch (error) {
       app.status = "failed";
       app.lastError = messageOf(error);
@@ -298,7 +328,11 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     }
   }
 
-  async #startOptions(spec: AppSpec, prepared: PreparedWorkspace, onCrash: (error: unknown) => void): Promise<DriverStartOptions> {
+  async #startOptions(
+    spec: AppSpec,
+    prepared: PreparedWorkspace,
+    onCrash: (error: unknown) => void,
+  ): Promise<DriverStartOptions> {
     return {
       spec,
       prepared,
@@ -359,7 +393,10 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   #driver(spec: AppSpec): Driver {
     const driver = this.#drivers[spec.isolation];
     if (!driver) {
-      throw new GitopsError(`${spec.name}: isolation: ${spec.isolation} is not available yet; use embedded`, { code: "E_RUNTIME", retry: "stalled" });
+      throw new GitopsError(`${spec.name}: isolation: ${spec.isolation} is not available yet; use embedded`, {
+        code: "E_RUNTIME",
+        retry: "stalled",
+      });
     }
     return driver;
   }
@@ -394,7 +431,9 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   async #prune(app: string, keep: string[]): Promise<void> {
-    await this.#ws.prune(app, keep).catch((error) => this.#logger.debug(`pruning old workspaces failed: ${messageOf(error)}`, { app }));
+    await this.#ws
+      .prune(app, keep)
+      .catch((error) => this.#logger.debug(`pruning old workspaces failed: ${messageOf(error)}`, { app }));
   }
 
   #state(app: AppRecord): AppState {

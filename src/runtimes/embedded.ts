@@ -14,7 +14,18 @@ import { GitopsError, messageOf } from "../errors.ts";
 import type { HttpListener } from "../http-server.ts";
 import { silentLogger, appLogger, type Logger } from "../logger.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, stackOf, startFailure, stopStartRestore } from "./_driver-kit.ts";
+import {
+  addressChange,
+  Inflight,
+  kindChange,
+  listenFor,
+  movesAddress,
+  notStopping,
+  restartFailure,
+  stackOf,
+  startFailure,
+  stopStartRestore,
+} from "./_driver-kit.ts";
 
 interface Owner {
   app: string;
@@ -63,7 +74,13 @@ export class EmbeddedDriver implements Driver {
     let listener: HttpListener | undefined;
     try {
       if (mod.kind === "lifecycle") {
-        gen.value = await deadline(() => mod.start!(gen.ctx), options.startTimeoutMs, `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, gen.ctx));
+        gen.value = await deadline(
+          () => mod.start!(gen.ctx),
+          options.startTimeoutMs,
+          `start() of ${spec.name} did not finish within ${options.startTimeoutMs} ms`,
+          "E_TIMEOUT",
+          (late) => mod.stop?.(late, gen.ctx),
+        );
       } else {
         listener = await listenFor(options, serve(gen));
       }
@@ -90,12 +107,23 @@ export class EmbeddedDriver implements Driver {
     try {
       exports = (await import(pathToFileURL(prepared.entry).href)) as Record<string, unknown>;
     } catch (error) {
-      throw new GitopsError(`cannot load ${prepared.entry}: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "stalled", cause: error });
+      throw new GitopsError(`cannot load ${prepared.entry}: ${messageOf(error)}`, {
+        code: "E_RUNTIME",
+        retry: "stalled",
+        cause: error,
+      });
     }
-    options.emit("bc_gitops:code:load", { duration_ms: performance.now() - loadStarted }, { app: spec.name, version: spec.version, revision: prepared.revision });
+    options.emit(
+      "bc_gitops:code:load",
+      { duration_ms: performance.now() - loadStarted },
+      { app: spec.name, version: spec.version, revision: prepared.revision },
+    );
     const mod = checkAppModule(exports, prepared.entry);
     if (spec.health.type === "module" && !mod.health) {
-      throw new GitopsError(`${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`, { code: "E_RUNTIME", retry: "stalled" });
+      throw new GitopsError(
+        `${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`,
+        { code: "E_RUNTIME", retry: "stalled" },
+      );
     }
     return mod;
   }
@@ -133,7 +161,13 @@ export class EmbeddedDriver implements Driver {
     /** Old fetch generations finishing their requests after a swap. */
     const draining = new Set<Promise<void>>();
     const stopGen = async (g: Generation) => {
-      if (g.mod.stop) await deadline(() => g.mod.stop!(g.value, g.ctx), stopTimeoutMs, `stop() of ${app} did not finish within ${stopTimeoutMs} ms; it is considered stopped`, "E_TIMEOUT");
+      if (g.mod.stop)
+        await deadline(
+          () => g.mod.stop!(g.value, g.ctx),
+          stopTimeoutMs,
+          `stop() of ${app} did not finish within ${stopTimeoutMs} ms; it is considered stopped`,
+          "E_TIMEOUT",
+        );
     };
     const driver = this;
     const instance: Instance = {
@@ -154,7 +188,9 @@ export class EmbeddedDriver implements Driver {
             await Promise.all(draining);
             await stopGen(gen);
           } catch (error) {
-            throw error instanceof GitopsError ? error : new GitopsError(`stop() of ${app} failed: ${messageOf(error)}`, { code: "E_RUNTIME", cause: error });
+            throw error instanceof GitopsError
+              ? error
+              : new GitopsError(`stop() of ${app} failed: ${messageOf(error)}`, { code: "E_RUNTIME", cause: error });
           } finally {
             this.#end(gen);
           }
@@ -167,10 +203,17 @@ export class EmbeddedDriver implements Driver {
         const before = ctx.env;
         ctx.env = structuredClone(change.env);
         try {
-          await deadline(() => mod.reconfigure!(gen.value, { ...change, env: ctx.env }, ctx), callTimeoutMs, `reconfigure() of ${app} did not finish within ${callTimeoutMs} ms`);
+          await deadline(
+            () => mod.reconfigure!(gen.value, { ...change, env: ctx.env }, ctx),
+            callTimeoutMs,
+            `reconfigure() of ${app} did not finish within ${callTimeoutMs} ms`,
+          );
         } catch (error) {
           ctx.env = before;
-          throw new GitopsError(`reconfigure() of ${app} failed: ${messageOf(error)}`, { code: "E_RUNTIME", cause: error });
+          throw new GitopsError(`reconfigure() of ${app} failed: ${messageOf(error)}`, {
+            code: "E_RUNTIME",
+            cause: error,
+          });
         }
         return true;
       },
@@ -204,10 +247,17 @@ export class EmbeddedDriver implements Driver {
         }
         if (mod.hotReload) {
           try {
-            next.value = await deadline(() => mod.hotReload!(previous.value, next.ctx), callTimeoutMs, `hotReload() of ${app} did not finish within ${callTimeoutMs} ms`);
+            next.value = await deadline(
+              () => mod.hotReload!(previous.value, next.ctx),
+              callTimeoutMs,
+              `hotReload() of ${app} did not finish within ${callTimeoutMs} ms`,
+            );
           } catch (error) {
             driver.#end(next);
-            throw new GitopsError(`hotReload() of ${app} failed: ${messageOf(error)}; the previous revision keeps running`, { code: "E_RUNTIME", retry: "backoff", cause: error });
+            throw new GitopsError(
+              `hotReload() of ${app} failed: ${messageOf(error)}; the previous revision keeps running`,
+              { code: "E_RUNTIME", retry: "backoff", cause: error },
+            );
           }
           // The new instance may have taken over what the old one opened against the old signals: they abort on the final stop.
           next.controllers.unshift(...previous.controllers);
@@ -222,14 +272,21 @@ export class EmbeddedDriver implements Driver {
           },
           start: async () => {
             try {
-              next.value = await deadline(() => mod.start!(next.ctx), callTimeoutMs, `start() of ${app} did not finish within ${callTimeoutMs} ms`, "E_TIMEOUT", (late) => mod.stop?.(late, next.ctx));
+              next.value = await deadline(
+                () => mod.start!(next.ctx),
+                callTimeoutMs,
+                `start() of ${app} did not finish within ${callTimeoutMs} ms`,
+                "E_TIMEOUT",
+                (late) => mod.stop?.(late, next.ctx),
+              );
             } catch (error) {
               driver.#end(next);
               throw error;
             }
           },
           restore: async () => void (gen = await driver.#restartOld(previous, callTimeoutMs)),
-          failed: (error, again) => restartFailure(options.spec, error, again, (crash) => previous.owner.onCrash(crash)),
+          failed: (error, again) =>
+            restartFailure(options.spec, error, again, (crash) => previous.owner.onCrash(crash)),
         });
         driver.#retire(previous.owner);
         gen = next;
@@ -243,7 +300,13 @@ export class EmbeddedDriver implements Driver {
   async #restartOld(old: Generation, timeoutMs: number): Promise<Generation> {
     const controller = new AbortController();
     const ctx: AppContext = { ...old.ctx, signal: controller.signal };
-    const value = await deadline(() => old.mod.start!(ctx), timeoutMs, `start() of ${ctx.name} did not finish within ${timeoutMs} ms`, "E_TIMEOUT", (late) => old.mod.stop?.(late, ctx));
+    const value = await deadline(
+      () => old.mod.start!(ctx),
+      timeoutMs,
+      `start() of ${ctx.name} did not finish within ${timeoutMs} ms`,
+      "E_TIMEOUT",
+      (late) => old.mod.stop?.(late, ctx),
+    );
     return { ...old, ctx, controllers: [controller], value };
   }
 
@@ -278,7 +341,10 @@ export class EmbeddedDriver implements Driver {
     const real = await realpath(dir).catch(() => dir);
     // Dependencies linked from the revision that installed them run from that revision's node_modules.
     const packages = await realpath(join(dir, "node_modules")).catch(() => undefined);
-    const prefixes = [...new Set([dir, real, ...(packages ? [packages] : [])])].flatMap((d) => [d + sep, pathToFileURL(d).href + "/"]);
+    const prefixes = [...new Set([dir, real, ...(packages ? [packages] : [])])].flatMap((d) => [
+      d + sep,
+      pathToFileURL(d).href + "/",
+    ]);
     const owner: Owner = { app, prefixes, active: true, onCrash };
     this.#owners.unshift(owner);
     if (!this.#installed) {
@@ -326,7 +392,15 @@ async function deadline<T>(
     timer = setTimeout(() => ((expired = true), reject(new GitopsError(message, { code, retry: "backoff" }))), ms);
   });
   const running = Promise.resolve().then(call);
-  if (onLate) void running.then((value) => expired && Promise.resolve().then(() => onLate(value)).catch(() => {}), () => {});
+  if (onLate)
+    void running.then(
+      (value) =>
+        expired &&
+        Promise.resolve()
+          .then(() => onLate(value))
+          .catch(() => {}),
+      () => {},
+    );
   try {
     return await Promise.race([running, late]);
   } finally {

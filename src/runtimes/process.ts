@@ -72,7 +72,10 @@ export class ProcessDriver implements Driver, InstanceHost {
     });
     this.policy = { ...DEFAULTS, ...(Object.fromEntries(given) as Partial<Policy>) };
     this.watch = new TreeWatch(this.policy.treeCheckMs);
-    this.#log = { ...(options.logMaxBytes ? { maxBytes: options.logMaxBytes } : {}), ...(options.logKeep !== undefined ? { keep: options.logKeep } : {}) };
+    this.#log = {
+      ...(options.logMaxBytes ? { maxBytes: options.logMaxBytes } : {}),
+      ...(options.logKeep !== undefined ? { keep: options.logKeep } : {}),
+    };
   }
 
   /**
@@ -97,7 +100,10 @@ export class ProcessDriver implements Driver, InstanceHost {
       delete record.gaveUp;
     }
     if (spec.health.type === "module") {
-      options.logger.warn(`health.type module cannot call into a separate process; it is checked as "the process runs"`, { app: spec.name });
+      options.logger.warn(
+        `health.type module cannot call into a separate process; it is checked as "the process runs"`,
+        { app: spec.name },
+      );
     }
     if (record.live.size === 0) await this.#sweep(spec.name, options.stopTimeoutMs);
     const instance = new ProcessInstance(this, options, await portFor(spec));
@@ -112,7 +118,13 @@ export class ProcessDriver implements Driver, InstanceHost {
    * `/proc` can tell which of the two listens.
    */
   overlaps(from: AppSpec, to: AppSpec): boolean {
-    return hasProc && from.isolation === "process" && to.isolation === "process" && to.env.reuse_port === true && from.env.reuse_port === true;
+    return (
+      hasProc &&
+      from.isolation === "process" &&
+      to.isolation === "process" &&
+      to.env.reuse_port === true &&
+      from.env.reuse_port === true
+    );
   }
 
   /** Stops whatever instance is still running (agent shutdown after the runtime stopped its apps) and closes the log files. */
@@ -177,11 +189,16 @@ export class ProcessDriver implements Driver, InstanceHost {
     let found = false;
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const file = join(dir, name);
-      const saved = (await readFile(file, "utf8").then(JSON.parse).catch(() => undefined)) as Partial<PidFile> | undefined;
+      const saved = (await readFile(file, "utf8")
+        .then(JSON.parse)
+        .catch(() => undefined)) as Partial<PidFile> | undefined;
       if (typeof saved?.pid === "number") {
         const stat = await procStat(saved.pid);
         const same = stat !== undefined && !!saved.start && stat.startTime === saved.start && !isZombie(stat);
-        const tree = new RunTree(saved.pid, typeof saved.run === "string" ? saved.run : "", { rootAlive: () => same, known: Array.isArray(saved.descendants) ? saved.descendants : [] });
+        const tree = new RunTree(saved.pid, typeof saved.run === "string" ? saved.run : "", {
+          rootAlive: () => same,
+          known: Array.isArray(saved.descendants) ? saved.descendants : [],
+        });
         await tree.sample(); // what it started is still under it before its group goes
         if (same && stat.pgrp === saved.pid) {
           found = true;
@@ -191,10 +208,16 @@ export class ProcessDriver implements Driver, InstanceHost {
         const { ended, survivors } = await tree.end(graceMs);
         if (ended.length > 0) {
           found = true;
-          this.logger.warn(`ended ${ended.map((p) => `pid ${p.pid}`).join(", ")}, started by pid ${saved.pid} and left running by a previous agent`, { app });
+          this.logger.warn(
+            `ended ${ended.map((p) => `pid ${p.pid}`).join(", ")}, started by pid ${saved.pid} and left running by a previous agent`,
+            { app },
+          );
         }
         if (survivors.length > 0) {
-          this.logger.error(`could not end ${survivors.map((p) => `pid ${p.pid} (${p.reason})`).join(", ")}, left running by a previous agent`, { app });
+          this.logger.error(
+            `could not end ${survivors.map((p) => `pid ${p.pid} (${p.reason})`).join(", ")}, left running by a previous agent`,
+            { app },
+          );
         }
       }
       await rm(file, { force: true });

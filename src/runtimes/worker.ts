@@ -15,7 +15,17 @@ import type { HttpListener } from "../http-server.ts";
 import { appLogger, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-import { addressChange, Inflight, kindChange, listenFor, movesAddress, notStopping, restartFailure, startFailure, stopStartRestore } from "./_driver-kit.ts";
+import {
+  addressChange,
+  Inflight,
+  kindChange,
+  listenFor,
+  movesAddress,
+  notStopping,
+  restartFailure,
+  startFailure,
+  stopStartRestore,
+} from "./_driver-kit.ts";
 
 /**
  * The Worker script: the `.ts` source under Bun and Deno, the built `.js` next to this file in
@@ -68,7 +78,10 @@ export class WorkerDriver implements Driver {
     const draining = new Set<Promise<void>>();
     /** Terminates a swapped-out Worker once its requests are done (in the background; `stop` waits for it). */
     const retire = (old: Host, stop: boolean) => {
-      const done = old.drain(options.stopTimeoutMs).then(() => old.end(stop)).finally(() => draining.delete(done));
+      const done = old
+        .drain(options.stopTimeoutMs)
+        .then(() => old.end(stop))
+        .finally(() => draining.delete(done));
       draining.add(done);
     };
     const instance: Instance = {
@@ -118,10 +131,11 @@ export class WorkerDriver implements Driver {
         const old = current;
         if (instance.kind === "lifecycle") {
           await stopStartRestore({
-            stop: () => old.call("stop", undefined, options.stopTimeoutMs).then(
-              () => {},
-              (error: unknown) => options.logger.warn(`${messageOf(error)}`, { app }),
-            ),
+            stop: () =>
+              old.call("stop", undefined, options.stopTimeoutMs).then(
+                () => {},
+                (error: unknown) => options.logger.warn(`${messageOf(error)}`, { app }),
+              ),
             start: async () => {
               try {
                 fresh.port = (await fresh.call("start", undefined, next.startTimeoutMs)) as number | undefined;
@@ -130,7 +144,8 @@ export class WorkerDriver implements Driver {
                 throw error;
               }
             },
-            restore: async () => void (old.port = (await old.call("start", undefined, options.startTimeoutMs)) as number | undefined),
+            restore: async () =>
+              void (old.port = (await old.call("start", undefined, options.startTimeoutMs)) as number | undefined),
             failed: (error, again) => restartFailure(next.spec, error, again, (crash) => old.onCrash?.(crash)),
           });
         }
@@ -156,21 +171,35 @@ async function spawn(options: DriverStartOptions): Promise<Host> {
     await Promise.race([
       host.whenReady,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the worker did not load it within ${options.startTimeoutMs} ms`)), options.startTimeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`the worker did not load it within ${options.startTimeoutMs} ms`)),
+          options.startTimeoutMs,
+        );
       }),
     ]);
   } catch (error) {
     await host.end(false);
     if (error instanceof GitopsError) throw error;
-    throw new GitopsError(`cannot load ${prepared.entry}: ${messageOf(error)}`, { code: "E_RUNTIME", retry: "stalled", cause: error });
+    throw new GitopsError(`cannot load ${prepared.entry}: ${messageOf(error)}`, {
+      code: "E_RUNTIME",
+      retry: "stalled",
+      cause: error,
+    });
   } finally {
     clearTimeout(timer);
   }
-  options.emit("bc_gitops:code:load", { duration_ms: performance.now() - started }, { app: spec.name, version: spec.version, revision: prepared.revision, isolation: "worker" });
+  options.emit(
+    "bc_gitops:code:load",
+    { duration_ms: performance.now() - started },
+    { app: spec.name, version: spec.version, revision: prepared.revision, isolation: "worker" },
+  );
   host.loaded = true;
   if (spec.health.type === "module" && !host.ready.hooks.health) {
     await host.end(false);
-    throw new GitopsError(`${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`, { code: "E_RUNTIME", retry: "stalled" });
+    throw new GitopsError(`${prepared.entry}: health.type is module, so the entry must export health(instance, ctx)`, {
+      code: "E_RUNTIME",
+      retry: "stalled",
+    });
   }
   return host;
 }
@@ -207,12 +236,21 @@ class Host {
     const data: HostData = {
       entry: pathToFileURL(prepared.entry).href,
       entryPath: prepared.entry,
-      ctx: { name: spec.name, version: spec.version, revision: prepared.revision, env: structuredClone(spec.env), dataDir: options.dataDir },
+      ctx: {
+        name: spec.name,
+        version: spec.version,
+        revision: prepared.revision,
+        env: structuredClone(spec.env),
+        dataDir: options.dataDir,
+      },
       ...(memoryLimitMb !== undefined ? { memoryLimitMb } : {}),
       watchMs: MEMORY_WATCH_MS,
     };
     // Node enforces resourceLimits; Bun ignores them and Deno stalls the Worker silently at the limit (the host's own check covers both).
-    const limits = memoryLimitMb !== undefined && runtimeName === "node" ? { resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } } : {};
+    const limits =
+      memoryLimitMb !== undefined && runtimeName === "node"
+        ? { resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } }
+        : {};
     this.worker = new Worker(HOST_URL, { workerData: data, ...limits });
     let ready!: (value: Ready) => void;
     let fail!: (error: Error) => void;
@@ -226,7 +264,11 @@ class Host {
           ready(message);
           return;
         case "fatal":
-          fail(message.stage === "load" ? fromWire(message.error) : new GitopsError(message.error.message, { code: "E_RUNTIME", retry: "stalled" }));
+          fail(
+            message.stage === "load"
+              ? fromWire(message.error)
+              : new GitopsError(message.error.message, { code: "E_RUNTIME", retry: "stalled" }),
+          );
           return;
         case "log":
           this.#log[message.level](message.message);
@@ -242,7 +284,9 @@ class Host {
           this.#exchange(message);
       }
     });
-    this.worker.on("error", (error: unknown) => this.#died(error instanceof Error ? error : new Error(messageOf(error))));
+    this.worker.on("error", (error: unknown) =>
+      this.#died(error instanceof Error ? error : new Error(messageOf(error))),
+    );
     this.#exited = new Promise<number>((resolve) =>
       this.worker.once("exit", (code: number) => {
         this.#died(new Error(`the worker exited with code ${code}`));
@@ -260,7 +304,12 @@ class Host {
       this.#calls.set(id, { resolve, reject });
       timer = setTimeout(() => {
         this.#calls.delete(id);
-        reject(new GitopsError(`${op}() of ${this.#options.spec.name} did not finish within ${timeoutMs} ms`, { code: "E_TIMEOUT", retry: "backoff" }));
+        reject(
+          new GitopsError(`${op}() of ${this.#options.spec.name} did not finish within ${timeoutMs} ms`, {
+            code: "E_TIMEOUT",
+            retry: "backoff",
+          }),
+        );
       }, timeoutMs);
       this.worker.postMessage({ type: "call", id, op, ...(arg ? { arg } : {}) } satisfies ToHost);
     }).finally(() => clearTimeout(timer));
@@ -275,7 +324,10 @@ class Host {
     return new Promise<Response>((resolve, reject) => {
       this.#exchanges.set(id, { resolve, reject });
       this.#requests.add();
-      this.worker.postMessage({ type: "fetch", id, method: request.method, url: request.url, headers, body } satisfies ToHost, body ? [body] : []);
+      this.worker.postMessage(
+        { type: "fetch", id, method: request.method, url: request.url, headers, body } satisfies ToHost,
+        body ? [body] : [],
+      );
     });
   }
 
@@ -293,19 +345,28 @@ class Host {
     return (this.#ended ??= (async () => {
       this.onCrash = undefined;
       if (stop && !this.#dead && this.ready?.hooks.stop) {
-        await this.call("stop", undefined, options.stopTimeoutMs).catch((error: unknown) => this.#log.warn(messageOf(error)));
+        await this.call("stop", undefined, options.stopTimeoutMs).catch((error: unknown) =>
+          this.#log.warn(messageOf(error)),
+        );
       }
       this.#ending = true;
       await this.worker.terminate();
       await this.#exited;
       const { spec, prepared } = options;
-      if (this.loaded) options.emit("bc_gitops:code:purge", {}, { app: spec.name, version: spec.version, revision: prepared.revision, isolation: "worker" });
+      if (this.loaded)
+        options.emit(
+          "bc_gitops:code:purge",
+          {},
+          { app: spec.name, version: spec.version, revision: prepared.revision, isolation: "worker" },
+        );
     })());
   }
 
   #died(error: Error): void {
     if (this.#dead) return;
-    this.#dead = this.#ending ? new GitopsError("the worker was terminated", { code: "E_RUNTIME", retry: "backoff" }) : error;
+    this.#dead = this.#ending
+      ? new GitopsError("the worker was terminated", { code: "E_RUNTIME", retry: "backoff" })
+      : error;
     this.#fail(this.#dead);
     for (const pending of this.#calls.values()) pending.reject(this.#dead);
     this.#calls.clear();

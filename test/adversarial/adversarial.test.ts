@@ -24,10 +24,18 @@ function assertEachCaseReported(cases: readonly HostileCase[], errors: readonly 
     assert.equal(mine.length, 1, `${c.dir}: one error on ${c.file}, got ${JSON.stringify(mine)}`);
     const [error] = mine as [SpecIssue];
     assert.match(error.message, c.message, c.dir);
-    assert.deepEqual(error.line === undefined ? undefined : { line: error.line, column: error.column }, c.at, `${c.dir}: ${error.message}`);
+    assert.deepEqual(
+      error.line === undefined ? undefined : { line: error.line, column: error.column },
+      c.at,
+      `${c.dir}: ${error.message}`,
+    );
   }
   const expected = new Set(cases.map((c) => c.file));
-  assert.deepEqual(errors.filter((e) => !expected.has(e.file)), [], "no error on any other file");
+  assert.deepEqual(
+    errors.filter((e) => !expected.has(e.file)),
+    [],
+    "no error on any other file",
+  );
 }
 
 for (const c of hostileCases()) {
@@ -36,7 +44,10 @@ for (const c of hostileCases()) {
     await writeTree(root, { "apps/web/app.yaml": valid["apps/web/app.yaml"] });
     await writeCases(root, [c]);
     const result = await loadApps(join(root, "apps"), { root });
-    assert.deepEqual(result.apps.map((a) => a.spec.name), ["web"]);
+    assert.deepEqual(
+      result.apps.map((a) => a.spec.name),
+      ["web"],
+    );
     assertEachCaseReported([c], result.errors);
   });
 }
@@ -49,7 +60,8 @@ test("loadApps reports each hostile spec as an error on its own file, at its pos
   const result = await loadApps(join(root, "apps"), { root });
   assert.deepEqual(result.apps.map((a) => a.spec.name).sort(), ["big", "db", "web"]);
   assertEachCaseReported(cases, result.errors);
-  for (const c of cases) assert.ok(result.invalid.includes(c.dir), `${c.dir} is invalid, so a running app of that name is kept`);
+  for (const c of cases)
+    assert.ok(result.invalid.includes(c.dir), `${c.dir} is invalid, so a running app of that name is kept`);
 });
 
 test("validate prints a positioned error for each hostile spec and lists the valid apps", async (t) => {
@@ -65,12 +77,18 @@ test("validate prints a positioned error for each hostile spec and lists the val
   const text = await runCli(["validate", root]);
   for (const c of cases) {
     const where = c.at ? `${c.file}:${c.at.line}:${c.at.column} ` : `${c.file} `;
-    assert.ok(text.stdout.split("\n").some((line) => line.includes(where)), `${where} in\n${text.stdout.slice(0, 4000)}`);
+    assert.ok(
+      text.stdout.split("\n").some((line) => line.includes(where)),
+      `${where} in\n${text.stdout.slice(0, 4000)}`,
+    );
   }
 });
 
 test("a commit of hostile specs still applies a healthy app's change, plan shows exactly that, and no app is ever removed", async (t) => {
-  const repo = await gitopsRepo(t, { "apps/web/app.yaml": valid["apps/web/app.yaml"], "apps/db/app.json": valid["apps/db/app.json"] });
+  const repo = await gitopsRepo(t, {
+    "apps/web/app.yaml": valid["apps/web/app.yaml"],
+    "apps/db/app.json": valid["apps/db/app.json"],
+  });
   const runtime = new FakeRuntime();
   const localPath = join(repo.root, "local");
   const agent = createAgent({ repoUrl: repo.bare, localPath, runtime, reconcileInterval: "1h", listen: "off" });
@@ -91,9 +109,24 @@ test("a commit of hostile specs still applies a healthy app's change, plan shows
   // `bc-gitops plan` first: it shows the same single change, and each hostile file as its own error.
   const config = await loadConfig({ env: {}, flags: { repo_url: repo.bare, local_path: localPath } });
   const shown = await preview(config, { url: "http://127.0.0.1:1" });
-  assert.deepEqual(shown.actions.map((a) => `${a.type} ${a.app}`), ["reconfigure web"]);
-  for (const c of [...cases, { file: "apps/db/app.yaml" }]) assert.ok(shown.specErrors.some((e) => e.file === c.file), `plan reports ${c.file}`);
-  const planCli = await runCli(["plan", "--repo-url", repo.bare, "--local-path", localPath, "--url", "http://127.0.0.1:1"]);
+  assert.deepEqual(
+    shown.actions.map((a) => `${a.type} ${a.app}`),
+    ["reconfigure web"],
+  );
+  for (const c of [...cases, { file: "apps/db/app.yaml" }])
+    assert.ok(
+      shown.specErrors.some((e) => e.file === c.file),
+      `plan reports ${c.file}`,
+    );
+  const planCli = await runCli([
+    "plan",
+    "--repo-url",
+    repo.bare,
+    "--local-path",
+    localPath,
+    "--url",
+    "http://127.0.0.1:1",
+  ]);
   assert.equal(planCli.exitCode, 1, "spec errors make plan exit 1");
   assert.match(planCli.stdout, /reconfigure web/);
   assert.doesNotMatch(planCli.stdout, /^- remove/m);
@@ -102,7 +135,10 @@ test("a commit of hostile specs still applies a healthy app's change, plan shows
   assert.deepEqual((await agent.getAppStatus("web"))?.env, { greeting: "two" });
   assert.equal((await agent.getAppStatus("db"))?.status, "running", "db's broken spec leaves it running");
   for (const c of [...cases, { file: "apps/db/app.yaml" }]) {
-    assert.ok(second.errors.some((e) => e.file === c.file), `${c.file} reported: ${JSON.stringify(second.errors).slice(0, 2000)}`);
+    assert.ok(
+      second.errors.some((e) => e.file === c.file),
+      `${c.file} reported: ${JSON.stringify(second.errors).slice(0, 2000)}`,
+    );
   }
 
   // A later commit fixes db and changes both: both changes are applied, the hostile apps stay errors.
@@ -130,7 +166,10 @@ test("deleting every app directory keeps every app running and says how to remov
   assert.deepEqual(runtime.calls, []);
   assert.equal((await agent.getAppStatus("web"))?.status, "running");
   const said = JSON.stringify([result, await agent.status()]);
-  assert.match(said, /apps\/ does not exist, so every running app is kept.*commit an empty apps\/ holding a \.gitkeep file/);
+  assert.match(
+    said,
+    /apps\/ does not exist, so every running app is kept.*commit an empty apps\/ holding a \.gitkeep file/,
+  );
   assert.ok(!said.includes(localPath) && !said.includes("scandir"), said);
 
   // The documented way to remove every app.

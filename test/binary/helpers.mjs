@@ -16,7 +16,14 @@ import { fileURLToPath } from "node:url";
 export const root = fileURLToPath(new URL("../..", import.meta.url));
 // BC_GITOPS_BINARY: test another build (a release download, a cross-compiled one run under emulation).
 export const binary = process.env.BC_GITOPS_BINARY ?? join(root, "dist", "bc-gitops");
-const gitEnv = { GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t", GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" };
+const gitEnv = {
+  GIT_AUTHOR_NAME: "t",
+  GIT_AUTHOR_EMAIL: "t@t",
+  GIT_COMMITTER_NAME: "t",
+  GIT_COMMITTER_EMAIL: "t@t",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
 
 try {
   accessSync(binary, constants.X_OK);
@@ -27,7 +34,13 @@ try {
 /** Runs the binary to completion (deadline 30 s); never throws on a non-zero exit. */
 export function runBinary(args, options = {}) {
   try {
-    const stdout = execFileSync(binary, args, { encoding: "utf8", timeout: 30_000, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"], ...options });
+    const stdout = execFileSync(binary, args, {
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+      ...options,
+    });
     return { code: 0, stdout, stderr: "" };
   } catch (error) {
     if (error.status === null || error.status === undefined) throw error;
@@ -82,7 +95,10 @@ export async function freePort() {
 function collect(resolve) {
   return (response) => {
     let body = "";
-    response.setEncoding("utf8").on("data", (chunk) => (body += chunk)).on("end", () => resolve({ status: response.statusCode, body }));
+    response
+      .setEncoding("utf8")
+      .on("data", (chunk) => (body += chunk))
+      .on("end", () => resolve({ status: response.statusCode, body }));
   };
 }
 
@@ -98,7 +114,9 @@ export function get(url) {
 export function post(url, ms = 120_000) {
   return new Promise((resolve, reject) => {
     const request = httpRequest(url, { method: "POST", agent: false, timeout: ms }, collect(resolve));
-    request.on("timeout", () => request.destroy(new Error(`POST ${url}: no answer within ${ms} ms`))).on("error", reject);
+    request
+      .on("timeout", () => request.destroy(new Error(`POST ${url}: no answer within ${ms} ms`)))
+      .on("error", reject);
     request.end();
   });
 }
@@ -108,7 +126,8 @@ export async function waitFor(what, probe, agent, ms = 60_000) {
   const deadline = Date.now() + ms;
   let last;
   while (Date.now() < deadline) {
-    if (agent.child.exitCode !== null) assert.fail(`the agent exited (${agent.child.exitCode}) while waiting for ${what}\n${agent.output()}`);
+    if (agent.child.exitCode !== null)
+      assert.fail(`the agent exited (${agent.child.exitCode}) while waiting for ${what}\n${agent.output()}`);
     try {
       const value = await probe();
       if (value) return value;
@@ -122,7 +141,11 @@ export async function waitFor(what, probe, agent, ms = 60_000) {
 
 /** Starts `bc-gitops run …` with JSON logs; killed (SIGKILL, by pid) when the test ends if still running. */
 export function startAgent(t, args, env = process.env) {
-  const child = spawn(binary, ["run", ...args, "--log-format", "json", "--reconcile-interval", "1h"], { stdio: ["ignore", "pipe", "pipe"], env, cwd: tmpdir() });
+  const child = spawn(binary, ["run", ...args, "--log-format", "json", "--reconcile-interval", "1h"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+    cwd: tmpdir(),
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk) => (stdout += chunk));
@@ -131,14 +154,23 @@ export function startAgent(t, args, env = process.env) {
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGKILL");
   });
-  return { child, exited, stdout: () => stdout, stderr: () => stderr, output: () => `--- stdout\n${stdout.slice(-4000)}\n--- stderr\n${stderr.slice(-4000)}` };
+  return {
+    child,
+    exited,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    output: () => `--- stdout\n${stdout.slice(-4000)}\n--- stderr\n${stderr.slice(-4000)}`,
+  };
 }
 
 /** Sends SIGTERM by pid and waits (30 s at most) for the exit; returns the exit code. */
 export async function stopAgent(agent) {
   process.kill(agent.child.pid, "SIGTERM");
   let timer;
-  const code = await Promise.race([agent.exited, new Promise((resolve) => (timer = setTimeout(() => resolve("timeout"), 30_000)))]);
+  const code = await Promise.race([
+    agent.exited,
+    new Promise((resolve) => (timer = setTimeout(() => resolve("timeout"), 30_000))),
+  ]);
   clearTimeout(timer);
   assert.notEqual(code, "timeout", `the agent did not exit within 30 s of SIGTERM\n${agent.output()}`);
   return code;
@@ -206,8 +238,13 @@ export async function startRegistry(t) {
     requests.push(`${req.method} ${req.url}`);
     // Scoped packuments come as /@scope%2fname: decoded, they match the package name.
     const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    const body = tarballs.get(path) ?? (packages.has(path.slice(1)) ? Buffer.from(JSON.stringify(packages.get(path.slice(1)))) : undefined);
-    res.writeHead(body ? 200 : 404, { "content-type": path.endsWith(".tgz") ? "application/octet-stream" : "application/json", connection: "close" });
+    const body =
+      tarballs.get(path) ??
+      (packages.has(path.slice(1)) ? Buffer.from(JSON.stringify(packages.get(path.slice(1)))) : undefined);
+    res.writeHead(body ? 200 : 404, {
+      "content-type": path.endsWith(".tgz") ? "application/octet-stream" : "application/json",
+      connection: "close",
+    });
     res.end(body ?? '{"error":"Not found"}');
   });
   await new Promise((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
@@ -224,8 +261,16 @@ export async function startRegistry(t) {
       const bytes = await readFile(join(stage, "package.tgz"));
       const tarballPath = `/${manifest.name}/-/${manifest.name.split("/").pop()}-${manifest.version}.tgz`;
       tarballs.set(tarballPath, bytes);
-      const dist = { tarball: new URL(tarballPath.slice(1), url).href, integrity: `sha512-${createHash("sha512").update(bytes).digest("base64")}`, shasum: createHash("sha1").update(bytes).digest("hex") };
-      packages.set(manifest.name, { name: manifest.name, "dist-tags": { latest: manifest.version }, versions: { [manifest.version]: { ...manifest, dist } } });
+      const dist = {
+        tarball: new URL(tarballPath.slice(1), url).href,
+        integrity: `sha512-${createHash("sha512").update(bytes).digest("base64")}`,
+        shasum: createHash("sha1").update(bytes).digest("hex"),
+      };
+      packages.set(manifest.name, {
+        name: manifest.name,
+        "dist-tags": { latest: manifest.version },
+        versions: { [manifest.version]: { ...manifest, dist } },
+      });
     },
   };
 }

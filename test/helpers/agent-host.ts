@@ -9,6 +9,9 @@ const [repoUrl, localPath] = process.argv.slice(2) as [string, string];
 const agent = createAgent({ repoUrl, localPath, runtime: "default", listen: "off", reconcileInterval: "1h" });
 await agent.start();
 const port = (await agent.getAppStatus("db"))?.port;
-const answer = (await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) })).json()) as { pid: number; grandchild?: number };
+const answer = (await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) })).json()) as {
+  pid: number;
+  grandchild?: number;
+};
 console.log(JSON.stringify({ pid: answer.pid, grandchild: answer.grandchild }));
 setInterval(() => {}, 60_000);

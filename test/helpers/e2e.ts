@@ -11,7 +11,8 @@ export const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.u
 /** The files of a fixture app, as repo paths under `code/<as>/`. */
 export async function code(fixture: string, as: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const name of await readdir(join(FIXTURES, fixture))) out[`code/${as}/${name}`] = await readFile(join(FIXTURES, fixture, name), "utf8");
+  for (const name of await readdir(join(FIXTURES, fixture)))
+    out[`code/${as}/${name}`] = await readFile(join(FIXTURES, fixture, name), "utf8");
   return out;
 }
 
@@ -36,7 +37,8 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

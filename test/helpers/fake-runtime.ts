@@ -61,7 +61,9 @@ export class FakeRuntime implements Runtime {
   async #start(verb: string, spec: AppSpec, suffix = ""): Promise<AppState> {
     await this.gate;
     this.calls.push(`${verb} ${spec.name} ${spec.version}${suffix}`);
-    const failure = this.failNext.get(spec.name) ?? (this.failAlways.has(spec.name) ? new Error(`${spec.name} failed to start`) : undefined);
+    const failure =
+      this.failNext.get(spec.name) ??
+      (this.failAlways.has(spec.name) ? new Error(`${spec.name} failed to start`) : undefined);
     this.failNext.delete(spec.name);
     if (failure) throw failure;
     const state: AppState = {

@@ -14,7 +14,11 @@ export interface CountingListener {
 }
 
 /** Listens on `host:port` (default 127.0.0.1 and a free port). */
-export async function countingListener(t: Pick<TestContext, "after">, host = "127.0.0.1", port = 0): Promise<CountingListener> {
+export async function countingListener(
+  t: Pick<TestContext, "after">,
+  host = "127.0.0.1",
+  port = 0,
+): Promise<CountingListener> {
   let count = 0;
   const server = createServer((socket) => {
     count++;

@@ -102,7 +102,10 @@ export async function startRegistry(): Promise<PublishingRegistry> {
     requests,
     async publish(name, version, dir) {
       const stage = await mkdtemp(join(work, "pack-"));
-      await cp(dir, join(stage, "package"), { recursive: true, filter: (src) => !/[\\/](node_modules|\.git)$/.test(src) });
+      await cp(dir, join(stage, "package"), {
+        recursive: true,
+        filter: (src) => !/[\\/](node_modules|\.git)$/.test(src),
+      });
       const manifestPath = join(stage, "package", "package.json");
       const manifest = { ...JSON.parse(await readFile(manifestPath, "utf8")), name, version };
       await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);

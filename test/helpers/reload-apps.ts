@@ -101,8 +101,14 @@ export interface Harness extends RuntimeHarness {
 }
 
 /** Creates a {@link Harness}; everything is stopped and deleted when the test ends. */
-export async function harness(t: TestContext, options: Partial<DefaultRuntimeOptions & Pick<RuntimeContext, "requestReconcile">> = {}): Promise<Harness> {
-  const h = await runtimeHarness(t, { prefix: "bc-gitops-reload-", options: () => ({ stopTimeoutMs: 2000, startWindowMs: 5000, ...options }) });
+export async function harness(
+  t: TestContext,
+  options: Partial<DefaultRuntimeOptions & Pick<RuntimeContext, "requestReconcile">> = {},
+): Promise<Harness> {
+  const h = await runtimeHarness(t, {
+    prefix: "bc-gitops-reload-",
+    options: () => ({ stopTimeoutMs: 2000, startWindowMs: 5000, ...options }),
+  });
   return {
     ...h,
     async write(app, files) {
@@ -116,7 +122,13 @@ export async function harness(t: TestContext, options: Partial<DefaultRuntimeOpt
 
 /** The spec of app `name` from `code/<name>` (a path source), served or listening on a free port. */
 export function appSpec(name: string, extra: Record<string, unknown> = {}): AppSpec {
-  return AppSpec.parse({ name, version: "1.0.0", source: { type: "path", path: `code/${name}` }, env: { port: 0 }, ...extra });
+  return AppSpec.parse({
+    name,
+    version: "1.0.0",
+    source: { type: "path", path: `code/${name}` },
+    env: { port: 0 },
+    ...extra,
+  });
 }
 
 /** GET `path` of the app on `port` as JSON; asserts a 200. */
@@ -151,7 +163,12 @@ export interface LoadResult {
  * Runs `loops` request loops against `GET http://127.0.0.1:<port>/` while `during` runs (and at
  * most `maxRequests` requests in all), then reports answers and failures (non-200, network errors).
  */
-export async function underLoad(port: number, during: () => Promise<void>, loops = 4, maxRequests = 50_000): Promise<LoadResult> {
+export async function underLoad(
+  port: number,
+  during: () => Promise<void>,
+  loops = 4,
+  maxRequests = 50_000,
+): Promise<LoadResult> {
   const result: LoadResult = { ok: 0, failures: [], seen: new Set() };
   let done = false;
   let sent = 0;
@@ -184,7 +201,11 @@ export async function underLoad(port: number, during: () => Promise<void>, loops
 }
 
 /** Resolves once `probe` returns something other than `undefined`; fails after `ms`. */
-export async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  ms = 20_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();

@@ -25,7 +25,8 @@ export function tarBytes(entries: readonly TarEntry[]): Uint8Array {
     const body = Buffer.from(type === "0" || type === "7" ? (entry.content ?? "") : "");
     const header = Buffer.alloc(BLOCK);
     const field = (offset: number, length: number, value: string) => header.write(value, offset, length, "utf8");
-    const octal = (offset: number, length: number, value: number) => field(offset, length, `${value.toString(8).padStart(length - 1, "0")}\0`);
+    const octal = (offset: number, length: number, value: number) =>
+      field(offset, length, `${value.toString(8).padStart(length - 1, "0")}\0`);
     if (Buffer.byteLength(entry.name) > 100) throw new Error(`tar entry name longer than 100 bytes: ${entry.name}`);
     field(0, 100, entry.name);
     octal(100, 8, entry.mode ?? (type === "5" ? 0o755 : 0o644));

@@ -10,7 +10,15 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const cli = join(root, "dist", "cli.js");
-const gitEnv = { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t", GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null" };
+const gitEnv = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "t",
+  GIT_AUTHOR_EMAIL: "t@t",
+  GIT_COMMITTER_NAME: "t",
+  GIT_COMMITTER_EMAIL: "t@t",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
 const git = (cwd, ...args) => execFileSync("git", args, { cwd, env: gitEnv, encoding: "utf8" }).trim();
 
 test("the built library exports the documented API and the package version", async () => {
@@ -23,7 +31,10 @@ test("the built library exports the documented API and the package version", asy
 });
 
 test("the built CLI validates the bundled example repository", () => {
-  const out = execFileSync(process.execPath, [cli, "validate", join(root, "examples", "gitops-repo")], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } });
+  const out = execFileSync(process.execPath, [cli, "validate", join(root, "examples", "gitops-repo")], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
   assert.match(out, /3 valid apps, 0 errors, 0 warnings/);
 });
 
@@ -34,7 +45,10 @@ test("the built agent clones a repository and deploys its apps through a runtime
   await mkdir(join(work, "apps", "db"), { recursive: true });
   await mkdir(join(work, "apps", "web"), { recursive: true });
   await writeFile(join(work, "apps", "db", "app.yaml"), 'name: db\nversion: "1.0.0"\n');
-  await writeFile(join(work, "apps", "web", "app.config"), '#{name => web, version => <<"2.0.0">>, depends_on => [db]}.');
+  await writeFile(
+    join(work, "apps", "web", "app.config"),
+    '#{name => web, version => <<"2.0.0">>, depends_on => [db]}.',
+  );
   git(dir, "init", "-q", "-b", "main", work);
   git(work, "add", "-A");
   git(work, "commit", "-q", "-m", "init");
@@ -42,13 +56,31 @@ test("the built agent clones a repository and deploys its apps through a runtime
   const calls = [];
   const apps = {};
   const runtime = {
-    async deploy(spec) { calls.push(`deploy ${spec.name}`); return (apps[spec.name] = { name: spec.name, version: spec.version, status: "running", health: "healthy" }); },
-    async remove(name) { calls.push(`remove ${name}`); delete apps[name]; },
-    async upgrade(spec) { return this.deploy(spec); },
-    async reconfigure(spec) { return this.deploy(spec); },
-    async getCurrentState() { return { ...apps }; },
+    async deploy(spec) {
+      calls.push(`deploy ${spec.name}`);
+      return (apps[spec.name] = { name: spec.name, version: spec.version, status: "running", health: "healthy" });
+    },
+    async remove(name) {
+      calls.push(`remove ${name}`);
+      delete apps[name];
+    },
+    async upgrade(spec) {
+      return this.deploy(spec);
+    },
+    async reconfigure(spec) {
+      return this.deploy(spec);
+    },
+    async getCurrentState() {
+      return { ...apps };
+    },
   };
-  const agent = createAgent({ repoUrl: work, localPath: join(dir, "local"), runtime, reconcileInterval: "1h", listen: "off" });
+  const agent = createAgent({
+    repoUrl: work,
+    localPath: join(dir, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "off",
+  });
   t.after(() => agent.stop());
   const result = await agent.start();
   assert.equal(result.status, "synced");
@@ -67,14 +99,16 @@ test("the built library hot-reloads a fetch app in place under Node, embedded an
     git(work, "add", "-A");
     git(work, "commit", "-q", "-m", "change");
   };
-  const spec = (name, isolation) => `name: ${name}\nversion: "1.0.0"\nsource: { type: path, path: code }\nisolation: ${isolation}\nenv: { port: 0 }\n`;
+  const spec = (name, isolation) =>
+    `name: ${name}\nversion: "1.0.0"\nsource: { type: path, path: code }\nisolation: ${isolation}\nenv: { port: 0 }\n`;
   await mkdir(work, { recursive: true });
   git(dir, "init", "-q", "-b", "main", work);
   await write({
     "apps/inproc/app.yaml": spec("inproc", "embedded"),
     "apps/inworker/app.yaml": spec("inworker", "worker"),
     "code/package.json": '{ "type": "module", "main": "index.js" }',
-    "code/index.js": 'import { word } from "./lib/a.js";\nimport { isMainThread } from "node:worker_threads";\nexport default { fetch: () => Response.json({ word: word(), isMainThread }) };\n',
+    "code/index.js":
+      'import { word } from "./lib/a.js";\nimport { isMainThread } from "node:worker_threads";\nexport default { fetch: () => Response.json({ word: word(), isMainThread }) };\n',
     "code/lib/a.js": 'import { WORD } from "./b.js";\nexport const word = () => WORD;\n',
     "code/lib/b.js": 'export const WORD = "one";\n',
   });
@@ -82,21 +116,37 @@ test("the built library hot-reloads a fetch app in place under Node, embedded an
   const agent = createAgent({ repoUrl: work, localPath: join(dir, "local"), reconcileInterval: "1h", listen: "off" });
   t.after(() => agent.stop());
   const first = await agent.start();
-  assert.deepEqual(first.actions.map((a) => [a.type, a.outcome]), [["deploy", "ok"], ["deploy", "ok"]]);
-  const get = async (app) => (await fetch(`http://127.0.0.1:${(await agent.getAppStatus(app)).port}/`, { signal: AbortSignal.timeout(5000) })).json();
+  assert.deepEqual(
+    first.actions.map((a) => [a.type, a.outcome]),
+    [
+      ["deploy", "ok"],
+      ["deploy", "ok"],
+    ],
+  );
+  const get = async (app) =>
+    (
+      await fetch(`http://127.0.0.1:${(await agent.getAppStatus(app)).port}/`, { signal: AbortSignal.timeout(5000) })
+    ).json();
   assert.deepEqual(await get("inproc"), { word: "one", isMainThread: true });
   assert.deepEqual(await get("inworker"), { word: "one", isMainThread: false });
 
   let done = false;
   let failures = 0;
-  const load = (app) => (async () => {
-    for (let i = 0; !done && i < 20_000; i++) await get(app).catch(() => failures++);
-  })();
+  const load = (app) =>
+    (async () => {
+      for (let i = 0; !done && i < 20_000; i++) await get(app).catch(() => failures++);
+    })();
   const loops = [load("inproc"), load("inworker")];
   try {
     await write({ "code/lib/b.js": 'export const WORD = "two";\n' });
     const result = await agent.reconcile();
-    assert.deepEqual(result.actions.map((a) => [a.type, a.app, a.outcome]), [["hot_reload", "inproc", "ok"], ["hot_reload", "inworker", "ok"]]);
+    assert.deepEqual(
+      result.actions.map((a) => [a.type, a.app, a.outcome]),
+      [
+        ["hot_reload", "inproc", "ok"],
+        ["hot_reload", "inworker", "ok"],
+      ],
+    );
   } finally {
     done = true;
     await Promise.all(loops);

@@ -39,7 +39,11 @@ test("bc-gitops and bc-gitops/tools resolve through the exports map to the build
   assert.equal(tools.loadApps, (await import("../../dist/tools.js")).loadApps);
   assert.ok(!("loadApps" in main), "the tools are not in the main entry");
   assert.deepEqual(Object.keys(pkg.exports), [".", "./tools", "./package.json"]);
-  assert.deepEqual(Object.keys(pkg.exports["./tools"]), Object.keys(pkg.exports["."]), "the same conditions, in the same order");
+  assert.deepEqual(
+    Object.keys(pkg.exports["./tools"]),
+    Object.keys(pkg.exports["."]),
+    "the same conditions, in the same order",
+  );
 });
 
 test("the bin is dist/cli.js with a node shebang, and it runs under Node", async () => {
@@ -54,13 +58,41 @@ test("npm pack ships dist, src, the README and package.json, and never the compi
   // The package's own rules applied to a stand-in tree, so the binary is always there to exclude.
   const dir = await mkdtemp(join(tmpdir(), "bc-gitops-pack-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const files = ["README.md", "dist/index.js", "dist/index.d.ts", "dist/cli.js", "dist/runtimes/worker.js", "dist/bc-gitops", "src/index.ts", "src/cli.ts", "test/a.test.ts", "scripts/compile.ts", "examples/x/app.yaml", "node_modules/x/index.js"];
+  const files = [
+    "README.md",
+    "dist/index.js",
+    "dist/index.d.ts",
+    "dist/cli.js",
+    "dist/runtimes/worker.js",
+    "dist/bc-gitops",
+    "src/index.ts",
+    "src/cli.ts",
+    "test/a.test.ts",
+    "scripts/compile.ts",
+    "examples/x/app.yaml",
+    "node_modules/x/index.js",
+  ];
   for (const file of files) {
     await mkdir(dirname(join(dir, file)), { recursive: true });
     await writeFile(join(dir, file), "x");
   }
   await writeFile(join(dir, "package.json"), JSON.stringify({ ...pkg, scripts: {} }));
-  const [report] = JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }));
+  const [report] = JSON.parse(
+    execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+      cwd: dir,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }),
+  );
   const shipped = report.files.map((f) => f.path).sort();
-  assert.deepEqual(shipped, ["README.md", "dist/cli.js", "dist/index.d.ts", "dist/index.js", "dist/runtimes/worker.js", "package.json", "src/cli.ts", "src/index.ts"]);
+  assert.deepEqual(shipped, [
+    "README.md",
+    "dist/cli.js",
+    "dist/index.d.ts",
+    "dist/index.js",
+    "dist/runtimes/worker.js",
+    "package.json",
+    "src/cli.ts",
+    "src/index.ts",
+  ]);
 });

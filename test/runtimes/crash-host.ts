@@ -17,7 +17,8 @@ const runtime = createDefaultRuntime({ localPath, repoDir: () => repoDir, logger
 
 const spec = (name: string, code: string, env: Record<string, unknown>) =>
   AppSpec.parse({ name, version: "1.0.0", source: { type: "path", path: `code/${code}` }, env: { port: 0, ...env } });
-const answer = async (port: unknown) => (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) })).json();
+const answer = async (port: unknown) =>
+  (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) })).json();
 const until = async (what: string, ok: () => Promise<boolean>) => {
   const deadline = Date.now() + 10_000;
   while (!(await ok())) {

@@ -41,12 +41,50 @@ interface Subject {
 }
 
 const SUBJECTS: Subject[] = [
-  { label: "an embedded fetch app", isolation: "embedded", code: "rt-fetch", message: "rt-fetch says hello", failure: /broken on purpose/, seamless: {}, drains: true },
-  { label: "an embedded lifecycle app", isolation: "embedded", code: "rt-server", message: "rt-server says hello", failEnv: { fail_start: true }, failure: /rt-server \d\.0\.0 refuses to start/ },
-  { label: "a worker fetch app", isolation: "worker", code: "rt-fetch", message: "rt-fetch says hello", failure: /broken on purpose/, seamless: {}, drains: true },
-  { label: "a worker lifecycle app", isolation: "worker", code: "rt-server", message: "rt-server says hello", failEnv: { fail_start: true }, failure: /rt-server \d\.0\.0 refuses to start/ },
+  {
+    label: "an embedded fetch app",
+    isolation: "embedded",
+    code: "rt-fetch",
+    message: "rt-fetch says hello",
+    failure: /broken on purpose/,
+    seamless: {},
+    drains: true,
+  },
+  {
+    label: "an embedded lifecycle app",
+    isolation: "embedded",
+    code: "rt-server",
+    message: "rt-server says hello",
+    failEnv: { fail_start: true },
+    failure: /rt-server \d\.0\.0 refuses to start/,
+  },
+  {
+    label: "a worker fetch app",
+    isolation: "worker",
+    code: "rt-fetch",
+    message: "rt-fetch says hello",
+    failure: /broken on purpose/,
+    seamless: {},
+    drains: true,
+  },
+  {
+    label: "a worker lifecycle app",
+    isolation: "worker",
+    code: "rt-server",
+    message: "rt-server says hello",
+    failEnv: { fail_start: true },
+    failure: /rt-server \d\.0\.0 refuses to start/,
+  },
   // A process app swaps without a gap when it reloads its code on a signal (it keeps its socket).
-  { label: "a process app", isolation: "process", code: "proc-server", message: "proc-server says hello", failEnv: { exit_at_start: true }, failure: /exited with code 2 during start: proc-server \d\.0\.0 refuses to start/, seamless: { reload_signal: "SIGHUP" } },
+  {
+    label: "a process app",
+    isolation: "process",
+    code: "proc-server",
+    message: "proc-server says hello",
+    failEnv: { exit_at_start: true },
+    failure: /exited with code 2 during start: proc-server \d\.0\.0 refuses to start/,
+    seamless: { reload_signal: "SIGHUP" },
+  },
 ];
 
 /** The runtime, and every state it reported, so the end of each test can check that nothing is left. */
@@ -67,7 +105,12 @@ async function harness(t: TestContext): Promise<Harness> {
   return { ...h, seen: [] };
 }
 
-function spec(s: Subject, version = "1.0.0", env: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): AppSpec {
+function spec(
+  s: Subject,
+  version = "1.0.0",
+  env: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): AppSpec {
   return AppSpec.parse({
     name: "app",
     version,
@@ -104,7 +147,13 @@ async function writeMessage(h: Harness, s: Subject, body: string): Promise<void>
 
 /** Makes the next revision's start fail (and changes its code, so that a hot reload has something to load); resolves with the env to start it with. */
 async function breakStart(h: Harness, s: Subject): Promise<Record<string, unknown>> {
-  await writeMessage(h, s, s.failEnv ? 'export const MESSAGE = "new code";\n' : 'export const MESSAGE = "never";\nthrow new Error("broken on purpose");\n');
+  await writeMessage(
+    h,
+    s,
+    s.failEnv
+      ? 'export const MESSAGE = "new code";\n'
+      : 'export const MESSAGE = "never";\nthrow new Error("broken on purpose");\n',
+  );
   return s.failEnv ?? {};
 }
 
@@ -121,13 +170,24 @@ async function freePort(): Promise<number> {
 async function nothingLeft(h: Harness): Promise<void> {
   await h.runtime.stopAll();
   for (const port of new Set(h.seen.map((s) => s.port).filter((p) => typeof p === "number"))) {
-    await assert.rejects(fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) }), `port ${port} still answers`);
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) }),
+      `port ${port} still answers`,
+    );
   }
   for (const pid of new Set(h.seen.map((s) => s.pid).filter((p) => typeof p === "number"))) {
     assert.equal(await alive(pid as number), false, `pid ${pid} still runs`);
   }
-  const revisions = (name: TelemetryEvent["name"]) => h.events.filter((e) => e.name === name && e.metadata.isolation === "worker").map((e) => String(e.metadata.revision)).sort();
-  assert.deepEqual(revisions("bc_gitops:code:purge"), revisions("bc_gitops:code:load"), "every Worker that loaded a revision ended");
+  const revisions = (name: TelemetryEvent["name"]) =>
+    h.events
+      .filter((e) => e.name === name && e.metadata.isolation === "worker")
+      .map((e) => String(e.metadata.revision))
+      .sort();
+  assert.deepEqual(
+    revisions("bc_gitops:code:purge"),
+    revisions("bc_gitops:code:load"),
+    "every Worker that loaded a revision ended",
+  );
 }
 
 for (const s of SUBJECTS) {
@@ -135,11 +195,17 @@ for (const s of SUBJECTS) {
     const h = await harness(t);
     const state = await h.runtime.deploy(spec(s));
     h.seen.push(state);
-    assert.deepEqual([state.status, state.health, state.isolation, state.version], ["running", "healthy", s.isolation, "1.0.0"]);
+    assert.deepEqual(
+      [state.status, state.health, state.isolation, state.version],
+      ["running", "healthy", s.isolation, "1.0.0"],
+    );
     assert.equal((await get(state.port)).message, s.message);
     await h.runtime.remove("app");
     assert.equal((await h.runtime.getCurrentState()).app, undefined);
-    await assert.rejects(fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) }), "removed: its port refuses connections");
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) }),
+      "removed: its port refuses connections",
+    );
     if (typeof state.pid === "number") assert.equal(await alive(state.pid), false);
     await nothingLeft(h);
   });
@@ -164,11 +230,19 @@ for (const s of SUBJECTS) {
       assert.deepEqual((await h.runtime.hotReload(reloadable)).modules, ["message.js"]);
       const after = await current(h);
       // A signalled process re-imports its code on its own time: wait for it.
-      await until("the new code to answer", async () => ((await get(after.port)).message === "new code" ? true : undefined), 10_000);
+      await until(
+        "the new code to answer",
+        async () => ((await get(after.port)).message === "new code" ? true : undefined),
+        10_000,
+      );
     };
     if (s.seamless) {
       const load = await underLoad(Number(before.port), reload, 2, 5000);
-      assert.deepEqual(load.failures, [], `${load.failures.length} of ${load.ok + load.failures.length} requests failed`);
+      assert.deepEqual(
+        load.failures,
+        [],
+        `${load.failures.length} of ${load.ok + load.failures.length} requests failed`,
+      );
       assert.ok(load.seen.has("new code"), [...load.seen].join(", "));
     } else {
       await reload();
@@ -203,7 +277,10 @@ for (const s of SUBJECTS) {
       await writeMessage(h, s, 'export const MESSAGE = "new code";\n');
       await assert.rejects(h.runtime.hotReload(spec(s, "1.0.0", { port: await freePort() })), (error: unknown) => {
         assert.ok(error instanceof GitopsError);
-        assert.match(error.message, /a hot reload cannot move a fetch app to another address; change env to reconfigure it/);
+        assert.match(
+          error.message,
+          /a hot reload cannot move a fetch app to another address; change env to reconfigure it/,
+        );
         return true;
       });
       const after = await current(h);
@@ -258,7 +335,9 @@ for (const s of SUBJECTS) {
     assert.equal((await h.runtime.getCurrentState()).app, undefined, "no app is left in the runtime");
     // The port it was given is free again: bind it.
     await new Promise<void>((resolve, reject) => {
-      const server = createServer().once("error", reject).listen(port, "127.0.0.1", () => server.close(() => resolve()));
+      const server = createServer()
+        .once("error", reject)
+        .listen(port, "127.0.0.1", () => server.close(() => resolve()));
     });
     h.seen.push({ port } as unknown as AppState);
     await nothingLeft(h);

@@ -30,6 +30,9 @@ test("a process the agent may not signal is reported as surviving, with the reas
   const target = await sleeper(t);
   const refuse = () => "the agent is not permitted to signal it (another user's process)";
   const result = await endProcesses([target], 100, refuse);
-  assert.deepEqual(result, { ended: [], survivors: [{ ...target, reason: "the agent is not permitted to signal it (another user's process)" }] });
+  assert.deepEqual(result, {
+    ended: [],
+    survivors: [{ ...target, reason: "the agent is not permitted to signal it (another user's process)" }],
+  });
   assert.equal(await alive(target.pid), true);
 });

@@ -19,14 +19,20 @@ const FIXTURES = fileURLToPath(new URL("../fixtures/apps/", import.meta.url));
 
 type Harness = RuntimeHarness;
 
-function harness(t: TestContext, policy: Partial<ProcessDriverOptions> = {}, options: Partial<DefaultRuntimeOptions> = {}): Promise<Harness> {
+function harness(
+  t: TestContext,
+  policy: Partial<ProcessDriverOptions> = {},
+  options: Partial<DefaultRuntimeOptions> = {},
+): Promise<Harness> {
   return runtimeHarness(t, {
     prefix: "bc-gitops-proc-",
     fixtures: FIXTURES,
     options: ({ local, logger }) => ({
       stopTimeoutMs: 3000,
       startWindowMs: 5000,
-      drivers: { process: new ProcessDriver({ localPath: local, logger, restartDelayMs: 50, settleMs: 200, ...policy }) },
+      drivers: {
+        process: new ProcessDriver({ localPath: local, logger, restartDelayMs: 50, settleMs: 200, ...policy }),
+      },
       ...options,
     }),
   });
@@ -72,12 +78,14 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
 
-const current = async (h: Harness, app = "web"): Promise<AppState | undefined> => (await h.runtime.getCurrentState())[app];
+const current = async (h: Harness, app = "web"): Promise<AppState | undefined> =>
+  (await h.runtime.getCurrentState())[app];
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -96,7 +104,10 @@ test("a process app runs in its revision directory with its env exported, and re
   process.env.BC_GITOPS_TOKEN = "the agent's own secret";
   process.env.PROC_TEST_INHERITED = "yes";
   t.after(() => {
-    for (const [name, value] of [["BC_GITOPS_TOKEN", saved.token], ["PROC_TEST_INHERITED", saved.inherited]] as const) {
+    for (const [name, value] of [
+      ["BC_GITOPS_TOKEN", saved.token],
+      ["PROC_TEST_INHERITED", saved.inherited],
+    ] as const) {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;
     }
@@ -122,8 +133,15 @@ test("a process app runs in its revision directory with its env exported, and re
     BC_GITOPS_TOKEN: null,
     PROC_TEST_INHERITED: "yes",
   });
-  assert.deepEqual(answer.env, { port: state.port, pool_size: 10, nested: { a: [1, 2] }, greeting: "hi" }, "BC_GITOPS_ENV has the real port");
-  assert.deepEqual(spawns(h).map((e) => [e.metadata.app, e.metadata.pid]), [["web", state.pid]]);
+  assert.deepEqual(
+    answer.env,
+    { port: state.port, pool_size: 10, nested: { a: [1, 2] }, greeting: "hi" },
+    "BC_GITOPS_ENV has the real port",
+  );
+  assert.deepEqual(
+    spawns(h).map((e) => [e.metadata.app, e.metadata.pid]),
+    [["web", state.pid]],
+  );
 });
 
 for (const { resetAfterMs, delays } of [
@@ -134,15 +152,37 @@ for (const { resetAfterMs, delays } of [
     const h = await harness(t, { resetAfterMs, crashLoopExits: 100 });
     const first = await h.runtime.deploy(web("1.0.0", { crash_after: 300 }));
     await until("three restarts", async () => ((await current(h))?.restarts ?? 0) >= 3 && exits(h).length >= 3);
-    assert.deepEqual(exits(h).slice(0, 3).map((e) => e.measurements.restart_in_ms), delays);
-    assert.deepEqual(exits(h).slice(0, 3).map((e) => [e.metadata.code, e.metadata.signal, e.metadata.reason]), Array(3).fill([3, null, "exited with code 3"]));
+    assert.deepEqual(
+      exits(h)
+        .slice(0, 3)
+        .map((e) => e.measurements.restart_in_ms),
+      delays,
+    );
+    assert.deepEqual(
+      exits(h)
+        .slice(0, 3)
+        .map((e) => [e.metadata.code, e.metadata.signal, e.metadata.reason]),
+      Array(3).fill([3, null, "exited with code 3"]),
+    );
     const state = (await current(h))!;
     assert.equal(state.status === "running" || state.status === "starting", true);
-    assert.deepEqual(state.last_exit && { ...(state.last_exit as object), at: undefined, duration_ms: undefined, pid: undefined }, {
-      code: 3, signal: null, reason: "exited with code 3", at: undefined, duration_ms: undefined, pid: undefined,
-    });
+    assert.deepEqual(
+      state.last_exit && { ...(state.last_exit as object), at: undefined, duration_ms: undefined, pid: undefined },
+      {
+        code: 3,
+        signal: null,
+        reason: "exited with code 3",
+        at: undefined,
+        duration_ms: undefined,
+        pid: undefined,
+      },
+    );
     assert.equal(await alive(first.pid), false, "the crashed process is gone");
-    assert.ok(h.logs.some((l) => /^warn \[web\] pid \d+ exited with code 3: .*proc-server crashes on purpose; restarting it in 50 ms$/.test(l)));
+    assert.ok(
+      h.logs.some((l) =>
+        /^warn \[web\] pid \d+ exited with code 3: .*proc-server crashes on purpose; restarting it in 50 ms$/.test(l),
+      ),
+    );
   });
 }
 
@@ -159,12 +199,17 @@ test("a crash loop marks the app failed with the reason, stops restarting it, an
   const h = await harness(t, { restartDelayMs: 10, crashLoopExits: 4, crashLoopCooldownMs: 60_000 });
   const looping = web("1.0.0", { crash_after: 300 });
   await h.runtime.deploy(looping);
-  const failed = await until("the crash loop", async () => ((await current(h))?.status === "failed" ? current(h) : undefined));
+  const failed = await until("the crash loop", async () =>
+    (await current(h))?.status === "failed" ? current(h) : undefined,
+  );
   assert.match(failed!.last_error ?? "", /^crashed: crash loop: 4 exits within 60 s, the last one exited with code 3$/);
   assert.equal(failed!.health, "unhealthy");
   assert.equal(spawns(h).length, 4, "one start and three restarts, then nothing");
   assert.ok(h.logs.some((l) => l.startsWith("error [web] crash loop: 4 exits within 60 s")));
-  await assert.rejects(h.runtime.restart(looping), /web is in a crash loop \(crash loop: 4 exits .*\); it is started again in \d+ s, or at once when its code or settings change/);
+  await assert.rejects(
+    h.runtime.restart(looping),
+    /web is in a crash loop \(crash loop: 4 exits .*\); it is started again in \d+ s, or at once when its code or settings change/,
+  );
   assert.equal(spawns(h).length, 4, "the refused restart spawned nothing");
   const fixed = await h.runtime.restart(web("1.0.0", {}));
   assert.deepEqual([fixed.status, fixed.health], ["running", "healthy"]);
@@ -178,7 +223,11 @@ test("restarts counts only restarts that ran the app; those refused during a cra
   for (let i = 0; i < 3; i++) await assert.rejects(h.runtime.restart(looping), /is in a crash loop/);
   const refused = (await current(h))!;
   assert.equal(spawns(h).length, 4);
-  assert.deepEqual([refused.restarts, refused.restarts_refused], [3, 3], "three respawns in place; three refusals spawned nothing");
+  assert.deepEqual(
+    [refused.restarts, refused.restarts_refused],
+    [3, 3],
+    "three respawns in place; three refusals spawned nothing",
+  );
   const fixed = await h.runtime.restart(web("1.0.0", {}));
   assert.equal(spawns(h).length, 5);
   assert.deepEqual([fixed.status, fixed.restarts, fixed.restarts_refused], ["running", 4, 3]);
@@ -188,15 +237,23 @@ test("an explicit health.port 8080 is where readiness and health are checked, al
   const checked = await listenOn8080(t);
   const h = await harness(t);
   // proc-server listens on the free port it is given, never on 8080: only the agent's checks reach the listener there.
-  const state = await h.runtime.deploy(web("1.0.0", { host: checked.host }, { health: { type: "tcp", port: 8080, interval: 60_000, timeout: 1000 } }));
+  const state = await h.runtime.deploy(
+    web("1.0.0", { host: checked.host }, { health: { type: "tcp", port: 8080, interval: 60_000, timeout: 1000 } }),
+  );
   assert.deepEqual([state.status, state.health], ["running", "healthy"]);
   assert.notEqual(state.port, 8080);
-  assert.ok(checked.connections() >= 2, `readiness and the first health check connect to ${checked.host}:8080, got ${checked.connections()} connection(s)`);
+  assert.ok(
+    checked.connections() >= 2,
+    `readiness and the first health check connect to ${checked.host}:8080, got ${checked.connections()} connection(s)`,
+  );
 });
 
 test("an app that exits during start fails the deploy with what it printed, and leaves nothing behind", async (t) => {
   const h = await harness(t);
-  await assert.rejects(h.runtime.deploy(web("1.0.0", { exit_at_start: true })), /^GitopsError: web 1\.0\.0 exited with code 2 during start: proc-server 1\.0\.0 refuses to start$/);
+  await assert.rejects(
+    h.runtime.deploy(web("1.0.0", { exit_at_start: true })),
+    /^GitopsError: web 1\.0\.0 exited with code 2 during start: proc-server 1\.0\.0 refuses to start$/,
+  );
   assert.equal(await current(h), undefined);
   const [exit] = exits(h);
   assert.equal(await alive(exit!.metadata.pid as number), false);
@@ -212,7 +269,10 @@ for (const how of ["remove", "stopAll"] as const) {
     else await h.runtime.stopAll();
     assert.equal(await alive(state.pid), false);
     assert.equal(await alive(grandchild), false, "the grandchild is gone too");
-    assert.deepEqual(exits(h).map((e) => [e.metadata.pid, e.metadata.expected, e.metadata.reason]), [[state.pid, true, "stopped (exit code 0)"]]);
+    assert.deepEqual(
+      exits(h).map((e) => [e.metadata.pid, e.metadata.expected, e.metadata.reason]),
+      [[state.pid, true, "stopped (exit code 0)"]],
+    );
   });
 }
 
@@ -268,7 +328,9 @@ test("when the app dies, the descendants recorded while it ran go too, although 
   });
   process.kill(tree.pid, "SIGKILL");
   await until("the setsid child to be ended", async () => !(await alive(tree.setsid)));
-  const after = await until("the exit to be reported", async () => ((await current(h, "tree"))?.last_exit ? current(h, "tree") : undefined));
+  const after = await until("the exit to be reported", async () =>
+    (await current(h, "tree"))?.last_exit ? current(h, "tree") : undefined,
+  );
   assert.equal((after!.last_exit as { reason: string }).reason, "killed by SIGKILL");
   assert.equal((after!.last_exit as { left_running?: unknown }).left_running, undefined);
 });
@@ -280,21 +342,29 @@ test("an app that ignores SIGTERM is killed with SIGKILL after the stop timeout,
   await h.runtime.remove("web");
   assert.equal(await alive(state.pid), false);
   assert.equal(await alive(grandchild), false);
-  assert.ok(h.logs.includes("warn [web] web did not exit within 300 ms of SIGTERM; its process group was killed with SIGKILL"), h.logs.join("\n"));
-  assert.deepEqual(exits(h).map((e) => e.metadata.signal), ["SIGKILL"]);
+  assert.ok(
+    h.logs.includes("warn [web] web did not exit within 300 ms of SIGTERM; its process group was killed with SIGKILL"),
+    h.logs.join("\n"),
+  );
+  assert.deepEqual(
+    exits(h).map((e) => e.metadata.signal),
+    ["SIGKILL"],
+  );
 });
 
 test("an app over its memory limit is killed and reported as out of memory", async (t) => {
   const h = await harness(t, { memoryCheckMs: 50, crashLoopExits: 100, restartDelayMs: 60_000 });
-  await h.runtime.deploy(AppSpec.parse({
-    name: "hog",
-    version: "1.0.0",
-    isolation: "process",
-    source: { type: "path", path: "code/proc-hog" },
-    env: { port: 0 },
-    limits: { memory_mb: 64 },
-    health: { type: "http", interval: 60_000, timeout: 1000 },
-  }));
+  await h.runtime.deploy(
+    AppSpec.parse({
+      name: "hog",
+      version: "1.0.0",
+      isolation: "process",
+      source: { type: "path", path: "code/proc-hog" },
+      env: { port: 0 },
+      limits: { memory_mb: 64 },
+      health: { type: "http", interval: 60_000, timeout: 1000 },
+    }),
+  );
   const state = await until("the out-of-memory exit", async () => {
     const hog = await current(h, "hog");
     return hog?.last_exit ? hog : undefined;
@@ -319,10 +389,20 @@ for (const reuse of [false, true]) {
       return a.pid === two.pid ? a : undefined;
     });
     assert.equal(answer.message, "version two");
-    const order = h.events.filter((e) => (e.name === "bc_gitops:process:exit" && e.metadata.pid === one.pid) || (e.name === "bc_gitops:process:spawn" && e.metadata.pid === two.pid));
-    assert.deepEqual(order.map((e) => e.name.split(":")[2]), reuse ? ["spawn", "exit"] : ["exit", "spawn"]);
+    const order = h.events.filter(
+      (e) =>
+        (e.name === "bc_gitops:process:exit" && e.metadata.pid === one.pid) ||
+        (e.name === "bc_gitops:process:spawn" && e.metadata.pid === two.pid),
+    );
+    assert.deepEqual(
+      order.map((e) => e.name.split(":")[2]),
+      reuse ? ["spawn", "exit"] : ["exit", "spawn"],
+    );
 
-    await assert.rejects(h.runtime.upgrade(web("3.0.0", { ...env, exit_at_start: true }), "2.0.0"), /upgrade web 2\.0\.0 -> 3\.0\.0 failed: web 3\.0\.0 exited with code 2 during start: .*; rolled back to 2\.0\.0$/);
+    await assert.rejects(
+      h.runtime.upgrade(web("3.0.0", { ...env, exit_at_start: true }), "2.0.0"),
+      /upgrade web 2\.0\.0 -> 3\.0\.0 failed: web 3\.0\.0 exited with code 2 during start: .*; rolled back to 2\.0\.0$/,
+    );
     const back = (await current(h))!;
     assert.deepEqual([back.version, back.status, back.health], ["2.0.0", "running", "healthy"]);
     if (reuse) assert.equal(back.pid, two.pid, "the old process never stopped");
@@ -348,7 +428,10 @@ for (const signal of [undefined, "SIGHUP"] as const) {
     if (signal) {
       assert.deepEqual([answer.pid, answer.reloads], [before.pid, 1], "the same process re-imported its code");
       assert.equal((await stat(join(h.local, "run", "web", "current"))).isDirectory(), true);
-      assert.equal(await readFile(join(h.local, "run", "web", "current", "message.js"), "utf8"), 'export const MESSAGE = "reloaded code";\n');
+      assert.equal(
+        await readFile(join(h.local, "run", "web", "current", "message.js"), "utf8"),
+        'export const MESSAGE = "reloaded code";\n',
+      );
     } else {
       assert.notEqual(answer.pid, before.pid);
       assert.equal(await alive(before.pid), false);
@@ -364,7 +447,9 @@ test("output goes to the agent's log tagged with the app and to a rotating log f
   await h.runtime.remove("web");
   const dir = join(h.local, "logs");
   assert.deepEqual((await readdir(dir)).sort(), ["web.log", "web.log.1", "web.log.2"]);
-  const files = await Promise.all(["web.log.2", "web.log.1", "web.log"].map((name) => readFile(join(dir, name), "utf8")));
+  const files = await Promise.all(
+    ["web.log.2", "web.log.1", "web.log"].map((name) => readFile(join(dir, name), "utf8")),
+  );
   for (const text of files) assert.ok(Buffer.byteLength(text) <= 1500);
   const all = files.join("");
   assert.match(all, /^\S+Z \[stderr\] err line 19$/m);
@@ -374,18 +459,22 @@ test("output goes to the agent's log tagged with the app and to a rotating log f
 
 test("a command app runs its own argv, with the heap limit in NODE_OPTIONS", async (t) => {
   const h = await harness(t);
-  const state = await h.runtime.deploy(AppSpec.parse({
-    name: "cmd",
-    version: "1.0.0",
-    isolation: "vm",
-    command: ["node", "server.js"],
-    limits: { memory_mb: 96 },
-    source: { type: "path", path: "code/proc-cmd" },
-    env: { port: 0 },
-    health: { type: "http", path: "/health", timeout: 1000 },
-  }));
+  const state = await h.runtime.deploy(
+    AppSpec.parse({
+      name: "cmd",
+      version: "1.0.0",
+      isolation: "vm",
+      command: ["node", "server.js"],
+      limits: { memory_mb: 96 },
+      source: { type: "path", path: "code/proc-cmd" },
+      env: { port: 0 },
+      health: { type: "http", path: "/health", timeout: 1000 },
+    }),
+  );
   assert.deepEqual([state.status, state.health, state.isolation], ["running", "healthy", "process"]);
-  const answer = (await (await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, string>;
+  const answer = (await (
+    await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })
+  ).json()) as Record<string, string>;
   assert.equal(answer.runtime, "node");
   assert.equal(answer.app, "cmd");
   assert.match(answer.nodeOptions ?? "", /(^| )--max-old-space-size=96$/);
@@ -395,24 +484,31 @@ test("a command app needs no entry: a directory with no package.json and no inde
   const h = await harness(t);
   await mkdir(join(h.repo, "code", "bare-cmd"), { recursive: true });
   await cp(join(FIXTURES, "proc-cmd", "server.js"), join(h.repo, "code", "bare-cmd", "main.js"));
-  const state = await h.runtime.deploy(AppSpec.parse({
-    name: "bare",
-    version: "1.0.0",
-    isolation: "process",
-    command: ["node", "main.js"],
-    source: { type: "path", path: "code/bare-cmd" },
-    env: { port: 0 },
-    health: { type: "http", path: "/health", timeout: 1000 },
-  }));
+  const state = await h.runtime.deploy(
+    AppSpec.parse({
+      name: "bare",
+      version: "1.0.0",
+      isolation: "process",
+      command: ["node", "main.js"],
+      source: { type: "path", path: "code/bare-cmd" },
+      env: { port: 0 },
+      health: { type: "http", path: "/health", timeout: 1000 },
+    }),
+  );
   assert.deepEqual([state.status, state.health], ["running", "healthy"]);
-  const answer = (await (await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })).json()) as Record<string, string>;
+  const answer = (await (
+    await fetch(`http://127.0.0.1:${state.port}/`, { signal: AbortSignal.timeout(5000) })
+  ).json()) as Record<string, string>;
   assert.equal(answer.app, "bare");
 });
 
 test("a command that is not on PATH fails the deploy with a clear error", async (t) => {
   const h = await harness(t);
   const spec = web("1.0.0", {}, { command: ["bc-gitops-no-such-program", "server.js"] });
-  await assert.rejects(h.runtime.deploy(spec), /^GitopsError: cannot run bc-gitops-no-such-program: bc-gitops-no-such-program was not found on PATH$/);
+  await assert.rejects(
+    h.runtime.deploy(spec),
+    /^GitopsError: cannot run bc-gitops-no-such-program: bc-gitops-no-such-program was not found on PATH$/,
+  );
   assert.equal(await current(h), undefined);
 });
 
@@ -420,5 +516,9 @@ test("health.type module on a process app is a liveness check, with a warning", 
   const h = await harness(t);
   const state = await h.runtime.deploy(web("1.0.0", {}, { health: { type: "module", interval: 60_000 } }));
   assert.deepEqual([state.status, state.health], ["running", "healthy"]);
-  assert.ok(h.logs.some((l) => l.includes('[web] health.type module cannot call into a separate process; it is checked as "the process runs"')));
+  assert.ok(
+    h.logs.some((l) =>
+      l.includes('[web] health.type module cannot call into a separate process; it is checked as "the process runs"'),
+    ),
+  );
 });

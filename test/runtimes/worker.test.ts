@@ -5,7 +5,16 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TelemetryEvent } from "../../src/telemetry.ts";
-import { appSpec, getJson, harness, lifecycleApp, nestedFetchApp, stateOf, until, type Harness } from "../helpers/reload-apps.ts";
+import {
+  appSpec,
+  getJson,
+  harness,
+  lifecycleApp,
+  nestedFetchApp,
+  stateOf,
+  until,
+  type Harness,
+} from "../helpers/reload-apps.ts";
 
 /** A lifecycle app that reports where it runs, with health and reconfigure hooks; `env.crash` makes it crash after start. */
 const probeApp = (tag: string) => ({
@@ -45,26 +54,38 @@ const named = (h: Harness, name: TelemetryEvent["name"]) => h.events.filter((e) 
 /** Every Worker the test started was terminated (each `code:load` of a worker has its `code:purge`). */
 async function allWorkersEnded(h: Harness): Promise<void> {
   await h.runtime.stopAll();
-  const revisions = (name: TelemetryEvent["name"]) => named(h, name).filter((e) => e.metadata.isolation === "worker").map((e) => String(e.metadata.revision)).sort();
+  const revisions = (name: TelemetryEvent["name"]) =>
+    named(h, name)
+      .filter((e) => e.metadata.isolation === "worker")
+      .map((e) => String(e.metadata.revision))
+      .sort();
   assert.deepEqual(revisions("bc_gitops:code:purge"), revisions("bc_gitops:code:load"));
 }
 
 test("a lifecycle app runs in its own Worker; health, reconfigure, logs and memory go over messages", async (t) => {
   const h = await harness(t);
   await h.write("probe", probeApp("v1"));
-  const spec = (env: Record<string, unknown>) => appSpec("probe", { isolation: "worker", env: { port: 0, ...env }, health: { type: "module", interval: 60_000 } });
+  const spec = (env: Record<string, unknown>) =>
+    appSpec("probe", { isolation: "worker", env: { port: 0, ...env }, health: { type: "module", interval: 60_000 } });
   const state = await h.runtime.deploy(spec({ a: 1 }));
   assert.deepEqual([state.status, state.health, state.isolation], ["running", "healthy", "worker"]);
   const answer = await getJson<Probe>(state.port);
   assert.equal(answer.isMainThread, false);
   assert.notEqual(answer.threadId, 0);
-  assert.equal((globalThis as Record<string, unknown>).__bcGitopsProbe, undefined, "the app's globals are not the agent's");
+  assert.equal(
+    (globalThis as Record<string, unknown>).__bcGitopsProbe,
+    undefined,
+    "the app's globals are not the agent's",
+  );
   assert.ok(h.logs.includes("info [probe] probe started"), h.logs.join("\n"));
 
   const reconfigured = await h.runtime.reconfigure(spec({ a: 2, healthy: false }));
   assert.equal(reconfigured.started_at, state.started_at, "reconfigured in place");
   assert.deepEqual((await getJson<Probe>(state.port)).env, { port: 0, a: 2, healthy: false });
-  assert.deepEqual([await h.runtime.checkNow("probe"), await h.runtime.checkNow("probe"), await h.runtime.checkNow("probe")], ["healthy", "healthy", "unhealthy"]);
+  assert.deepEqual(
+    [await h.runtime.checkNow("probe"), await h.runtime.checkNow("probe"), await h.runtime.checkNow("probe")],
+    ["healthy", "healthy", "unhealthy"],
+  );
 
   const measured = await stateOf(h, "probe");
   assert.equal(measured.memory_source, "worker heap");
@@ -76,7 +97,12 @@ test("a fetch app in a Worker gets requests with their method, headers and body,
   const h = await harness(t);
   await h.write("web", nestedFetchApp("one"));
   const { port } = await h.runtime.deploy(appSpec("web", { isolation: "worker" }));
-  const echo = await fetch(`http://127.0.0.1:${port}/echo`, { method: "POST", body: "ping", headers: { "x-test": "yes" }, signal: AbortSignal.timeout(5000) });
+  const echo = await fetch(`http://127.0.0.1:${port}/echo`, {
+    method: "POST",
+    body: "ping",
+    headers: { "x-test": "yes" },
+    signal: AbortSignal.timeout(5000),
+  });
   assert.deepEqual([echo.status, echo.headers.get("x-echo"), await echo.text()], [201, "yes", "ping"]);
   const stream = await fetch(`http://127.0.0.1:${port}/stream`, { signal: AbortSignal.timeout(5000) });
   assert.equal(await stream.text(), "one,two,three");
@@ -87,8 +113,22 @@ test("a fetch app in a Worker gets requests with their method, headers and body,
 });
 
 const KINDS = [
-  { kind: "fetch", app: "web", files: (v: string) => nestedFetchApp(v), changed: "lib/b.js", answer: async (port: unknown) => (await getJson<{ message: string }>(port)).message, expect: (v: string) => `a+${v}` },
-  { kind: "lifecycle", app: "life", files: (v: string) => lifecycleApp(v), changed: "tag.js", answer: async (port: unknown) => (await getJson<{ tag: string }>(port)).tag, expect: (v: string) => v },
+  {
+    kind: "fetch",
+    app: "web",
+    files: (v: string) => nestedFetchApp(v),
+    changed: "lib/b.js",
+    answer: async (port: unknown) => (await getJson<{ message: string }>(port)).message,
+    expect: (v: string) => `a+${v}`,
+  },
+  {
+    kind: "lifecycle",
+    app: "life",
+    files: (v: string) => lifecycleApp(v),
+    changed: "tag.js",
+    answer: async (port: unknown) => (await getJson<{ tag: string }>(port)).tag,
+    expect: (v: string) => v,
+  },
 ] as const;
 
 for (const { kind, app, files, changed, answer, expect } of KINDS) {
@@ -106,10 +146,16 @@ for (const { kind, app, files, changed, answer, expect } of KINDS) {
     assert.deepEqual([after.reloads, after.revision, after.started_at], [1, result.revision, first.started_at]);
     if (kind === "fetch") assert.equal(after.port, first.port, "the agent's listener kept its port");
     // The old Worker's exit is observed by the driver, which then reports the purge of its module graph.
-    await until("the old worker to exit", () => named(h, "bc_gitops:code:purge").find((e) => e.metadata.revision === first.revision));
+    await until("the old worker to exit", () =>
+      named(h, "bc_gitops:code:purge").find((e) => e.metadata.revision === first.revision),
+    );
     if (kind === "lifecycle") {
       const log = await readFile(join(h.local, "data", app, "events.log"), "utf8");
-      assert.deepEqual(log.trim().split("\n"), ["start v1", "stop v1", "start v2"], "an instance cannot move between Workers: stop, then start");
+      assert.deepEqual(
+        log.trim().split("\n"),
+        ["start v1", "stop v1", "start v2"],
+        "an instance cannot move between Workers: stop, then start",
+      );
     }
     await allWorkersEnded(h);
   });
@@ -121,7 +167,10 @@ test("a broken new revision leaves the old Worker serving, and its own Worker is
   const spec = appSpec("web", { isolation: "worker" });
   const first = await h.runtime.deploy(spec);
   await h.write("web", { "lib/b.js": "export const WORD = ;\n" });
-  await assert.rejects(h.runtime.hotReload(spec), /^GitopsError: hot reload of web 1\.0\.0 to sha256-[0-9a-f]{16} failed: cannot load .*index\.js: .*; the running revision keeps serving$/s);
+  await assert.rejects(
+    h.runtime.hotReload(spec),
+    /^GitopsError: hot reload of web 1\.0\.0 to sha256-[0-9a-f]{16} failed: cannot load .*index\.js: .*; the running revision keeps serving$/s,
+  );
   const after = await stateOf(h, "web");
   assert.deepEqual([after.status, after.revision, after.reloads], ["running", first.revision, 0]);
   assert.equal((await getJson<{ message: string }>(after.port)).message, "a+one");
@@ -133,7 +182,10 @@ test("a lifecycle app whose new start throws in the new Worker is started again 
   await h.write("life", lifecycleApp("v1"));
   const spec = appSpec("life", { isolation: "worker" });
   await h.runtime.deploy(spec);
-  await h.write("life", { "tag.js": 'export const TAG = "v2";\n', "server.js": lifecycleApp("v2")["server.js"]!.replace("if (ctx.env.fail_start)", "if (true)") });
+  await h.write("life", {
+    "tag.js": 'export const TAG = "v2";\n',
+    "server.js": lifecycleApp("v2")["server.js"]!.replace("if (ctx.env.fail_start)", "if (true)"),
+  });
   await assert.rejects(h.runtime.hotReload(spec), /life v2 refuses to start; the previous revision was started again/);
   const after = await stateOf(h, "life");
   assert.equal(after.status, "running");
@@ -152,7 +204,10 @@ for (const crash of ["throw", "exit"] as const) {
       const state = await stateOf(h, "probe");
       return state.status === "failed" ? state : undefined;
     });
-    assert.match(failed.last_error ?? "", crash === "throw" ? /^crashed: .*probe threw from a timer/ : /^crashed: the worker exited with code 7$/);
+    assert.match(
+      failed.last_error ?? "",
+      crash === "throw" ? /^crashed: .*probe threw from a timer/ : /^crashed: the worker exited with code 7$/,
+    );
     assert.equal(reconciles, 1);
     const restarted = await h.runtime.restart(appSpec("probe", { isolation: "worker" }));
     assert.equal(restarted.status, "running");
