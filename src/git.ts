@@ -3,11 +3,14 @@
  * read-only snapshots of given commits that are created atomically, so apps are always read from
  * a checkout that is never half-updated.
  */
-import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
-import { isAbandoned, sweepAbandoned, tempName } from "./_temp.ts";
+import { branchMissing, isAbort, missingCommit, reasonOf, unreachable, type Origin } from "./_git-errors.ts";
+import { Snapshots } from "./_snapshots.ts";
+import { sweepAbandoned, tempName } from "./_temp.ts";
+import { isDir as isDirectory } from "./_tree.ts";
 import { diskError, FULL_SHA, invalidBranch, isLocalPath, refusedTransport, runGit } from "./_git.ts";
-import { GitopsError, messageOf } from "./errors.ts";
+import { GitopsError } from "./errors.ts";
 import type { ExecResult } from "./exec.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
@@ -43,13 +46,14 @@ export interface FetchResult {
 /** A remote, a clone and its snapshots of one branch, all kept under `dir`. */
 export class GitSource {
   readonly #url: string;
-  readonly #shownUrl: string;
+  /** The redacted URL and the branch, as logs and errors name them. */
+  readonly #origin: Origin;
   readonly #branch: string;
   readonly #ref: string;
   /** `dir`, the clone in it and the snapshots directory, all absolute. */
   readonly #dir: string;
   readonly #repo: string;
-  readonly #snapshots: string;
+  readonly #snapshots: Snapshots;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #emit: Emit;
@@ -78,12 +82,12 @@ export class GitSource {
     if (options.timeoutMs !== undefined && !(options.timeoutMs > 0))
       throw config("git timeout must be a positive number of ms");
     this.#url = isLocalPath(repoUrl) ? resolve(repoUrl) : repoUrl;
-    this.#shownUrl = redact(this.#url);
     this.#branch = branch;
+    this.#origin = { url: redact(this.#url), branch };
     this.#ref = `refs/heads/${branch}`;
     this.#dir = resolve(dir);
     this.#repo = join(this.#dir, "repo");
-    this.#snapshots = join(this.#dir, "snapshots");
+    this.#snapshots = new Snapshots(join(this.#dir, "snapshots"));
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#logger = options.logger ?? silentLogger;
     this.#emit = options.emit ?? noEmit;
@@ -128,12 +132,12 @@ export class GitSource {
         if (disk) throw disk;
         // A re-clone downloads everything again: only a clone that is really damaged gets one.
         const damage = await this.#damage(error, signal);
-        if (damage === undefined) throw this.#unreachable(error);
+        if (damage === undefined) throw unreachable(error, this.#origin, this.#timeoutMs);
         const commit = await this.#clone(damage, signal);
         return { commit, changed: commit !== known, recloned: true };
       }
       this.#emit("bc_gitops:git:pull", { duration_ms: performance.now() - started }, { commit });
-      this.#logger.debug(`fetched ${this.#branch} at ${commit}`, { url: this.#shownUrl });
+      this.#logger.debug(`fetched ${this.#branch} at ${commit}`, { url: this.#origin.url });
       return { commit, changed: commit !== known, recloned: false };
     });
   }
@@ -152,13 +156,13 @@ export class GitSource {
         retry: "stalled",
       });
     }
-    const target = join(this.#snapshots, commit);
+    const target = this.#snapshots.pathOf(commit);
     if (await isDirectory(target)) return target;
     return this.#exclusive(async () => {
       if (await isDirectory(target)) return target;
-      await mkdir(this.#snapshots, { recursive: true });
+      await mkdir(this.#snapshots.dir, { recursive: true });
       try {
-        await this.#materialise(commit, target, signal);
+        await this.#materialise(commit, signal);
         return target;
       } catch (error) {
         if (isAbort(error)) throw error;
@@ -167,13 +171,13 @@ export class GitSource {
         // A sound clone (its branch resolves) that lacks the commit cannot be helped by a re-clone.
         const state = await this.#verify(signal);
         const sound = state.ok && state.commit !== undefined;
-        if (sound && !(await this.#hasCommit(commit, signal))) throw this.#missingCommit(commit, error);
+        if (sound && !(await this.#hasCommit(commit, signal))) throw missingCommit(commit, this.#origin, error);
         await this.#clone(state.ok ? `cannot check out ${commit}: ${reasonOf(error)}` : state.reason, signal);
         try {
-          await this.#materialise(commit, target, signal);
+          await this.#materialise(commit, signal);
         } catch (again) {
           if (isAbort(again)) throw again;
-          throw this.#missingCommit(commit, again);
+          throw missingCommit(commit, this.#origin, again);
         }
         return target;
       }
@@ -182,25 +186,13 @@ export class GitSource {
 
   /** Removes every snapshot (and leftover temp directory) whose name is not in `keep`. */
   async prune(keep: readonly string[]): Promise<void> {
-    const wanted = new Set(keep);
-    await this.#exclusive(async () => {
-      let names: string[];
-      try {
-        names = await readdir(this.#snapshots);
-      } catch {
-        return;
-      }
-      for (const name of names) {
-        if (wanted.has(name) || (name.startsWith(".tmp-") && !isAbandoned(name))) continue;
-        await rm(join(this.#snapshots, name), { recursive: true, force: true });
-      }
-    });
+    await this.#exclusive(() => this.#snapshots.prune(keep));
   }
 
   /** Removes the snapshot of `commit` (if any), so the next {@link snapshot} checks it out again from the object store. */
   async dropSnapshot(commit: string): Promise<void> {
     if (typeof commit !== "string" || !FULL_SHA.test(commit)) return;
-    await this.#exclusive(() => rm(join(this.#snapshots, commit), { recursive: true, force: true }));
+    await this.#exclusive(() => this.#snapshots.drop(commit));
   }
 
   /**
@@ -232,13 +224,13 @@ export class GitSource {
     try {
       result = await this.#git(["ls-remote", "--refs", "--exit-code", "--", this.#url, this.#ref], signal, {}, [0, 2]);
     } catch (error) {
-      throw this.#unreachable(error);
+      throw unreachable(error, this.#origin, this.#timeoutMs);
     }
     for (const line of result.stdout.split("\n")) {
       const [sha, ref] = line.trim().split("\t");
       if (ref === this.#ref && sha !== undefined && FULL_SHA.test(sha)) return sha;
     }
-    throw this.#branchMissing();
+    throw branchMissing(this.#origin);
   }
 
   /** Is the clone there and in the state it was in when last verified (no subprocess)? */
@@ -286,7 +278,7 @@ export class GitSource {
     }
     const url = origin.stdout.trim();
     if (url !== this.#url)
-      return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#shownUrl}` };
+      return { ok: false, reason: `the local clone's origin is ${redact(url) || "unset"}, not ${this.#origin.url}` };
     const sha = head.stdout.trim();
     this.#trusted = await this.#fingerprint();
     return { ok: true, commit: FULL_SHA.test(sha) ? sha : undefined };
@@ -326,9 +318,9 @@ export class GitSource {
     const old = join(this.#dir, tempName(".old-"));
     this.#trusted = undefined;
     this.#logger[reason === "no local clone" ? "info" : "warn"](
-      `cloning ${this.#shownUrl} (branch ${this.#branch}): ${reason}`,
+      `cloning ${this.#origin.url} (branch ${this.#branch}): ${reason}`,
     );
-    this.#emit("bc_gitops:git:clone_start", {}, { url: this.#shownUrl, branch: this.#branch, reason });
+    this.#emit("bc_gitops:git:clone_start", {}, { ...this.#origin, reason });
     try {
       await mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {
         throw this.#diskError(error) ?? error;
@@ -354,9 +346,9 @@ export class GitSource {
         );
       } catch (error) {
         if (error instanceof GitopsError && /Remote branch .* not found/i.test(String(error.details.stderr))) {
-          throw this.#branchMissing();
+          throw branchMissing(this.#origin);
         }
-        throw this.#diskError(error) ?? this.#unreachable(error);
+        throw this.#diskError(error) ?? unreachable(error, this.#origin, this.#timeoutMs);
       }
       const commit = await this.#head(tmp, signal);
       let moved = true;
@@ -380,25 +372,16 @@ export class GitSource {
     }
   }
 
-  /** Writes the tree of `commit` into a temp directory (its own index, the clone untouched), then renames it. */
-  async #materialise(commit: string, target: string, signal: AbortSignal | undefined): Promise<void> {
-    const tmp = join(this.#snapshots, tempName(".tmp-"));
-    const index = `${tmp}.index`;
-    try {
-      await mkdir(tmp);
+  /** Writes the snapshot of `commit` (the tree with its own index, the clone untouched). */
+  #materialise(commit: string, signal: AbortSignal | undefined): Promise<void> {
+    return this.#snapshots.create(commit, (tree, index) =>
       // One process, and unlike `git archive` it ignores export-ignore: the snapshot is the whole tree.
-      await this.#git(["read-tree", "--reset", "-u", commit], signal, {
+      this.#git(["read-tree", "--reset", "-u", commit], signal, {
         GIT_DIR: this.#repo,
-        GIT_WORK_TREE: tmp,
+        GIT_WORK_TREE: tree,
         GIT_INDEX_FILE: index,
-      });
-      await rename(tmp, target).catch(async (error: NodeJS.ErrnoException) => {
-        if (!(await isDirectory(target))) throw error;
-      });
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
-      await rm(index, { force: true });
-    }
+      }),
+    );
   }
 
   async #head(gitDir: string, signal: AbortSignal | undefined): Promise<string> {
@@ -447,56 +430,11 @@ export class GitSource {
 
   async #sweep(): Promise<void> {
     await sweepAbandoned(this.#dir, [".tmp-clone-", ".old-"]);
-    await sweepAbandoned(this.#snapshots, [".tmp-"]);
-  }
-
-  #unreachable(error: unknown): unknown {
-    if (!(error instanceof GitopsError) || (error.code !== "E_EXEC" && error.code !== "E_TIMEOUT")) return error;
-    const stderr = typeof error.details.stderr === "string" ? error.details.stderr : "";
-    const why = error.code === "E_TIMEOUT" ? `timed out after ${this.#timeoutMs} ms` : stderr || error.message;
-    return new GitopsError(redact(`cannot reach ${this.#shownUrl} (branch ${this.#branch}): ${why}`), {
-      code: "E_GIT_UNREACHABLE",
-      retry: "backoff",
-      cause: error,
-      details: { url: this.#shownUrl, branch: this.#branch, stderr: redact(stderr) },
-    });
+    await this.#snapshots.sweep();
   }
 
   /** E_GIT (backoff) naming `dir` when `error` is a local disk problem, which no re-clone can fix; else undefined. */
   #diskError(error: unknown): GitopsError | undefined {
-    return diskError(error, `the git clone in ${this.#dir}`, {
-      path: this.#dir,
-      url: this.#shownUrl,
-      branch: this.#branch,
-    });
-  }
-
-  #branchMissing(): GitopsError {
-    const details = { url: this.#shownUrl, branch: this.#branch };
-    const message = `branch "${this.#branch}" not found on ${this.#shownUrl}: check \`branch\``;
-    return new GitopsError(message, { code: "E_GIT_REF", retry: "stalled", details });
-  }
-
-  #missingCommit(commit: string, cause: unknown): GitopsError {
-    const details = { url: this.#shownUrl, branch: this.#branch, commit };
-    const message = `commit ${commit} cannot be checked out from ${this.#shownUrl} (branch ${this.#branch}): ${reasonOf(cause)}`;
-    return new GitopsError(redact(message), { code: "E_GIT", retry: "stalled", cause, details });
-  }
-}
-
-function isAbort(error: unknown): boolean {
-  return error instanceof GitopsError && error.code === "E_ABORTED";
-}
-
-/** A one-line, redacted reason for logs and wrapped errors. */
-function reasonOf(error: unknown): string {
-  return redact(messageOf(error));
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
+    return diskError(error, `the git clone in ${this.#dir}`, { path: this.#dir, ...this.#origin });
   }
 }
