@@ -9,7 +9,15 @@ export type { AppContext, EnvChange } from "./app-context.ts";
 export { GitopsError, type ErrorCode, type RetryClass } from "./errors.ts";
 export type { Logger } from "./logger.ts";
 export type { ActionOutcome, TickResult } from "./reconciler.ts";
-export type { AppHealth, AppState, AppStatus, HotReloadResult, RememberedApp, Runtime, RuntimeContext } from "./runtime.ts";
+export type {
+  AppHealth,
+  AppState,
+  AppStatus,
+  HotReloadResult,
+  RememberedApp,
+  Runtime,
+  RuntimeContext,
+} from "./runtime.ts";
 export {
   /** The default runtime's factory (SPEC section 10), for wrapping it in a custom runtime. */
   createDefaultRuntime as defaultRuntime,
