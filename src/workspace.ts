@@ -8,9 +8,9 @@
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, posix, relative, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { FULL_SHA_ANY_CASE as FULL_SHA, isLocalPath, runGit } from "./_git.ts";
+import { gitRevision, gitTree } from "./_git-source.ts";
 import { download, npmTarball, verify } from "./_npm.ts";
 import { SerialQueues } from "./_serial.ts";
 import { dependencyKey, installDependencies, linkDependencies, withHomes } from "./_dependencies.ts";
@@ -104,7 +104,7 @@ export class Workspaces {
   async resolveRevision(spec: AppSpec, context: Context = {}): Promise<string> {
     const source = spec.source;
     if (source.type === "npm") return checkRevision(spec.version);
-    if (source.type === "git") return this.#gitRevision(source, context);
+    if (source.type === "git") return gitRevision(source, this.#gitOptions(context));
     if (source.type === "path") {
       const { dir, what } = await this.#pathSource(spec, context.repoDir);
       return named(what, treeHash(dir));
@@ -252,25 +252,7 @@ export class Workspaces {
       return tree;
     }
     if (source.type === "git") {
-      const repo = join(tmp, "repo.git");
-      await this.#git(["init", "-q", "--bare", repo], tmp, context.signal);
-      await this.#gitFetch(repo, gitUrl(source.url, context.repoDir), revision, source.ref, context.signal);
-      const subdir = source.subdir === undefined ? "" : posix.normalize(source.subdir).replace(/^\.\/|\/$/g, "");
-      if (subdir.split("/").includes("..")) throw fail(`subdir ${subdir} leaves the repository`, "E_UNSAFE", "stalled");
-      const archive = join(tmp, "tree.tar");
-      const treeish = subdir && subdir !== "." ? `${revision}:${subdir}` : revision;
-      await this.#git(["-C", repo, "archive", "--format=tar", "-o", archive, treeish], tmp, context.signal).catch(
-        (error) => {
-          if (treeish === revision) throw error;
-          throw fail(
-            `subdir ${subdir} is not a directory in commit ${revision} of ${source.url}`,
-            "E_NOT_FOUND",
-            "stalled",
-            error,
-          );
-        },
-      );
-      await this.#unpack(archive, tree, context.signal);
+      await gitTree(source, revision, tmp, tree, this.#gitOptions(context));
       return tree;
     }
     const archive = join(tmp, "download.tgz");
@@ -327,64 +309,8 @@ export class Workspaces {
     await unpack(archive, into, this.#timeoutMs, signal);
   }
 
-  /** `url`: the remote this call talks to (http is allowed for an http:// one only). */
-  async #git(args: string[], cwd: string, signal?: AbortSignal, url?: string) {
-    return runGit(args, { cwd, timeoutMs: this.#timeoutMs, signal, ...(url === undefined ? {} : { url }) });
-  }
-
-  async #gitRevision(source: Extract<Source, { type: "git" }>, context: Context): Promise<string> {
-    if (source.ref !== undefined && FULL_SHA.test(source.ref)) return source.ref.toLowerCase();
-    const url = gitUrl(source.url, context.repoDir);
-    const ref = source.ref;
-    // Branch first, then an annotated tag's commit (`^{}`), then a lightweight tag.
-    const wanted =
-      ref === undefined
-        ? ["HEAD"]
-        : ref.startsWith("refs/")
-          ? [ref, `${ref}^{}`]
-          : [`refs/heads/${ref}`, `refs/tags/${ref}^{}`, `refs/tags/${ref}`];
-    const { stdout } = await this.#git(["ls-remote", "--", url, ...wanted], process.cwd(), context.signal, url).catch(
-      (error) => {
-        throw fail(`cannot reach git repository ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
-      },
-    );
-    const refs = new Map(
-      stdout
-        .split("\n")
-        .map((line) => line.split("\t"))
-        .map(([sha, name]) => [name, sha]),
-    );
-    const sha = wanted.map((name) => refs.get(name)).find((s) => s !== undefined && FULL_SHA.test(s));
-    if (sha) return sha.toLowerCase();
-    const what = ref === undefined ? "HEAD" : `branch or tag ${ref} (for a commit, give its full sha)`;
-    throw fail(`${url} has no ${what}`, "E_GIT_REF", "stalled");
-  }
-
-  /** Fetches one commit: by sha, shallow (most servers allow it); else the whole ref and checks the commit is there. */
-  async #gitFetch(
-    repo: string,
-    url: string,
-    sha: string,
-    ref: string | undefined,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    if (!FULL_SHA.test(sha)) throw fail(`git revision ${sha} is not a full commit sha`, "E_GIT_REF", "stalled");
-    try {
-      await this.#git(["-C", repo, "fetch", "-q", "--depth=1", "--no-tags", "--", url, sha], repo, signal, url);
-      return;
-    } catch (error) {
-      if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
-      this.#logger.debug(`fetching commit ${sha} by sha failed, fetching refs instead: ${messageOf(error)}`);
-    }
-    const refspecs = ref && !FULL_SHA.test(ref) ? [ref] : ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-    await this.#git(["-C", repo, "fetch", "-q", "--no-tags", "--", url, ...refspecs], repo, signal, url).catch(
-      (error) => {
-        throw fail(`cannot fetch ${url}: ${messageOf(error)}`, "E_GIT_UNREACHABLE", "backoff", error);
-      },
-    );
-    await this.#git(["-C", repo, "cat-file", "-e", `${sha}^{commit}`], repo, signal).catch((error) => {
-      throw fail(`commit ${sha} is not in ${url}`, "E_GIT_REF", "stalled", error);
-    });
+  #gitOptions(context: Context) {
+    return { timeoutMs: this.#timeoutMs, logger: this.#logger, repoDir: context.repoDir, signal: context.signal };
   }
 
   /**
@@ -467,12 +393,6 @@ async function named<T>(what: string, promise: Promise<T>): Promise<T> {
 
 function local(path: string, repoDir: string | undefined): string {
   return resolve(repoDir ?? process.cwd(), path);
-}
-
-/** Relative local git urls are relative to the gitops repo; `scheme://` and `host:path` urls are remote. */
-function gitUrl(url: string, repoDir: string | undefined): string {
-  if (url.startsWith("-")) throw fail(`git url ${url} must not start with "-"`, "E_UNSAFE", "stalled");
-  return isLocalPath(url) ? local(url, repoDir) : url;
 }
 
 async function readMarker(dir: string): Promise<Marker | undefined> {

@@ -8,17 +8,18 @@
  * background and dependents wait for `healthy` (the reconciler). `upgrade` waits for `healthy`
  * within the start window and rolls back to the previous version when it does not get there.
  */
-import { probeAddress } from "../_address.ts";
 import { SerialQueues } from "../_serial.ts";
 import { envChange, isEmptyChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
-import { HealthMonitor, probeFor, type Probe } from "../health.ts";
+import type { HealthMonitor } from "../health.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppHealth, AppState, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
 import { noEmit, type Emit } from "../telemetry.ts";
 import { Workspaces, type PreparedWorkspace } from "../workspace.ts";
+import { appHealthMonitor } from "./_app-health.ts";
 import { appState, type AppOps, type AppRecord } from "./_app-record.ts";
+import { appWorkspace } from "./_app-workspace.ts";
 import { endLeftovers } from "./_leftovers.ts";
 import { reloadApp } from "./_reload.ts";
 import { upgradeApp } from "./_upgrade.ts";
@@ -373,17 +374,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
   }
 
   #monitor(app: AppRecord, instance: Instance): HealthMonitor | undefined {
-    const { spec } = app;
-    const module = instance.health ? { module: () => instance.health!() } : {};
-    const check = (current: AppSpec) => probeFor(spec.health, { ...probeAddress(current, instance.port), ...module });
-    // Each check asks where the app is now: an env change applied in place may move it (env.port, env.host).
-    const probe: Probe | undefined = check(spec) && ((signal) => check(app.spec)!(signal));
-    if (!probe) return undefined;
-    return new HealthMonitor({
-      app: spec.name,
-      probe,
-      intervalMs: spec.health.interval,
-      timeoutMs: spec.health.timeout,
+    return appHealthMonitor(app, instance, {
       threshold: this.#c.healthThreshold ?? 3,
       emit: this.#emit,
       logger: this.#logger,
@@ -401,33 +392,15 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return driver;
   }
 
-  /**
-   * The workspace of `spec`. When its revision cannot be resolved or fetched (a git remote or
-   * registry that is down), the revision this same spec ran last time (as the agent remembers it) is used if its
-   * workspace is still complete, so a restarted agent brings apps back offline.
-   */
+  /** The workspace of `spec`, or offline the cached one of the revision the agent remembers (see _app-workspace.ts). */
   async #prepare(spec: AppSpec): Promise<PreparedWorkspace> {
-    const repoDir = this.#c.repoDir();
-    // Unchanged dependencies are linked from the running revision: its packages are loaded already.
-    const running = this.#apps.get(spec.name)?.prepared.revision;
-    const context = { ...(repoDir ? { repoDir } : {}), ...(running ? { shareWith: running } : {}) };
-    try {
-      return await this.#ws.prepare(spec, context);
-    } catch (error) {
-      const remembered = this.#remembered(spec);
-      if (!remembered) throw error;
-      const prepared = await this.#ws.prepare(spec, { ...context, revision: remembered }).catch(() => undefined);
-      if (!prepared?.reused) throw error;
-      this.#logger.warn(`${messageOf(error)}; starting the cached revision ${remembered}`, { app: spec.name });
-      return prepared;
-    }
-  }
-
-  /** The revision the agent remembers `spec`'s app running, when it ran this same version from this same source. */
-  #remembered(spec: AppSpec): string | undefined {
-    const app = this.#c.remembered?.()[spec.name];
-    const same = app?.version === spec.version && JSON.stringify(app.spec.source) === JSON.stringify(spec.source);
-    return same ? app.revision : undefined;
+    return appWorkspace(spec, {
+      workspaces: this.#ws,
+      repoDir: this.#c.repoDir(),
+      running: this.#apps.get(spec.name)?.prepared.revision,
+      remembered: () => this.#c.remembered?.(),
+      logger: this.#logger,
+    });
   }
 
   async #prune(app: string, keep: string[]): Promise<void> {
