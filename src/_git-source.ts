@@ -6,10 +6,8 @@
 import { join, posix, resolve } from "node:path";
 import { FULL_SHA_ANY_CASE as FULL_SHA, isLocalPath, runGit } from "./_git.ts";
 import { unpack } from "./_tree.ts";
-import { GitopsError, messageOf } from "./errors.ts";
-import type { ErrorCode, RetryClass } from "./errors.ts";
+import { GitopsError, messageOf, redactedError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import { redact } from "./redact.ts";
 import type { Source } from "./spec.ts";
 
 /** A spec's `source` of `type: git`. */
@@ -25,9 +23,7 @@ export interface GitSourceOptions {
   signal?: AbortSignal | undefined;
 }
 
-const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown) =>
-  new GitopsError(redact(message), { code, retry, cause });
-
+const fail = redactedError;
 /** The full commit sha `source.ref` points at now (a full sha as is; default the remote's HEAD). */
 export async function gitRevision(source: GitSource, options: GitSourceOptions): Promise<string> {
   if (source.ref !== undefined && FULL_SHA.test(source.ref)) return source.ref.toLowerCase();

@@ -9,9 +9,9 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { GitopsError, messageOf } from "./errors.ts";
-import type { ErrorCode, RetryClass } from "./errors.ts";
-import { redact, registerSecret } from "./redact.ts";
+import { messageOf, redactedError } from "./errors.ts";
+import type { RetryClass } from "./errors.ts";
+import { registerSecret } from "./redact.ts";
 
 const DEFAULT_REGISTRY = "https://registry.npmjs.org/";
 
@@ -26,14 +26,7 @@ export interface DownloadOptions {
   signal?: AbortSignal | undefined;
 }
 
-const fail = (
-  message: string,
-  code: ErrorCode,
-  retry: RetryClass,
-  cause?: unknown,
-  details?: Record<string, unknown>,
-) => new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
-
+const fail = redactedError;
 /**
  * The tarball bytes of `name@version`, verified against the registry's `integrity` (else `shasum`).
  * The registry is `explicit`, else the npmrc `@scope:registry`, `npm_config_registry`, npmrc

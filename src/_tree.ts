@@ -7,17 +7,13 @@ import type { Buffer } from "node:buffer";
 import { closeSync, constants, fstatSync, openSync, readFile as readFileFd } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from "node:path";
-import { GitopsError, messageOf } from "./errors.ts";
-import type { ErrorCode, RetryClass } from "./errors.ts";
+import { messageOf, redactedError } from "./errors.ts";
 import { exec } from "./exec.ts";
-import { redact } from "./redact.ts";
 
 /** What content hashes and copies of a source tree leave out. */
 const SKIP: ReadonlySet<string> = new Set(["node_modules", ".git"]);
 
-const fail = (message: string, code: ErrorCode, retry: RetryClass, cause?: unknown) =>
-  new GitopsError(redact(message), { code, retry, cause });
-
+const fail = redactedError;
 /**
  * `sha256-<hex16>` over the sorted relative paths and contents under `dir` (node_modules, .git
  * skipped). Refuses (`E_UNSAFE`) a symlink that leads outside `dir`, like {@link copyTree}, so a

@@ -6,6 +6,8 @@
  * - `stalled`: retrying will not help until the input changes (a new commit, a fixed spec).
  * - `backoff`: transient; retry with exponential backoff (unreachable remote, crashed app).
  */
+import { redact } from "./redact.ts";
+
 export type RetryClass = "stalled" | "backoff";
 
 /** Stable machine-readable error codes. */
@@ -50,6 +52,20 @@ export class GitopsError extends Error {
 /** The retry class of any thrown value: a {@link GitopsError}'s own class, else `backoff`. */
 export function retryClassOf(error: unknown): RetryClass {
   return error instanceof GitopsError ? error.retry : "backoff";
+}
+
+/**
+ * A {@link GitopsError} whose message has credentials redacted: for messages that quote URLs, paths
+ * or a tool's output.
+ */
+export function redactedError(
+  message: string,
+  code: ErrorCode,
+  retry: RetryClass,
+  cause?: unknown,
+  details?: Record<string, unknown>,
+): GitopsError {
+  return new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
 }
 
 /** The code of any thrown value: a {@link GitopsError}'s own, else `undefined` (an app's or the platform's error). */

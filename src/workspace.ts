@@ -16,11 +16,9 @@ import { SerialQueues } from "./_serial.ts";
 import { dependencyKey, installDependencies, linkDependencies, withHomes } from "./_dependencies.ts";
 import { entryOf } from "./_entry.ts";
 import { checkLinks, copyTree, exists, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
-import { GitopsError, messageOf } from "./errors.ts";
-import type { ErrorCode, RetryClass } from "./errors.ts";
+import { GitopsError, messageOf, redactedError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
-import { redact } from "./redact.ts";
 import { APP_NAME } from "./spec.ts";
 import type { AppSpec, Source } from "./spec.ts";
 import type { Emit } from "./telemetry.ts";
@@ -65,14 +63,7 @@ interface Context {
   signal?: AbortSignal;
 }
 
-const fail = (
-  message: string,
-  code: ErrorCode,
-  retry: RetryClass,
-  cause?: unknown,
-  details?: Record<string, unknown>,
-) => new GitopsError(redact(message), { code, retry, cause, ...(details ? { details } : {}) });
-
+const fail = redactedError;
 /** Materialises, lists and deletes app workspaces under one `local_path`. */
 export class Workspaces {
   readonly #localPath: string;
