@@ -15,17 +15,8 @@ import type { HttpListener } from "../http-server.ts";
 import { appLogger, type Logger } from "../logger.ts";
 import type { CallOp, FromHost, HostData, ToHost, WireError } from "./_worker-host.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
-import {
-  addressChange,
-  Inflight,
-  kindChange,
-  listenFor,
-  movesAddress,
-  notStopping,
-  restartFailure,
-  startFailure,
-  stopStartRestore,
-} from "./_driver-kit.ts";
+// The shared driver pieces, by name (`kit.startFailure`…): what each driver does its own way stays here.
+import * as kit from "./_driver-kit.ts";
 
 /**
  * The Worker script: the `.ts` source under Bun and Deno, the built `.js` next to this file in
@@ -66,11 +57,11 @@ export class WorkerDriver implements Driver {
       if (current.ready.kind === "lifecycle") {
         current.port = (await current.call("start", undefined, options.startTimeoutMs)) as number | undefined;
       } else {
-        listener = await listenFor(options, (request) => current.fetch(request));
+        listener = await kit.listenFor(options, (request) => current.fetch(request));
       }
     } catch (error) {
       await current.end(false);
-      throw startFailure(spec, error);
+      throw kit.startFailure(spec, error);
     }
     current.onCrash = options.onCrash;
     let env = spec.env;
@@ -100,7 +91,7 @@ export class WorkerDriver implements Driver {
           await current.end(true);
         })()),
       reconfigure: async (change: EnvChange) => {
-        if (listener && movesAddress(listener, env, change.env)) return false;
+        if (listener && kit.movesAddress(listener, env, change.env)) return false;
         if (!current.ready.hooks.reconfigure) return false;
         await current.call("reconfigure", change, options.startTimeoutMs);
         env = change.env;
@@ -120,17 +111,17 @@ export class WorkerDriver implements Driver {
        * when that `start` fails the old Worker starts its app again. Throws with the old code serving.
        */
       async reload(next: DriverStartOptions): Promise<Instance> {
-        notStopping(app, stopping);
+        kit.notStopping(app, stopping);
         const fresh = await spawn(next);
-        const mismatch = kindChange(app, instance.kind, fresh.ready.kind);
-        const moved = listener && movesAddress(listener, env, next.spec.env) ? addressChange(app) : undefined;
+        const mismatch = kit.kindChange(app, instance.kind, fresh.ready.kind);
+        const moved = listener && kit.movesAddress(listener, env, next.spec.env) ? kit.addressChange(app) : undefined;
         if (mismatch ?? moved) {
           await fresh.end(false);
           throw mismatch ?? moved;
         }
         const old = current;
         if (instance.kind === "lifecycle") {
-          await stopStartRestore({
+          await kit.stopStartRestore({
             stop: () =>
               old.call("stop", undefined, options.stopTimeoutMs).then(
                 () => {},
@@ -146,7 +137,7 @@ export class WorkerDriver implements Driver {
             },
             restore: async () =>
               void (old.port = (await old.call("start", undefined, options.startTimeoutMs)) as number | undefined),
-            failed: (error, again) => restartFailure(next.spec, error, again, (crash) => old.onCrash?.(crash)),
+            failed: (error, again) => kit.restartFailure(next.spec, error, again, (crash) => old.onCrash?.(crash)),
           });
         }
         fresh.onCrash = next.onCrash;
@@ -220,7 +211,7 @@ class Host {
   readonly #calls = new Map<number, Pending>();
   readonly #exchanges = new Map<number, Exchange>();
   /** The forwarded requests still open (the entries of `#exchanges`), for {@link drain}. */
-  readonly #requests = new Inflight();
+  readonly #requests = new kit.Inflight();
   readonly #exited: Promise<number>;
   readonly #log: Logger;
   #next = 0;
