@@ -27,13 +27,18 @@ async function flippingServer(t: TestContext): Promise<{ port: number; status: {
   return { port: (server.address() as { port: number }).port, status, paths };
 }
 
-async function tcpListener(t: TestContext): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A TCP listener on a loopback address of its own (127.x.y.z): once it is closed, no other test
+ * listening on a reused port number of 127.0.0.1 can answer for it.
+ */
+async function tcpListener(t: TestContext): Promise<{ host: string; port: number; close(): Promise<void> }> {
+  const host = `127.${1 + Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 250)}`;
   const sockets = new Set<Socket>();
   const server: TcpServer = createTcpServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= new Promise<void>((resolve) => {
@@ -41,7 +46,7 @@ async function tcpListener(t: TestContext): Promise<{ port: number; close(): Pro
       for (const socket of sockets) socket.destroy();
     }));
   t.after(close);
-  return { port: (server.address() as { port: number }).port, close };
+  return { host, port: (server.address() as { port: number }).port, close };
 }
 
 function monitor(t: TestContext, probe: Probe, extra: Partial<ConstructorParameters<typeof HealthMonitor>[0]> = {}) {
@@ -109,11 +114,11 @@ test("an app that never passes goes from unknown to unhealthy after the threshol
 
 test("a tcp check passes while something listens and fails once it is closed", async (t) => {
   const listener = await tcpListener(t);
-  const { m } = monitor(t, tcpProbe({ host: "127.0.0.1", port: listener.port }));
+  const { m } = monitor(t, tcpProbe({ host: listener.host, port: listener.port }));
   assert.deepEqual(await sequence(m, 2), ["healthy", "healthy"]);
   await listener.close();
   assert.deepEqual(await sequence(m, 3), ["healthy", "healthy", "unhealthy"]);
-  assert.match(m.lastError ?? "", new RegExp(`connecting to 127\\.0\\.0\\.1:${listener.port}`));
+  assert.match(m.lastError ?? "", new RegExp(`connecting to ${listener.host.replaceAll(".", "\\.")}:${listener.port}`));
 });
 
 test("a module check fails when health() returns false or throws", async (t) => {
