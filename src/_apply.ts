@@ -163,7 +163,8 @@ export class Applier {
         },
       };
     }
-    if (action.type !== "remove" && action.type !== "reconfigure") {
+    // A hot reload swaps the code of an app that runs already: it waits for nothing.
+    if (action.type !== "remove" && action.type !== "reconfigure" && action.type !== "hot_reload") {
       const waiting = waitingOn(action.spec, current);
       if (waiting.length > 0) {
         const reason = pendingReason(waiting, current);
@@ -308,9 +309,11 @@ export class Applier {
     if (action.type === "deploy" || action.type === "upgrade") info.restarts = 0;
     const file = this.#ctx.specFile(app) ?? previous?.file;
     const workspace = state?.path ?? previous?.workspace;
+    // A hot reload changes the code, not the spec: the recorded spec stays the one last applied.
+    const spec = action.type === "hot_reload" && previous ? previous.spec : action.spec;
     return {
-      spec: action.spec,
-      version: action.spec.version,
+      spec,
+      version: spec.version,
       ...(file ? { file } : {}),
       ...(revision ? { revision } : {}),
       ...(workspace ? { workspace } : {}),

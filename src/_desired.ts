@@ -48,7 +48,7 @@ export class DesiredSource {
   /** Revisions of path sources inside the repository, by snapshot directory and path. */
   #pathRevisions = new Map<string, string>();
   /** Spec problems already logged for the commit they were found in: each is logged once, status keeps it. */
-  #logged: { commit: string; lines: Set<string> } = { commit: "", lines: new Set() };
+  #logged = new Map<string, Set<string>>();
   #read: DesiredRead | undefined;
   #error: string | undefined;
   #errorCode: ErrorCode | undefined;
@@ -171,7 +171,14 @@ export class DesiredSource {
     const { commit } = this.#read!;
     await this.#d.git.dropSnapshot(commit);
     this.#pathRevisions = new Map();
-    await this.#readCommit(commit, signal);
+    try {
+      await this.#readCommit(commit, signal);
+    } catch (error) {
+      // The old snapshot is gone: nothing may point at it (the next tick reads the commit again).
+      this.#read = undefined;
+      if (this.#d.checkout) this.#d.checkout.repoDir = undefined;
+      throw error;
+    }
   }
 
   /** The code revision each floating source (git branch, path) points at now, by app name. */
@@ -214,9 +221,14 @@ export class DesiredSource {
 
   /** Logs a problem the first time it is seen in a commit (default: the current one); status keeps showing it. */
   warnOnce(line: string, commit = this.#read?.commit ?? ""): void {
-    if (this.#logged.commit !== commit) this.#logged = { commit, lines: new Set() };
-    if (this.#logged.lines.has(line)) return;
-    this.#logged.lines.add(line);
+    let lines = this.#logged.get(commit);
+    if (!lines) {
+      // The current commit and one other (a newer one that cannot be read) stay remembered.
+      if (this.#logged.size >= 2) this.#logged.delete(this.#logged.keys().next().value!);
+      this.#logged.set(commit, (lines = new Set()));
+    }
+    if (lines.has(line)) return;
+    lines.add(line);
     this.#d.logger.warn(line);
   }
 

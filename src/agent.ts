@@ -330,7 +330,7 @@ class AgentImpl implements Agent {
     if (!spec) throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
     // One exclusive section with ticks and manual operations, through the tick's own path: the
     // same events, and a failure in status.
-    return reconciler.hotReload(spec, this.#abort.signal);
+    return reconciler.hotReload(name, this.#abort.signal);
   }
 
   on(name: EventName | "*", handler: EventHandler): () => void {

@@ -96,7 +96,7 @@ export async function preview(
       for (const app of load.apps) app.spec = { ...app.spec, env: maskEnv(app.spec.env) } as AppSpec;
     } else {
       // What is deployed: state.json plus the actions a running agent completed since it last wrote it.
-      const state = await readState(statePath(config.local_path), silentLogger);
+      const state = await readState(statePath(config.local_path), silentLogger, { readOnly: true });
       await new StateJournal(journalPath(config.local_path)).replay(state, silentLogger);
       deployed = state.apps;
     }

@@ -164,7 +164,8 @@ export class Reconciler {
     let changed = false;
     const outcomes: ActionOutcome[] = [];
     try {
-      changed = await this.#source.sync(signal);
+      // A commit not applied yet is new to the tick, also when a manual reload fetched it first.
+      changed = (await this.#source.sync(signal)) || this.#source.current?.commit !== this.#d.state.commit;
       // A new commit may fix what failed: retry every app now rather than after its backoff.
       if (changed) for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
       this.#runtimeState = await this.#d.runtime.getCurrentState();
@@ -240,7 +241,13 @@ export class Reconciler {
         health: applied.state?.health ?? current[app]?.health ?? "unknown",
       };
     }
-    if (applied.deployed !== undefined) await this.#d.journal?.record(app, applied.deployed ?? undefined);
+    if (applied.deployed !== undefined) {
+      // The journal only speeds recovery after a kill; state.json is written at the end of the tick
+      // anyway. A journal that cannot be written (full disk) must not stop the tick.
+      await this.#d.journal?.record(app, applied.deployed ?? undefined).catch((error: unknown) => {
+        this.#source.warnOnce(`cannot record ${action.type} ${app} in the state journal: ${redact(messageOf(error))}`);
+      });
+    }
     return applied;
   }
 
@@ -373,22 +380,25 @@ export class Reconciler {
    * fetch is reported in status, and the last fetched commit is reloaded); the next tick applies
    * anything else the new commit changed.
    */
-  hotReload(spec: AppSpec, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
+  hotReload(name: string, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
     if (!this.#d.runtime.hotReload) {
       return Promise.reject(
         new GitopsError("this runtime cannot hot-reload apps", { code: "E_UNSUPPORTED", retry: "stalled" }),
       );
     }
     return this.exclusive(async () => {
-      // Fetch first, as a tick does: a reload right after a push must see the pushed code.
+      // Fetch first, as a tick does: a reload right after a push must see the pushed code (the next
+      // tick still treats that commit as new: see #tick).
       if (await this.#source.sync(signal))
-        for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
-      const fromRevision = this.#d.state.apps[spec.name]?.revision ?? "";
-      const applied = await this.#applyManual(
-        { type: "hot_reload", app: spec.name, spec, fromRevision, toRevision: "" },
-        { rethrow: true },
-      );
-      return applied.reload ?? { app: spec.name, revision: applied.deployed?.revision ?? fromRevision, modules: [] };
+        for (const app of Object.keys(this.#source.specs())) this.#applier.retryNow(app);
+      // What is deployed now, not before the wait: a tick may have upgraded or removed the app meanwhile.
+      const deployed = this.#d.state.apps[name];
+      if (!deployed)
+        throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
+      const fromRevision = deployed.revision ?? "";
+      const action: Action = { type: "hot_reload", app: name, spec: deployed.spec, fromRevision, toRevision: "" };
+      const applied = await this.#applyManual(action, { rethrow: true });
+      return applied.reload ?? { app: name, revision: applied.deployed?.revision ?? fromRevision, modules: [] };
     });
   }
 
@@ -428,6 +438,8 @@ export class Reconciler {
       this.#savedState = text;
     }
     // state.json now holds every action the journal recorded.
-    await this.#d.journal?.clear();
+    await this.#d.journal?.clear().catch((error: unknown) => {
+      this.#source.warnOnce(`cannot clear the state journal: ${redact(messageOf(error))}`);
+    });
   }
 }

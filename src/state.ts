@@ -59,9 +59,15 @@ export type OmittedApps = Record<string, string>;
  * Reads state.json. A missing file is an empty state; an unreadable, corrupt or oversized one is
  * moved aside (`state.json.corrupt-<time>`) and reported, never fatal: the next reconcile rebuilds
  * it from git. One bad app entry (invalid, too deep, or left out when written) is skipped with a
- * warning naming it; the other apps are kept.
+ * warning naming it; the other apps are kept. With `readOnly` (`bc-gitops plan`, which reads the
+ * state of an agent that may be running), a bad file is reported and read as empty, never moved.
  */
-export async function readState(file: string, logger: Logger): Promise<DurableState> {
+export async function readState(
+  file: string,
+  logger: Logger,
+  options: { readOnly?: boolean } = {},
+): Promise<DurableState> {
+  const setAside = (why: string) => (options.readOnly ? reportOnly(file, logger, why) : moveAside(file, logger, why));
   let text: string;
   try {
     const handle = await open(file, "r");
@@ -69,8 +75,6 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
       const { size } = await handle.stat();
       if (size > MAX_STATE_FILE_BYTES)
         return await setAside(
-          file,
-          logger,
           `it is ${mb(size)}, more than bc-gitops writes (at most ${mb(MAX_APP_STATE_BYTES)} per app); an older version may have written a deeply nested spec`,
         );
       text = new TextDecoder().decode(await handle.readFile());
@@ -88,7 +92,7 @@ export async function readState(file: string, logger: Logger): Promise<DurableSt
     if (raw.version !== 1 || typeof raw.apps !== "object" || raw.apps === null)
       throw new Error("not a bc-gitops state file");
   } catch (error) {
-    return setAside(file, logger, (error as Error).message);
+    return setAside((error as Error).message);
   }
   const state: DurableState = {
     version: 1,
@@ -206,7 +210,12 @@ function entryProblem(app: unknown): string | undefined {
   return undefined;
 }
 
-async function setAside(file: string, logger: Logger, why: string): Promise<DurableState> {
+async function reportOnly(file: string, logger: Logger, why: string): Promise<DurableState> {
+  logger.warn(`${file} is corrupt (${why}); reading it as no remembered apps`);
+  return emptyState();
+}
+
+async function moveAside(file: string, logger: Logger, why: string): Promise<DurableState> {
   const aside = `${file}.corrupt-${Date.now()}`;
   logger.warn(`${file} is corrupt (${why}); moved it to ${aside} and starting with no remembered apps`);
   await rename(file, aside).catch(() => {});

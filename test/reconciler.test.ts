@@ -362,3 +362,109 @@ test("status carries each problem's error code: the repository's, a spec's and a
   const away = await agent.status();
   assert.equal(away.errors[0]?.code, "E_GIT_UNREACHABLE", JSON.stringify(away.errors[0]));
 });
+
+/** A fake runtime that can hot reload: the seam the reconciler tests own. */
+class ReloadingFake extends FakeRuntime {
+  async hotReload(spec: { name: string }) {
+    this.calls.push(`hotReload ${spec.name}`);
+    return { app: spec.name, revision: "rev-2", modules: ["index.js"] };
+  }
+}
+
+test("a manual hot reload waits for no dependency: the app runs already", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": yamlSpec("db", "1.0.0"),
+    "apps/web/app.yaml": yamlSpec("web", "1.0.0", "depends_on: [db]\n"),
+  });
+  const runtime = new ReloadingFake();
+  const { agent } = agentOn(t, repo, { runtime });
+  await agent.start();
+  runtime.setHealth("db", "unhealthy");
+  assert.equal((await agent.hotReload("web")).revision, "rev-2");
+  assert.equal((await agent.getAppStatus("web"))?.pending_reason, undefined);
+});
+
+test("a commit a manual hot reload fetched is still new to the next tick, which applies it and prunes", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/db/app.yaml": yamlSpec("db", "1.0.0"),
+    "apps/web/app.yaml": yamlSpec("web", "1.0.0"),
+  });
+  const runtime = new ReloadingFake();
+  const { agent } = agentOn(t, repo, { runtime });
+  await agent.start();
+  await repo.commit({ "apps/web/app.yaml": yamlSpec("web", "2.0.0") });
+  await agent.hotReload("db");
+  const tick = await agent.reconcile();
+  assert.equal(tick.changed, true);
+  assert.deepEqual(
+    tick.actions.map((a) => `${a.type} ${a.app}`),
+    ["upgrade web"],
+  );
+});
+
+test("a state journal that cannot be written does not stop the tick: every app is applied and state.json written", async (t) => {
+  const { mkdir } = await import("node:fs/promises");
+  const repo = await gitopsRepo(t, {
+    "apps/a/app.yaml": yamlSpec("a", "1.0.0"),
+    "apps/b/app.yaml": yamlSpec("b", "1.0.0"),
+  });
+  const localPath = join(repo.root, "local");
+  // A directory where the journal goes: every append fails, as on a full or read-only disk.
+  await mkdir(join(localPath, "state.journal"), { recursive: true });
+  const logger = recordingLogger();
+  const { agent, runtime } = agentOn(t, repo, { logger });
+  const first = await agent.start();
+  assert.deepEqual(runtime.calls.sort(), ["deploy a 1.0.0", "deploy b 1.0.0"]);
+  assert.equal(first.status, "synced");
+  const state = JSON.parse(await readFile(join(localPath, "state.json"), "utf8")) as { apps: Record<string, unknown> };
+  assert.deepEqual(Object.keys(state.apps).sort(), ["a", "b"]);
+  assert.ok(
+    logger.warnings.some((w) => /cannot record deploy a in the state journal/.test(w)),
+    logger.warnings.join("\n"),
+  );
+});
+
+test("a manual hot reload queued behind a tick records what that tick deployed, not the spec from before it", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/web/app.yaml": yamlSpec("web", "1.0.0") });
+  const runtime = new ReloadingFake();
+  const { agent } = agentOn(t, repo, { runtime });
+  await agent.start();
+  await repo.commit({ "apps/web/app.yaml": yamlSpec("web", "2.0.0") });
+  let release!: () => void;
+  runtime.gate = new Promise((resolve) => (release = resolve));
+  const tick = agent.reconcile();
+  // The tick has read the new commit and is held in its upgrade.
+  await until("the tick to hold in the upgrade", async () =>
+    (await agent.status()).status === "out_of_sync" ? true : undefined,
+  );
+  const reload = agent.hotReload("web");
+  release();
+  runtime.gate = undefined;
+  await tick;
+  await reload;
+  const state = JSON.parse(await readFile(join(repo.root, "local", "state.json"), "utf8")) as {
+    apps: Record<string, { version: string; revision?: string }>;
+  };
+  assert.equal(state.apps.web?.version, "2.0.0", "state.json says what runs");
+  assert.equal(state.apps.web?.revision, "rev-2");
+  assert.deepEqual((await agent.reconcile()).actions, [], "no second upgrade");
+});
+
+test("problems of the applied commit and of a newer unreadable one are each logged once, however the ticks alternate", async (t) => {
+  const repo = await gitopsRepo(t, {
+    "apps/alpha/app.yaml": yamlSpec("alpha", "1.0.0"),
+    "apps/beta/app.yaml": yamlSpec("beta", "1.0.0"),
+  });
+  const logger = recordingLogger();
+  const { agent } = agentOn(t, repo, { logger });
+  await agent.start();
+  // Applied: alpha gone and an unreadable spec that may be it (alpha is kept, a warning).
+  await repo.commit({ "apps/alpha": null, "apps/moved/app.yaml": "name: [alpha" });
+  await agent.reconcile();
+  // Newer: no apps/ at all, which cannot be read (another warning, on every tick it is retried).
+  await repo.commit({ "apps/beta": null, "apps/moved": null });
+  for (let i = 0; i < 3; i++) await agent.reconcile();
+  const count = (pattern: RegExp) => logger.warnings.filter((w) => pattern.test(w)).length;
+  assert.equal(count(/alpha: kept running/), 1, logger.warnings.join("\n"));
+  assert.equal(count(/apps\/ does not exist/), 1, logger.warnings.join("\n"));
+});

@@ -186,3 +186,12 @@ test("a state.json this agent wrote keeps an explicit health.port, 8080 with env
   assert.equal(JSON.parse(await readFile(file, "utf8")).specs, 2);
   assert.equal((await readState(file, silentLogger)).apps.c?.spec.health.port, 8080);
 });
+
+test("read only (bc-gitops plan beside a running agent), a corrupt state.json is reported and left where it is", async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, "state.json");
+  await writeFile(file, "{ not json");
+  const state = await readState(file, silentLogger, { readOnly: true });
+  assert.deepEqual(state.apps, {});
+  assert.deepEqual(await readdir(dir), ["state.json"]);
+});
