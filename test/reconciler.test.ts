@@ -8,12 +8,12 @@ import { readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createAgent, type AgentOptions } from "../src/agent.ts";
 import { spawnProcess } from "../src/exec.ts";
-import type { Logger } from "../src/logger.ts";
 import { cliCommand } from "./helpers/cli.ts";
 import { until } from "./helpers/e2e.ts";
 import { FakeRuntime } from "./helpers/fake-runtime.ts";
 import { gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts";
 import type { TestContext } from "node:test";
+import { recordingLogger } from "./helpers/logger.ts";
 
 function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions> = {}) {
   const runtime = new FakeRuntime();
@@ -27,18 +27,6 @@ function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions
   });
   t.after(() => agent.stop());
   return { agent, runtime };
-}
-
-/** A logger that keeps its warnings, for counting them. */
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return {
-    warnings,
-    debug() {},
-    info() {},
-    warn: (message: string) => void warnings.push(message),
-    error: (message: string) => void warnings.push(message),
-  };
 }
 
 test("a spec directory deleted from the local snapshot does not remove its app after a restart", async (t) => {

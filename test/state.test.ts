@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { silentLogger, type Logger } from "../src/logger.ts";
+import { silentLogger } from "../src/logger.ts";
 import { AppSpec } from "../src/spec.ts";
 import {
   MAX_APP_STATE_BYTES,
@@ -14,6 +14,7 @@ import {
   type DurableState,
 } from "../src/state.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { recordingLogger } from "./helpers/logger.ts";
 
 /** `depth` arrays nested in one another, built without recursion. */
 function nested(depth: number): unknown {
@@ -27,17 +28,6 @@ function deployed(name: string, env: Record<string, unknown> = {}): DeployedApp 
     spec: AppSpec.parse({ name, version: "1.0.0", env }),
     version: "1.0.0",
     deployed_at: "2025-01-01T00:00:00.000Z",
-  };
-}
-
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return {
-    warnings,
-    debug() {},
-    info() {},
-    warn: (message: string) => void warnings.push(message),
-    error: (message: string) => void warnings.push(message),
   };
 }
 
