@@ -36,6 +36,8 @@ export interface DesiredRead {
   /** The snapshot directory the specs were read from (path sources are relative to it). */
   repoDir: string;
   load: LoadResult;
+  /** The valid apps of `load` by name, with the file each came from: built once per read. */
+  byName: ReadonlyMap<string, { spec: AppSpec; file: string }>;
 }
 
 /** Fetches, verifies and reads the gitops repository; one instance per agent, used one call at a time. */
@@ -87,7 +89,12 @@ export class DesiredSource {
 
   /** The valid specs of the commit read last, by app name. */
   specs(): Record<string, AppSpec> {
-    return Object.fromEntries((this.#read?.load.apps ?? []).map(({ spec }) => [spec.name, spec]));
+    return Object.fromEntries([...(this.#read?.byName ?? [])].map(([name, { spec }]) => [name, spec]));
+  }
+
+  /** The spec file a valid app of the commit read last came from (`apps/web/app.yaml`). */
+  fileOf(app: string): string | undefined {
+    return this.#read?.byName.get(app)?.file;
   }
 
   /**
@@ -288,7 +295,7 @@ export class DesiredSource {
         commit,
       );
     if (repoDir !== this.#read?.repoDir) this.#pathRevisions = new Map();
-    this.#read = { commit, repoDir, load };
+    this.#read = { commit, repoDir, load, byName: new Map(load.apps.map((app) => [app.spec.name, app])) };
     if (this.#d.checkout) this.#d.checkout.repoDir = repoDir;
   }
 }

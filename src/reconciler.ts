@@ -78,7 +78,7 @@ export class Reconciler {
     this.#applier = new Applier(deps, {
       runtimeState: () => this.#runtimeState,
       deployed: (app) => this.#d.state.apps[app],
-      specFile: (app) => this.#source.current?.load.apps.find((a) => a.spec.name === app)?.file,
+      specFile: (app) => this.#source.fileOf(app),
       commit: () => this.#source.current?.commit,
     });
     this.#savedState = JSON.stringify(deps.state);

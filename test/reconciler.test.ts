@@ -15,8 +15,13 @@ import { gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts"
 import type { TestContext } from "node:test";
 import { recordingLogger } from "./helpers/logger.ts";
 
-function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions> = {}) {
-  const runtime = new FakeRuntime();
+/** An agent on `repo` with a fake runtime (`options.runtime`, else a new one), stopped when the test ends. */
+function agentOn<R extends FakeRuntime = FakeRuntime>(
+  t: TestContext,
+  repo: GitopsRepo,
+  options: Partial<AgentOptions> & { runtime?: R } = {},
+) {
+  const runtime = options.runtime ?? new FakeRuntime();
   const agent = createAgent({
     repoUrl: repo.bare,
     localPath: join(repo.root, "local"),
@@ -27,6 +32,16 @@ function agentOn(t: TestContext, repo: GitopsRepo, options: Partial<AgentOptions
   });
   t.after(() => agent.stop());
   return { agent, runtime };
+}
+
+/** A fake runtime that can hot reload (the seam the reconciler tests own); `fail` makes reloads throw. */
+class ReloadingFake extends FakeRuntime {
+  fail: Error | undefined;
+  async hotReload(spec: { name: string }) {
+    if (this.fail) throw this.fail;
+    this.calls.push(`hotReload ${spec.name}`);
+    return { app: spec.name, revision: "rev-2", modules: ["index.js"] };
+  }
 }
 
 test("a spec directory deleted from the local snapshot does not remove its app after a restart", async (t) => {
@@ -281,23 +296,9 @@ test("a running path app whose source turns unsafe keeps running, and status nam
 
 test("a manual hot reload goes the tick's way: the same events, and a failure shows in status until one succeeds", async (t) => {
   const { GitopsError } = await import("../src/errors.ts");
-  class ReloadingRuntime extends FakeRuntime {
-    fail: Error | undefined;
-    async hotReload(spec: { name: string }) {
-      if (this.fail) throw this.fail;
-      return { app: spec.name, revision: "rev-2", modules: ["index.js"] };
-    }
-  }
   const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
-  const runtime = new ReloadingRuntime();
-  const agent = createAgent({
-    repoUrl: repo.bare,
-    localPath: join(repo.root, "local"),
-    runtime,
-    reconcileInterval: "1h",
-    listen: "off",
-  });
-  t.after(() => agent.stop());
+  const runtime = new ReloadingFake();
+  const { agent } = agentOn(t, repo, { runtime });
   const events: { name: string; metadata: Record<string, unknown> }[] = [];
   agent.on("*", (e) => void events.push(e));
   await agent.start();
@@ -350,14 +351,6 @@ test("status carries each problem's error code: the repository's, a spec's and a
   const away = await agent.status();
   assert.equal(away.errors[0]?.code, "E_GIT_UNREACHABLE", JSON.stringify(away.errors[0]));
 });
-
-/** A fake runtime that can hot reload: the seam the reconciler tests own. */
-class ReloadingFake extends FakeRuntime {
-  async hotReload(spec: { name: string }) {
-    this.calls.push(`hotReload ${spec.name}`);
-    return { app: spec.name, revision: "rev-2", modules: ["index.js"] };
-  }
-}
 
 test("a manual hot reload waits for no dependency: the app runs already", async (t) => {
   const repo = await gitopsRepo(t, {
