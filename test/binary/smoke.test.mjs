@@ -187,7 +187,15 @@ test("run installs an npm app's dependencies itself, with no npm, node or bun on
 
   const page = await waitFor("answer from the npm app", () => get(`http://127.0.0.1:${appPort}/`), agent);
   assert.deepEqual(page, { status: 200, body: "INSTALLED BY THE BINARY!" });
-  const state = JSON.parse((await get(`http://127.0.0.1:${apiPort}/apps/greeter`)).body);
+  // The app answers as soon as it listens; the agent records it once its deploy has finished.
+  const state = await waitFor(
+    "the agent to record the deployed app",
+    async () => {
+      const app = JSON.parse((await get(`http://127.0.0.1:${apiPort}/apps/greeter`)).body);
+      return app.status === "running" && app.revision !== null ? app : undefined;
+    },
+    agent,
+  );
   assert.equal(state.revision, "2.0.0");
   const installed = JSON.parse(await readFile(join(state.path, "node_modules", "bcg-shout", "package.json"), "utf8"));
   assert.equal(installed.version, "1.0.0");
