@@ -4,12 +4,14 @@
  * sources. It owns what the repository says and the repository's own error; the reconciler owns
  * what runs and decides what to do about the difference.
  */
-import { isAbsolute, join } from "node:path";
+import { isAbsolute } from "node:path";
+import { treePath } from "./_git-objects.ts";
+import { readCommit, type CommitRead } from "./_git-specs.ts";
 import { Backoff } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitopsError, codeOf, messageOf, retryClassOf, type ErrorCode } from "./errors.ts";
 import type { GitSource } from "./git.ts";
-import { SpecCache, loadApps, specDirsOf, type LoadResult } from "./loader.ts";
+import { SpecCache, type LoadResult } from "./loader.ts";
 import type { Logger } from "./logger.ts";
 import { redact } from "./redact.ts";
 import type { Runtime } from "./runtime.ts";
@@ -26,15 +28,30 @@ export interface DesiredSourceDeps {
   emit: Emit;
   logger: Logger;
   now: () => number;
-  /** Where the checkout the current specs were read from is published, for the runtime (`RuntimeContext.repoDir`). */
-  checkout?: { repoDir?: string | undefined };
+  /** Where the checkout of the current commit is published, for the runtime (`RuntimeContext.repoDir`, `treeOf`). */
+  checkout?: Checkout;
+}
+
+/** The current commit's files as the runtime sees them (`RuntimeContext.repoDir` and `treeOf`). */
+export interface Checkout {
+  repoDir?: string | undefined;
+  treeOf?: ((path: string) => string | undefined) | undefined;
+}
+
+/** What the trigger of a tick knows: `head`, the new branch head a verified webhook named. */
+export interface SyncHint {
+  head?: string | undefined;
 }
 
 /** What one read of the repository gave. */
 export interface DesiredRead {
   commit: string;
-  /** The snapshot directory the specs were read from (path sources are relative to it). */
+  /** Committer time of `commit` (seconds since the epoch). */
+  committedAt: number;
+  /** The commit's sparse snapshot: the files of its path sources (relative to it) and nothing else. */
   repoDir: string;
+  /** The git tree id of each path source directory inside the repository, by its path (`treePath`). */
+  trees: ReadonlyMap<string, string>;
   load: LoadResult;
   /** The valid apps of `load` by name, with the file each came from: built once per read. */
   byName: ReadonlyMap<string, { spec: AppSpec; file: string }>;
@@ -114,11 +131,11 @@ export class DesiredSource {
    * Fetches the branch and re-reads the specs when needed (a new commit, or the last read had
    * errors). Returns whether a new commit was read. Failures land in {@link error}; only an abort throws.
    */
-  async sync(signal: AbortSignal): Promise<boolean> {
+  async sync(signal: AbortSignal, hint: SyncHint = {}): Promise<boolean> {
     const known = this.#read?.commit;
     let commit: string;
     try {
-      commit = (await this.#d.git.fetch(known, signal)).commit;
+      commit = (await this.#d.git.fetch(known, signal, hint.head ? { head: hint.head } : {})).commit;
       this.#backoff.reset("git");
     } catch (error) {
       if (signal.aborted) throw error;
@@ -146,48 +163,6 @@ export class DesiredSource {
     return commit !== known;
   }
 
-  /**
-   * Whether the snapshot the specs were read from still shows every spec file the commit has under
-   * `apps_dir` (asked of the object store with one `git ls-tree`). A directory deleted from a
-   * snapshot on disk would otherwise look like an app removed from the repository.
-   */
-  async intact(signal: AbortSignal): Promise<boolean> {
-    const { commit, load } = this.#read!;
-    const { apps_dir } = this.#d.config;
-    let inGit: string[];
-    try {
-      inGit = specDirsOf(await this.#d.git.filesIn(commit, apps_dir, signal));
-    } catch (error) {
-      if (signal.aborted) throw error;
-      this.#d.logger.warn(
-        `cannot list ${apps_dir}/ of ${commit.slice(0, 12)} to confirm removals: ${redact(messageOf(error))}`,
-      );
-      return false;
-    }
-    const seen = new Set([...load.apps, ...load.errors].map(({ file }) => file.split("/").at(-2)));
-    const missing = inGit.filter((dir) => !seen.has(dir));
-    if (missing.length === 0) return true;
-    this.#d.logger.warn(
-      `the local snapshot of ${commit.slice(0, 12)} lacks ${missing.map((d) => `${apps_dir}/${d}`).join(", ")}: checking it out again before removing anything`,
-    );
-    return false;
-  }
-
-  /** Checks the current commit out again from the object store and reads it. */
-  async reread(signal: AbortSignal): Promise<void> {
-    const { commit } = this.#read!;
-    await this.#d.git.dropSnapshot(commit);
-    this.#pathRevisions = new Map();
-    try {
-      await this.#readCommit(commit, signal);
-    } catch (error) {
-      // The old snapshot is gone: nothing may point at it (the next tick reads the commit again).
-      this.#read = undefined;
-      if (this.#d.checkout) this.#d.checkout.repoDir = undefined;
-      throw error;
-    }
-  }
-
   /** The code revision each floating source (git branch, path) points at now, by app name. */
   async revisions(signal: AbortSignal): Promise<Record<string, string>> {
     const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
@@ -195,19 +170,21 @@ export class DesiredSource {
     const refused = new Map<string, string>();
     const read = this.#read;
     if (!resolve || !read) return out;
-    const { repoDir, commit } = read;
+    const { repoDir, commit, trees } = read;
+    const treeOf = (path: string) => trees.get(treePath(path));
     const floating = read.load.apps.filter(({ spec }) => hasFloatingSource(spec));
     for (let i = 0; i < floating.length; i += 8) {
       await Promise.all(
         floating.slice(i, i + 8).map(async ({ spec }) => {
           // A path inside the repository changes only with the commit (repoDir is that commit's
-          // snapshot): hash it once per commit, not on every tick.
+          // snapshot): resolve it once per commit, not on every tick.
           const fixed =
             spec.source.type === "path" && !isAbsolute(spec.source.path)
               ? `${repoDir}\0${spec.source.path}`
               : undefined;
           try {
-            const revision = (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal }));
+            const revision =
+              (fixed && this.#pathRevisions.get(fixed)) || (await resolve(spec, { repoDir, signal, treeOf }));
             if (fixed && revision) this.#pathRevisions.set(fixed, revision);
             if (revision) out[spec.name] = revision;
           } catch (error) {
@@ -271,19 +248,21 @@ export class DesiredSource {
 
   async #readCommit(commit: string, signal?: AbortSignal): Promise<void> {
     const { emit, git, config } = this.#d;
-    const repoDir = await git.snapshot(commit, signal);
     const started = this.#d.now();
     emit("bc_gitops:parse:start", {}, { commit });
-    let load: LoadResult;
+    let read: CommitRead;
     try {
-      load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir, cache: this.#cache });
+      read = await readCommit(git, commit, config.apps_dir, { cache: this.#cache, signal });
     } catch (error) {
+      if (error instanceof GitopsError && error.code === "E_ABORTED") throw error;
+      if (error instanceof GitopsError && error.code !== "E_SPEC") throw error;
       const message =
         error instanceof GitopsError
           ? `commit ${commit.slice(0, 12)}: ${error.message}`
           : `cannot read ${config.apps_dir}/ at ${commit.slice(0, 12)}: ${messageOf(error)}`;
       throw new GitopsError(message, { code: "E_SPEC", retry: "stalled", cause: error });
     }
+    const { load, committedAt, repoDir, trees } = read;
     emit(
       "bc_gitops:parse:stop",
       { duration_ms: this.#d.now() - started, apps: load.apps.length, errors: load.errors.length },
@@ -295,7 +274,17 @@ export class DesiredSource {
         commit,
       );
     if (repoDir !== this.#read?.repoDir) this.#pathRevisions = new Map();
-    this.#read = { commit, repoDir, load, byName: new Map(load.apps.map((app) => [app.spec.name, app])) };
-    if (this.#d.checkout) this.#d.checkout.repoDir = repoDir;
+    this.#read = {
+      commit,
+      committedAt,
+      repoDir,
+      trees,
+      load,
+      byName: new Map(load.apps.map((app) => [app.spec.name, app])),
+    };
+    if (this.#d.checkout) {
+      this.#d.checkout.repoDir = repoDir;
+      this.#d.checkout.treeOf = (path) => trees.get(treePath(path));
+    }
   }
 }

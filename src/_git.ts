@@ -7,8 +7,8 @@
  */
 import { dirname } from "node:path";
 import { GitopsError, messageOf } from "./errors.ts";
-import { exec } from "./exec.ts";
-import type { ExecResult } from "./exec.ts";
+import { exec, spawnProcess } from "./exec.ts";
+import type { ExecResult, SpawnedProcess } from "./exec.ts";
 import { redact, registerUrlCredentials } from "./redact.ts";
 
 /** A full object name as git prints it: SHA-1 (40 lowercase hex digits) or SHA-256 (64). */
@@ -61,27 +61,47 @@ export interface RunGitOptions {
  * https:ssh:git:file (plus http for an `http://` `url`). Throws what exec throws.
  */
 export function runGit(args: readonly string[], options: RunGitOptions): Promise<ExecResult> {
-  if (options.url !== undefined) registerUrlCredentials(options.url);
-  const allowed = [
-    ...ALLOWED_TRANSPORTS,
-    ...(options.url !== undefined && transportOf(options.url) === "http" ? ["http"] : []),
-  ];
   return exec("git", args, {
     cwd: options.cwd,
     timeoutMs: options.timeoutMs,
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.allowExitCodes ? { allowExitCodes: options.allowExitCodes } : {}),
-    env: {
-      GIT_TERMINAL_PROMPT: "0",
-      GIT_ASKPASS: process.env.GIT_ASKPASS || "false",
-      SSH_ASKPASS_REQUIRE: "never",
-      LC_ALL: "C",
-      GIT_CEILING_DIRECTORIES: options.ceiling ?? dirname(options.cwd),
-      ...Object.fromEntries(FOREIGN_REPOSITORY.map((name) => [name, undefined])),
-      ...options.env,
-      GIT_ALLOW_PROTOCOL: allowed.join(":"),
-    },
+    env: gitEnv(options),
   });
+}
+
+/**
+ * Starts `git args…` as a long-lived child with a piped stdin (a `cat-file --batch` reader), in the
+ * same environment as {@link runGit}. The caller ends it ({@link SpawnedProcess.terminate}).
+ */
+export function spawnGit(
+  args: readonly string[],
+  options: Omit<RunGitOptions, "timeoutMs" | "signal">,
+): Promise<SpawnedProcess> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries({ ...process.env, ...gitEnv(options) })) {
+    if (value !== undefined) env[name] = value;
+  }
+  return spawnProcess("git", args, { cwd: options.cwd, env, stdin: "pipe" });
+}
+
+/** The variables every git call gets over the inherited environment (`undefined`: unset). */
+function gitEnv(options: Pick<RunGitOptions, "cwd" | "ceiling" | "url" | "env">): Record<string, string | undefined> {
+  if (options.url !== undefined) registerUrlCredentials(options.url);
+  const allowed = [
+    ...ALLOWED_TRANSPORTS,
+    ...(options.url !== undefined && transportOf(options.url) === "http" ? ["http"] : []),
+  ];
+  return {
+    GIT_TERMINAL_PROMPT: "0",
+    GIT_ASKPASS: process.env.GIT_ASKPASS || "false",
+    SSH_ASKPASS_REQUIRE: "never",
+    LC_ALL: "C",
+    GIT_CEILING_DIRECTORIES: options.ceiling ?? dirname(options.cwd),
+    ...Object.fromEntries(FOREIGN_REPOSITORY.map((name) => [name, undefined])),
+    ...options.env,
+    GIT_ALLOW_PROTOCOL: allowed.join(":"),
+  };
 }
 
 /**

@@ -50,7 +50,7 @@ export class Snapshots {
     }
   }
 
-  /** Removes every snapshot (and abandoned temp entry) whose name is not in `keep`. */
+  /** Removes every snapshot (and abandoned temp entry) whose commit is not in `keep`. */
   async prune(keep: readonly string[]): Promise<void> {
     const wanted = new Set(keep);
     let names: string[];
@@ -60,7 +60,8 @@ export class Snapshots {
       return;
     }
     for (const name of names) {
-      if (wanted.has(name) || (name.startsWith(TEMP) && !isAbandoned(name))) continue;
+      // A sparse snapshot is named `<commit>-<paths digest>`: kept with its commit.
+      if (wanted.has(name.split("-")[0]!) || (name.startsWith(TEMP) && !isAbandoned(name))) continue;
       await rm(join(this.dir, name), { recursive: true, force: true });
     }
   }

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import type { Buffer } from "node:buffer";
 import { closeSync, constants, fstatSync, openSync, readFile as readFileFd } from "node:fs";
-import { lstat, mkdir, readdir, readFile, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
+import { link, lstat, mkdir, readdir, readFile, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from "node:path";
 import { messageOf, redactedError } from "./errors.ts";
 import { exec } from "./exec.ts";
@@ -59,6 +59,27 @@ async function sourceEntries(dir: string): Promise<Entry[]> {
   const entries = await walk(dir, SKIP);
   await refuseEscapingLinks(dir, entries, "the path source");
   return entries;
+}
+
+/**
+ * Like {@link copyTree}, but regular files are hard links to `from`'s (a copy where the file
+ * system refuses a link): for a source that never changes in place, such as a snapshot of a commit.
+ */
+export async function linkTree(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const entry of await sourceEntries(from)) {
+    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
+    if (entry.kind === "dir") await mkdir(dst);
+    else if (entry.kind === "link") await symlink(entry.target ?? "", dst);
+    else {
+      try {
+        await link(src, dst);
+      } catch {
+        const { bytes, mode } = await readRegular(src);
+        await writeFile(dst, bytes, { mode: mode & 0o777 });
+      }
+    }
+  }
 }
 
 /**

@@ -8,11 +8,12 @@ import { pathToFileURL } from "node:url";
 import { AgentConfig, CONFIG_KEYS } from "./config.ts";
 import { GitopsError } from "./errors.ts";
 import { GitSource } from "./git.ts";
+import type { Checkout } from "./_desired.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
 import type { DeployedSpec } from "./plan.ts";
-import { Reconciler, type TickResult } from "./reconciler.ts";
+import { Reconciler, type ReconcileOptions, type TickResult } from "./reconciler.ts";
 import { registerSecret } from "./redact.ts";
 import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
 import { controlApiAddress, createHandler } from "./server.ts";
@@ -57,8 +58,11 @@ export interface Agent {
   /** Stops the loop, then every app (dependents first). */
   stop(): Promise<void>;
   status(): Promise<AgentStatus>;
-  /** Runs a tick now (or the follow-up tick if one is running) and returns its result. */
-  reconcile(): Promise<TickResult>;
+  /**
+   * Runs a tick now (or the follow-up tick if one is running) and returns its result. With `head`
+   * (the new branch head a verified webhook named) the tick fetches without `git ls-remote` first.
+   */
+  reconcile(options?: ReconcileOptions): Promise<TickResult>;
   /** Alias of {@link Agent.reconcile}. */
   sync(): Promise<TickResult>;
   getDesiredState(): Promise<Record<string, AppSpec>>;
@@ -124,6 +128,9 @@ class AgentImpl implements Agent {
   #runtime: Runtime | undefined;
   #reconciler: Reconciler | undefined;
   #loop: Loop<TickResult> | undefined;
+  #git: GitSource | undefined;
+  /** The newest head a webhook named, for the next tick to fetch directly. */
+  #head: string | undefined;
   #starting: Promise<TickResult> | undefined;
   #stopped = false;
   readonly #abort = new AbortController();
@@ -161,14 +168,14 @@ class AgentImpl implements Agent {
     await mkdir(join(config.local_path, "git"), { recursive: true, mode: 0o700 });
     await chmod(join(config.local_path, "git"), 0o700);
     const now = this.#options.now ?? Date.now;
-    const git = new GitSource({
+    const git = (this.#git = new GitSource({
       repoUrl: config.repo_url,
       branch: config.branch,
       dir: join(config.local_path, "git"),
       timeoutMs: config.git_timeout,
       logger: this.#logger,
       emit: this.#telemetry.emit,
-    });
+    }));
     if (config.verify) await checkVerifyConfig(config.verify);
     const file = statePath(config.local_path);
     const state = await readState(file, this.#logger);
@@ -182,10 +189,11 @@ class AgentImpl implements Agent {
     }
     // What the runtime reads of the agent's state, created before both: the reconciler moves the
     // checkout and records deployed apps in `state`; the runtime only reads them.
-    const checkout: { repoDir?: string } = {};
+    const checkout: Checkout = {};
     this.#runtime = await loadRuntime(this.#options.runtime ?? config.runtime, {
       localPath: config.local_path,
       repoDir: () => checkout.repoDir,
+      treeOf: (path) => checkout.treeOf?.(path),
       remembered: () => state.apps,
       requestReconcile: () => void this.#loop?.trigger().catch(() => {}),
       reloadBudget: config.reload_budget,
@@ -221,7 +229,11 @@ class AgentImpl implements Agent {
     await reconciler.restore(signal);
     if (signal.aborted) throw stopped();
     this.#loop = new Loop<TickResult>({
-      tick: (tickSignal) => reconciler.tick(tickSignal),
+      tick: (tickSignal) => {
+        const head = this.#head;
+        this.#head = undefined;
+        return reconciler.tick(tickSignal, { head });
+      },
       nextDelay: () => reconciler.nextDelay(),
     });
     return this.#loop.start();
@@ -235,6 +247,7 @@ class AgentImpl implements Agent {
     await this.#loop?.stop();
     await this.#starting?.catch(() => {});
     await this.#server?.close();
+    await this.#git?.close();
     if (this.#runtime?.stopAll) {
       await this.#runtime.stopAll();
     } else if (this.#runtime && this.#reconciler) {
@@ -262,8 +275,9 @@ class AgentImpl implements Agent {
     );
   }
 
-  reconcile(): Promise<TickResult> {
+  reconcile(options: ReconcileOptions = {}): Promise<TickResult> {
     if (!this.#loop) return this.start();
+    if (options.head) this.#head = options.head;
     return this.#loop.trigger();
   }
 

@@ -14,7 +14,7 @@ import { GitopsError } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
 import { redact } from "./redact.ts";
 import { groupMembers, hasProc } from "./_proc.ts";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 
 /** Options of {@link exec}. */
 export interface ExecOptions {
@@ -258,6 +258,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** The child's complete environment: nothing is merged in, so the caller decides what it inherits. */
   env: Record<string, string>;
+  /** `pipe` gives the child a stdin to write to ({@link SpawnedProcess.stdin}); default `/dev/null`. */
+  stdin?: "ignore" | "pipe";
 }
 
 /** How a long-running child ended: an exit code, or the signal that killed it. */
@@ -271,6 +273,8 @@ export interface ProcessExit {
 /** A long-running child started by {@link spawnProcess}, leading its own process group (POSIX). */
 export interface SpawnedProcess {
   readonly pid: number;
+  /** The child's input, when spawned with `stdin: "pipe"` (else null). */
+  readonly stdin: Writable | null;
   /** The child's output, not yet consumed: read it, or the child blocks once the pipe is full. */
   readonly stdout: Readable;
   readonly stderr: Readable;
@@ -352,7 +356,7 @@ function signalTo(target: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * Starts `command args…` as a long-running child with piped stdout/stderr (stdin is `/dev/null`)
+ * Starts `command args…` as a long-running child with piped stdout/stderr (stdin `/dev/null` unless piped)
  * and resolves once it runs. On POSIX it leads a new process group (and session), so
  * {@link SpawnedProcess.terminate} reaches every process it started, and a normal exit of this
  * process kills whatever group is still running. Throws a {@link GitopsError} `E_EXEC` when the
@@ -370,7 +374,7 @@ export async function spawnProcess(
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     env: options.env,
     detached: !isWindows,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
     windowsHide: true,
   });
   let exit: ProcessExit | undefined;
@@ -401,8 +405,11 @@ export async function spawnProcess(
       if (exit) liveGroups.delete(pid);
     }));
 
+  // A child that exits while input is being written makes the write fail; its exit tells why.
+  child.stdin?.on("error", () => {});
   return {
     pid,
+    stdin: child.stdin ?? null,
     stdout: child.stdout!,
     stderr: child.stderr!,
     exited,

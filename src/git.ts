@@ -3,10 +3,13 @@
  * read-only snapshots of given commits that are created atomically, so apps are always read from
  * a checkout that is never half-updated.
  */
+import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { branchMissing, isAbort, missingCommit, reasonOf, unreachable, type Origin } from "./_git-errors.ts";
+import { GitObjects } from "./_git-objects.ts";
 import { Snapshots } from "./_snapshots.ts";
+import { writeSparse, type SnapshotManifest } from "./_sparse-snapshot.ts";
 import { sweepAbandoned, tempName } from "./_temp.ts";
 import { isDir as isDirectory } from "./_tree.ts";
 import { diskError, FULL_SHA, invalidBranch, isLocalPath, refusedTransport, runGit } from "./_git.ts";
@@ -61,6 +64,10 @@ export class GitSource {
   #trusted: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #tidied = false;
+  /** The object store's reader (one `git cat-file --batch`), replaced with the clone. */
+  readonly #objects: GitObjects;
+  /** The sparse snapshot written last, to hard-link unchanged files from. */
+  #lastSparse: { dir: string; manifest: SnapshotManifest } | undefined;
 
   /** Validates the options (E_CONFIG); touches nothing on disk. */
   constructor(options: GitSourceOptions) {
@@ -91,6 +98,17 @@ export class GitSource {
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#logger = options.logger ?? silentLogger;
     this.#emit = options.emit ?? noEmit;
+    this.#objects = new GitObjects({ gitDir: this.#repo, cwd: this.#dir, timeoutMs: this.#timeoutMs });
+  }
+
+  /** The reader of the clone's object store (trees and blobs without a checkout). */
+  get objects(): GitObjects {
+    return this.#objects;
+  }
+
+  /** Ends the object reader's process (an agent stopping); a later read starts a new one. */
+  async close(): Promise<void> {
+    await this.#objects.close();
   }
 
   /** The bare clone's directory (for commit verification). */
@@ -106,20 +124,29 @@ export class GitSource {
    * E_GIT_UNREACHABLE (backoff) when the remote cannot be read, also when a fetch fails on a sound
    * clone, leaving the clone and snapshots as they were; E_GIT (backoff, `details.errno`) naming the
    * directory when the local disk is full, read-only or not writable, never re-cloning for it;
-   * E_GIT_REF (stalled) when the branch does not exist; E_ABORTED when `signal` aborts.
+   * E_GIT_REF (stalled) when the branch does not exist; E_ABORTED when `signal` aborts. With
+   * `head` (the new head a verified webhook named), the branch is fetched without `ls-remote`.
    */
-  async fetch(known: string | undefined, signal?: AbortSignal): Promise<FetchResult> {
-    const remote = await this.#lsRemote(signal);
+  async fetch(known: string | undefined, signal?: AbortSignal, options: { head?: string } = {}): Promise<FetchResult> {
+    // A verified webhook named the new head: fetch the branch at once, no ls-remote first. The
+    // fetch itself says where the branch is (an older or replayed head is never taken for it).
+    // (A deleted branch's all-zero `after` is no head.)
+    const hinted =
+      options.head !== undefined && FULL_SHA.test(options.head) && !/^0+$/.test(options.head)
+        ? options.head
+        : undefined;
+    const remote = hinted === undefined ? await this.#lsRemote(signal) : undefined;
     return this.#exclusive(async () => {
       const trusted = await this.#isTrusted();
-      if (remote === known && trusted) return { commit: remote, changed: false, recloned: false };
+      if ((remote ?? hinted) === known && trusted) return { commit: known!, changed: false, recloned: false };
       // A clone unchanged on disk since it was last verified needs no second look; a failing fetch looks closer (#damage).
       const state = trusted ? { ok: true as const, commit: undefined } : await this.#verify(signal);
       if (!state.ok) {
         const commit = await this.#clone(state.reason, signal);
         return { commit, changed: commit !== known, recloned: true };
       }
-      if (state.commit === remote) return { commit: remote, changed: remote !== known, recloned: false };
+      if (remote !== undefined && state.commit === remote)
+        return { commit: remote, changed: remote !== known, recloned: false };
       const started = performance.now();
       let commit: string;
       try {
@@ -182,6 +209,68 @@ export class GitSource {
         return target;
       }
     });
+  }
+
+  /**
+   * A snapshot of `commit` holding only `paths` (relative to the repository), written from the
+   * object store, unchanged files hard-linked from the sparse snapshot written before; returned at
+   * once if it exists. Its directory is named by the commit and the paths, so it never changes.
+   */
+  async sparseSnapshot(commit: string, paths: readonly string[], signal?: AbortSignal): Promise<string> {
+    checkCommit(commit);
+    const sorted = [...new Set(paths)].sort();
+    const digest = createHash("sha256").update(sorted.join("\0")).digest("hex").slice(0, 12);
+    const name = `${commit}-${digest}`;
+    const target = this.#snapshots.pathOf(name);
+    if (await isDirectory(target)) return target;
+    return this.#exclusive(async () => {
+      if (await isDirectory(target)) return target;
+      await mkdir(this.#snapshots.dir, { recursive: true }).catch((error: unknown) => {
+        throw this.#diskError(error) ?? error;
+      });
+      const { tree } = await this.#objects.commit(commit);
+      let manifest: SnapshotManifest | undefined;
+      await this.#snapshots
+        .create(name, async (into) => {
+          signal?.throwIfAborted();
+          manifest = await writeSparse(this.#objects, tree, sorted, into, this.#lastSparse);
+        })
+        .catch((error: unknown) => {
+          throw this.#diskError(error) ?? error;
+        });
+      this.#lastSparse = { dir: target, manifest: manifest! };
+      return target;
+    });
+  }
+
+  /**
+   * Runs `task` on the object store for `commit`. When the commit cannot be read, a clone that
+   * lacks it while its branch resolves is reported (E_GIT, stalled); a damaged one is re-cloned
+   * once and `task` runs again.
+   */
+  async read<T>(commit: string, task: (objects: GitObjects) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    checkCommit(commit);
+    try {
+      return await task(this.#objects);
+    } catch (error) {
+      if (isAbort(error) || signal?.aborted) throw error;
+      if (!(error instanceof GitopsError) || (error.code !== "E_GIT" && error.code !== "E_TIMEOUT")) throw error;
+      const recovered = await this.#exclusive(async () => {
+        const state = await this.#verify(signal);
+        const sound = state.ok && state.commit !== undefined;
+        if (sound && !(await this.#hasCommit(commit, signal))) throw missingCommit(commit, this.#origin, error);
+        if (sound && (await this.#intactObjects(signal))) return false;
+        await this.#clone(state.ok ? `cannot read ${commit}: ${reasonOf(error)}` : state.reason, signal);
+        return true;
+      });
+      if (!recovered) throw error;
+      try {
+        return await task(this.#objects);
+      } catch (again) {
+        if (isAbort(again)) throw again;
+        throw missingCommit(commit, this.#origin, again);
+      }
+    }
   }
 
   /** Removes every snapshot (and leftover temp directory) whose name is not in `keep`. */
@@ -351,6 +440,10 @@ export class GitSource {
         throw this.#diskError(error) ?? unreachable(error, this.#origin, this.#timeoutMs);
       }
       const commit = await this.#head(tmp, signal);
+      // The reader holds the old clone's files open: it starts again on the new one.
+      await this.#objects.close();
+      this.#objects.forget();
+      this.#lastSparse = undefined;
       let moved = true;
       await rename(this.#repo, old).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== "ENOENT") throw this.#diskError(error) ?? error;
@@ -402,6 +495,21 @@ export class GitSource {
     return exitCode === 0;
   }
 
+  /** Whether `git fsck --connectivity-only` finds the clone's history complete. */
+  async #intactObjects(signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      await this.#git(["fsck", "--connectivity-only", "--no-dangling", "--no-progress"], signal, {
+        GIT_DIR: this.#repo,
+      });
+      return true;
+    } catch (error) {
+      if (isAbort(error)) throw error;
+      const disk = this.#diskError(error);
+      if (disk) throw disk;
+      return false;
+    }
+  }
+
   /** Runs git in `dir` (see runGit: no prompts, C messages, pinned transports), with the deadline. */
   #git(args: string[], signal: AbortSignal | undefined, env: Record<string, string> = {}, allowExitCodes?: number[]) {
     return runGit(args, {
@@ -436,5 +544,13 @@ export class GitSource {
   /** E_GIT (backoff) naming `dir` when `error` is a local disk problem, which no re-clone can fix; else undefined. */
   #diskError(error: unknown): GitopsError | undefined {
     return diskError(error, `the git clone in ${this.#dir}`, { path: this.#dir, ...this.#origin });
+  }
+}
+
+/** Throws E_UNSAFE unless `commit` is a full object id (it names directories). */
+function checkCommit(commit: string): void {
+  if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
+    const shown = JSON.stringify(redact(String(commit)));
+    throw new GitopsError(`refusing to read ${shown}: not a full commit id`, { code: "E_UNSAFE", retry: "stalled" });
   }
 }

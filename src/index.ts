@@ -8,7 +8,7 @@ export { createAgent, type Agent, type AgentOptions, type RuntimeOption } from "
 export type { AppContext, EnvChange } from "./app-context.ts";
 export { GitopsError, type ErrorCode, type RetryClass } from "./errors.ts";
 export type { Logger } from "./logger.ts";
-export type { ActionOutcome, TickResult } from "./reconciler.ts";
+export type { ActionOutcome, ReconcileOptions, TickResult } from "./reconciler.ts";
 export type {
   AppHealth,
   AppState,

@@ -75,7 +75,7 @@ export class SpecCache {
  */
 export async function loadApps(appsDir: string, options: LoadOptions = {}): Promise<LoadResult> {
   const root = options.root ?? join(appsDir, "..");
-  const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [], unnamed: [] };
+  const listing: SpecListing = { files: [], links: [] };
   const entries = readAppsDir(appsDir, root);
   const visible = entries.filter((e) => !e.name.startsWith("."));
   const dirs = visible
@@ -84,37 +84,83 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
     .sort();
   // git stores symlinks; one could make the agent read a file outside the repository.
   for (const link of visible.filter((e) => e.isSymbolicLink())) {
-    const file = relative(root, join(appsDir, link.name));
-    result.errors.push({ file, message: SYMLINK });
-    result.invalid.push(link.name);
-    result.unnamed.push(file);
+    listing.links.push({ dir: link.name, file: relative(root, join(appsDir, link.name)) });
   }
-
-  // Synchronous reads in small batches: several times faster than promise-based fs on Deno and as
-  // fast on Bun, while yielding often enough that apps served in-process never stall for long.
-  const files = [];
-  for (let i = 0; i < dirs.length; i++) {
-    if (i > 0 && i % 100 === 0) await yieldToEventLoop();
-    const dir = dirs[i]!;
+  for (const dir of dirs) {
     const found = specFileIn(join(appsDir, dir));
     if (!found) continue;
     const path = join(appsDir, dir, found.name);
-    const outcome: FileResult = found.link
-      ? { errors: [{ message: SYMLINK }], warnings: [] }
-      : await loadFile(path, formatOf(found.name), options);
-    files.push({ dir, path, file: relative(root, path) || found.name, outcome });
+    listing.files.push({
+      dir,
+      name: found.name,
+      file: relative(root, path) || found.name,
+      link: found.link,
+      read: () => readFileSync(path),
+    });
+  }
+  return loadListing(listing, options);
+}
+
+/** A spec file of an apps directory, wherever it is stored (a directory on disk, a git tree). @internal */
+export interface SpecFileRef {
+  /** The app directory's name. */
+  dir: string;
+  /** The file's name (`app.yaml`). */
+  name: string;
+  /** Its path as issues name it (relative to the repository). */
+  file: string;
+  /** The file is a symbolic link: an error, never followed. */
+  link: boolean;
+  /** An id of the content when the store has one (a git blob id): results are cached by it, and a known one is not read again. */
+  id?: string;
+  /** The file's bytes. */
+  read(): Uint8Array | Promise<Uint8Array>;
+}
+
+/** What an apps directory holds: one spec file per app directory, and entries that are symbolic links. @internal */
+export interface SpecListing {
+  files: SpecFileRef[];
+  links: { dir: string; file: string }[];
+}
+
+/**
+ * Validates the spec files of a listing (see {@link loadApps}, which lists a directory on disk;
+ * the agent lists a commit's tree). Never throws for bad specs.
+ */
+export async function loadListing(listing: SpecListing, options: LoadOptions = {}): Promise<LoadResult> {
+  const result: LoadResult = { apps: [], errors: [], warnings: [], invalid: [], unnamed: [] };
+  for (const link of listing.links) {
+    result.errors.push({ file: link.file, message: SYMLINK });
+    result.invalid.push(link.dir);
+    result.unnamed.push(link.file);
+  }
+
+  // Reads in batches of 100: synchronous reads of files on disk are several times faster than
+  // promise-based fs on Deno and as fast on Bun, and yielding between batches keeps apps served
+  // in-process from stalling.
+  // A batch's reads from an object store are in flight together (git answers them in one stream).
+  const files: { ref: SpecFileRef; outcome: FileResult }[] = [];
+  for (let i = 0; i < listing.files.length; i += 100) {
+    if (i > 0) await yieldToEventLoop();
+    const batch = listing.files.slice(i, i + 100);
+    const outcomes = await Promise.all(
+      batch.map((ref): Promise<FileResult> | FileResult =>
+        ref.link ? { errors: [{ message: SYMLINK }], warnings: [] } : loadFile(ref, formatOf(ref.name), options),
+      ),
+    );
+    batch.forEach((ref, j) => files.push({ ref, outcome: outcomes[j]! }));
   }
 
   const byName = new Map<string, LoadedApp[]>();
-  const paths = new Map<string, string>();
-  for (const entry of files) {
-    const { dir, file, outcome } = entry;
+  const refs = new Map<string, SpecFileRef>();
+  for (const { ref, outcome } of files) {
+    const { dir, file } = ref;
     result.errors.push(...outcome.errors.map((i) => ({ file, ...i })));
     result.warnings.push(...outcome.warnings.map((i) => ({ file, ...i })));
     if (outcome.spec) {
       const list = byName.get(outcome.spec.name) ?? [];
       list.push({ spec: outcome.spec, file });
-      paths.set(file, entry.path);
+      refs.set(file, ref);
       byName.set(outcome.spec.name, list);
     } else {
       result.invalid.push(dir);
@@ -128,7 +174,7 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
       continue;
     }
     for (const app of apps) {
-      const at = await locateName(paths.get(app.file)!);
+      const at = await locateName(refs.get(app.file)!);
       const others = apps
         .filter((a) => a !== app)
         .map((a) => a.file)
@@ -224,32 +270,43 @@ function readAppsDir(appsDir: string, root: string): Dirent[] {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const shown = `${relative(root, appsDir) || "."}/`;
-    const options = { code: "E_SPEC" as const, retry: "stalled" as const, cause: error, details: { apps_dir: shown } };
-    if (code === "ENOENT") {
-      throw new GitopsError(
-        `${shown} does not exist, so every running app is kept (git drops an empty directory: deleting the last app deletes ${shown}); to remove every app, commit an empty ${shown} holding a .gitkeep file`,
-        options,
-      );
-    }
-    if (code === "ENOTDIR")
-      throw new GitopsError(`${shown} is not a directory: it must hold one directory per app`, options);
     // Never the error's own message: it names the agent's local path.
-    throw new GitopsError(`cannot read ${shown}: ${code ?? messageOf(error).replaceAll(appsDir, shown)}`, options);
+    throw appsDirError(shown, code ?? messageOf(error).replaceAll(appsDir, shown), error);
   }
 }
 
-/** Where a (valid, so parseable) spec file writes its name; only needed for the rare duplicate-name error. */
-async function locateName(path: string): Promise<{ line?: number; column?: number }> {
-  const text = decodeSpec(readFileSync(path));
-  return (await (await parseSpecText(text, formatOf(path))).locate(["name"])) ?? {};
+/**
+ * The error for an apps directory (`shown`, e.g. `apps/`) that cannot be listed: `ENOENT` (it does
+ * not exist), `ENOTDIR` (it is a file) or any other reason. E_SPEC, stalled. @internal
+ */
+export function appsDirError(shown: string, reason: string, cause?: unknown): GitopsError {
+  const options = { code: "E_SPEC" as const, retry: "stalled" as const, cause, details: { apps_dir: shown } };
+  if (reason === "ENOENT") {
+    return new GitopsError(
+      `${shown} does not exist, so every running app is kept (git drops an empty directory: deleting the last app deletes ${shown}); to remove every app, commit an empty ${shown} holding a .gitkeep file`,
+      options,
+    );
+  }
+  if (reason === "ENOTDIR")
+    return new GitopsError(`${shown} is not a directory: it must hold one directory per app`, options);
+  return new GitopsError(`cannot read ${shown}: ${reason}`, options);
 }
 
-async function loadFile(path: string, format: SpecFormat, options: LoadOptions): Promise<FileResult> {
+/** Where a (valid, so parseable) spec file writes its name; only needed for the rare duplicate-name error. */
+async function locateName(ref: SpecFileRef): Promise<{ line?: number; column?: number }> {
+  const text = decodeSpec(await ref.read());
+  return (await (await parseSpecText(text, formatOf(ref.name))).locate(["name"])) ?? {};
+}
+
+async function loadFile(ref: SpecFileRef, format: SpecFormat, options: LoadOptions): Promise<FileResult> {
+  const byId = ref.id === undefined ? undefined : `${format}\0#${ref.id}`;
+  const known = byId === undefined ? undefined : options.cache?.get(byId);
+  if (known) return known;
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = await ref.read();
   } catch (error) {
-    return { errors: [{ message: `cannot read file: ${(error as Error).message}` }], warnings: [] };
+    return { errors: [{ message: `cannot read file: ${messageOf(error)}` }], warnings: [] };
   }
   let text: string;
   try {
@@ -257,7 +314,7 @@ async function loadFile(path: string, format: SpecFormat, options: LoadOptions):
   } catch (error) {
     return { errors: [{ message: (error as Error).message }], warnings: [] };
   }
-  const key = `${format}\0${text}`;
+  const key = byId ?? `${format}\0${text}`;
   const cached = options.cache?.get(key);
   if (cached) return cached;
   let outcome: FileResult;

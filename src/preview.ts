@@ -13,7 +13,9 @@ import { join } from "node:path";
 import { apiRequest, type ClientOptions } from "./client.ts";
 import type { AgentConfig } from "./config.ts";
 import { GitSource } from "./git.ts";
-import { loadApps, type SpecIssue } from "./loader.ts";
+import { treePath } from "./_git-objects.ts";
+import { readCommit } from "./_git-specs.ts";
+import type { SpecIssue } from "./loader.ts";
 import { silentLogger } from "./logger.ts";
 import { currentState, desiredState, order, plan, type Action, type DeployedSpec, type PlanError } from "./plan.ts";
 import type { AppState } from "./runtime.ts";
@@ -70,22 +72,23 @@ export async function preview(
     );
   }
   const scratch = await mkdtemp(join(tmpdir(), "bc-gitops-plan-"));
+  let git: GitSource | undefined;
   try {
-    const git = new GitSource({
+    git = new GitSource({
       repoUrl: config.repo_url,
       branch: config.branch,
       dir: scratch,
       timeoutMs: config.git_timeout,
     });
     const { commit } = await git.fetch(undefined);
-    const repoDir = await git.snapshot(commit);
-    const load = await loadApps(join(repoDir, config.apps_dir), { root: repoDir });
+    const { load, repoDir, trees } = await readCommit(git, commit, config.apps_dir);
+    const treeOf = (path: string) => trees.get(treePath(path));
     // Same-version code changes show as hot_reload, as the agent would plan them.
     const workspaces = new Workspaces({ localPath: join(scratch, "local") });
     const revisions: Record<string, string> = {};
     for (const { spec } of load.apps) {
       const revision = hasFloatingSource(spec)
-        ? await workspaces.resolveRevision(spec, { repoDir }).catch(() => undefined)
+        ? await workspaces.resolveRevision(spec, { repoDir, treeOf }).catch(() => undefined)
         : undefined;
       if (revision) revisions[spec.name] = revision;
     }
@@ -108,6 +111,7 @@ export async function preview(
     planned.errors.push(...kept);
     return { commit, actions: planned.actions, errors: planned.errors, specErrors: load.errors, live, deployed: from };
   } finally {
+    await git?.close();
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,7 @@
  * runtime reports; `DesiredSource` owns what the repository says; the loop decides when it runs.
  */
 import { Applier, type ActionOutcome, type Applied, type ApplierDeps } from "./_apply.ts";
-import { DesiredSource } from "./_desired.ts";
+import { DesiredSource, type Checkout } from "./_desired.ts";
 import { GitopsError, codeOf, messageOf } from "./errors.ts";
 import type { GitSource } from "./git.ts";
 import {
@@ -29,6 +29,12 @@ import { appView, statusName, type AgentStatus, type StatusError } from "./statu
 
 export type { ActionOutcome } from "./_apply.ts";
 
+/** What a trigger knows about the tick it asks for. */
+export interface ReconcileOptions {
+  /** The new branch head a verified webhook named: the tick fetches the branch without `git ls-remote` first. */
+  head?: string | undefined;
+}
+
 /** The result of one tick (what `agent.reconcile()` and `POST /reconcile` return). */
 export interface TickResult {
   commit: string | null;
@@ -48,8 +54,8 @@ export interface ReconcilerDeps extends ApplierDeps {
   statePath: string;
   /** Records each completed action as it completes (state.json is written once per tick). */
   journal?: StateJournal;
-  /** Where the reconciler puts the checkout its current specs were read from, for the runtime (`RuntimeContext.repoDir`). */
-  checkout?: { repoDir?: string | undefined };
+  /** Where the reconciler puts the current commit's checkout, for the runtime (`RuntimeContext.repoDir`, `treeOf`). */
+  checkout?: Checkout;
 }
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
@@ -153,11 +159,11 @@ export class Reconciler {
   }
 
   /** One tick. Never throws for app or repository failures: they are in the result and in status. */
-  tick(signal: AbortSignal): Promise<TickResult> {
-    return this.exclusive(() => this.#tick(signal));
+  tick(signal: AbortSignal, hint: ReconcileOptions = {}): Promise<TickResult> {
+    return this.exclusive(() => this.#tick(signal, hint));
   }
 
-  async #tick(signal: AbortSignal): Promise<TickResult> {
+  async #tick(signal: AbortSignal, hint: ReconcileOptions): Promise<TickResult> {
     const started = this.#d.now();
     const { emit } = this.#d;
     emit("bc_gitops:reconcile:start", {}, { commit: this.#source.current?.commit });
@@ -165,19 +171,14 @@ export class Reconciler {
     const outcomes: ActionOutcome[] = [];
     try {
       // A commit not applied yet is new to the tick, also when a manual reload fetched it first.
-      changed = (await this.#source.sync(signal)) || this.#source.current?.commit !== this.#d.state.commit;
+      changed = (await this.#source.sync(signal, hint)) || this.#source.current?.commit !== this.#d.state.commit;
       // A new commit may fix what failed: retry every app now rather than after its backoff.
       if (changed) for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
       this.#runtimeState = await this.#d.runtime.getCurrentState();
       const read = this.#source.current;
       if (read && !signal.aborted) {
-        let { planned, current } = await this.#plan(signal);
-        // A snapshot damaged on disk must not remove an app: before any removal, check the apps the
-        // snapshot showed against the commit's tree in the object store, and re-read it if they differ.
-        if (planned.actions.some((a) => a.type === "remove") && !(await this.#source.intact(signal))) {
-          await this.#source.reread(signal);
-          ({ planned, current } = await this.#plan(signal));
-        }
+        // Specs are read from the object store, never from files on disk that could be damaged.
+        const { planned, current } = await this.#plan(signal);
         this.#planErrors = planned.errors;
         for (const problem of planned.errors) this.#applier.planFailed(problem);
         this.#applier.clearSettled(planned.actions, planned.errors);

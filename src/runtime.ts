@@ -62,10 +62,10 @@ export interface Runtime {
   /** Hot-reloads same-version code changes in place. Optional: without it, a code change is an upgrade. */
   hotReload?(spec: AppSpec): Promise<HotReloadResult>;
   /**
-   * The code revision `spec` resolves to right now (a git branch head, a path's content hash),
-   * so the planner can see same-version code changes. Optional.
+   * The code revision `spec` resolves to right now (a git branch head, a path's git tree id or
+   * content hash), so the planner can see same-version code changes. Optional.
    */
-  resolveRevision?(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined>;
+  resolveRevision?(spec: AppSpec, context: RevisionContext): Promise<string | undefined>;
   /** Restarts a crashed or stopped app. Optional: without it the reconciler redeploys. */
   restart?(spec: AppSpec): Promise<AppState>;
   /** Stops everything the runtime runs (agent shutdown). Optional. */
@@ -78,6 +78,15 @@ export interface RememberedApp {
   readonly version: string;
   /** The code revision it ran (`AppState.revision`). */
   readonly revision?: string | undefined;
+}
+
+/** What {@link Runtime.resolveRevision} is told about the checkout. */
+export interface RevisionContext {
+  /** The checkout the current specs were read from (see {@link RuntimeContext.repoDir}). */
+  repoDir: string;
+  /** See {@link RuntimeContext.treeOf}. */
+  treeOf?: ((path: string) => string | undefined) | undefined;
+  signal?: AbortSignal;
 }
 
 /**
@@ -93,6 +102,11 @@ export interface RuntimeContext {
    * to it); `undefined` before the first specs are read.
    */
   repoDir: () => string | undefined;
+  /**
+   * The git tree id of a path inside the repository at the current commit (`apps/web/src`), for
+   * the paths the checkout holds: a path source's revision without hashing its files.
+   */
+  treeOf?: (path: string) => string | undefined;
   /** Asks the agent for a reconcile soon (e.g. an app crashed and should be restarted); coalesced by the loop. */
   requestReconcile?: () => void;
   /**

@@ -7,7 +7,7 @@
  */
 import type { AgentConfig } from "./config.ts";
 import type { DeployedSpec } from "./plan.ts";
-import type { TickResult } from "./reconciler.ts";
+import type { ReconcileOptions, TickResult } from "./reconciler.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import type { AppSpec } from "./spec.ts";
 import type { AgentStatus } from "./status.ts";
@@ -81,7 +81,7 @@ export function controlApiAddress(listen: string, token: string | undefined): Li
 export interface ControlledAgent {
   readonly config: Pick<AgentConfig, "token" | "webhook_secret" | "branch" | "listen">;
   status(): Promise<AgentStatus>;
-  reconcile(): Promise<TickResult>;
+  reconcile(options?: ReconcileOptions): Promise<TickResult>;
   getDesiredState(): Promise<Record<string, AppSpec>>;
   getCurrentState(): Promise<Record<string, AppState>>;
   getDeployedState(): Promise<Record<string, DeployedSpec>>;
@@ -113,9 +113,9 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
   const metrics = options.metrics ?? new Metrics();
   if (!options.metrics) agent.on("*", metrics.observe);
 
-  const trigger = (why: string) =>
+  const trigger = (why: string, head?: string) =>
     void agent
-      .reconcile()
+      .reconcile(head ? { head } : {})
       .catch((error: unknown) => logger.warn(`reconcile triggered by ${why} failed: ${redact(messageOf(error))}`));
 
   const routes: Route[] = [
@@ -234,7 +234,8 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
         logger.info(
           `webhook from ${event.provider}: push${event.ref ? ` to ${event.ref}` : ""}${event.commit ? ` (${event.commit.slice(0, 12)})` : ""}; reconciling`,
         );
-        trigger(`a ${event.provider} webhook`);
+        // The signed push names the new head: the tick fetches it without asking the remote first.
+        trigger(`a ${event.provider} webhook`, event.commit);
         return json(
           {
             triggered: true,

@@ -8,14 +8,14 @@
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, relative, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gitRevision, gitTree } from "./_git-source.ts";
 import { download, npmTarball, verify } from "./_npm.ts";
 import { SerialQueues } from "./_serial.ts";
 import { dependencyKey, installDependencies, linkDependencies, withHomes } from "./_dependencies.ts";
 import { entryOf } from "./_entry.ts";
-import { checkLinks, copyTree, exists, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
+import { checkLinks, copyTree, exists, linkTree, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
 import { GitopsError, messageOf, redactedError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
@@ -60,6 +60,8 @@ interface Marker {
 }
 interface Context {
   repoDir?: string;
+  /** The git tree id of a path inside the repository, where known: a path source's revision, without hashing its files. */
+  treeOf?: ((path: string) => string | undefined) | undefined;
   signal?: AbortSignal;
 }
 
@@ -98,7 +100,7 @@ export class Workspaces {
     if (source.type === "git") return gitRevision(source, this.#gitOptions(context));
     if (source.type === "path") {
       const { dir, what } = await this.#pathSource(spec, context.repoDir);
-      return named(what, treeHash(dir));
+      return treeOf(spec, context) ?? named(what, treeHash(dir));
     }
     const digest =
       source.sha256?.toLowerCase() ??
@@ -151,8 +153,13 @@ export class Workspaces {
         // Path and tarball revisions name content: what was copied (files may have changed since the
         // revision was resolved) or what the checksum pins, whatever revision the caller asked for.
         const type = spec.source.type;
+        const tree = treeOf(spec, context);
         const actual =
-          type === "path" ? await treeHash(root) : type === "tarball" ? await this.resolveRevision(spec) : revision;
+          type === "path"
+            ? (tree ?? (await treeHash(root)))
+            : type === "tarball"
+              ? await this.resolveRevision(spec)
+              : revision;
         if (actual !== revision) {
           revision = actual;
           const same = await reuse(revision);
@@ -239,7 +246,9 @@ export class Workspaces {
     const tree = join(tmp, "tree");
     if (source.type === "path") {
       const { dir, what } = await this.#pathSource(spec, context.repoDir);
-      await named(what, copyTree(dir, tree));
+      // A path the commit's tree names is read from a snapshot that never changes: its files are
+      // hard-linked, not copied.
+      await named(what, treeOf(spec, context) ? linkTree(dir, tree) : copyTree(dir, tree));
       return tree;
     }
     if (source.type === "git") {
@@ -343,6 +352,14 @@ function checkApp(app: string): string {
     throw fail(`${JSON.stringify(app)} is not a valid app name`, "E_UNSAFE", "stalled");
   }
   return app;
+}
+
+/** The git tree id of `spec`'s path source, when it is a path inside the repository whose tree the context knows. */
+function treeOf(spec: AppSpec, context: Context): string | undefined {
+  const source = spec.source;
+  if (source.type !== "path" || isAbsolute(source.path) || !context.treeOf) return undefined;
+  const tree = context.treeOf(source.path);
+  return tree && REVISION.test(tree) ? tree : undefined;
 }
 
 function checkRevision(revision: string): string {

@@ -2,12 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createAgent, type Agent, type AgentOptions } from "../src/agent.ts";
 import type { RuntimeContext } from "../src/runtime.ts";
 import type { TelemetryEvent } from "../src/telemetry.ts";
 import { FakeRuntime } from "./helpers/fake-runtime.ts";
-import { gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts";
+import { git, gitopsRepo, yamlSpec, type GitopsRepo } from "./helpers/gitops-repo.ts";
 import type { TestContext } from "node:test";
 
 const web = (v = "1.0.0", extra = "") => yamlSpec("web", v, `depends_on: [db]\n${extra}`);
@@ -712,11 +712,13 @@ test("a runtime gets the checkout and the remembered apps through its context, b
     "state.json is read before the runtime is created",
   );
   const repoDir = context!.repoDir();
-  assert.ok(
-    repoDir !== undefined && (await readFile(join(repoDir, "apps", "web", "app.yaml"), "utf8")).includes("name: web"),
-    `the checkout the specs came from: ${repoDir}`,
-  );
-  await h.repo.commit({ "apps/web/app.yaml": null, "apps/cache/app.yaml": yamlSpec("cache", "1.0.0") });
+  const first = (await again.status()).last_commit!;
+  assert.ok(repoDir !== undefined && basename(repoDir).startsWith(first), `the checkout of the commit: ${repoDir}`);
+  await h.repo.commit({
+    "apps/web/app.yaml": null,
+    "apps/cache/app.yaml": yamlSpec("cache", "1.0.0", "source:\n  type: path\n  path: code/cache\n"),
+    "code/cache/index.js": "export const start = () => ({});\n",
+  });
   await again.reconcile();
   assert.deepEqual(
     Object.keys(context!.remembered!()).sort(),
@@ -728,7 +730,8 @@ test("a runtime gets the checkout and the remembered apps through its context, b
   assert.ok(
     moved !== undefined &&
       moved !== repoDir &&
-      (await readFile(join(moved, "apps", "cache", "app.yaml"), "utf8")).includes("name: cache"),
-    "the checkout follows the commit",
+      (await readFile(join(moved, "code", "cache", "index.js"), "utf8")).includes("start"),
+    "the checkout follows the commit, with the files of its path sources",
   );
+  assert.equal(context!.treeOf?.("code/cache"), await git(h.repo.work, "rev-parse", "HEAD:code/cache"));
 });

@@ -70,7 +70,7 @@ test("the embedding example serves its own routes and the agent's API, and logs 
   const app = JSON.parse((await getText(`${host.url}/gitops/apps/web`)).body);
   assert.deepEqual(await getText(`http://127.0.0.1:${app.port}/`), { status: 200, body: "web app" });
   assert.ok(
-    lines.some((l) => /^\[runtime\] deploy web 1\.0\.0: running, revision sha256-\w+ in \d+ ms$/.test(l)),
+    lines.some((l) => /^\[runtime\] deploy web 1\.0\.0: running, revision [0-9a-f]{40} in \d+ ms$/.test(l)),
     lines.join("\n"),
   );
 

@@ -44,7 +44,7 @@ class ReloadingFake extends FakeRuntime {
   }
 }
 
-test("a spec directory deleted from the local snapshot does not remove its app after a restart", async (t) => {
+test("snapshots deleted from disk do not remove any app after a restart: specs come from the object store", async (t) => {
   const repo = await gitopsRepo(t, {
     "apps/hello/app.yaml": yamlSpec("hello", "1.0.0"),
     "apps/other/app.yaml": yamlSpec("other", "1.0.0"),
@@ -52,8 +52,13 @@ test("a spec directory deleted from the local snapshot does not remove its app a
   const first = agentOn(t, repo);
   const commit = (await first.agent.start()).commit!;
   await first.agent.stop();
-  // Damage the snapshot the next agent starts from: the app's directory is gone from disk only.
-  await rm(join(repo.root, "local", "git", "snapshots", commit, "apps", "hello"), { recursive: true });
+  // Damage what the next agent starts from on disk: every snapshot is gone, the clone is intact.
+  const snapshots = join(repo.root, "local", "git", "snapshots");
+  assert.ok(
+    (await readdir(snapshots)).some((name) => name.startsWith(commit)),
+    "the commit had a snapshot",
+  );
+  await rm(snapshots, { recursive: true });
 
   const second = agentOn(t, repo);
   const result = await second.agent.start();
@@ -64,10 +69,7 @@ test("a spec directory deleted from the local snapshot does not remove its app a
   );
   assert.equal((await second.agent.getAppStatus("hello"))?.status, "running");
   assert.deepEqual(second.runtime.calls.sort(), ["deploy hello 1.0.0", "deploy other 1.0.0"]);
-  assert.ok(
-    Object.hasOwn(await second.agent.getDesiredState(), "hello"),
-    "the snapshot was checked out again and read",
-  );
+  assert.ok(Object.hasOwn(await second.agent.getDesiredState(), "hello"), "the commit was read from the object store");
   // A real removal still happens.
   await repo.commit({ "apps/hello": null });
   const removed = await second.agent.reconcile();

@@ -15,6 +15,8 @@ export interface AppWorkspaceOptions {
   workspaces: Workspaces;
   /** The gitops checkout (relative sources are relative to it), when there is one. */
   repoDir: string | undefined;
+  /** See `RuntimeContext.treeOf`. */
+  treeOf?: ((path: string) => string | undefined) | undefined;
   /** The revision the app runs now: unchanged dependencies are linked from it (its packages are loaded already). */
   running: string | undefined;
   /** The apps the agent remembers running (`RuntimeContext.remembered`), asked only when preparing failed. */
@@ -29,7 +31,11 @@ export interface AppWorkspaceOptions {
  */
 export async function appWorkspace(spec: AppSpec, options: AppWorkspaceOptions): Promise<PreparedWorkspace> {
   const { workspaces, repoDir, running } = options;
-  const context = { ...(repoDir ? { repoDir } : {}), ...(running ? { shareWith: running } : {}) };
+  const context = {
+    ...(repoDir ? { repoDir } : {}),
+    ...(options.treeOf ? { treeOf: options.treeOf } : {}),
+    ...(running ? { shareWith: running } : {}),
+  };
   try {
     return await workspaces.prepare(spec, context);
   } catch (error) {

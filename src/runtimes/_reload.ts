@@ -1,7 +1,8 @@
 /**
  * Hot reload in the default runtime (SPEC section 5): {@link reloadApp} prepares the new revision
  * (the workspace links unchanged dependencies to the packages already loaded), lists the modules
- * that differ from the running revision by content hash, and swaps the instance when some do.
+ * that differ from the running revision (hard-linked files are the same file; others by content),
+ * and swaps the instance when some do.
  */
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
@@ -32,53 +33,45 @@ const SKIP = new Set(["node_modules", ".git", WORKSPACE_MARKER]);
 
 /**
  * The module files (relative `/`-separated paths, sorted) that were added, removed or changed
- * between the workspace directories `fromDir` and `toDir`, by sha256 of their content.
- * `node_modules`, `.git` and the workspace marker are not looked at; nor is any file whose
- * extension is not in {@link MODULE_EXTENSIONS}.
+ * between the workspace directories `fromDir` and `toDir`. A file that is the same file in both
+ * (a hard link: the workspaces of a path source link the commit's snapshot, which links the files a
+ * commit did not change) is unchanged without being read; others are compared by size, then by
+ * sha256 of their content. `node_modules`, `.git` and the workspace marker are not looked at; nor
+ * is any file whose extension is not in {@link MODULE_EXTENSIONS}.
  */
 async function changedModules(fromDir: string, toDir: string): Promise<string[]> {
-  const [before, after] = await Promise.all([cachedHashes(fromDir), cachedHashes(toDir)]);
+  const [before, after] = await Promise.all([moduleFiles(fromDir), moduleFiles(toDir)]);
   const changed = new Set<string>();
-  for (const [path, hash] of after) if (before.get(path) !== hash) changed.add(path);
+  await Promise.all(
+    [...after].map(async ([path, file]) => {
+      const old = before.get(path);
+      if (!old) return void changed.add(path);
+      if (old.dev === file.dev && old.ino === file.ino) return;
+      if (old.size !== file.size) return void changed.add(path);
+      const [a, b] = await Promise.all([hashOf(join(fromDir, path)), hashOf(join(toDir, path))]);
+      if (a !== b) changed.add(path);
+    }),
+  );
   for (const path of before.keys()) if (!after.has(path)) changed.add(path);
   return [...changed].sort();
 }
 
-/** Module hashes of recent revision directories: a complete revision directory never changes, and each reload diffs against the last one. */
-const recent = new Map<string, Promise<Map<string, string>>>();
-
-function cachedHashes(dir: string): Promise<Map<string, string>> {
-  let hashes = recent.get(dir);
-  if (!hashes) {
-    hashes = moduleHashes(dir);
-    recent.set(dir, hashes);
-    hashes.catch(() => recent.delete(dir));
-    for (const old of [...recent.keys()].slice(0, -16)) recent.delete(old);
-  }
-  return hashes;
-}
-
-async function moduleHashes(root: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
+/** The module files under `root` with their identity (a symlink counts by the file it points at). */
+async function moduleFiles(root: string): Promise<Map<string, { dev: number; ino: number; size: number }>> {
+  const out = new Map<string, { dev: number; ino: number; size: number }>();
   for (const { rel, kind } of await walk(root, SKIP)) {
     if (kind === "dir" || !MODULE_EXTENSIONS.has(extname(rel))) continue;
-    // A symlink counts by the file it points at (workspaces only keep links that stay inside); a linked directory is not followed.
-    if (
-      kind === "link" &&
-      !(await stat(join(root, rel)).then(
-        (s) => s.isFile(),
-        () => false,
-      ))
-    )
-      continue;
-    out.set(
-      rel,
-      createHash("sha256")
-        .update(await readFile(join(root, rel)))
-        .digest("hex"),
-    );
+    // Workspaces only keep links that stay inside; a linked directory is not followed.
+    const info = await stat(join(root, rel)).catch(() => undefined);
+    if (info?.isFile()) out.set(rel, { dev: info.dev, ino: info.ino, size: info.size });
   }
   return out;
+}
+
+async function hashOf(file: string): Promise<string> {
+  return createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
 }
 
 /**

@@ -13,7 +13,7 @@ import { envChange, isEmptyChange } from "../app-context.ts";
 import { GitopsError, messageOf } from "../errors.ts";
 import type { HealthMonitor } from "../health.ts";
 import { silentLogger, type Logger } from "../logger.ts";
-import type { AppHealth, AppState, HotReloadResult, Runtime, RuntimeContext } from "../runtime.ts";
+import type { AppHealth, AppState, HotReloadResult, RevisionContext, Runtime, RuntimeContext } from "../runtime.ts";
 import type { AppSpec } from "../spec.ts";
 import { noEmit, type Emit } from "../telemetry.ts";
 import { Workspaces, type PreparedWorkspace } from "../workspace.ts";
@@ -63,7 +63,7 @@ export interface DefaultRuntime extends Runtime {
    * serving and this throws. Keeps the previous revision's workspace, prunes older ones.
    */
   hotReload(spec: AppSpec): Promise<HotReloadResult>;
-  resolveRevision(spec: AppSpec, context: { repoDir: string; signal?: AbortSignal }): Promise<string | undefined>;
+  resolveRevision(spec: AppSpec, context: RevisionContext): Promise<string | undefined>;
   restart(spec: AppSpec): Promise<AppState>;
   stopAll(): Promise<void>;
   /** Runs `app`'s health check now and returns its health (`unknown` for an app that does not run). */
@@ -227,10 +227,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return Object.fromEntries([...this.#apps].map(([name, app]) => [name, this.#state(app)]));
   }
 
-  async resolveRevision(
-    spec: AppSpec,
-    context: { repoDir: string; signal?: AbortSignal },
-  ): Promise<string | undefined> {
+  async resolveRevision(spec: AppSpec, context: RevisionContext): Promise<string | undefined> {
     return this.#ws.resolveRevision(spec, context);
   }
 
@@ -397,6 +394,7 @@ class DefaultRuntimeImpl implements DefaultRuntime {
     return appWorkspace(spec, {
       workspaces: this.#ws,
       repoDir: this.#c.repoDir(),
+      treeOf: this.#c.treeOf,
       running: this.#apps.get(spec.name)?.prepared.revision,
       remembered: () => this.#c.remembered?.(),
       logger: this.#logger,
