@@ -172,8 +172,6 @@ export class GitObjects {
       const why = stderr.trim() || `exit ${exit.code ?? exit.signal}`;
       this.#failAll(new GitopsError(`git cat-file --batch ended: ${why}`, { code: "E_GIT" }));
     });
-    // Detached readers must not keep a finished agent alive.
-    for (const stream of [proc.stdout, proc.stderr] as unknown as { unref?: () => void }[]) stream.unref?.();
     return proc;
   }
 
@@ -218,7 +216,8 @@ export class GitObjects {
       );
       void proc?.terminate(0);
     }, this.#timeoutMs);
-    (this.#timer as { unref?: () => void }).unref?.();
+    // Not unref'd: while a read is pending, this deadline keeps the process alive (the reader's own
+    // process and pipes are unref'd so that an idle reader never does).
   }
 
   #failAll(error: unknown): void {

@@ -95,11 +95,10 @@ export async function readCommit(
   const trees = sources.length
     ? await git.read(commit, (objects) => treesOf(objects, tree, sources), signal)
     : new Map<string, string>();
-  const repoDir = await git.sparseSnapshot(
-    commit,
-    load.apps.flatMap(({ spec }) => repoPathOf(spec) ?? []),
-    signal,
-  );
+  const repoDir = await git.snapshot(commit, {
+    paths: load.apps.flatMap(({ spec }) => repoPathOf(spec) ?? []),
+    ...(signal ? { signal } : {}),
+  });
   return { load, committedAt, repoDir, trees };
 }
 

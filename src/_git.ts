@@ -82,7 +82,7 @@ export function spawnGit(
   for (const [name, value] of Object.entries({ ...process.env, ...gitEnv(options) })) {
     if (value !== undefined) env[name] = value;
   }
-  return spawnProcess("git", args, { cwd: options.cwd, env, stdin: "pipe" });
+  return spawnProcess("git", args, { cwd: options.cwd, env, stdin: "pipe", background: true });
 }
 
 /** The variables every git call gets over the inherited environment (`undefined`: unset). */

@@ -260,6 +260,8 @@ export interface SpawnOptions {
   env: Record<string, string>;
   /** `pipe` gives the child a stdin to write to ({@link SpawnedProcess.stdin}); default `/dev/null`. */
   stdin?: "ignore" | "pipe";
+  /** A helper that must not keep this process alive by itself (it is still ended with it). */
+  background?: boolean;
 }
 
 /** How a long-running child ended: an exit code, or the signal that killed it. */
@@ -393,6 +395,11 @@ export async function spawnProcess(
   child.on("error", () => {});
   const pid = child.pid!;
   if (!isWindows) trackGroup(pid);
+  if (options.background) {
+    child.unref();
+    for (const stream of [child.stdin, child.stdout, child.stderr])
+      (stream as { unref?: () => void } | null)?.unref?.();
+  }
 
   const leader: GroupLeader = {
     exited,

@@ -170,29 +170,41 @@ export class GitSource {
   }
 
   /**
-   * A complete checkout of `commit` at `<dir>/snapshots/<commit>`, returned at once if it exists,
-   * else materialised into a temp directory and renamed into place. A clone that cannot produce
-   * the commit is re-cloned once. Throws E_UNSAFE for anything but a full hex object name, E_GIT
-   * (stalled) when the commit is not in the repository.
+   * A checkout of `commit` written from the object store: the whole tree at
+   * `<dir>/snapshots/<commit>`, or with `paths` only those paths (relative to the repository) at
+   * `<dir>/snapshots/<commit>-<digest of the paths>`. Files the snapshot written before holds
+   * unchanged are hard-linked from it. Returned at once if it exists, else written into a temp
+   * directory and renamed into place, so a snapshot never changes once there. A clone that cannot
+   * produce the commit is re-cloned once. Throws E_UNSAFE for anything but a full hex object name,
+   * E_GIT (stalled) when the commit is not in the repository, E_GIT (backoff, `details.errno`)
+   * naming the directory when the disk is full or not writable.
    */
-  async snapshot(commit: string, signal?: AbortSignal): Promise<string> {
-    if (typeof commit !== "string" || !FULL_SHA.test(commit)) {
-      const shown = JSON.stringify(redact(String(commit)));
-      throw new GitopsError(`refusing to snapshot ${shown}: not a full commit id`, {
-        code: "E_UNSAFE",
-        retry: "stalled",
-      });
-    }
-    const target = this.#snapshots.pathOf(commit);
+  async snapshot(commit: string, options: { paths?: readonly string[]; signal?: AbortSignal } = {}): Promise<string> {
+    checkCommit(commit);
+    const { signal } = options;
+    const paths = options.paths ? [...new Set(options.paths)].sort() : undefined;
+    const name = paths
+      ? `${commit}-${createHash("sha256").update(paths.join("\0")).digest("hex").slice(0, 12)}`
+      : commit;
+    const target = this.#snapshots.pathOf(name);
     if (await isDirectory(target)) return target;
     return this.#exclusive(async () => {
       if (await isDirectory(target)) return target;
-      await mkdir(this.#snapshots.dir, { recursive: true });
+      const write = async () => {
+        await mkdir(this.#snapshots.dir, { recursive: true });
+        const { tree } = await this.#objects.commit(commit);
+        let manifest: SnapshotManifest | undefined;
+        await this.#snapshots.create(name, async (into) => {
+          signal?.throwIfAborted();
+          manifest = await writeSparse(this.#objects, tree, paths ?? [""], into, this.#lastSparse);
+        });
+        this.#lastSparse = { dir: target, manifest: manifest! };
+      };
       try {
-        await this.#materialise(commit, signal);
+        await write();
         return target;
       } catch (error) {
-        if (isAbort(error)) throw error;
+        if (isAbort(error) || signal?.aborted) throw error;
         const disk = this.#diskError(error);
         if (disk) throw disk;
         // A sound clone (its branch resolves) that lacks the commit cannot be helped by a re-clone.
@@ -201,45 +213,13 @@ export class GitSource {
         if (sound && !(await this.#hasCommit(commit, signal))) throw missingCommit(commit, this.#origin, error);
         await this.#clone(state.ok ? `cannot check out ${commit}: ${reasonOf(error)}` : state.reason, signal);
         try {
-          await this.#materialise(commit, signal);
+          await write();
         } catch (again) {
           if (isAbort(again)) throw again;
-          throw missingCommit(commit, this.#origin, again);
+          throw this.#diskError(again) ?? missingCommit(commit, this.#origin, again);
         }
         return target;
       }
-    });
-  }
-
-  /**
-   * A snapshot of `commit` holding only `paths` (relative to the repository), written from the
-   * object store, unchanged files hard-linked from the sparse snapshot written before; returned at
-   * once if it exists. Its directory is named by the commit and the paths, so it never changes.
-   */
-  async sparseSnapshot(commit: string, paths: readonly string[], signal?: AbortSignal): Promise<string> {
-    checkCommit(commit);
-    const sorted = [...new Set(paths)].sort();
-    const digest = createHash("sha256").update(sorted.join("\0")).digest("hex").slice(0, 12);
-    const name = `${commit}-${digest}`;
-    const target = this.#snapshots.pathOf(name);
-    if (await isDirectory(target)) return target;
-    return this.#exclusive(async () => {
-      if (await isDirectory(target)) return target;
-      await mkdir(this.#snapshots.dir, { recursive: true }).catch((error: unknown) => {
-        throw this.#diskError(error) ?? error;
-      });
-      const { tree } = await this.#objects.commit(commit);
-      let manifest: SnapshotManifest | undefined;
-      await this.#snapshots
-        .create(name, async (into) => {
-          signal?.throwIfAborted();
-          manifest = await writeSparse(this.#objects, tree, sorted, into, this.#lastSparse);
-        })
-        .catch((error: unknown) => {
-          throw this.#diskError(error) ?? error;
-        });
-      this.#lastSparse = { dir: target, manifest: manifest! };
-      return target;
     });
   }
 
@@ -463,18 +443,6 @@ export class GitSource {
       await rm(tmp, { recursive: true, force: true });
       await rm(old, { recursive: true, force: true });
     }
-  }
-
-  /** Writes the snapshot of `commit` (the tree with its own index, the clone untouched). */
-  #materialise(commit: string, signal: AbortSignal | undefined): Promise<void> {
-    return this.#snapshots.create(commit, (tree, index) =>
-      // One process, and unlike `git archive` it ignores export-ignore: the snapshot is the whole tree.
-      this.#git(["read-tree", "--reset", "-u", commit], signal, {
-        GIT_DIR: this.#repo,
-        GIT_WORK_TREE: tree,
-        GIT_INDEX_FILE: index,
-      }),
-    );
   }
 
   async #head(gitDir: string, signal: AbortSignal | undefined): Promise<string> {

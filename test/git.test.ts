@@ -459,25 +459,34 @@ describe("GitSource.fetch", () => {
   );
 
   test(
-    "a snapshot that cannot be written to a full disk names the directory and does not re-clone",
+    "a snapshot that cannot be written to a really full disk names the directory and does not re-clone",
+    realDisk,
     withFixture(async (fx) => {
-      const head = await fx.commit(APP);
-      const source = fx.source();
-      await source.fetch(undefined);
-      fx.events.length = 0;
-      await withGitFailing(
-        fx.root,
-        { "read-tree": "error: unable to create file apps/web/app.yaml: No space left on device" },
-        async () => {
-          const error = await failure(source.snapshot(head));
-          assert.equal(error.code, "E_GIT");
-          assert.equal(error.retry, "backoff");
-          assert.equal(error.details.errno, "ENOSPC");
-          assert.match(error.message, /file system is full/);
-        },
-      );
-      assert.deepEqual(cloneStarts(fx.events), []);
-      assert.deepEqual(await tree(await source.snapshot(head)), APP);
+      const disk = join(fx.root, "disk");
+      const unmount = await mountTmpfs(disk, "1m");
+      assert.ok(unmount, "the tmpfs mounted");
+      try {
+        const head = await fx.commit({ ...APP, "data.txt": randomBytes(150_000).toString("base64") });
+        const source = fx.source({ dir: join(disk, "source") });
+        await source.fetch(undefined);
+        const filler = join(disk, "filler");
+        await assert.rejects(
+          writeFile(filler, Buffer.alloc(2 * 1024 * 1024)),
+          (e: NodeJS.ErrnoException) => e.code === "ENOSPC",
+        );
+        fx.events.length = 0;
+        const error = await failure(source.snapshot(head));
+        assert.equal(error.code, "E_GIT", error.message);
+        assert.equal(error.retry, "backoff");
+        assert.equal(error.details.errno, "ENOSPC");
+        assert.match(error.message, /file system is full/);
+        assert.deepEqual(cloneStarts(fx.events), []);
+        await rm(filler);
+        assert.deepEqual((await tree(await source.snapshot(head)))["apps/web/app.yaml"], APP["apps/web/app.yaml"]);
+        await source.close();
+      } finally {
+        await unmount!();
+      }
     }),
   );
 
