@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -571,4 +572,30 @@ test("the webhook is exempt from the Host check (its signature authenticates it)
     200,
   );
   assert.equal((await h.call("GET", "/status")).status, 200, "listen: off (mounted elsewhere) checks nothing");
+});
+
+test("a signed push webhook's `after` is fetched directly: the tick applies it without asking the remote with ls-remote", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db() });
+  await h.agent.start();
+  const after = await h.repo.commit({ "apps/db/app.yaml": db("2.0.0") });
+  const trace = join(h.repo.root, "git-trace");
+  const saved = process.env.GIT_TRACE;
+  process.env.GIT_TRACE = trace;
+  t.after(() => (saved === undefined ? delete process.env.GIT_TRACE : (process.env.GIT_TRACE = saved)));
+  const stops = () => h.events.filter((e) => e.name === "bc_gitops:reconcile:stop").length;
+  const before = stops();
+  const hook = JSON.stringify({ ref: "refs/heads/main", after });
+  const response = await h.call("POST", "/webhook", {
+    headers: { "x-hub-signature-256": signWebhook(hook, SECRET), "content-type": "application/json" },
+    body: hook,
+  });
+  assert.equal(response.status, 202);
+  assert.equal(response.json.commit, after);
+  for (let i = 0; i < 400 && stops() === before; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.equal((await h.agent.status()).last_commit, after);
+  assert.equal((await h.agent.getAppStatus("db"))?.version, "2.0.0");
+  const git = (await readFile(trace, "utf8")).split("\n").filter((l) => l.includes("trace: built-in: git "));
+  const commands = git.map((l) => l.replace(/^.*built-in: git /, "").split(" ")[0]);
+  assert.ok(commands.includes("fetch"), commands.join(", "));
+  assert.ok(!commands.includes("ls-remote"), `no ls-remote: ${commands.join(", ")}`);
 });
