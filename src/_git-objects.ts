@@ -39,9 +39,16 @@ export interface ObjectStats {
   processes: number;
 }
 
+interface Found {
+  /** The object's id as git printed it (a ref asked for is resolved to it). */
+  id: string;
+  type: string;
+  data: Buffer;
+}
+
 interface Pending {
   id: string;
-  resolve: (value: { type: string; data: Buffer } | undefined) => void;
+  resolve: (value: Found | undefined) => void;
   reject: (error: unknown) => void;
 }
 
@@ -119,6 +126,17 @@ export class GitObjects {
     return { entry, at: parts.join("/") };
   }
 
+  /**
+   * The commit a branch points at in the repository now (`refs/heads/<branch>`), read by the
+   * running reader: no process is started. `undefined` when the branch does not exist.
+   */
+  async head(ref: string): Promise<string | undefined> {
+    if (!/^refs\/heads\/[^\s\\]+$/.test(ref))
+      throw new GitopsError(`not a branch ref: ${JSON.stringify(ref)}`, { code: "E_UNSAFE" });
+    const found = await this.#request(`${ref}^{commit}`);
+    return found?.type === "commit" ? found.id : undefined;
+  }
+
   /** Ends the reader process; the next read starts a new one. */
   async close(): Promise<void> {
     const proc = this.#proc;
@@ -142,7 +160,7 @@ export class GitObjects {
     return found.data;
   }
 
-  async #request(id: string): Promise<{ type: string; data: Buffer } | undefined> {
+  async #request(id: string): Promise<Found | undefined> {
     const proc = await this.#process();
     return new Promise((resolve, reject) => {
       this.#pending.push({ id, resolve, reject });
@@ -186,7 +204,7 @@ export class GitObjects {
       const eol = this.#buffer.indexOf(10);
       if (eol < 0) return;
       const header = this.#buffer.subarray(0, eol).toString("latin1");
-      const [, type, size] = header.split(" ");
+      const [id, type, size] = header.split(" ");
       if (type === "missing" || type === "ambiguous" || size === undefined) {
         this.#buffer = this.#buffer.subarray(eol + 1);
         this.#pending.shift();
@@ -198,7 +216,7 @@ export class GitObjects {
       const data = Buffer.from(this.#buffer.subarray(eol + 1, eol + 1 + length));
       this.#buffer = this.#buffer.subarray(eol + 1 + length + 1);
       this.#pending.shift();
-      next.resolve({ type: type!, data });
+      next.resolve({ id: id!, type: type!, data });
     }
     this.#arm();
   }

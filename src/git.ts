@@ -152,7 +152,9 @@ export class GitSource {
       try {
         const refspec = `+${this.#ref}:${this.#ref}`; // "+": a force-push replaces the ref
         await this.#git(["fetch", "--force", "--no-tags", "--", "origin", refspec], signal, { GIT_DIR: this.#repo });
-        commit = await this.#head(this.#repo, signal);
+        // Read by the running object reader: no rev-parse process.
+        const head = await this.#objects.head(this.#ref).catch(() => undefined);
+        commit = head && FULL_SHA.test(head) ? head : await this.#head(this.#repo, signal);
       } catch (error) {
         if (isAbort(error)) throw error;
         const disk = this.#diskError(error);

@@ -84,8 +84,18 @@ export function identiconSvg(name: string, size: number = IDENTICON_DEFAULT_SIZE
  * shows as `icon.value`. Same size rules as {@link identiconSvg}.
  */
 export function identiconDataUri(name: string, size: number = IDENTICON_DEFAULT_SIZE): string {
-  return `data:${IDENTICON_MIME_TYPE};base64,${Buffer.from(identiconSvg(name, size), "utf8").toString("base64")}`;
+  // A pure function of its arguments, asked for every app at every status: remembered.
+  const key = `${size}\0${name}`;
+  let uri = dataUris.get(key);
+  if (uri === undefined) {
+    uri = `data:${IDENTICON_MIME_TYPE};base64,${Buffer.from(identiconSvg(name, size), "utf8").toString("base64")}`;
+    if (dataUris.size >= 4096) dataUris.clear();
+    dataUris.set(key, uri);
+  }
+  return uri;
 }
+
+const dataUris = new Map<string, string>();
 
 /**
  * The icon an app shows, as bc_gitops's `parse_icon_spec/2` decides it:

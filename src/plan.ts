@@ -240,15 +240,17 @@ function change(app: string, want: DesiredApp, have: CurrentApp): Action | undef
     reason,
   });
 
-  const code = CODE_FIELDS.filter((field) => !same(spec[field], from[field]));
+  // The same object: the spec of an unchanged file, cached by its blob id (see the reconciler's interning).
+  const identical = spec === from;
+  const code = identical ? [] : CODE_FIELDS.filter((field) => !same(spec[field], from[field]));
   if (code.length > 0) {
     return upgrade(
       code.map((f) => (f === "version" ? `version ${from.version} -> ${spec.version}` : `${f} changed`)).join(", "),
     );
   }
-  const env = envDiff(from.env, spec.env);
+  const env = identical ? { changed: [], added: [], removed: [] } : envDiff(from.env, spec.env);
   const envChanged = env.changed.length + env.added.length + env.removed.length > 0;
-  const specChanged = envChanged || otherFieldsDiffer(from, spec);
+  const specChanged = !identical && (envChanged || otherFieldsDiffer(from, spec));
   const { revision: to } = want;
   const { revision: was } = have;
   const codeMoved = to !== undefined && was !== undefined && to !== was;
@@ -355,9 +357,21 @@ function topo(nodes: readonly string[], before: (node: string) => readonly strin
   }
   const out: string[] = [];
   const done = new Set<string>();
+  // Nodes free to go, sorted by name from `head` on (an insertion keeps the order: no re-sort).
   const ready = [...set].filter((n) => waitingFor.get(n) === 0).sort(byName);
+  let head = 0;
+  const enqueue = (name: string) => {
+    let lo = head;
+    let hi = ready.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (byName(ready[mid]!, name) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    ready.splice(lo, 0, name);
+  };
   while (out.length < set.size) {
-    let node = ready.shift();
+    let node = head < ready.length ? ready[head++] : undefined;
     if (node === undefined) {
       if (!breakCycles) break;
       node = [...set].filter((n) => !done.has(n)).sort(byName)[0] as string;
@@ -368,10 +382,7 @@ function topo(nodes: readonly string[], before: (node: string) => readonly strin
     for (const next of after.get(node) ?? []) {
       const left = (waitingFor.get(next) ?? 0) - 1;
       waitingFor.set(next, left);
-      if (left === 0 && !done.has(next)) {
-        ready.push(next);
-        ready.sort(byName);
-      }
+      if (left === 0 && !done.has(next)) enqueue(next);
     }
   }
   return out;

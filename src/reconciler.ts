@@ -73,7 +73,7 @@ export class Reconciler {
   #planErrors: PlanError[] = [];
   #workPending = false;
   #lastTick: { at: number; duration_ms: number } | undefined;
-  #savedState = "";
+  #savedState: StateFingerprint;
   #pendingTicks = 0;
   /** Ticks and manual operations run one at a time: they share state and state.json. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -87,7 +87,7 @@ export class Reconciler {
       specFile: (app) => this.#source.fileOf(app),
       commit: () => this.#source.current?.commit,
     });
-    this.#savedState = JSON.stringify(deps.state);
+    this.#savedState = savedFingerprint(deps.state);
   }
 
   /** The checkout the current specs were read from (path sources are relative to it). */
@@ -422,7 +422,18 @@ export class Reconciler {
     const current = this.#current();
     this.#kept = desired.kept;
     for (const [app, why] of Object.entries(desired.kept)) this.#source.warnOnce(`${app}: ${why}`);
-    return { planned: order(plan(desired, current), desired, current), current };
+    const actions = plan(desired, current);
+    // An app the plan leaves alone runs exactly its desired spec: remember the desired object (the
+    // parse cache's, shared by every tick until its file changes), so the next plan compares it by
+    // identity instead of field by field.
+    const touched = new Set(actions.filter((a) => a.type !== "restart").map((a) => a.app));
+    for (const [app, want] of Object.entries(desired.apps)) {
+      const deployed = Object.hasOwn(this.#d.state.apps, app) ? this.#d.state.apps[app] : undefined;
+      // A new entry, never a change in place: entries are compared and serialized by identity.
+      if (deployed && deployed.spec !== want.spec && !touched.has(app) && !desired.invalid.has(app))
+        this.#d.state.apps[app] = { ...deployed, spec: want.spec };
+    }
+    return { planned: order(actions, desired, current), current };
   }
 
   /** What runs, for the planner: the spec each app was last applied from, and what the runtime observes now. */
@@ -431,8 +442,8 @@ export class Reconciler {
   }
 
   async #saveState(): Promise<void> {
-    const text = JSON.stringify(this.#d.state);
-    if (text !== this.#savedState) {
+    const text = savedFingerprint(this.#d.state);
+    if (!sameFingerprint(text, this.#savedState)) {
       const omitted = await writeState(this.#d.statePath, this.#d.state);
       // The app keeps running; after a restart it is deployed from git instead of restored.
       for (const why of Object.values(omitted)) this.#source.warnOnce(why);
@@ -443,4 +454,18 @@ export class Reconciler {
       this.#source.warnOnce(`cannot clear the state journal: ${redact(messageOf(error))}`);
     });
   }
+}
+
+/** What state.json was written from: its commit and the entry object of each app (entries are replaced, never changed in place). */
+type StateFingerprint = { commit: string | undefined; version: number; apps: Map<string, unknown> };
+
+function savedFingerprint(state: DurableState): StateFingerprint {
+  return { commit: state.commit, version: state.version, apps: new Map(Object.entries(state.apps)) };
+}
+
+/** Whether two fingerprints name the same commit and the same entry objects (no serialization). */
+function sameFingerprint(a: StateFingerprint, b: StateFingerprint): boolean {
+  if (a.commit !== b.commit || a.version !== b.version || a.apps.size !== b.apps.size) return false;
+  for (const [name, entry] of a.apps) if (b.apps.get(name) !== entry) return false;
+  return true;
 }

@@ -179,8 +179,22 @@ export async function writeState(file: string, state: DurableState): Promise<Omi
   return omitted;
 }
 
+/**
+ * Entries already serialized, by object: an entry is replaced, never changed in place, when its
+ * app changes, so a state of 1000 apps of which one changed serializes one.
+ */
+const serialized = new WeakMap<DeployedApp, { json: string } | { error: string }>();
+
 /** One app's entry as compact JSON, or why it cannot be saved. */
 function serialize(app: DeployedApp): { json: string } | { error: string } {
+  const known = app !== null && typeof app === "object" ? serialized.get(app) : undefined;
+  if (known) return known;
+  const result = serializeOnce(app);
+  if (app !== null && typeof app === "object") serialized.set(app, result);
+  return result;
+}
+
+function serializeOnce(app: DeployedApp): { json: string } | { error: string } {
   const problem = entryProblem(app);
   if (problem) return { error: problem };
   let json: string;

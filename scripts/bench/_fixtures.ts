@@ -2,6 +2,7 @@
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { AppState, Runtime } from "../../src/runtime.ts";
 
 /** Spec file formats the benchmarks cover. */
 export type BenchFormat = "yaml" | "json" | "erlang";
@@ -44,4 +45,31 @@ export async function makeSpecRepo(count: number, format: BenchFormat, parent?: 
     }),
   );
   return root;
+}
+
+/** Git with a fixed identity and no machine or user configuration. */
+export const BENCH_GIT_ENV = {
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
+
+/** A runtime that does no work, so the agent's own cost is what is measured. */
+export function noopRuntime(): Runtime {
+  const apps = new Map<string, AppState>();
+  const up = async (spec: { name: string; version: string }) => {
+    const state: AppState = { name: spec.name, version: spec.version, status: "running", health: "healthy" };
+    apps.set(spec.name, state);
+    return state;
+  };
+  return {
+    deploy: up,
+    upgrade: up,
+    reconfigure: up,
+    remove: async (n) => void apps.delete(n),
+    getCurrentState: async () => Object.fromEntries(apps),
+  };
 }

@@ -9,37 +9,11 @@ import { join } from "node:path";
 import { createAgent } from "../../src/agent.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import type { AppState, Runtime } from "../../src/runtime.ts";
-import { makeSpecRepo } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 21);
-const env = {
-  GIT_AUTHOR_NAME: "b",
-  GIT_AUTHOR_EMAIL: "b@b",
-  GIT_COMMITTER_NAME: "b",
-  GIT_COMMITTER_EMAIL: "b@b",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env });
-
-/** A runtime that does no work, so the tick's own cost is what is measured. */
-function noopRuntime(): Runtime {
-  const apps = new Map<string, AppState>();
-  const up = async (spec: { name: string; version: string }) => {
-    const state: AppState = { name: spec.name, version: spec.version, status: "running", health: "healthy" };
-    apps.set(spec.name, state);
-    return state;
-  };
-  return {
-    deploy: up,
-    upgrade: up,
-    reconfigure: up,
-    remove: async (n) => void apps.delete(n),
-    getCurrentState: async () => Object.fromEntries(apps),
-  };
-}
+const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env: BENCH_GIT_ENV });
 
 const work = await makeSpecRepo(100, "yaml");
 const bare = `${work}.git`;
