@@ -4,7 +4,8 @@
  * sees a half-written one. What fills a snapshot (git) is the caller's; this module owns the
  * directory, its temp entries and their clean-up.
  */
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isAbandoned, sweepAbandoned, tempName } from "./_temp.ts";
 import { isDir } from "./_tree.ts";
@@ -39,7 +40,7 @@ export class Snapshots {
     const tmp = join(this.dir, tempName(TEMP));
     const index = `${tmp}.index`;
     try {
-      await mkdir(tmp);
+      mkdirSync(tmp); // synchronous: a promise-based mkdir costs a trip through the thread pool
       await fill(tmp, index);
       await rename(tmp, target).catch(async (error: NodeJS.ErrnoException) => {
         if (!(await isDir(target))) throw error;

@@ -88,7 +88,7 @@ test(
 );
 
 test(
-  "a path source's revision is its git tree id; unchanged files are hard links from the previous snapshot and into the workspace",
+  "a path source's revision is its git tree id; unchanged files are hard links from the previous snapshot and into the workspace, unchanged directories move over",
   LONG,
   async (t) => {
     const repo = await gitopsRepo(t, {
@@ -133,20 +133,20 @@ test(
     const tree2 = await git(repo.work, "rev-parse", "HEAD:code/web");
     assert.notEqual(tree2, tree1);
     assert.equal(two.trees.get("code/web"), tree2);
-    assert.equal(
-      await ino(join(two.repoDir, "code/web/lib/util.js")),
-      await ino(join(one.repoDir, "code/web/lib/util.js")),
-      "an unchanged file is linked from the previous snapshot",
-    );
-    assert.notEqual(
-      await ino(join(two.repoDir, "code/web/index.js")),
-      await ino(join(one.repoDir, "code/web/index.js")),
-    );
+    // Unchanged files are the same files as before: linked one by one (package.json, next to the
+    // changed index.js), or in a directory moved over whole from the superseded snapshot (lib/).
+    for (const file of ["package.json", "lib/util.js"])
+      assert.equal(
+        await ino(join(two.repoDir, "code/web", file)),
+        await ino(join(prepared.dir, file)),
+        `${file} is the file the running workspace has`,
+      );
+    assert.notEqual(await ino(join(two.repoDir, "code/web/index.js")), await ino(join(prepared.dir, "index.js")));
     assert.equal(await readFile(join(two.repoDir, "code/web/index.js"), "utf8"), "export const v = 2;\n");
     assert.equal(
-      await readFile(join(one.repoDir, "code/web/index.js"), "utf8"),
+      await readFile(join(prepared.dir, "index.js"), "utf8"),
       "export const v = 1;\n",
-      "the old snapshot is untouched",
+      "the running revision is untouched",
     );
   },
 );
