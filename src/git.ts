@@ -299,7 +299,10 @@ export class GitSource {
     }
     for (const line of result.stdout.split("\n")) {
       const [sha, ref] = line.trim().split("\t");
-      if (ref === this.#ref && sha !== undefined && FULL_SHA.test(sha)) return sha;
+      if (ref === this.#ref && sha !== undefined && FULL_SHA.test(sha)) {
+        this.#logger.debug(`ls-remote: ${this.#branch} is at ${sha}`, { url: this.#origin.url });
+        return sha;
+      }
     }
     throw branchMissing(this.#origin);
   }
