@@ -67,6 +67,13 @@ export function maskEnv(env: Record<string, unknown> | undefined): Record<string
     : {};
 }
 
+/** The env a view shows: as written, plus each secrets file key as `"***"` (it exists; its value is not shown). */
+function viewEnv(spec: AppSpec | undefined): Record<string, unknown> | undefined {
+  if (!spec) return undefined;
+  const keys = Object.keys(spec.secrets?.keys ?? {}).filter((k) => !Object.hasOwn(spec.env, k));
+  return keys.length ? { ...spec.env, ...Object.fromEntries(keys.map((k) => [k, "***"])) } : spec.env;
+}
+
 /**
  * The API view of one app: what the runtime reports, completed from the spec (for apps that do not
  * run yet) and from the agent's own bookkeeping (pending reason, last error, restarts).
@@ -103,7 +110,9 @@ export function appView(
     isolation: base.isolation ?? spec?.isolation,
     started_at: base.started_at,
     path: base.path ?? info.path,
-    env: maskEnv(base.env ?? spec?.env),
+    // The spec's env as written (host references, no secrets file values), not the runtime's: the
+    // runtime was given resolved secrets, which no view may show.
+    env: maskEnv(viewEnv(spec) ?? base.env),
     reloads: base.reloads ?? 0,
     restarts: base.restarts ?? info.restarts ?? 0,
   };
