@@ -7,7 +7,7 @@ import { copyFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createAgent } from "../src/agent.ts";
+import { createAgent, type Agent } from "../src/agent.ts";
 import type { Logger } from "../src/logger.ts";
 import { parseIdentities } from "../src/secrets/age-keys.ts";
 import { encryptSops } from "../src/secrets/sops.ts";
@@ -74,22 +74,23 @@ test("secrets reach a process app, changes reconfigure it, tampering fails it al
     (message: string, fields?: Record<string, unknown>): void =>
       void lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
   const logger: Logger = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
-  const agent = createAgent({
+  const options = {
     repoUrl: repo.bare,
     localPath,
     ageKeyFile: keyFile,
     listen: "127.0.0.1:0",
     reconcileInterval: "1h",
     logger,
-  });
+  };
+  const agent = createAgent(options);
   t.after(() => agent.stop());
   const events: unknown[] = [];
   agent.on("*", (event) => void events.push(event));
   const answers: string[] = [];
 
-  const digests = (expected: Record<string, string>) =>
+  const digests = (expected: Record<string, string>, from: Agent = agent) =>
     until(`vault to answer with ${JSON.stringify(expected)}`, async () => {
-      const port = (await agent.getAppStatus("vault"))?.port;
+      const port = (await from.getAppStatus("vault"))?.port;
       if (typeof port !== "number") return undefined;
       const body = (await (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })).json()) as {
         sha256: Record<string, string>;
@@ -190,6 +191,26 @@ test("secrets reach a process app, changes reconfigure it, tampering fails it al
   assert.equal(shown.env.SIGNING_SALT, "***", "a secrets file key is listed, its value never");
   assert.equal(shown.env.PIN, "***");
   await agent.stop();
+
+  // A restarted agent brings the app back with the secrets it ran with, although the checkout now
+  // holds the tampered file (the ciphertext it ran from was kept), and the new commit still fails.
+  const again = createAgent(options);
+  t.after(() => again.stop());
+  const restarted = await again.start();
+  answers.push(JSON.stringify(restarted));
+  assert.deepEqual(
+    restarted.actions.map((a) => [a.type, a.app, a.outcome]),
+    [["reconfigure", "vault", "failed"]],
+  );
+  await digests(
+    { DB_PASSWORD: plaintexts.file2, API_KEY: plaintexts.env, SIGNING_SALT: plaintexts.sops2, PIN: plaintexts.short },
+    again,
+  );
+  answers.push(
+    JSON.stringify(await again.getCurrentState()),
+    await (await fetch(`http://${again.address}/metrics`)).text(),
+  );
+  await again.stop();
 
   // …and everything it wrote (state.json, the journal, logs, workspaces, the clone's checkouts).
   const written = await filesUnder(localPath);

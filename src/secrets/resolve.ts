@@ -14,8 +14,8 @@
  * `redact`, so an app error that quotes one is masked in logs and status.
  */
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { chmod, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { GitopsError } from "../errors.ts";
 import { registerSecret } from "../redact.ts";
 import type { AppSpec } from "../spec.ts";
@@ -127,13 +127,14 @@ export class SecretResolver {
     const repoDir = this.#o.repoDir();
     const fail = (message: string, retry: "stalled" | "backoff") =>
       new GitopsError(`${file}: ${message}`, { code: "E_SECRETS", retry });
-    if (!repoDir) throw fail("the repository has not been read yet", "backoff");
-    let text: string;
-    try {
-      text = await readFile(join(repoDir, file), "utf8");
-    } catch (error) {
-      throw fail(`cannot read it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, "backoff");
-    }
+    let text = repoDir ? await readFile(join(repoDir, file), "utf8").catch(() => undefined) : undefined;
+    // The version this spec was read with, when the checkout holds another one (a restarted agent
+    // restoring an app whose newer secrets file failed): the ciphertext kept from an earlier apply.
+    const kept = this.#keptPath(secrets.sha256);
+    if ((text === undefined || sha256(text) !== secrets.sha256) && kept)
+      text = (await readFile(kept, "utf8").catch(() => undefined)) ?? text;
+    if (text === undefined)
+      throw fail(repoDir ? "cannot read it in the checkout" : "the repository has not been read yet", "backoff");
     try {
       const parsed = parseSopsFile(text, formatOfFile(file)!);
       if (signature(keyDigests(parsed)) !== wanted)
@@ -146,6 +147,8 @@ export class SecretResolver {
         : await loadIdentities({ ageKeyFile: this.#o.ageKeyFile, env: this.#env });
       const tree = await decryptSopsFile(parsed, identities);
       const values = Object.fromEntries(tree.entries.map(([key, node]) => [key, plainValue(node)]));
+      // Keep the ciphertext (public in git anyway) so this version can be started again offline.
+      if (kept && sha256(text) === secrets.sha256) await this.#keep(kept, text);
       if (this.#decrypted.size >= CACHE_SIZE) this.#decrypted.delete(this.#decrypted.keys().next().value!);
       this.#decrypted.set(wanted, values);
       return values;
@@ -154,6 +157,25 @@ export class SecretResolver {
       if (error instanceof SopsError) throw fail(error.message, error.kind === "no-key" ? "backoff" : "stalled");
       // A key file that cannot be read or parsed: the host's to fix.
       throw fail((error as Error).message, "backoff");
+    }
+  }
+
+  /** Where the ciphertext of the secrets file with content hash `sha` is kept (`<local_path>/secrets/`). */
+  #keptPath(sha: string | undefined): string | undefined {
+    const dir = this.#o.localPath;
+    return dir && sha && /^[0-9a-f]{64}$/.test(sha) ? join(dir, "secrets", sha) : undefined;
+  }
+
+  async #keep(path: string, text: string): Promise<void> {
+    try {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      const names = await readdir(dirname(path));
+      // A few versions per app are enough to restart what ran; beyond that, drop one.
+      if (names.length >= CACHE_SIZE * 4) await rm(join(dirname(path), names.sort()[0]!), { force: true });
+      await writeFile(`${path}.${process.pid}.tmp`, text, { mode: 0o600 });
+      await rename(`${path}.${process.pid}.tmp`, path);
+    } catch {
+      // Only an optimisation for restarts: a read-only or full disk must not fail the app.
     }
   }
 
@@ -209,6 +231,10 @@ function signature(keys: Readonly<Record<string, string>>): string {
     .filter(([, d]) => d.startsWith("sops:"))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return createHash("sha256").update(JSON.stringify(sops)).digest("hex");
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }
 
 function register(value: unknown): void {
