@@ -11,6 +11,7 @@ import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError 
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./logger.ts";
 import type { Runtime } from "./runtime.ts";
+import type { SecretResolver } from "./secrets/resolve.ts";
 import type { DeployedApp } from "./state.ts";
 import type { Emit } from "./telemetry.ts";
 import { redact } from "./redact.ts";
@@ -48,6 +49,8 @@ export interface ApplierDeps {
   emit: Emit;
   logger: Logger;
   now: () => number;
+  /** Resolves secrets (secrets file, host references) into the spec the runtime gets; absent: specs go as they are. */
+  secrets?: SecretResolver;
 }
 
 /** What applying one action did: its outcome, and what the reconciler must record. */
@@ -261,25 +264,28 @@ export class Applier {
   }
 
   async #run(action: Action, reloaded: (result: HotReloadResult) => void): Promise<AppState | undefined> {
-    const { runtime } = this.#d;
+    const { runtime, secrets } = this.#d;
+    if (action.type === "remove") {
+      await runtime.remove(action.app);
+      return undefined;
+    }
+    // Only the runtime gets the resolved spec; what is recorded and shown is `action.spec`, as written.
+    const spec = secrets ? await secrets.resolve(action.spec) : action.spec;
     switch (action.type) {
       case "deploy":
-        return runtime.deploy(action.spec);
+        return runtime.deploy(spec);
       case "upgrade":
-        return runtime.upgrade(action.spec, action.from.version);
+        return runtime.upgrade(spec, action.from.version);
       case "reconfigure":
-        return runtime.reconfigure(action.spec);
-      case "remove":
-        await runtime.remove(action.app);
-        return undefined;
+        return runtime.reconfigure(spec);
       case "hot_reload": {
-        if (!runtime.hotReload) return runtime.upgrade(action.spec, action.spec.version);
-        reloaded(await runtime.hotReload(action.spec));
+        if (!runtime.hotReload) return runtime.upgrade(spec, spec.version);
+        reloaded(await runtime.hotReload(spec));
         return (await runtime.getCurrentState())[action.app];
       }
       case "restart":
         this.infoOf(action.app).restarts++;
-        return runtime.restart ? runtime.restart(action.spec) : runtime.deploy(action.spec);
+        return runtime.restart ? runtime.restart(spec) : runtime.deploy(spec);
     }
   }
 

@@ -16,6 +16,7 @@ import {
   type SpecListing,
 } from "./loader.ts";
 import type { AppSpec } from "./spec.ts";
+import { SECRETS_FILE_NAMES } from "./secrets/secrets-file.ts";
 import { SPEC_FILE_NAMES } from "./spec-file.ts";
 
 /**
@@ -52,6 +53,13 @@ export async function listSpecs(objects: GitObjects, root: string, appsDir: stri
       link: file.type === "link",
       id: file.id,
       read: () => objects.blob(file.id),
+      secrets: SECRETS_FILE_NAMES.flatMap((n) => {
+        const entry = files.get(n);
+        if (!entry) return [];
+        return [
+          { name: n, file: at(`${dir.name}/${n}`), link: entry.type === "link", read: () => objects.blob(entry.id) },
+        ];
+      }),
     };
     listing.files.push(ref);
   });
@@ -96,7 +104,8 @@ export async function readCommit(
     ? await git.read(commit, (objects) => treesOf(objects, tree, sources), signal)
     : new Map<string, string>();
   const repoDir = await git.snapshot(commit, {
-    paths: load.apps.flatMap(({ spec }) => repoPathOf(spec) ?? []),
+    // Secrets files too: the runtime's specs are resolved from them (`secrets/resolve.ts`).
+    paths: load.apps.flatMap(({ spec }) => [repoPathOf(spec) ?? [], spec.secrets?.file ?? []].flat()),
     ...(signal ? { signal } : {}),
   });
   return { load, committedAt, repoDir, trees };

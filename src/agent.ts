@@ -20,6 +20,7 @@ import { controlApiAddress, createHandler } from "./server.ts";
 import { AppSpec, type AppSpecInput } from "./spec.ts";
 import { readState, statePath, writeState } from "./state.ts";
 import { StateJournal, journalPath } from "./state-journal.ts";
+import { checkAgeKeyFile } from "./secrets/age-keys.ts";
 import { checkVerifyConfig } from "./verify.ts";
 import type { AgentStatus } from "./status.ts";
 import { Telemetry, type EventHandler, type EventName } from "./telemetry.ts";
@@ -45,6 +46,8 @@ export interface AgentOptions {
   gitTimeout?: number | string;
   /** Hot reloads of an embedded app before status warns to use `worker` isolation. */
   reloadBudget?: number;
+  /** age identities file for apps' SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
+  ageKeyFile?: string;
   /** Where the library logs (default: nowhere). */
   logger?: Logger;
   /** The clock (tests). */
@@ -177,6 +180,10 @@ class AgentImpl implements Agent {
       emit: this.#telemetry.emit,
     }));
     if (config.verify) await checkVerifyConfig(config.verify);
+    if (config.age_key_file)
+      await checkAgeKeyFile(config.age_key_file).catch((error: unknown) => {
+        throw new GitopsError((error as Error).message, { code: "E_CONFIG", retry: "stalled", cause: error });
+      });
     const file = statePath(config.local_path);
     const state = await readState(file, this.#logger);
     // Actions an agent killed mid-tick completed after its last state.json: fold them in first.

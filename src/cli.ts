@@ -18,6 +18,7 @@ import { planReport, statusReport, tickReport } from "./report.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import { runDemo } from "./demo.ts";
 import { scaffold } from "./scaffold.ts";
+import { checkSecretsFiles, decryptFile, encryptFile } from "./secrets/commands.ts";
 import type { AgentStatus } from "./status.ts";
 import { appSpecJsonSchema } from "./spec.ts";
 import { VERSION } from "./version.ts";
@@ -33,38 +34,99 @@ cli
   .option("--strict", "Treat warnings as errors")
   .option("--json", "Print { apps, errors, warnings } as JSON")
   .option("--apps-dir <dir>", "Apps directory inside the repository (default apps)")
-  .action(async (path: string | undefined, options: { strict?: boolean; json?: boolean; appsDir?: string }) => {
-    const target = path ?? ".";
-    const where = await resolveAppsDir(target, options.appsDir ?? "apps");
-    if (!where)
-      throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
-    const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
-    const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
-    // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
-    // it is an error, as for `run`, not "0 valid apps".
-    if (
-      empty &&
-      where.appsDir !== join(target, options.appsDir ?? "apps") &&
-      basename(resolve(target)) !== basename(options.appsDir ?? "apps")
-    ) {
-      throw new UsageError(
-        `no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`,
+  .option(
+    "--age-key-file <file>",
+    "age identities to check secrets files' MACs with (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)",
+  )
+  .action(
+    async (
+      path: string | undefined,
+      options: { strict?: boolean; json?: boolean; appsDir?: string; ageKeyFile?: string },
+    ) => {
+      const target = path ?? ".";
+      const where = await resolveAppsDir(target, options.appsDir ?? "apps");
+      if (!where)
+        throw new UsageError(
+          `cannot read ${target}: no such directory; pass a gitops repository or its apps directory`,
+        );
+      const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
+      // Secrets files: structure was checked by loading; the MAC too when this host has a key (values never shown).
+      const files = result.apps.flatMap(({ spec }) => (spec.secrets?.file ? [spec.secrets.file] : []));
+      const secrets = await checkSecretsFiles(files, where.root, { ageKeyFile: options.ageKeyFile });
+      result.errors.push(...secrets.errors);
+      result.warnings.push(...secrets.warnings);
+      const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
+      // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
+      // it is an error, as for `run`, not "0 valid apps".
+      if (
+        empty &&
+        where.appsDir !== join(target, options.appsDir ?? "apps") &&
+        basename(resolve(target)) !== basename(options.appsDir ?? "apps")
+      ) {
+        throw new UsageError(
+          `no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`,
+        );
+      }
+      // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
+      const dependencyErrors = dependencyIssues(result);
+      const unmet = new Set(dependencyErrors.map((issue) => issue.file));
+      result.apps = result.apps.filter((app) => !unmet.has(app.file));
+      result.errors.push(...dependencyErrors);
+      if (options.json) {
+        const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
+        print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
+      } else {
+        for (const issue of result.errors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
+        for (const issue of result.warnings) print(`${colors.yellow("warning")} ${formatIssue(issue)}`);
+        print(summary(result.apps.length, result.errors, result.warnings));
+      }
+      return result.errors.length > 0 ? 1 : 0;
+    },
+  );
+
+cli
+  .command(
+    "secrets <action> <file>",
+    "SOPS secrets files without the sops tool: `secrets encrypt --age age1… FILE` (on stdout), `secrets decrypt FILE`",
+  )
+  .option("--age <recipient>", "encrypt: an age recipient (age1…); repeat it or comma-separate several")
+  .option("--encrypted-regex <regex>", "encrypt: only values under keys matching it")
+  .option("--unencrypted-regex <regex>", "encrypt: not the values under keys matching it")
+  .option("--encrypted-suffix <suffix>", "encrypt: only values under keys ending with it")
+  .option("--unencrypted-suffix <suffix>", "encrypt: not the values under keys ending with it (default _unencrypted)")
+  .option("--mac-only-encrypted", "encrypt: the MAC covers encrypted values only")
+  .option("--input-type <type>", "yaml, json or dotenv (default: from the file name)")
+  .option("--age-key-file <file>", "decrypt: age identities (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)")
+  .option("--force", "decrypt: print even when stdout is not a terminal")
+  .action(async (action: string, file: string, options: Record<string, unknown>) => {
+    const text = (key: string) => (options[key] === undefined ? undefined : String(options[key]));
+    if (action === "encrypt") {
+      const age = options.age === undefined ? [] : [options.age].flat().map(String);
+      process.stdout.write(
+        await encryptFile(file, {
+          age,
+          inputType: text("inputType"),
+          encrypted_regex: text("encryptedRegex"),
+          unencrypted_regex: text("unencryptedRegex"),
+          encrypted_suffix: text("encryptedSuffix"),
+          unencrypted_suffix: text("unencryptedSuffix"),
+          macOnlyEncrypted: options.macOnlyEncrypted === true,
+        }),
       );
+      return 0;
     }
-    // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
-    const dependencyErrors = dependencyIssues(result);
-    const unmet = new Set(dependencyErrors.map((issue) => issue.file));
-    result.apps = result.apps.filter((app) => !unmet.has(app.file));
-    result.errors.push(...dependencyErrors);
-    if (options.json) {
-      const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
-      print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
-    } else {
-      for (const issue of result.errors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
-      for (const issue of result.warnings) print(`${colors.yellow("warning")} ${formatIssue(issue)}`);
-      print(summary(result.apps.length, result.errors, result.warnings));
+    if (action === "decrypt") {
+      // Plaintext secrets are for a person at a terminal, not for a pipe or a log file by accident.
+      if (!process.stdout.isTTY && options.force !== true)
+        throw new UsageError(
+          "refusing to print decrypted secrets to something that is not a terminal (a pipe, a file, a CI log); pass --force if that is really what you want",
+        );
+      process.stdout.write(await decryptFile(file, { ageKeyFile: text("ageKeyFile"), inputType: text("inputType") }));
+      return 0;
     }
-    return result.errors.length > 0 ? 1 : 0;
+    throw new UsageError(
+      `unknown secrets action "${action}": use secrets encrypt --age age1… FILE, or secrets decrypt FILE`,
+    );
   });
 
 /** Placeholder and help text of each configuration key's flag (SPEC section 6): a new key in CONFIG_KEYS must get one. */
@@ -86,6 +148,7 @@ const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
   log_format: ["format", "pretty or json (default pretty)"],
   git_timeout: ["duration", "Deadline of each git command, ms or e.g. 30s (default 60s)"],
   reload_budget: ["count", "Hot reloads of an embedded app before status suggests worker isolation (default 100)"],
+  age_key_file: ["file", "age identities (AGE-SECRET-KEY-1…) that decrypt apps' secrets.sops.* files"],
 };
 
 /** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
@@ -234,6 +297,7 @@ configFlags(
         type,
         app,
         ...("reason" in rest ? { reason: rest.reason } : {}),
+        ...("secrets" in rest && rest.secrets ? { secrets_changed: rest.secrets } : {}),
       }));
       print(
         JSON.stringify(

@@ -29,6 +29,7 @@ export const CONFIG_KEYS = [
   "log_format",
   "git_timeout",
   "reload_budget",
+  "age_key_file",
 ] as const;
 /** A configuration key. */
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
@@ -81,6 +82,8 @@ export const AgentConfig = z.strictObject({
   log_format: z.enum(["pretty", "json"]).default("pretty"),
   git_timeout: duration().default(60_000),
   reload_budget: z.number().int().positive().default(100),
+  /** age identities for SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
+  age_key_file: z.string().min(1).optional(),
 });
 /** A validated agent configuration (snake_case keys, durations in ms). */
 export type AgentConfig = z.output<typeof AgentConfig>;

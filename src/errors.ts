@@ -23,7 +23,8 @@ export type ErrorCode =
   | "E_GIT_REF"
   | "E_RUNTIME"
   | "E_UNSUPPORTED"
-  | "E_NOT_FOUND";
+  | "E_NOT_FOUND"
+  | "E_SECRETS";
 
 /** Options accepted by {@link GitopsError}. */
 export interface GitopsErrorOptions {

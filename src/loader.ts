@@ -9,6 +9,7 @@ import { join, relative } from "node:path";
 import { validateText, type FileIssue, type FileResult } from "./_spec-validation.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { AppSpec } from "./spec.ts";
+import { secretsFilesOnDisk, secretsOfApp, type SecretsFileRef } from "./secrets/secrets-file.ts";
 import { SPEC_FILE_NAMES, decodeSpec, formatOf, parseSpecText, type SpecFormat } from "./spec-file.ts";
 import { order, plan } from "./plan.ts";
 
@@ -96,6 +97,7 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
       file: relative(root, path) || found.name,
       link: found.link,
       read: () => readFileSync(path),
+      secrets: secretsFilesOnDisk(join(appsDir, dir), root),
     });
   }
   return loadListing(listing, options);
@@ -115,6 +117,8 @@ export interface SpecFileRef {
   id?: string;
   /** The file's bytes. */
   read(): Uint8Array | Promise<Uint8Array>;
+  /** The secrets files next to it (`secrets.sops.*`, see `secrets/secrets-file.ts`), in priority order. */
+  secrets?: SecretsFileRef[];
 }
 
 /** What an apps directory holds: one spec file per app directory, and entries that are symbolic links. @internal */
@@ -162,15 +166,22 @@ export async function loadListing(listing: SpecListing, options: LoadOptions = {
     const { dir, file } = ref;
     result.errors.push(...outcome.errors.map((i) => ({ file, ...i })));
     result.warnings.push(...outcome.warnings.map((i) => ({ file, ...i })));
-    if (outcome.spec) {
+    // The app's secrets file and env references (src/secrets/): a broken one makes the app invalid.
+    const secrets = outcome.spec && (await secretsOfApp(ref.secrets ?? [], outcome.spec, { specFile: file }));
+    if (secrets) {
+      result.errors.push(...secrets.errors);
+      result.warnings.push(...secrets.warnings);
+    }
+    if (outcome.spec && secrets && secrets.errors.length === 0) {
       const list = byName.get(outcome.spec.name) ?? [];
-      list.push({ spec: outcome.spec, file });
+      list.push({ spec: secrets.spec, file });
       refs.set(file, ref);
       byName.set(outcome.spec.name, list);
     } else {
       result.invalid.push(dir);
-      if (outcome.name && outcome.name !== dir) result.invalid.push(outcome.name);
-      if (!outcome.name) result.unnamed.push(file);
+      const name = outcome.spec?.name ?? outcome.name;
+      if (name && name !== dir) result.invalid.push(name);
+      if (!name) result.unnamed.push(file);
     }
   }
   for (const [name, apps] of byName) {

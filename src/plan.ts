@@ -117,6 +117,8 @@ export type Action =
       changed: string[];
       added: string[];
       removed: string[];
+      /** The keys among changed/added/removed whose value is a secret (a secrets file key or a host reference): shown as "secret changed", never with values. */
+      secrets?: string[];
     }
   | { type: "hot_reload"; app: string; spec: AppSpec; fromRevision: string; toRevision: string }
   | { type: "remove"; app: string; from: AppSpec }
@@ -130,8 +132,8 @@ export interface PlanError {
 
 /** Fields that define the code an app runs: changing any of them needs a fresh start. Version first, so reasons lead with it. */
 const CODE_FIELDS = ["version", "source", "entry", "isolation", "command", "limits"] as const;
-/** Fields that are neither code nor env: the runtime applies them (metadata, health settings) without touching the app. */
-const NOT_OTHER: ReadonlySet<string> = new Set<string>([...CODE_FIELDS, "env", "name"]);
+/** Fields that are neither code nor env: the runtime applies them (metadata, health settings) without touching the app. `secrets` is compared with env (see `envOf`). */
+const NOT_OTHER: ReadonlySet<string> = new Set<string>([...CODE_FIELDS, "env", "name", "secrets"]);
 
 /**
  * Compares desired with current, one action per app at most, sorted by app name (`order()` does the
@@ -248,7 +250,7 @@ function change(app: string, want: DesiredApp, have: CurrentApp): Action | undef
       code.map((f) => (f === "version" ? `version ${from.version} -> ${spec.version}` : `${f} changed`)).join(", "),
     );
   }
-  const env = identical ? { changed: [], added: [], removed: [] } : envDiff(from.env, spec.env);
+  const env = identical ? { changed: [], added: [], removed: [] } : envDiff(envOf(from), envOf(spec));
   const envChanged = env.changed.length + env.added.length + env.removed.length > 0;
   const specChanged = !identical && (envChanged || otherFieldsDiffer(from, spec));
   const { revision: to } = want;
@@ -256,11 +258,28 @@ function change(app: string, want: DesiredApp, have: CurrentApp): Action | undef
   const codeMoved = to !== undefined && was !== undefined && to !== was;
   // A hot reload only swaps code; it cannot also apply new settings, so both together restart the app.
   if (codeMoved && specChanged) return upgrade("code and spec changed");
-  if (specChanged) return { type: "reconfigure", app, spec, from, ...env };
+  if (specChanged) {
+    const secret = new Set([...Object.keys(from.secrets?.keys ?? {}), ...Object.keys(spec.secrets?.keys ?? {})]);
+    const secrets = [...env.changed, ...env.added, ...env.removed].filter((k) => secret.has(k)).sort(byName);
+    return { type: "reconfigure", app, spec, from, ...env, ...(secrets.length ? { secrets } : {}) };
+  }
   if (codeMoved) return { type: "hot_reload", app, spec, fromRevision: was, toRevision: to };
   if (have.status === "failed" || have.status === "stopped")
     return { type: "restart", app, spec, reason: `status ${have.status}` };
   return undefined;
+}
+
+/**
+ * The env as the planner compares it: each secret key (a secrets file key, a host reference) as its
+ * reference plus its digest, so a changed secret is an env change of that key although no value is
+ * ever seen.
+ */
+function envOf(spec: AppSpec): Readonly<Record<string, unknown>> {
+  const keys = spec.secrets?.keys;
+  if (!keys) return spec.env;
+  const out: Record<string, unknown> = { ...spec.env };
+  for (const [key, digest] of Object.entries(keys)) out[key] = { ref: spec.env[key], digest };
+  return out;
 }
 
 function envDiff(before: Readonly<Record<string, unknown>>, after: Readonly<Record<string, unknown>>) {

@@ -20,6 +20,7 @@ import { silentLogger } from "./logger.ts";
 import { currentState, desiredState, order, plan, type Action, type DeployedSpec, type PlanError } from "./plan.ts";
 import type { AppState } from "./runtime.ts";
 import { hasFloatingSource, type AppSpec } from "./spec.ts";
+import { stampFromDeployed } from "./secrets/resolve.ts";
 import { readState, statePath } from "./state.ts";
 import { maskEnv } from "./status.ts";
 import { StateJournal, journalPath } from "./state-journal.ts";
@@ -103,6 +104,8 @@ export async function preview(
       await new StateJournal(journalPath(config.local_path)).replay(state, silentLogger);
       deployed = state.apps;
     }
+    // Host references are the agent's to read (its environment, its files): plan keeps their deployed digests.
+    for (const app of load.apps) app.spec = stampFromDeployed(app.spec, deployed[app.spec.name]?.spec);
     const desired = desiredState(load, deployed, revisions);
     const live = answer !== undefined;
     const current = currentState(deployed, answer?.apps ?? {}, { assumeRunning: !live });

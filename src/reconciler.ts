@@ -21,6 +21,7 @@ import {
   type PlanError,
 } from "./plan.ts";
 import { redact } from "./redact.ts";
+import { SecretResolver } from "./secrets/resolve.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import type { AppSpec } from "./spec.ts";
 import { writeState, type DurableState } from "./state.ts";
@@ -77,11 +78,20 @@ export class Reconciler {
   #pendingTicks = 0;
   /** Ticks and manual operations run one at a time: they share state and state.json. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Resolves secrets for the runtime and digests host references for the planner. */
+  readonly #secrets: SecretResolver;
 
   constructor(deps: ReconcilerDeps) {
-    this.#d = deps;
+    this.#secrets =
+      deps.secrets ??
+      new SecretResolver({
+        ageKeyFile: deps.config.age_key_file,
+        localPath: deps.config.local_path,
+        repoDir: () => this.repoDir,
+      });
+    this.#d = { ...deps, secrets: this.#secrets };
     this.#source = new DesiredSource(deps);
-    this.#applier = new Applier(deps, {
+    this.#applier = new Applier(this.#d, {
       runtimeState: () => this.#runtimeState,
       deployed: (app) => this.#d.state.apps[app],
       specFile: (app) => this.#source.fileOf(app),
@@ -141,7 +151,7 @@ export class Reconciler {
         continue;
       }
       try {
-        const state = await this.#d.runtime.deploy(app.spec);
+        const state = await this.#d.runtime.deploy(await this.#secrets.resolve(app.spec));
         this.#runtimeState[action.app] = state;
         this.#d.logger.info(`restored ${action.app} ${app.version}`);
       } catch (error) {
@@ -418,7 +428,9 @@ export class Reconciler {
   async #plan(
     signal: AbortSignal,
   ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
-    const desired = desiredState(this.#source.current!.load, this.#d.state.apps, await this.#source.revisions(signal));
+    // Host references are read each tick: a changed file or variable is an env change of its key.
+    const load = await this.#secrets.stampAll(this.#source.current!.load);
+    const desired = desiredState(load, this.#d.state.apps, await this.#source.revisions(signal));
     const current = this.#current();
     this.#kept = desired.kept;
     for (const [app, why] of Object.entries(desired.kept)) this.#source.warnOnce(`${app}: ${why}`);

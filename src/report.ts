@@ -97,7 +97,7 @@ export function planReport(actions: readonly Action[], errors: readonly { app: s
       case "upgrade":
         return `${colors.yellow("~")} upgrade ${a.app}: ${a.reason}`;
       case "reconfigure":
-        return `${colors.yellow("~")} reconfigure ${a.app}${[...a.changed, ...a.added, ...a.removed].length ? `: env ${[...a.added.map((k) => `+${k}`), ...a.changed.map((k) => `~${k}`), ...a.removed.map((k) => `-${k}`)].join(" ")}` : ""}`;
+        return `${colors.yellow("~")} reconfigure ${a.app}${reconfigured(a)}`;
       case "hot_reload":
         return `${colors.yellow("~")} hot_reload ${a.app} ${a.fromRevision.slice(0, 12)} -> ${a.toRevision.slice(0, 12)}`;
       case "restart":
@@ -106,4 +106,16 @@ export function planReport(actions: readonly Action[], errors: readonly { app: s
   });
   for (const e of errors) lines.push(`${colors.red("✖")} ${e.app}: ${e.message}`);
   return lines.length ? lines.join("\n") : "nothing to do: the host matches the repository";
+}
+
+/** What a reconfigure changes: `: env +A ~B -C`, and `; secret changed: KEY` for secret keys (never values). */
+function reconfigured(a: Extract<Action, { type: "reconfigure" }>): string {
+  const secret = new Set(a.secrets ?? []);
+  const plain = [...a.added.map((k) => `+${k}`), ...a.changed.map((k) => `~${k}`), ...a.removed.map((k) => `-${k}`)];
+  const shown = plain.filter((item) => !secret.has(item.slice(1)));
+  const parts = [
+    ...(shown.length ? [`env ${shown.join(" ")}`] : []),
+    ...(secret.size ? [`secret changed: ${[...secret].join(", ")}`] : []),
+  ];
+  return parts.length ? `: ${parts.join("; ")}` : "";
 }

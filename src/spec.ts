@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
+import type { AppSecrets } from "./secrets/secrets-file.ts";
 import { editorSchema } from "./spec-schema.ts";
 
 /** App names become directory names: nothing in them may escape a directory. */
@@ -273,8 +274,11 @@ export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
   };
 });
 
-/** A validated app spec with every default filled in. */
-export type AppSpec = z.output<typeof AppSpec>;
+/**
+ * A validated app spec with every default filled in. `secrets` is never written in a spec file: the
+ * loader attaches it (the app's secrets file and a digest per secret key, see `secrets/`).
+ */
+export type AppSpec = z.output<typeof AppSpec> & { secrets?: AppSecrets };
 /** What a spec file may contain (before defaults). */
 export type AppSpecInput = z.input<typeof AppSpec>;
 

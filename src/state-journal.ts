@@ -10,6 +10,7 @@
 import { appendFile, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "./logger.ts";
+import { splitSecrets } from "./secrets/secrets-file.ts";
 import { AppSpec } from "./spec.ts";
 import type { DeployedApp, DurableState } from "./state.ts";
 
@@ -71,7 +72,9 @@ export class StateJournal {
       }
       if (line.entry === null) delete state.apps[line.app];
       else {
-        const spec = AppSpec.safeParse(line.entry.spec);
+        const remembered = splitSecrets(line.entry.spec);
+        const spec = AppSpec.safeParse(remembered.spec);
+        if (spec.success && remembered.secrets) (spec.data as AppSpec).secrets = remembered.secrets;
         if (!spec.success || spec.data.name !== line.app) {
           logger.warn(`${this.#file}: skipping the entry of "${line.app}": its spec no longer validates`);
           continue;

@@ -6,6 +6,7 @@
  */
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { splitSecrets } from "./secrets/secrets-file.ts";
 import { AppSpec } from "./spec.ts";
 import type { Logger } from "./logger.ts";
 
@@ -110,8 +111,10 @@ export async function readState(
       continue;
     }
     let spec: ReturnType<typeof AppSpec.safeParse> | undefined;
+    const remembered = splitSecrets(app.spec);
     try {
-      spec = AppSpec.safeParse(app.spec);
+      spec = AppSpec.safeParse(remembered.spec);
+      if (spec.success && remembered.secrets) (spec.data as AppSpec).secrets = remembered.secrets;
     } catch {
       // A value the schema's own code cannot digest: the same as invalid, for this app only.
     }

@@ -5,6 +5,7 @@
 import { iconFor } from "./identicon.ts";
 import { redactValue } from "./redact.ts";
 import type { AppState } from "./runtime.ts";
+import { looksLikeRef } from "./secrets/env-refs.ts";
 import type { AppSpec } from "./spec.ts";
 
 /** The agent's overall status. */
@@ -67,6 +68,17 @@ export function maskEnv(env: Record<string, unknown> | undefined): Record<string
     : {};
 }
 
+/** Whether the runtime got resolved secrets for `spec`: a secrets file or host references. */
+function hasSecrets(spec: AppSpec | undefined): boolean {
+  return spec !== undefined && (spec.secrets !== undefined || Object.values(spec.env).some(looksLikeRef));
+}
+
+/** The env a view shows: as written, plus each secrets file key as `"***"` (it exists; its value is not shown). */
+function viewEnv(spec: AppSpec): Record<string, unknown> {
+  const keys = Object.keys(spec.secrets?.keys ?? {}).filter((k) => !Object.hasOwn(spec.env, k));
+  return keys.length ? { ...spec.env, ...Object.fromEntries(keys.map((k) => [k, "***"])) } : spec.env;
+}
+
 /**
  * The API view of one app: what the runtime reports, completed from the spec (for apps that do not
  * run yet) and from the agent's own bookkeeping (pending reason, last error, restarts).
@@ -103,7 +115,9 @@ export function appView(
     isolation: base.isolation ?? spec?.isolation,
     started_at: base.started_at,
     path: base.path ?? info.path,
-    env: maskEnv(base.env ?? spec?.env),
+    // An app with secrets shows its spec's env as written (references, secrets file keys as "***"),
+    // never the runtime's: the runtime was given the resolved values.
+    env: maskEnv(spec && hasSecrets(spec) ? viewEnv(spec) : (base.env ?? spec?.env)),
     reloads: base.reloads ?? 0,
     restarts: base.restarts ?? info.restarts ?? 0,
   };

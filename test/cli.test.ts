@@ -107,6 +107,7 @@ const BAD_FLAG_VALUES: Record<ConfigKey, [value: string, message: RegExp]> = {
   log_format: ["xml", /^error --log-format: .*"pretty"/],
   git_timeout: ["soon", /^error --git-timeout: expected a duration like 60000 or "60s", got "soon"$/],
   reload_budget: ["0", /^error --reload-budget: /],
+  age_key_file: ["/nonexistent/age.txt", /^error cannot read age_key_file \/nonexistent\/age\.txt: ENOENT$/],
 };
 
 test("every configuration key is a flag of run and plan, listed in their --help and checked like its variable", async (t) => {

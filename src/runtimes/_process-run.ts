@@ -16,6 +16,7 @@ import { spawnProcess, type ProcessExit, type SpawnedProcess } from "../exec.ts"
 import type { RotatingLog } from "../log-file.ts";
 import type { Logger } from "../logger.ts";
 import { exportEnv } from "../process-env.ts";
+import { AGE_KEY_VARIABLES } from "../secrets/age-keys.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Emit } from "../telemetry.ts";
 import type { PreparedWorkspace } from "../workspace.ts";
@@ -98,6 +99,8 @@ const OOM = /heap out of memory|JavaScript out of memory|Reached heap limit|Rang
 
 /** Variables of the agent's own configuration (a token, a repo URL with credentials) never reach apps. */
 const AGENT_PREFIX = "BC_GITOPS_";
+/** The agent's age keys (`SOPS_AGE_KEY`…) decrypt every app's secrets: no app gets them. */
+const AGE_KEYS: ReadonlySet<string> = new Set(AGE_KEY_VARIABLES);
 
 /** The argv of a run: `command` as given, else the entry with the agent's runtime. */
 function commandOf(
@@ -125,7 +128,7 @@ function childEnv(
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env))
-    if (value !== undefined && !key.startsWith(AGENT_PREFIX)) env[key] = value;
+    if (value !== undefined && !key.startsWith(AGENT_PREFIX) && !AGE_KEYS.has(key)) env[key] = value;
   const appEnv = o.port === undefined ? o.spec.env : { ...o.spec.env, port: o.port };
   Object.assign(
     env,
