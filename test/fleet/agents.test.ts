@@ -100,6 +100,16 @@ test("agents place apps by host glob, label and set expression, give canary host
   for (const host of [web1, web2, db1]) assert.deepEqual((await host.agent.reconcile()).actions, [], host.name);
 
   // fleet status over the three agents: every host synced, one table.
+  // The same agents from an inventory file (one per line, comments, host:port), the token from the environment.
+  const inventory = join(repo.root, "inventory.txt");
+  await writeTree(repo.root, { "inventory.txt": `# the fleet\n${web1.url}\n\n${web2.url.replace("http://", "")}\n` });
+  const listed = await runCli(["fleet", "status", "--inventory", inventory, db1.url, "--json"], {
+    env: { BC_GITOPS_TOKEN: "not-needed-here" },
+  });
+  assert.deepEqual(
+    (JSON.parse(listed.stdout) as { hosts: { host: string }[] }).hosts.map((h) => h.host),
+    ["db-1", "web-1", "web-2"],
+  );
   const synced = await runCli(["fleet", "status", web1.url, web2.url, db1.url]);
   assert.equal(synced.exitCode, 0, synced.stdout + synced.stderr);
   assert.match(synced.stdout, /^front +web-1 +2\.0\.0 +running +healthy/m);

@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnProcess } from "../../src/exec.ts";
+import { appSpecJsonSchema } from "../../src/spec.ts";
 import { cliCommand, runCli } from "../helpers/cli.ts";
 import { until } from "../helpers/e2e.ts";
 import { gitopsRepo } from "../helpers/gitops-repo.ts";
@@ -65,6 +66,13 @@ test("validate --host --label shows what each host of the example fleet runs: pl
     /^\+ web 1\.9\.0 {2}apps\/web\/app\.yaml {2}overrides \[1\] region in \[us\] \(env\) {2}wave \d of 3$/m,
   );
   assert.match(text.stdout, /^- trainer {2}not placed: placement \(gpu exists\): label gpu is not set$/m);
+
+  const schema = JSON.parse(await readFile(join(FLEET_REPO, "app-spec.schema.json"), "utf8"));
+  assert.deepEqual(
+    schema,
+    appSpecJsonSchema(),
+    "the example's editor schema is current (bc-gitops schema > app-spec.schema.json)",
+  );
 
   const bad = await runCli(["validate", FLEET_REPO, "--host", "web 1"]);
   assert.equal(bad.exitCode, 1);
