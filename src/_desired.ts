@@ -163,16 +163,22 @@ export class DesiredSource {
     return commit !== known;
   }
 
-  /** The code revision each floating source (git branch, path) points at now, by app name. */
-  async revisions(signal: AbortSignal): Promise<Record<string, string>> {
+  /**
+   * The code revision each floating source (git branch, path) points at now, by app name: of the
+   * specs read last, or of `apps` (the same apps as this host runs them, overrides applied).
+   */
+  async revisions(
+    signal: AbortSignal,
+    apps: readonly { spec: AppSpec }[] | undefined = this.#read?.load.apps,
+  ): Promise<Record<string, string>> {
     const resolve = this.#d.runtime.resolveRevision?.bind(this.#d.runtime);
     const out: Record<string, string> = {};
     const refused = new Map<string, string>();
     const read = this.#read;
-    if (!resolve || !read) return out;
+    if (!resolve || !read || !apps) return out;
     const { repoDir, commit, trees } = read;
     const treeOf = (path: string) => trees.get(treePath(path));
-    const floating = read.load.apps.filter(({ spec }) => hasFloatingSource(spec));
+    const floating = apps.filter(({ spec }) => hasFloatingSource(spec));
     for (let i = 0; i < floating.length; i += 8) {
       await Promise.all(
         floating.slice(i, i + 8).map(async ({ spec }) => {

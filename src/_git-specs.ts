@@ -6,6 +6,7 @@
 import { isAbsolute } from "node:path";
 import { treePath, type GitObjects } from "./_git-objects.ts";
 import { treesOf } from "./_sparse-snapshot.ts";
+import { possibleSources } from "./fleet/overrides.ts";
 import type { GitSource } from "./git.ts";
 import {
   appsDirError,
@@ -15,7 +16,7 @@ import {
   type SpecFileRef,
   type SpecListing,
 } from "./loader.ts";
-import type { AppSpec } from "./spec.ts";
+import type { AppSpec, Source } from "./spec.ts";
 import { SECRETS_FILE_NAMES } from "./secrets/secrets-file.ts";
 import { SPEC_FILE_NAMES } from "./spec-file.ts";
 
@@ -97,23 +98,27 @@ export async function readCommit(
     },
     signal,
   );
-  const sources = load.apps.flatMap(({ spec }) =>
-    spec.source.type === "path" && !isAbsolute(spec.source.path) ? [spec.source.path] : [],
+  // In a fleet, an override may give some hosts another source: the files of every one are needed.
+  const possible = load.apps.flatMap(({ spec }) => possibleSources(spec));
+  const sources = possible.flatMap((source) =>
+    source.type === "path" && !isAbsolute(source.path) ? [source.path] : [],
   );
   const trees = sources.length
     ? await git.read(commit, (objects) => treesOf(objects, tree, sources), signal)
     : new Map<string, string>();
   const repoDir = await git.snapshot(commit, {
     // Secrets files too: the runtime's specs are resolved from them (`secrets/resolve.ts`).
-    paths: load.apps.flatMap(({ spec }) => [repoPathOf(spec) ?? [], spec.secrets?.file ?? []].flat()),
+    paths: [
+      ...possible.flatMap((source) => repoPathOf(source) ?? []),
+      ...load.apps.flatMap(({ spec }) => spec.secrets?.file ?? []),
+    ],
     ...(signal ? { signal } : {}),
   });
   return { load, committedAt, repoDir, trees };
 }
 
-/** The path inside the repository whose files `spec`'s source needs on disk, if any. */
-function repoPathOf(spec: AppSpec): string | undefined {
-  const source = spec.source;
+/** The path inside the repository whose files `source` needs on disk, if any. */
+function repoPathOf(source: Source): string | undefined {
   if (source.type === "path") return isAbsolute(source.path) ? undefined : treePath(source.path);
   if (source.type === "tarball" && !/^[a-z][a-z0-9+.-]*:/i.test(source.url) && !isAbsolute(source.url))
     return treePath(source.url);

@@ -7,6 +7,9 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AgentConfig, CONFIG_KEYS } from "./config.ts";
 import { GitopsError } from "./errors.ts";
+import { Fleet } from "./fleet/fleet.ts";
+import { hostIdentity } from "./fleet/host.ts";
+import { firstTickWait, jitterMs, nextPollDelay } from "./fleet/jitter.ts";
 import { GitSource } from "./git.ts";
 import type { Checkout } from "./_desired.ts";
 import { serve, type HttpServer } from "./http-server.ts";
@@ -48,6 +51,16 @@ export interface AgentOptions {
   reloadBudget?: number;
   /** age identities file for apps' SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
   ageKeyFile?: string;
+  /** This host's name in the fleet (default: the machine's host name, lower-cased). */
+  host?: string;
+  /** This host's labels (`{ role: "web" }`); `host`, `os`, `arch` and `runtime` are added. */
+  labels?: Record<string, string>;
+  /** Random offset of each timed poll: a duration, or a fraction of the interval (`"10%"`, the default). */
+  reconcileJitter?: number | string;
+  /** Delay the first poll of an agent restoring apps by a random part of the jitter (`run` does, when not in a terminal). */
+  jitterFirstTick?: boolean;
+  /** Random numbers in [0, 1) for the jitter (tests). */
+  random?: () => number;
   /** Where the library logs (default: nowhere). */
   logger?: Logger;
   /** The clock (tests). */
@@ -72,7 +85,10 @@ export interface Agent {
   getCurrentState(): Promise<Record<string, AppState>>;
   /** What is deployed, as the next tick plans from it: each app's spec, code revision and spec file (`bc-gitops plan --url`). */
   getDeployedState(): Promise<Record<string, DeployedSpec>>;
+  /** One app's state; for an app placed on this host also its effective spec, the overrides that applied and its rollout wave. */
   getAppStatus(name: string): Promise<AppState | undefined>;
+  /** Replaces this host's labels (built-in ones stay); the next reconcile removes and deploys apps to match. Throws E_CONFIG for a bad label. */
+  setLabels(labels: Record<string, string>): void;
   /** Deploys a spec now, bypassing git; the next reconcile brings the app back in line with the repository. */
   deploy(spec: AppSpecInput): Promise<AppState>;
   remove(name: string): Promise<void>;
@@ -126,8 +142,11 @@ export function createAgent(options: AgentOptions): Agent {
 class AgentImpl implements Agent {
   readonly config: AgentConfig;
   readonly #options: AgentOptions;
-  readonly #telemetry = new Telemetry();
+  readonly #telemetry: Telemetry;
   readonly #logger: Logger;
+  readonly #fleet: Fleet;
+  /** Aborted to skip the first tick's jitter (a reconcile was asked for). */
+  readonly #skipJitter = new AbortController();
   #runtime: Runtime | undefined;
   #reconciler: Reconciler | undefined;
   #loop: Loop<TickResult> | undefined;
@@ -143,6 +162,16 @@ class AgentImpl implements Agent {
     this.config = config;
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
+    this.#fleet = new Fleet({
+      identity: hostIdentity(config.host, config.labels),
+      // Asked only by a tick, which runs once start() has created the git source.
+      commitTime: (commit, path, signal) => this.#git!.commitTime(commit, path, signal),
+      logger: this.#logger,
+    });
+    // Every event says which host it comes from, so a fleet's events can be told apart once collected.
+    this.#telemetry = new Telemetry({
+      context: () => ({ host: this.#fleet.identity.host, labels: this.#fleet.identity.labels }),
+    });
   }
 
   get address(): string | undefined {
@@ -218,6 +247,7 @@ class AgentImpl implements Agent {
       statePath: file,
       journal,
       checkout,
+      fleet: this.#fleet,
     });
     this.#reconciler = reconciler;
     if (listen && api) {
@@ -235,13 +265,21 @@ class AgentImpl implements Agent {
     if (signal.aborted) throw stopped();
     await reconciler.restore(signal);
     if (signal.aborted) throw stopped();
+    const random = this.#options.random ?? Math.random;
+    const jitter = jitterMs(config.reconcile_jitter, config.reconcile_interval);
+    const poll = { interval: config.reconcile_interval, jitter, random };
+    if (this.#options.jitterFirstTick && state.commit) {
+      // A restarted fleet would otherwise fetch all at once; its apps already run from the local cache.
+      await firstTickWait(jitter, random, AbortSignal.any([signal, this.#skipJitter.signal]), this.#logger);
+      if (signal.aborted) throw stopped();
+    }
     this.#loop = new Loop<TickResult>({
       tick: (tickSignal) => {
         const head = this.#head;
         this.#head = undefined;
         return reconciler.tick(tickSignal, { head });
       },
-      nextDelay: () => reconciler.nextDelay(),
+      nextDelay: () => nextPollDelay(reconciler.nextDelay(), { ...poll, due: this.#fleet.nextDue(), now: now() }),
     });
     return this.#loop.start();
   }
@@ -270,22 +308,32 @@ class AgentImpl implements Agent {
   }
 
   async status(): Promise<AgentStatus> {
-    return (
-      this.#reconciler?.status() ?? {
+    const { host, labels } = this.#fleet.identity;
+    return {
+      ...(this.#reconciler?.status() ?? {
         status: "initializing",
         last_commit: null,
         app_count: 0,
         healthy_count: 0,
         last_reconcile: { at: null, duration_ms: null, error: null },
         errors: [],
-      }
-    );
+      }),
+      host,
+      labels: { ...labels },
+    };
   }
 
   reconcile(options: ReconcileOptions = {}): Promise<TickResult> {
-    if (!this.#loop) return this.start();
+    if (!this.#loop) {
+      this.#skipJitter.abort(); // someone is waiting: the first tick runs now
+      return this.start();
+    }
     if (options.head) this.#head = options.head;
     return this.#loop.trigger();
+  }
+
+  setLabels(labels: Record<string, string>): void {
+    this.#fleet.setLabels(labels);
   }
 
   sync(): Promise<TickResult> {
@@ -297,7 +345,9 @@ class AgentImpl implements Agent {
   }
 
   async getCurrentState(): Promise<Record<string, AppState>> {
-    return this.#reconciler?.apps() ?? {};
+    const apps = this.#reconciler?.apps() ?? {};
+    for (const [name, app] of Object.entries(apps)) apps[name] = this.#fleet.annotate(app);
+    return apps;
   }
 
   async getDeployedState(): Promise<Record<string, DeployedSpec>> {
@@ -306,7 +356,7 @@ class AgentImpl implements Agent {
 
   async getAppStatus(name: string): Promise<AppState | undefined> {
     const apps = this.#reconciler?.apps();
-    return apps && Object.hasOwn(apps, name) ? apps[name] : undefined;
+    return apps && Object.hasOwn(apps, name) ? this.#fleet.withDetail(apps[name]!) : undefined;
   }
 
   async deploy(input: AppSpecInput): Promise<AppState> {

@@ -11,10 +11,13 @@ import { agentOptionsOf, createAgent } from "./agent.ts";
 import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
 import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
-import { dependencyIssues, formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
+import { formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
+import { fleetStatusCommand, type FleetStatusFlags } from "./fleet/status.ts";
+import { formatLabels, identityOf } from "./fleet/host.ts";
+import { runnableApps, type HostedApp } from "./fleet/view.ts";
 import { preview } from "./preview.ts";
 import type { TickResult } from "./reconciler.ts";
-import { planReport, statusReport, tickReport } from "./report.ts";
+import { placementReport, planReport, statusReport, tickReport } from "./report.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import { runDemo } from "./demo.ts";
 import { scaffold } from "./scaffold.ts";
@@ -38,51 +41,58 @@ cli
     "--age-key-file <file>",
     "age identities to check secrets files' MACs with (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)",
   )
-  .action(
-    async (
-      path: string | undefined,
-      options: { strict?: boolean; json?: boolean; appsDir?: string; ageKeyFile?: string },
-    ) => {
-      const target = path ?? ".";
-      const where = await resolveAppsDir(target, options.appsDir ?? "apps");
-      if (!where)
-        throw new UsageError(
-          `cannot read ${target}: no such directory; pass a gitops repository or its apps directory`,
-        );
-      const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
-      // Secrets files: structure was checked by loading; the MAC too when this host has a key (values never shown).
-      const files = result.apps.flatMap(({ spec }) => (spec.secrets?.file ? [spec.secrets.file] : []));
-      const secrets = await checkSecretsFiles(files, where.root, { ageKeyFile: options.ageKeyFile });
-      result.errors.push(...secrets.errors);
-      result.warnings.push(...secrets.warnings);
-      const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
-      // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
-      // it is an error, as for `run`, not "0 valid apps".
-      if (
-        empty &&
-        where.appsDir !== join(target, options.appsDir ?? "apps") &&
-        basename(resolve(target)) !== basename(options.appsDir ?? "apps")
-      ) {
-        throw new UsageError(
-          `no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`,
-        );
-      }
-      // An app whose depends_on cannot be met is not deployed: it is an error, not a valid app.
-      const dependencyErrors = dependencyIssues(result);
-      const unmet = new Set(dependencyErrors.map((issue) => issue.file));
-      result.apps = result.apps.filter((app) => !unmet.has(app.file));
-      result.errors.push(...dependencyErrors);
-      if (options.json) {
-        const apps = result.apps.map(({ spec, file }) => ({ name: spec.name, version: spec.version, file }));
-        print(JSON.stringify({ apps, errors: result.errors, warnings: result.warnings }, null, 2));
-      } else {
-        for (const issue of result.errors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
-        for (const issue of result.warnings) print(`${colors.yellow("warning")} ${formatIssue(issue)}`);
-        print(summary(result.apps.length, result.errors, result.warnings));
-      }
-      return result.errors.length > 0 ? 1 : 0;
-    },
-  );
+  .option("--host <name>", "Show what this host would run: placement, overrides and rollout waves applied")
+  .option("--label <key=value>", "A label of that host (repeatable; os, arch and runtime default to this machine's)", {
+    type: [String],
+  })
+  .action(async (path: string | undefined, options: ValidateOptions) => {
+    const target = path ?? ".";
+    const where = await resolveAppsDir(target, options.appsDir ?? "apps");
+    if (!where)
+      throw new UsageError(`cannot read ${target}: no such directory; pass a gitops repository or its apps directory`);
+    const result = await loadApps(where.appsDir, { root: where.root, strict: options.strict });
+    // Secrets files: structure was checked by loading; the MAC too when this host has a key (values never shown).
+    const files = result.apps.flatMap(({ spec }) => (spec.secrets?.file ? [spec.secrets.file] : []));
+    const secrets = await checkSecretsFiles(files, where.root, { ageKeyFile: options.ageKeyFile });
+    result.errors.push(...secrets.errors);
+    result.warnings.push(...secrets.warnings);
+    const empty = result.apps.length + result.errors.length + result.warnings.length === 0;
+    // `validate repo/apps` may name the apps directory itself; a folder that is neither it nor holds
+    // it is an error, as for `run`, not "0 valid apps".
+    if (
+      empty &&
+      where.appsDir !== join(target, options.appsDir ?? "apps") &&
+      basename(resolve(target)) !== basename(options.appsDir ?? "apps")
+    ) {
+      throw new UsageError(
+        `no apps directory found: ${join(target, options.appsDir ?? "apps")} does not exist and ${target} holds no app specs (<name>/app.yaml); pass the gitops repository or its apps directory (--apps-dir to name it)`,
+      );
+    }
+    // With --host: what that host runs (placement, overrides), planned exactly as its agent would.
+    const identity =
+      options.host !== undefined || options.label ? identityOf(options.host, options.label ?? []) : undefined;
+    const { apps, errors, placement } = runnableApps(result, identity);
+    if (options.json) {
+      const fleet = placement ? { host: placement.identity.host, labels: placement.identity.labels } : {};
+      const notPlaced = placement ? { not_placed: placement.notPlaced } : {};
+      print(JSON.stringify({ ...fleet, apps, ...notPlaced, errors, warnings: result.warnings }, null, 2));
+    } else {
+      if (placement) print(placementReport(placement.identity, apps as HostedApp[], placement.notPlaced));
+      for (const issue of errors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
+      for (const issue of result.warnings) print(`${colors.yellow("warning")} ${formatIssue(issue)}`);
+      print(summary(apps.length, errors, result.warnings));
+    }
+    return errors.length > 0 ? 1 : 0;
+  });
+
+interface ValidateOptions {
+  strict?: boolean;
+  json?: boolean;
+  appsDir?: string;
+  ageKeyFile?: string;
+  host?: string;
+  label?: string[];
+}
 
 cli
   .command(
@@ -149,6 +159,9 @@ const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
   git_timeout: ["duration", "Deadline of each git command, ms or e.g. 30s (default 60s)"],
   reload_budget: ["count", "Hot reloads of an embedded app before status suggests worker isolation (default 100)"],
   age_key_file: ["file", "age identities (AGE-SECRET-KEY-1…) that decrypt apps' secrets.sops.* files"],
+  host: ["name", "This host's name in the fleet (default the machine's host name)"],
+  labels: ["key=value", "A label of this host, e.g. role=web; repeat for more (BC_GITOPS_LABELS=role=web,region=eu)"],
+  reconcile_jitter: ["jitter", 'Random offset of each poll, a duration or a fraction of the interval (default "10%")'],
 };
 
 /** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
@@ -157,15 +170,19 @@ function configFlags<T extends ReturnType<typeof cli.command>>(command: T, excep
   for (const key of CONFIG_KEYS) {
     if (except.includes(key)) continue;
     const [placeholder, help] = CONFIG_FLAGS[key];
-    command.option(`--${key.replace(/_/g, "-")} <${placeholder}>`, help);
+    // One label per flag, repeatable: `--label role=web --label region=eu`.
+    if (key === "labels") command.option(`--label <${placeholder}>`, help, { type: [String] });
+    else command.option(`--${key.replace(/_/g, "-")} <${placeholder}>`, help);
   }
   return command;
 }
 
 configFlags(cli.command("run", "Run the agent in the foreground")).action(async (options: Record<string, unknown>) => {
-  const config = await loadConfig({ file: options.config as string | undefined, flags: options });
+  const sources = { file: options.config as string | undefined, flags: options };
+  const config = await loadConfig(sources);
   const logger = createConsoleLogger({ level: config.log_level, format: config.log_format });
-  const agent = createAgent({ ...agentOptionsOf(config), logger });
+  // Started from a terminal: someone is watching, so a restarted agent polls at once.
+  const agent = createAgent({ ...agentOptionsOf(config), logger, jitterFirstTick: !process.stdin.isTTY });
   logger.info(
     `bc-gitops ${VERSION} tracking ${config.branch} of ${config.repo_url} every ${config.reconcile_interval / 1000}s`,
   );
@@ -189,8 +206,16 @@ configFlags(cli.command("run", "Run the agent in the foreground")).action(async 
     process.on("SIGINT", () => stop("SIGINT"));
   });
   process.on("SIGHUP", () => {
-    logger.info("SIGHUP: reconciling now");
-    agent.reconcile().catch(() => {});
+    // The labels are read again (a label change moves apps); the rest of the configuration needs a restart.
+    void loadConfig(sources)
+      .then(({ labels }) => {
+        if (JSON.stringify(labels) !== JSON.stringify(config.labels)) agent.setLabels((config.labels = labels));
+      })
+      .catch((error: unknown) => logger.error(`SIGHUP: keeping the labels: ${(error as Error).message}`))
+      .then(() => {
+        logger.info("SIGHUP: reconciling now");
+        return agent.reconcile().catch(() => {});
+      });
   });
   try {
     const first = await agent.start();
@@ -303,9 +328,13 @@ configFlags(
         JSON.stringify(
           {
             commit: result.commit,
+            host: result.identity.host,
+            labels: result.identity.labels,
             live: result.live,
             deployed: result.deployed,
             actions,
+            waiting: result.waiting,
+            not_placed: result.notPlaced,
             errors: [...result.errors, ...result.specErrors],
           },
           null,
@@ -313,8 +342,11 @@ configFlags(
         ),
       );
     } else {
+      print(colors.dim(`plan for host ${result.identity.host} (${formatLabels(result.identity.labels)})`));
       for (const issue of result.specErrors) print(`${colors.red("error")}   ${formatIssue(issue)}`);
       print(planReport(result.actions, result.errors));
+      for (const { app, reason } of result.waiting) print(`${colors.yellow("…")} ${app}: ${reason}`);
+      for (const { name, reason } of result.notPlaced) print(colors.dim(`  ${name}: not placed: ${reason}`));
       if (!result.live)
         print(
           colors.dim(
@@ -330,6 +362,24 @@ configFlags(
     }
     if (result.errors.length > 0 || result.specErrors.length > 0) return 1;
     return result.actions.length > 0 ? 2 : 0;
+  });
+
+clientFlags(
+  cli.command(
+    "fleet <command> [...urls]",
+    "fleet status URL…: every agent's apps in one table (exit 0 synced, 2 not, 1 unreachable)",
+  ),
+)
+  .option("--inventory <file>", "A file of agent URLs, one per line")
+  .option("--timeout <duration>", "Deadline of each agent's answer (default 5s)")
+  .option("--json", "Print { hosts: [{ url, reachable, host, labels, status, apps }] } as JSON")
+  .action(async (command: string, urls: string[], options: FleetStatusFlags) => {
+    if (command !== "status")
+      throw new UsageError(`unknown fleet command "${command}"; use: bc-gitops fleet status URL…`);
+    const token = options.token ?? process.env.BC_GITOPS_TOKEN;
+    const { report, code } = await fleetStatusCommand(urls, { ...options, token });
+    print(report);
+    return code;
   });
 
 cli

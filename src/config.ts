@@ -10,6 +10,8 @@ import { z } from "zod";
 import { parseDuration } from "./duration.ts";
 import { GitopsError } from "./errors.ts";
 import { isLocalPath } from "./_git.ts";
+import { defaultHostName, hostNameProblem, labelsProblem, parseLabelList } from "./fleet/host.ts";
+import { DEFAULT_JITTER, jitterMs, parseJitter } from "./fleet/jitter.ts";
 import type { Runtime } from "./runtime.ts";
 import { suggest } from "./suggest.ts";
 
@@ -30,6 +32,9 @@ export const CONFIG_KEYS = [
   "git_timeout",
   "reload_budget",
   "age_key_file",
+  "host",
+  "labels",
+  "reconcile_jitter",
 ] as const;
 /** A configuration key. */
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
@@ -56,35 +61,66 @@ const noDash = (what: string) =>
 const SECRET_LENGTH = "must be at least 8 characters; use a long random string, e.g. from `openssl rand -hex 32`";
 
 /** The validated agent configuration. */
-export const AgentConfig = z.strictObject({
-  repo_url: noDash("a git URL or path of the gitops repository"),
-  branch: noDash("a branch name").default("main"),
-  local_path: z.string().min(1).default(defaultLocalPath),
-  apps_dir: z
-    .string()
-    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), {
-      error: "apps_dir must be a relative path inside the repository",
-    })
-    .default("apps"),
-  reconcile_interval: duration().default(60_000),
-  runtime: z.union([z.string(), z.custom<Runtime>((v) => typeof v === "object" && v !== null)]).default("default"),
-  listen: z.string().default("127.0.0.1:9477"),
-  token: z.string().min(8, { error: SECRET_LENGTH }).optional(),
-  webhook_secret: z.string().min(8, { error: SECRET_LENGTH }).optional(),
-  verify: z
-    .strictObject({
-      mode: z.enum(["ssh", "gpg"]),
-      allowed_signers: z.string().optional(),
-      keyring: z.string().optional(),
-    })
-    .optional(),
-  log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
-  log_format: z.enum(["pretty", "json"]).default("pretty"),
-  git_timeout: duration().default(60_000),
-  reload_budget: z.number().int().positive().default(100),
-  /** age identities for SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
-  age_key_file: z.string().min(1).optional(),
-});
+export const AgentConfig = z
+  .strictObject({
+    repo_url: noDash("a git URL or path of the gitops repository"),
+    branch: noDash("a branch name").default("main"),
+    local_path: z.string().min(1).default(defaultLocalPath),
+    apps_dir: z
+      .string()
+      .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), {
+        error: "apps_dir must be a relative path inside the repository",
+      })
+      .default("apps"),
+    reconcile_interval: duration().default(60_000),
+    runtime: z.union([z.string(), z.custom<Runtime>((v) => typeof v === "object" && v !== null)]).default("default"),
+    listen: z.string().default("127.0.0.1:9477"),
+    token: z.string().min(8, { error: SECRET_LENGTH }).optional(),
+    webhook_secret: z.string().min(8, { error: SECRET_LENGTH }).optional(),
+    verify: z
+      .strictObject({
+        mode: z.enum(["ssh", "gpg"]),
+        allowed_signers: z.string().optional(),
+        keyring: z.string().optional(),
+      })
+      .optional(),
+    log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+    log_format: z.enum(["pretty", "json"]).default("pretty"),
+    git_timeout: duration().default(60_000),
+    reload_budget: z.number().int().positive().default(100),
+    /** age identities for SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
+    age_key_file: z.string().min(1).optional(),
+    host: z
+      .string()
+      .refine((h) => hostNameProblem(h) === undefined, { error: (iss) => hostNameProblem(String(iss.input))! })
+      .transform((h) => h.toLowerCase())
+      .default(defaultHostName),
+    labels: z
+      .record(
+        z.string(),
+        z.union([z.string(), z.number(), z.boolean()], { error: "expected a label value (text)" }).transform(String),
+        { error: "expected a mapping of label: value, like { role: web }" },
+      )
+      .refine((labels) => labelsProblem(labels) === undefined, {
+        error: (iss) => labelsProblem(iss.input as Record<string, string>)!,
+      })
+      .default({}),
+    reconcile_jitter: z
+      .union([z.number(), z.string()])
+      .refine((v) => parseJitter(v) !== undefined, {
+        error: (iss) =>
+          `expected a duration like "5s" or a fraction of the interval like "10%", got ${JSON.stringify(iss.input)}`,
+      })
+      .default(DEFAULT_JITTER),
+  })
+  .superRefine((config, ctx) => {
+    if (jitterMs(config.reconcile_jitter, config.reconcile_interval) > config.reconcile_interval)
+      ctx.addIssue({
+        code: "custom",
+        path: ["reconcile_jitter"],
+        message: `must not exceed reconcile_interval (${config.reconcile_interval} ms)`,
+      });
+  });
 /** A validated agent configuration (snake_case keys, durations in ms). */
 export type AgentConfig = z.output<typeof AgentConfig>;
 
@@ -121,29 +157,35 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
   }
   const env = sources.env ?? process.env;
   for (const key of CONFIG_KEYS) {
-    const value = env[`BC_GITOPS_${key.toUpperCase()}`];
+    const name = `BC_GITOPS_${key.toUpperCase()}`;
+    const value = env[name];
     if (value === undefined || value === "") continue;
     merged[key] =
       key === "reload_budget"
         ? Number(value)
         : key === "verify"
-          ? parseJson(`BC_GITOPS_${key.toUpperCase()}`, value)
-          : value;
-    origin.set(key, `BC_GITOPS_${key.toUpperCase()}`);
+          ? parseJson(name, value)
+          : key === "labels"
+            ? mergeLabels(merged.labels, labelList(name, value))
+            : value;
+    origin.set(key, name);
   }
   for (const key of CONFIG_KEYS) {
     const camel = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-    const value = sources.flags?.[camel] ?? sources.flags?.[key];
+    // Labels are given one at a time: `--label role=web --label region=eu` (cac: a list when repeated).
+    const value = key === "labels" ? sources.flags?.label : (sources.flags?.[camel] ?? sources.flags?.[key]);
     if (value === undefined) continue;
-    const flag = `--${key.replace(/_/g, "-")}`;
+    const flag = key === "labels" ? "--label" : `--${key.replace(/_/g, "-")}`;
     merged[key] =
       key === "reload_budget"
         ? Number(value)
         : key === "verify" && typeof value === "string"
           ? parseJson(flag, value)
-          : typeof value === "object" || DURATION_KEYS.has(key)
-            ? value
-            : String(value);
+          : key === "labels"
+            ? mergeLabels(merged.labels, labelList(flag, (Array.isArray(value) ? value : [value]).map(String)))
+            : typeof value === "object" || DURATION_KEYS.has(key)
+              ? value
+              : String(value);
     origin.set(key, flag);
   }
   if (merged.repo_url === undefined) {
@@ -187,6 +229,20 @@ async function readConfigFile(file: string | undefined): Promise<{ path: string;
   if (typeof values !== "object" || Array.isArray(values))
     throw configError(`${path}: expected a mapping of settings (repo_url: …)`);
   return { path, values: values as Record<string, unknown> };
+}
+
+/** `key=value` items of `origin` (a variable or a flag) as a map; a config error naming `origin` when one is malformed. */
+function labelList(origin: string, value: string | string[]): Record<string, string> {
+  try {
+    return parseLabelList(value);
+  } catch (error) {
+    throw configError(`${origin}: ${(error as Error).message}, like role=web,region=eu`);
+  }
+}
+
+/** Labels from a higher layer are added to (and win over) those of the layers below. */
+function mergeLabels(below: unknown, above: Record<string, string>): Record<string, unknown> {
+  return { ...(typeof below === "object" && below !== null ? (below as Record<string, unknown>) : {}), ...above };
 }
 
 function parseJson(origin: string, value: string): unknown {

@@ -286,6 +286,22 @@ export class GitSource {
     return regular.map((record) => record.slice(record.indexOf("\t") + 1 + (prefix ? prefix.length + 1 : 0)));
   }
 
+  /**
+   * When the last commit up to `commit` that changed `path` was committed (ms since the epoch, the
+   * committer date, `git log -1 --format=%ct`), read from the clone: the same answer on every host.
+   */
+  async commitTime(commit: string, path: string, signal?: AbortSignal): Promise<number> {
+    if (typeof commit !== "string" || !FULL_SHA.test(commit))
+      throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
+    const { stdout } = await this.#exclusive(() =>
+      this.#git(["log", "-1", "--format=%ct", commit, "--", path], signal, { GIT_DIR: this.#repo }),
+    );
+    const seconds = Number(stdout.trim());
+    if (!stdout.trim() || !Number.isFinite(seconds))
+      throw new GitopsError(`no commit up to ${commit.slice(0, 12)} changed ${path}`, { code: "E_GIT" });
+    return seconds * 1000;
+  }
+
   /** The remote head of the branch, by one `git ls-remote`. */
   async #lsRemote(signal: AbortSignal | undefined): Promise<string> {
     await mkdir(this.#dir, { recursive: true }).catch((error: unknown) => {

@@ -115,6 +115,15 @@ export class Metrics {
       "Build information: bc-gitops version and the JavaScript runtime it runs on.",
     );
     out.sample("bc_gitops_build_info", { version: VERSION, runtime: runtimeName, runtime_version: runtimeVersion }, 1);
+    const host = typeof snapshot.status.host === "string" ? snapshot.status.host : undefined;
+    // Series about this host's apps carry its name, so a central Prometheus can group by host.
+    const onHost: Labels = host === undefined ? {} : { host };
+    out.family(
+      "bc_gitops_host_info",
+      "gauge",
+      "This host in the fleet: its name and labels (label_<key>, key characters other than letters, digits and _ as _).",
+    );
+    if (host !== undefined) out.sample("bc_gitops_host_info", { host, ...labelsOf(snapshot.status.labels) }, 1);
 
     out.family("bc_gitops_status", "gauge", "The agent's status: 1 for the current one, 0 for the others.");
     for (const name of STATUS_NAMES)
@@ -189,9 +198,36 @@ export class Metrics {
     for (const a of apps) {
       out.sample(
         "bc_gitops_app_info",
-        { app: a.name, version: a.version, status: a.status, health: a.health, isolation: String(a.isolation ?? "") },
+        {
+          app: a.name,
+          version: a.version,
+          status: a.status,
+          health: a.health,
+          isolation: String(a.isolation ?? ""),
+          ...onHost,
+        },
         1,
       );
+    }
+    out.family(
+      "bc_gitops_app_desired_version_info",
+      "gauge",
+      "One series per app placed on this host: the version the repository wants here (overrides applied).",
+    );
+    for (const a of apps)
+      if (typeof a.desired_version === "string")
+        out.sample("bc_gitops_app_desired_version_info", { app: a.name, version: a.desired_version, ...onHost }, 1);
+    out.family("bc_gitops_app_rollout_wave", "gauge", "The rollout wave of this host for each app with a rollout.");
+    out.family(
+      "bc_gitops_app_rollout_waiting",
+      "gauge",
+      "1 while a change to the app waits for this host's rollout wave (or a paused rollout), else 0.",
+    );
+    for (const a of apps) {
+      const rollout = a.rollout as { wave?: unknown; waiting?: unknown } | undefined;
+      if (typeof rollout?.wave !== "number") continue;
+      out.sample("bc_gitops_app_rollout_wave", { app: a.name, ...onHost }, rollout.wave);
+      out.sample("bc_gitops_app_rollout_waiting", { app: a.name, ...onHost }, rollout.waiting === true ? 1 : 0);
     }
     out.family("bc_gitops_app_restarts", "gauge", "Crash restarts of each app since its last deploy or upgrade.");
     for (const a of apps) out.sample("bc_gitops_app_restarts", { app: a.name }, a.restarts ?? 0);
@@ -230,6 +266,17 @@ export class Metrics {
     out.sample("bc_gitops_process_heap_used_bytes", {}, memory.heapUsed);
     return out.text();
   }
+}
+
+/** Host labels as Prometheus labels: `label_<key>`, characters a label name cannot hold as `_` (`host` is a label of its own). */
+function labelsOf(labels: unknown): Labels {
+  const out: Labels = {};
+  if (typeof labels !== "object" || labels === null) return out;
+  for (const [key, value] of Object.entries(labels as Record<string, unknown>)) {
+    if (key === "host") continue;
+    out[`label_${key.replace(/[^a-zA-Z0-9_]/g, "_")}`] = String(value);
+  }
+  return out;
 }
 
 function histogram(map: Map<string, Histogram>, key: string): Histogram {

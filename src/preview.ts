@@ -12,6 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { apiRequest, type ClientOptions } from "./client.ts";
 import type { AgentConfig } from "./config.ts";
+import { Fleet } from "./fleet/fleet.ts";
+import { hostIdentity, type HostIdentity } from "./fleet/host.ts";
+import type { NotPlaced } from "./fleet/view.ts";
 import { GitSource } from "./git.ts";
 import { treePath } from "./_git-objects.ts";
 import { readCommit } from "./_git-specs.ts";
@@ -32,6 +35,12 @@ export interface Preview {
   actions: Action[];
   errors: PlanError[];
   specErrors: SpecIssue[];
+  /** The host planned for (its name and labels, built-in ones included). */
+  identity: HostIdentity;
+  /** Apps of the repository this host does not run, and why. */
+  notPlaced: NotPlaced[];
+  /** Changes held back for this host's rollout wave (no action yet), and why. */
+  waiting: { app: string; reason: string }[];
   /** Whether live statuses came from a running agent (else everything deployed is assumed running). */
   live: boolean;
   /** Where the deployed state came from. */
@@ -57,16 +66,23 @@ export async function preview(
   const from = options.deployed ?? "local";
   // Asked first: with `agent`, no answer means nothing to plan against, so fail before fetching.
   let answer: { apps: Record<string, AppState>; deployed?: Record<string, DeployedSpec> } | undefined;
+  let agentStatus: { host?: unknown; labels?: unknown } | undefined;
   try {
     answer = await apiRequest(
       { ...client, timeoutMs: 5000 },
       "GET",
       from === "agent" ? "/state/current?include=deployed" : "/state/current",
     );
+    if (from === "agent") agentStatus = await apiRequest({ ...client, timeoutMs: 5000 }, "GET", "/status");
   } catch (error) {
     if (from === "agent") throw error;
     // No agent to ask: plan against what state.json says is deployed, assumed running.
   }
+  // Planned for the agent asked (its own name and labels), else for the host the configuration describes.
+  const identity: HostIdentity =
+    typeof agentStatus?.host === "string" && typeof agentStatus.labels === "object" && agentStatus.labels
+      ? { host: agentStatus.host, labels: agentStatus.labels as Record<string, string> }
+      : hostIdentity(config.host, config.labels);
   if (from === "agent" && !answer?.deployed) {
     throw new Error(
       `the agent at ${client.url} does not report what it has deployed (GET /state/current?include=deployed); upgrade it, or pass --local-path to plan from its state.json`,
@@ -82,8 +98,12 @@ export async function preview(
       timeoutMs: config.git_timeout,
     });
     const { commit } = await git.fetch(undefined);
-    const { load, repoDir, trees } = await readCommit(git, commit, config.apps_dir);
+    const read = await readCommit(git, commit, config.apps_dir);
+    const { repoDir, trees } = read;
     const treeOf = (path: string) => trees.get(treePath(path));
+    const fleet = new Fleet({ identity, commitTime: (c, path) => git!.commitTime(c, path), logger: silentLogger });
+    const view = fleet.view(read.load);
+    const load = { ...view.load };
     // Same-version code changes show as hot_reload, as the agent would plan them.
     const workspaces = new Workspaces({ localPath: join(scratch, "local") });
     const revisions: Record<string, string> = {};
@@ -97,7 +117,7 @@ export async function preview(
     if (answer?.deployed && from === "agent") {
       deployed = answer.deployed;
       // The API masks secret-looking env values: compare the repository's masked the same way.
-      for (const app of load.apps) app.spec = { ...app.spec, env: maskEnv(app.spec.env) } as AppSpec;
+      load.apps = load.apps.map((app) => ({ ...app, spec: { ...app.spec, env: maskEnv(app.spec.env) } as AppSpec }));
     } else {
       // What is deployed: state.json plus the actions a running agent completed since it last wrote it.
       const state = await readState(statePath(config.local_path), silentLogger, { readOnly: true });
@@ -106,13 +126,28 @@ export async function preview(
     }
     // Host references are the agent's to read (its environment, its files): plan keeps their deployed digests.
     for (const app of load.apps) app.spec = stampFromDeployed(app.spec, deployed[app.spec.name]?.spec);
-    const desired = desiredState(load, deployed, revisions);
+    const desired = await fleet.hold(
+      desiredState(load, deployed, revisions),
+      deployed,
+      { commit, load: read.load },
+      Date.now(),
+    );
     const live = answer !== undefined;
     const current = currentState(deployed, answer?.apps ?? {}, { assumeRunning: !live });
     const planned = order(plan(desired, current), desired, current);
     const kept = Object.entries(desired.kept).map(([app, message]) => ({ app, message }));
     planned.errors.push(...kept);
-    return { commit, actions: planned.actions, errors: planned.errors, specErrors: load.errors, live, deployed: from };
+    return {
+      commit,
+      actions: planned.actions,
+      errors: planned.errors,
+      specErrors: load.errors,
+      identity: fleet.identity,
+      notPlaced: view.notPlaced,
+      waiting: [...fleet.held].map(([app, held]) => ({ app, reason: held.reason })),
+      live,
+      deployed: from,
+    };
   } finally {
     await git?.close();
     await rm(scratch, { recursive: true, force: true });

@@ -7,7 +7,9 @@
 import { Applier, type ActionOutcome, type Applied, type ApplierDeps } from "./_apply.ts";
 import { DesiredSource, type Checkout } from "./_desired.ts";
 import { GitopsError, codeOf, messageOf } from "./errors.ts";
+import type { Fleet } from "./fleet/fleet.ts";
 import type { GitSource } from "./git.ts";
+import type { LoadResult } from "./loader.ts";
 import {
   currentState,
   desiredState,
@@ -57,6 +59,8 @@ export interface ReconcilerDeps extends ApplierDeps {
   journal?: StateJournal;
   /** Where the reconciler puts the current commit's checkout, for the runtime (`RuntimeContext.repoDir`, `treeOf`). */
   checkout?: Checkout;
+  /** This host in a fleet: placement and overrides shape what the specs want here, rollout waves hold changes back. */
+  fleet?: Fleet;
 }
 
 /** The reconciler: state plus the tick. One instance per agent; never runs two ticks at once (the loop guarantees it). */
@@ -272,7 +276,7 @@ export class Reconciler {
         repoError: this.#repoError() !== undefined,
         apps,
         errors: errors.length,
-        workPending: this.#workPending,
+        workPending: this.#workPending || this.#d.fleet?.waiting === true,
       }),
       last_commit: this.#source.current?.commit ?? this.#d.state.commit ?? null,
       app_count: apps.length,
@@ -296,7 +300,7 @@ export class Reconciler {
         ? { message: this.#source.error, code: this.#source.errorCode }
         : this.#tickError;
     if (repoError) out.push({ ...(repoError.code ? { code: repoError.code } : {}), message: repoError.message });
-    for (const e of this.#source.current?.load.errors ?? []) out.push({ code: "E_SPEC", ...e });
+    for (const e of this.#load()?.errors ?? []) out.push({ code: "E_SPEC", ...e });
     for (const [app, message] of Object.entries(this.#kept)) out.push({ code: "E_SPEC", app, message });
     for (const [app, message] of this.#source.refused) out.push({ code: "E_UNSAFE", app, message });
     const planned = new Set(this.#planErrors.map((p) => p.app));
@@ -311,7 +315,7 @@ export class Reconciler {
 
   /** Every app the agent knows (desired, deployed or running), as `AppState` views. */
   apps(): Record<string, AppState> {
-    const desired = this.#source.specs();
+    const desired = this.desiredSpecs();
     const names = new Set([
       ...Object.keys(desired),
       ...Object.keys(this.#d.state.apps),
@@ -360,7 +364,8 @@ export class Reconciler {
 
   /** The desired specs (`GET /state/desired`). */
   desiredSpecs(): Record<string, AppSpec> {
-    return this.#source.specs();
+    if (!this.#d.fleet) return this.#source.specs();
+    return Object.fromEntries((this.#load()?.apps ?? []).map(({ spec }) => [spec.name, spec]));
   }
 
   /** Applies one action outside the git flow (library `deploy`/`remove`/`upgrade`); throws on failure. */
@@ -429,8 +434,11 @@ export class Reconciler {
     signal: AbortSignal,
   ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
     // Host references are read each tick: a changed file or variable is an env change of its key.
-    const load = await this.#secrets.stampAll(this.#source.current!.load);
-    const desired = desiredState(load, this.#d.state.apps, await this.#source.revisions(signal));
+    const read = this.#source.current!;
+    const load = await this.#secrets.stampAll(this.#load()!);
+    let desired = desiredState(load, this.#d.state.apps, await this.#source.revisions(signal, load.apps));
+    // Changes waiting for this host's rollout wave keep what runs as desired until the wave is due.
+    if (this.#d.fleet) desired = await this.#d.fleet.hold(desired, this.#d.state.apps, read, this.#d.now(), signal);
     const current = this.#current();
     this.#kept = desired.kept;
     for (const [app, why] of Object.entries(desired.kept)) this.#source.warnOnce(`${app}: ${why}`);
@@ -446,6 +454,12 @@ export class Reconciler {
         this.#d.state.apps[app] = { ...deployed, spec: want.spec };
     }
     return { planned: order(actions, desired, current), current };
+  }
+
+  /** The specs of the commit read last as this host plans from them: placed apps, overrides applied. */
+  #load(): LoadResult | undefined {
+    const load = this.#source.current?.load;
+    return load && this.#d.fleet ? this.#d.fleet.view(load).load : load;
   }
 
   /** What runs, for the planner: the spec each app was last applied from, and what the runtime observes now. */

@@ -3,6 +3,8 @@
  * data to strings, so the CLI stays the only place that writes to the terminal.
  */
 import { colors } from "consola/utils";
+import { formatLabels, type HostIdentity } from "./fleet/host.ts";
+import type { HostedApp, NotPlaced } from "./fleet/view.ts";
 import type { Action } from "./plan.ts";
 import type { ActionOutcome, TickResult } from "./reconciler.ts";
 import type { AppState } from "./runtime.ts";
@@ -55,7 +57,11 @@ export function since(iso: string | null | undefined, now = Date.now()): string 
 
 /** The `bc-gitops status` screen: the agent line, then one row per app. */
 export function statusReport(status: AgentStatus, apps: readonly AppState[], now = Date.now()): string {
-  const head = `${paint(status.status)}  commit ${status.last_commit?.slice(0, 12) ?? "-"}  ${status.healthy_count}/${status.app_count} healthy  last reconcile ${since(status.last_reconcile.at ?? undefined, now)} ago${status.last_reconcile.duration_ms !== null ? ` (${status.last_reconcile.duration_ms} ms)` : ""}`;
+  const host =
+    typeof status.host === "string"
+      ? `  host ${status.host}${status.labels ? ` (${formatLabels(status.labels as Record<string, string>)})` : ""}`
+      : "";
+  const head = `${paint(status.status)}  commit ${status.last_commit?.slice(0, 12) ?? "-"}  ${status.healthy_count}/${status.app_count} healthy  last reconcile ${since(status.last_reconcile.at ?? undefined, now)} ago${status.last_reconcile.duration_ms !== null ? ` (${status.last_reconcile.duration_ms} ms)` : ""}${host}`;
   const rows = [["APP", "VERSION", "STATUS", "HEALTH", "REVISION", "SINCE", "LAST ERROR"]];
   for (const app of apps) {
     rows.push([
@@ -118,4 +124,24 @@ function reconfigured(a: Extract<Action, { type: "reconfigure" }>): string {
     ...(secret.size ? [`secret changed: ${[...secret].join(", ")}`] : []),
   ];
   return parts.length ? `: ${parts.join("; ")}` : "";
+}
+
+/** What one host runs (`validate --host`): its identity, each app it runs with the overrides and wave that apply, each app it does not run and why. */
+export function placementReport(
+  identity: HostIdentity,
+  apps: readonly HostedApp[],
+  notPlaced: readonly NotPlaced[],
+): string {
+  const lines = [`host ${identity.host} (${formatLabels(identity.labels, { builtins: true })})`];
+  for (const app of apps) {
+    const overrides = app.overrides.length
+      ? `  overrides ${app.overrides.map((o) => `[${o.index}] ${o.match} (${o.fields.join(", ")})`).join("; ")}`
+      : "";
+    const wave = app.rollout
+      ? `  wave ${app.rollout.wave} of ${app.rollout.waves}${app.rollout.paused ? " (paused)" : ""}`
+      : "";
+    lines.push(`${colors.green("+")} ${app.name} ${app.version}  ${colors.dim(app.file)}${overrides}${wave}`);
+  }
+  for (const app of notPlaced) lines.push(`${colors.dim("-")} ${app.name}  ${colors.dim(`not placed: ${app.reason}`)}`);
+  return lines.join("\n");
 }

@@ -10,6 +10,10 @@
  * `validate` checks. test/spec-schema.test.ts keeps the two in agreement on a corpus of specs.
  */
 
+import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "./fleet/host.ts";
+import { MAX_WAVES } from "./fleet/rollout.ts";
+import { OPERATORS } from "./fleet/selector.ts";
+
 type Json = Record<string, unknown>;
 
 /** A relative path inside the app: not empty, no leading "/", no ".." segment (the spec's InnerPath). */
@@ -89,11 +93,126 @@ export function editorSchema(generated: Json): Json {
     ],
   };
 
+  patchFleet(props, duration);
+
   allowNulls(schema);
   schema.description =
     "An app spec of a bc-gitops repository (apps/<name>/app.yaml). Editors check the form of each field; " +
     '`bc-gitops validate` also checks what a schema cannot (see the README, "The app spec"), and warns about unknown keys.';
   return schema;
+}
+
+/** A host-name glob as `validate` reads it, loosely: a set `[...]` is any characters up to the next `]`. */
+const GLOB = /^(?:[A-Za-z0-9*?]|\[[\s\S][^\]]*\])(?:[A-Za-z0-9._*?-]|\[[\s\S][^\]]*\])*$/u.source;
+/** A selector expression written as one string: `region in [eu, us]`, `gpu exists`, `!gpu`. */
+const EXPRESSION = /^\s*(?:!\s*\S+|\S+\s+(?:in|notin)\s*[[(].*[\])]|\S+\s+(?:exists|doesnotexist))\s*$/u.source;
+
+/**
+ * `placement`, `overrides` and `rollout`: written by hand, since zod reads selectors and rollouts
+ * with custom code. Unlike the rest of the spec, unknown keys in them are errors in `validate`
+ * (a misspelt part would silently widen where an app runs), so the schema refuses them too.
+ */
+function patchFleet(props: Json, duration: Json): void {
+  field(props, "placement");
+  field(props, "overrides");
+  field(props, "rollout");
+  const globs = {
+    anyOf: [
+      { type: "string", pattern: GLOB },
+      { type: "array", items: { type: "string", pattern: GLOB } },
+    ],
+  };
+  const labelValue = {
+    anyOf: [{ type: "string", pattern: LABEL_VALUE_PATTERN }, { type: "number" }, { type: "boolean" }],
+  };
+  const selector: Json = {
+    type: "object",
+    description: "Hosts this applies to; every part given must match. {} matches every host.",
+    additionalProperties: false,
+    properties: {
+      hosts: { description: 'Host-name globs, e.g. ["web-*", "db-1"].', ...globs },
+      exclude_hosts: { description: "Host-name globs this never applies to.", ...globs },
+      labels: {
+        description: "Labels the host must have, with these values.",
+        type: "object",
+        propertyNames: { pattern: LABEL_KEY_PATTERN },
+        additionalProperties: labelValue,
+      },
+      expressions: {
+        description: 'Set expressions: "region in [eu, us]", "tier notin [canary]", "gpu exists", "gpu doesnotexist".',
+        type: "array",
+        items: {
+          anyOf: [
+            { type: "string", pattern: EXPRESSION },
+            {
+              type: "object",
+              additionalProperties: false,
+              required: ["key", "operator"],
+              properties: {
+                key: { type: "string", pattern: LABEL_KEY_PATTERN },
+                operator: { enum: [...OPERATORS] },
+                values: { anyOf: [{ type: "array", items: labelValue }, NULL] },
+              },
+              if: { properties: { operator: { enum: ["in", "notin"] } } },
+              then: { required: ["values"], properties: { values: { type: "array", minItems: 1 } } },
+              else: { properties: { values: NULL } },
+            },
+          ],
+        },
+      },
+    },
+  };
+  allowNulls(selector);
+  props.placement = { description: "Which hosts run this app; absent: every host.", ...selector };
+
+  const check = propertiesOf(field(props, "health"), "health");
+  const source = props.source as { anyOf: Json[] };
+  const sourceKeys: Json = {};
+  for (const variant of source.anyOf.slice(1)) Object.assign(sourceKeys, propertiesOf(variant, "source"));
+  sourceKeys.type = { enum: ["npm", "git", "path", "tarball", "release"] };
+  const override: Json = {
+    type: "object",
+    required: ["match"],
+    additionalProperties: false,
+    properties: {
+      match: selector,
+      version: field(props, "version"),
+      source: {
+        description: "Merged into the app's source (a type of its own replaces it); the result must be a valid source.",
+        anyOf: [{ type: "string" }, { type: "object", additionalProperties: false, properties: sourceKeys }],
+      },
+      env: { description: "Merged into the app's env, key by key.", ...field(props, "env") },
+      limits: field(props, "limits"),
+      health: {
+        description: "Merged into the app's health settings, key by key.",
+        type: "object",
+        properties: Object.fromEntries(
+          Object.entries({ ...check, interval: duration, timeout: duration }).map(([key, value]) => {
+            const { default: _, ...rest } = value as Json;
+            return [key, rest];
+          }),
+        ),
+      },
+    },
+  };
+  props.overrides = {
+    description: "Per-host values, in order: each applies where its match selects, and later ones win.",
+    type: "array",
+    items: override,
+  };
+
+  const rollout: Json = {
+    type: "object",
+    description: "Stage changes: wave k applies them no earlier than commit time + k × interval.",
+    additionalProperties: false,
+    properties: {
+      waves: { type: "integer", minimum: 1, maximum: MAX_WAVES, default: 1 },
+      interval: { description: 'Time between waves, e.g. "10m" (default).', ...duration },
+      paused: { type: "boolean", default: false, description: "true holds every wave that has not applied yet." },
+    },
+  };
+  allowNulls(rollout);
+  props.rollout = rollout;
 }
 
 /**

@@ -4,8 +4,11 @@
  */
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
+import { RolloutField } from "./fleet/rollout.ts";
+import { SelectorField } from "./fleet/selector.ts";
 import type { AppSecrets } from "./secrets/secrets-file.ts";
 import { editorSchema } from "./spec-schema.ts";
+import { suggest } from "./suggest.ts";
 
 /** App names become directory names: nothing in them may escape a directory. */
 export const APP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -158,21 +161,32 @@ export type Source = z.output<typeof Source>;
 
 const HEALTH_TYPES = ["http", "tcp", "module", "none"] as const;
 
+const HealthType = z.preprocess(
+  (v) => (v === "custom" ? "module" : v),
+  z.enum(HEALTH_TYPES, {
+    error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
+  }),
+);
+const HealthPath = text("a URL path").startsWith("/", { error: 'expected a URL path starting with "/"' });
+
 /** Health check settings. */
 export const Health = z.strictObject({
-  type: z
-    .preprocess(
-      (v) => (v === "custom" ? "module" : v),
-      z.enum(HEALTH_TYPES, {
-        error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
-      }),
-    )
-    .default("none"),
+  type: HealthType.default("none"),
   port: Port.optional(),
-  path: text("a URL path").startsWith("/", { error: 'expected a URL path starting with "/"' }).optional(),
+  path: HealthPath.optional(),
   interval: Duration.default(30_000),
   timeout: Duration.default(5_000),
   /** bc_gitops's custom-check module name; accepted for compatibility, unused. */
+  module: z.string().optional(),
+});
+
+/** Health settings an override changes: the same fields, none filled in by default. */
+const HealthPatch = z.strictObject({
+  type: HealthType.optional(),
+  port: Port.optional(),
+  path: HealthPath.optional(),
+  interval: Duration.optional(),
+  timeout: Duration.optional(),
   module: z.string().optional(),
 });
 
@@ -201,17 +215,72 @@ const dependencyNames = (v: unknown): unknown => {
   return v.map((d) => (isRecord(d) && typeof d.name === "string" ? d.name : d));
 };
 
+const Version = z
+  .string({
+    error: (iss) =>
+      typeof iss.input === "number"
+        ? `expected a string, got the number ${iss.input}: quote it (version: "1.0", not version: 1.0) so it is not read as a number`
+        : `expected a version string like "1.0.0", got ${typeName(iss.input)}`,
+  })
+  .min(1, { error: 'expected a version string like "1.0.0", got an empty string' });
+
+const Limits = z.strictObject({
+  memory_mb: z
+    .number({ error: (iss) => `expected megabytes as a number, got ${typeName(iss.input)}` })
+    .int()
+    .positive()
+    .optional(),
+});
+
+const Env = z.preprocess(
+  (v) => (Array.isArray(v) && v.length === 0 ? {} : v),
+  z.record(z.string(), z.unknown(), {
+    error: (iss) => `expected a mapping of settings, got ${typeName(iss.input)}`,
+  }),
+);
+
+/** The fields an override may set (SPEC section 12); `match` says where it applies. */
+export const OVERRIDE_FIELDS = ["version", "source", "env", "limits", "health"] as const;
+
+/**
+ * One entry of `overrides`: a `match` selector and the values it sets on matching hosts. A field
+ * an override may not set is an error (it would otherwise be ignored on every host). `source` is a
+ * mapping checked against the app's own source by {@link AppSpec} (see {@link overrideSource}).
+ */
+const Override = z
+  .looseObject({
+    match: SelectorField,
+    version: Version.optional(),
+    source: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+    env: Env.optional(),
+    limits: Limits.optional(),
+    health: HealthPatch.optional(),
+  })
+  .superRefine((override, ctx) => {
+    for (const key of Object.keys(override)) {
+      if (key === "match" || (OVERRIDE_FIELDS as readonly string[]).includes(key)) continue;
+      const hint = suggest(key, OVERRIDE_FIELDS);
+      const message = Object.hasOwn(AppSpecObject.shape, key)
+        ? `an override cannot change ${key}; overrides may set ${OVERRIDE_FIELDS.join(", ")}`
+        : `unknown key "${key}" in an override${hint ? ` (did you mean "${hint}"?)` : ""}; overrides may set ${OVERRIDE_FIELDS.join(", ")}`;
+      ctx.addIssue({ code: "custom", path: [key], message });
+    }
+  })
+  .transform(({ match, version, source, env, limits, health }) => ({
+    match,
+    ...(version !== undefined ? { version } : {}),
+    ...(source !== undefined ? { source } : {}),
+    ...(env !== undefined ? { env } : {}),
+    ...(limits !== undefined ? { limits } : {}),
+    ...(health !== undefined ? { health } : {}),
+  }));
+/** A validated override. */
+export type Override = z.output<typeof Override>;
+
 /** The app spec object, before the defaults that need other fields are filled in. */
 export const AppSpecObject = z.strictObject({
   name: AppName,
-  version: z
-    .string({
-      error: (iss) =>
-        typeof iss.input === "number"
-          ? `expected a string, got the number ${iss.input}: quote it (version: "1.0", not version: 1.0) so it is not read as a number`
-          : `expected a version string like "1.0.0", got ${typeName(iss.input)}`,
-    })
-    .min(1, { error: 'expected a version string like "1.0.0", got an empty string' }),
+  version: Version,
   description: text("a description").optional(),
   icon: Icon.optional(),
   source: Source.optional(),
@@ -226,23 +295,8 @@ export const AppSpecObject = z.strictObject({
     })
     .min(1, { error: 'expected at least the program, like ["node", "server.js"]' })
     .optional(),
-  limits: z
-    .strictObject({
-      memory_mb: z
-        .number({ error: (iss) => `expected megabytes as a number, got ${typeName(iss.input)}` })
-        .int()
-        .positive()
-        .optional(),
-    })
-    .optional(),
-  env: z
-    .preprocess(
-      (v) => (Array.isArray(v) && v.length === 0 ? {} : v),
-      z.record(z.string(), z.unknown(), {
-        error: (iss) => `expected a mapping of settings, got ${typeName(iss.input)}`,
-      }),
-    )
-    .default({}),
+  limits: Limits.optional(),
+  env: Env.default({}),
   health: Health.optional(),
   depends_on: z
     .preprocess(
@@ -251,6 +305,14 @@ export const AppSpecObject = z.strictObject({
     )
     .default([]),
   reload_signal: z.enum(["SIGHUP", "SIGUSR1", "SIGUSR2"], { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" }).optional(),
+  /** Which hosts run the app (absent: every host). */
+  placement: SelectorField.optional(),
+  /** Per-host values, in order; later matches win. */
+  overrides: z
+    .array(Override, { error: (iss) => `expected a list of { match, … } overrides, got ${typeName(iss.input)}` })
+    .optional(),
+  /** Staged rollout of the app's changes across hosts. */
+  rollout: RolloutField.optional(),
 });
 
 /** The app spec: validates a parsed spec file and fills in every default (SPEC section 2). */
@@ -263,7 +325,28 @@ export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
       ctx.addIssue({ code: "custom", path: ["depends_on", i], message: `"${dep}" is listed twice` });
     seen.add(dep);
   });
-}).transform((spec) => {
+  // An override's source is merged into the app's: the result must be a valid source on its own.
+  spec.overrides?.forEach((override, i) => {
+    if (override.source === undefined) return;
+    const source = overrideSource(spec.source, override.source) as { type?: unknown };
+    for (const issue of Source.safeParse(source).error?.issues ?? []) {
+      const at = ["overrides", i, "source", ...issue.path];
+      if (issue.code !== "unrecognized_keys") ctx.addIssue({ code: "custom", path: at, message: issue.message });
+      for (const key of issue.code === "unrecognized_keys" ? issue.keys : []) {
+        const takers = Object.keys(SOURCE_KEYS).filter((t) => SOURCE_KEYS[t]!.includes(key));
+        const by = takers.length ? `: ${key} is used by ${takers.join(" and ")} sources` : "";
+        const message = `unknown key "${key}" for source type ${String(source.type)}${by} (the override is merged into the app's source)`;
+        ctx.addIssue({ code: "custom", path: [...at, key], message });
+      }
+    }
+  });
+}).transform(withDefaults);
+
+/**
+ * The defaults that depend on other fields: an npm source's package is the app's name, a missing
+ * health check is `none`, `health.path` is `/`. Applied again to a spec changed by overrides.
+ */
+export function withDefaults<T extends z.output<typeof AppSpecObject>>(spec: T) {
   const source: Source = spec.source ?? { type: "npm" };
   // `health.port` stays unset when not given: the app is then checked where it listens (`_address.ts`).
   const health: z.output<typeof Health> = spec.health ?? { type: "none", interval: 30_000, timeout: 5_000 };
@@ -272,7 +355,20 @@ export const AppSpec = AppSpecObject.superRefine((spec, ctx) => {
     source: source.type === "npm" ? { ...source, package: source.package ?? spec.name } : source,
     health: { ...health, path: health.path ?? "/" },
   };
-});
+}
+
+/**
+ * The source an override makes of `base` (the app's own, npm when absent): an override without a
+ * `type`, or with the app's type, changes only the keys it gives (`{ ref: v2 }` on a git source);
+ * one with another type replaces the source. Not validated here: parse the result with {@link Source}.
+ */
+export function overrideSource(base: Source | undefined, patch: string | Record<string, unknown>): unknown {
+  const from: Record<string, unknown> = { ...(base ?? { type: "npm" }) };
+  const change: Record<string, unknown> = typeof patch === "string" ? { type: patch } : patch;
+  const type = change.type === "release" ? "tarball" : change.type;
+  if (type !== undefined && type !== from.type) return change;
+  return { ...from, ...change, type: from.type };
+}
 
 /**
  * A validated app spec with every default filled in. `secrets` is never written in a spec file: the

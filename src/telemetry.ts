@@ -88,6 +88,12 @@ export const noEmit: Emit = () => {};
  */
 export class Telemetry {
   readonly #handlers = new Map<string, Set<EventHandler>>();
+  readonly #context: (() => TelemetryEvent["metadata"]) | undefined;
+
+  /** @param options.context metadata every event carries (the agent's host and labels); an event's own keys win. */
+  constructor(options: { context?: () => TelemetryEvent["metadata"] } = {}) {
+    this.#context = options.context;
+  }
 
   /** Subscribes to one event name, or `"*"` for all; returns the unsubscribe function. */
   on(name: EventName | "*", handler: EventHandler): () => void {
@@ -99,7 +105,11 @@ export class Telemetry {
 
   /** Emits one event; bound, so it can be passed around as an {@link Emit}. */
   readonly emit: Emit = (name, measurements = {}, metadata = {}) => {
-    const event: TelemetryEvent = { name, measurements, metadata };
+    const event: TelemetryEvent = {
+      name,
+      measurements,
+      metadata: this.#context ? { ...this.#context(), ...metadata } : metadata,
+    };
     for (const key of [name, "*"]) {
       for (const handler of this.#handlers.get(key) ?? []) {
         try {

@@ -108,13 +108,16 @@ const BAD_FLAG_VALUES: Record<ConfigKey, [value: string, message: RegExp]> = {
   git_timeout: ["soon", /^error --git-timeout: expected a duration like 60000 or "60s", got "soon"$/],
   reload_budget: ["0", /^error --reload-budget: /],
   age_key_file: ["/nonexistent/age.txt", /^error cannot read age_key_file \/nonexistent\/age\.txt: ENOENT$/],
+  host: ["web 1", /^error --host: "web 1" is not a valid host name/],
+  labels: ["role", /^error --label: expected key=value, got "role"/],
+  reconcile_jitter: ["often", /^error --reconcile-jitter: expected a duration like "5s" or a fraction/],
 };
 
 test("every configuration key is a flag of run and plan, listed in their --help and checked like its variable", async (t) => {
   const dir = await tempDir(t);
   const [runHelp, planHelp] = await Promise.all([runCli(["run", "--help"]), runCli(["plan", "--help"])]);
   for (const key of CONFIG_KEYS) {
-    const flag = `--${key.replace(/_/g, "-")}`;
+    const flag = key === "labels" ? "--label" : `--${key.replace(/_/g, "-")}`;
     assert.match(runHelp.stdout, new RegExp(`^ +${flag} <`, "m"), `run --help lists ${flag}`);
     assert.match(planHelp.stdout, new RegExp(`^ +${flag} <`, "m"), `plan --help lists ${flag}`);
     const bad = BAD_FLAG_VALUES[key];

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { defaultLocalPath, loadConfig } from "../src/config.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
@@ -22,6 +23,9 @@ test("defaults fill every key but repo_url", async () => {
     log_format: "pretty",
     git_timeout: 60000,
     reload_budget: 100,
+    host: hostname().toLowerCase(),
+    labels: {},
+    reconcile_jitter: "10%",
   });
 });
 

@@ -184,6 +184,7 @@ test("metrics after a few reconciles count ticks, actions, git work and app stat
       status: "running",
       health: "healthy",
       isolation: "embedded",
+      host: (await agent.status()).host as string,
     }),
     1,
   );

@@ -182,6 +182,9 @@ export default {
       "off",
       "--reconcile-interval",
       "1h",
+      // Restarted with state.json and no terminal, it would otherwise wait for part of the jitter first.
+      "--reconcile-jitter",
+      "0",
     ],
     { env: { ...env, NO_COLOR: "1" } },
   );

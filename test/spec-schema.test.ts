@@ -19,6 +19,8 @@ const VALIDATE_ONLY = {
     "depends_on [db, { name: db }]: uniqueItems compares items as written, not the names they mean",
   "registry URL":
     "source.registry must parse as a URL: the schema checks only the scheme (formats are optional in JSON Schema)",
+  "override source":
+    "an override's source merged into the app's must be a valid source: a schema cannot merge two fields and check the result",
 } as const;
 
 interface Case {
@@ -198,6 +200,59 @@ const CORPUS: Case[] = [
     { only: "dependency written twice" },
   ),
   bad("an unknown reload signal", { reload_signal: "SIGKILL" }),
+  // Fleets: placement, overrides and rollout (unknown keys in them are errors, not warnings).
+  ok("a placement with every part, expressions as strings and as objects", {
+    placement: {
+      hosts: ["web-*", "db-[0-9]", "api-?"],
+      exclude_hosts: "web-9",
+      labels: { role: "web", canary: true, zone: 3, "example.com/team": "core" },
+      expressions: [
+        "region in [eu, us]",
+        "tier notin (canary)",
+        "gpu exists",
+        "spot doesnotexist",
+        "!legacy",
+        { key: "region", operator: "in", values: ["eu"] },
+        { key: "gpu", operator: "exists" },
+      ],
+    },
+  }),
+  ok("overrides of version, source, env, limits and health", {
+    source: { type: "git", url: "https://git.acme.dev/web.git", ref: "main" },
+    overrides: [
+      { match: { labels: { tier: "canary" } }, version: "2.0.0", source: { ref: "v2" } },
+      { match: { hosts: ["eu-*"] }, env: { pool_size: 20 }, limits: { memory_mb: 512 }, health: { timeout: "10s" } },
+      { match: {}, source: { type: "tarball", url: "https://x/web.tgz", sha256: sha } },
+    ],
+  }),
+  ok("a rollout with waves, interval and paused", { rollout: { waves: 4, interval: "10m", paused: false } }),
+  ok("a rollout that only pauses", { rollout: { paused: true } }),
+  bad("an unknown selector operator in a string expression", { placement: { expressions: ["region nin [eu]"] } }),
+  bad("an unknown selector operator in an object expression", {
+    placement: { expressions: [{ key: "region", operator: "nin", values: ["eu"] }] },
+  }),
+  bad("in without values", { placement: { expressions: [{ key: "region", operator: "in" }] } }),
+  bad("exists with values", { placement: { expressions: [{ key: "gpu", operator: "exists", values: ["x"] }] } }),
+  bad("a host glob with a space", { placement: { hosts: ["db 1"] } }),
+  bad("a host glob starting with a dash", { placement: { exclude_hosts: ["-web*"] } }),
+  bad("a label key with a space", { placement: { labels: { "my role": "web" } } }),
+  bad("a label value with a slash", { placement: { labels: { role: "web/api" } } }),
+  bad("a misspelt selector part", { placement: { host: ["web-*"] } }),
+  bad("an override of isolation", { overrides: [{ match: {}, isolation: "worker" }] }),
+  bad("an override of depends_on", { overrides: [{ match: {}, depends_on: ["db"] }] }),
+  bad("an override without match", { overrides: [{ version: "2" }] }),
+  bad("overrides as a mapping", { overrides: { match: {} } }),
+  bad("an override source with a key no source takes", { overrides: [{ match: {}, source: { branch: "v2" } }] }),
+  bad(
+    "an override source that leaves a git source without a url",
+    { overrides: [{ match: {}, source: { type: "git", ref: "v2" } }] },
+    { only: "override source" },
+  ),
+  bad("waves: 0", { rollout: { waves: 0 } }),
+  bad("a fractional number of waves", { rollout: { waves: 1.5 } }),
+  bad("a rollout interval in words", { rollout: { waves: 2, interval: "ten minutes" } }),
+  bad("a misspelt rollout key", { rollout: { waves: 2, pasued: true } }),
+  bad("paused as a string", { rollout: { paused: "yes" } }),
 ];
 
 /** The spec file text and the value an editor's YAML parser sees. */
@@ -255,7 +310,8 @@ test("the README lists every rule only validate checks", () => {
     README.indexOf("## The app spec"),
     README.indexOf("\n## ", README.indexOf("## The app spec") + 1),
   );
-  for (const rule of ["depend on itself", "same app twice", "registry"]) assert.match(section, new RegExp(rule), rule);
+  for (const rule of ["depend on itself", "same app twice", "registry", "override's `source`"])
+    assert.match(section, new RegExp(rule), rule);
 });
 
 test("bc-gitops init writes the same schema, and it accepts the spec init writes", () => {
