@@ -58,6 +58,26 @@ export const SECRET_KEY =
  */
 export const SECRET_VALUE = /\bbearer\s+\S|^\s*(?:basic|token)\s+\S|[a-z][a-z0-9+.-]*:\/\/[^\s/?#]*@/i;
 
+/**
+ * The values an env shows as `"***"` (see {@link SECRET_KEY} and {@link SECRET_VALUE}), as text, at
+ * any depth (at most 10 levels), so they can be hidden wherever they appear (an app's log lines).
+ * Values shorter than 4 characters are left out: hiding every "1" would hide nothing useful.
+ */
+export function secretValues(env: Record<string, unknown> | undefined): string[] {
+  const found = new Set<string>();
+  const visit = (value: unknown, secret: boolean, depth: number) => {
+    if (depth > 10 || value === null || value === undefined) return;
+    if (typeof value === "object") {
+      for (const [k, v] of Object.entries(value)) visit(v, secret || SECRET_KEY.test(k), depth + 1);
+      return;
+    }
+    const text = String(value);
+    if ((secret || SECRET_VALUE.test(text)) && text.length >= 4) found.add(text);
+  };
+  visit(env ?? {}, false, 0);
+  return [...found];
+}
+
 /** Deepest nesting {@link redactValue} copies (spec files may nest at most 1000 levels). */
 export const MAX_SHOWN_DEPTH = 1024;
 
