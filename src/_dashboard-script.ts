@@ -118,8 +118,11 @@ export const DASHBOARD_SCRIPT = String.raw`
     return null;
   }
 
+  var asking = null;
   function askToken(message) {
-    return new Promise(function (resolve) {
+    // One dialog at a time: a second request that needs the token waits for the same answer.
+    if (asking) return asking;
+    asking = new Promise(function (resolve) {
       var dialog = $("token-dialog");
       var input = $("token-input");
       $("token-message").textContent = message;
@@ -133,6 +136,7 @@ export const DASHBOARD_SCRIPT = String.raw`
             sessionStorage.setItem(TOKEN_KEY, value);
           } catch (e) {}
         }
+        asking = null;
         resolve(value || null);
       }
       dialog.addEventListener("close", done);
@@ -140,6 +144,7 @@ export const DASHBOARD_SCRIPT = String.raw`
       dialog.showModal();
       input.focus();
     });
+    return asking;
   }
 
   // ---- rendering ------------------------------------------------------------------------

@@ -33,8 +33,9 @@ header.bar h1 { font-size: 1.15rem; margin: 0; }
 .agent dt { color: var(--muted); font-size: .85rem; }
 .agent dd { margin: 0; overflow-wrap: anywhere; }
 .live { font-size: .85rem; color: var(--muted); }
-.live[data-live="yes"]::before { content: "● "; color: var(--ok); }
-.live[data-live="no"]::before { content: "○ "; color: var(--bad); }
+.live::before { content: ""; display: inline-block; width: .6em; height: .6em; border-radius: 50%;
+  margin-right: .35em; border: 2px solid var(--bad); vertical-align: baseline; }
+.live[data-live="yes"]::before { background: var(--ok); border-color: var(--ok); }
 button {
   font: inherit; padding: .4rem .8rem; border-radius: 6px; border: 1px solid var(--line);
   background: var(--bg); color: var(--fg); cursor: pointer; min-height: 2.25rem;

@@ -179,7 +179,7 @@ export class NotificationClassifier {
       event: {
         name: event.name,
         measurements: { ...event.measurements },
-        metadata: redactValue(meta, { secrets: true }) as Record<string, unknown>,
+        metadata: redactValue(meta) as Record<string, unknown>,
       },
     };
   }

@@ -25,9 +25,10 @@ export interface SseSink {
 
 /** Options of {@link sseResponse}. */
 export interface SseOptions {
-  /** The request answered: the stream ends when its signal aborts (the client disconnected). */
-  request: Request;
-  /** Ends the stream too (the agent stops). */
+  /**
+   * Ends the stream (the agent stops). A client that disconnects ends it too: every server cancels
+   * the body then (`request.signal` is not used: on Deno, reading it prints a deprecation warning).
+   */
   signal?: AbortSignal;
   /**
    * Interval of `: keep-alive` comments, in ms (default 5000). Bun's server closes a connection
@@ -68,8 +69,9 @@ export function sseFrame(message: SseMessage): string {
 
 /**
  * A `200 text/event-stream` response fed by `options.start`. The stream opens with a `retry:` line,
- * writes a keep-alive comment every `heartbeatMs`, and ends (running the producer's clean-up) when
- * the client disconnects, `options.signal` aborts, the producer closes it, or the client falls more
+ * writes a keep-alive comment every `heartbeatMs` (which also lets the `node:http` bridge notice a
+ * client that left), and ends (running the producer's clean-up) when the client disconnects,
+ * `options.signal` aborts, the producer closes it, or the client falls more
  * than `maxQueued` messages behind (it reconnects and, on `/events`, resumes from `Last-Event-ID`).
  */
 export function sseResponse(options: SseOptions): Response {
@@ -102,7 +104,6 @@ export function sseResponse(options: SseOptions): Response {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
-      options.request.signal.removeEventListener("abort", onAbort);
       options.signal?.removeEventListener("abort", onAbort);
       try {
         cleanup?.();
@@ -123,12 +124,11 @@ export function sseResponse(options: SseOptions): Response {
   const body = new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
-      if (options.request.signal.aborted || options.signal?.aborted) {
+      if (options.signal?.aborted) {
         closed = true;
         c.close();
         return;
       }
-      options.request.signal.addEventListener("abort", onAbort, { once: true });
       options.signal?.addEventListener("abort", onAbort, { once: true });
       write(`retry: ${options.retryMs ?? 2000}\n\n`);
       heartbeat = setInterval(() => write(": keep-alive\n\n"), options.heartbeatMs ?? 5000);

@@ -299,7 +299,6 @@ export async function logsResponse(options: LogsRequest): Promise<Response> {
     return jsonResponse({ ...tail, ...(tail.path ? { path: redact(tail.path) } : {}), lines: tail.lines.map(clean) });
   }
   return sseResponse({
-    request: options.request,
     ...(options.signal ? { signal: options.signal } : {}),
     start: (sink) => {
       const stop = new AbortController();

@@ -80,7 +80,7 @@ export class EventStream {
   /** Records one telemetry event and passes it to every open stream. Bound, so it can be a subscriber. */
   readonly observe = (event: TelemetryEvent): void => {
     const [, area = "", phase = ""] = event.name.split(":");
-    const metadata = redactValue(event.metadata, { secrets: true }) as TelemetryEvent["metadata"];
+    const metadata = redactValue(event.metadata) as TelemetryEvent["metadata"];
     const duration = event.measurements.duration_ms;
     const recorded: StreamEvent = {
       id: ++this.#lastId,
@@ -136,7 +136,6 @@ export class EventStream {
     const param = new URL(request.url, "http://localhost").searchParams.get("backlog");
     const backlog = param !== null && /^\d{1,9}$/.test(param) ? Number(param) : undefined;
     return sseResponse({
-      request,
       ...(signal ? { signal } : {}),
       start: (sink) => {
         // Subscribe before reading the history, so nothing emitted in between is lost or doubled.

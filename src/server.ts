@@ -316,7 +316,7 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
     if (origin !== null && !sameOrigin(origin, request.headers.get("host") ?? url.host)) {
       return error(
         403,
-        `refusing a request from another origin (${origin.slice(0, 100)}): use the dashboard this agent serves, or a client that sends no Origin`,
+        `refusing a browser request from another origin (${origin.slice(0, 100)}): use the dashboard this agent serves, or a client that sends no Origin`,
       );
     }
     if (!token) {
