@@ -9,10 +9,14 @@ const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]+@/gi;
 
 /** Extra secrets (tokens, webhook secrets) registered by the agent at start-up. */
 const registered = new Set<string>();
+/** {@link registered}, longest first: a secret that contains another is hidden whole. */
+let longestFirst: string[] = [];
 
 /** Registers a literal secret that {@link redact} must hide wherever it appears. */
 export function registerSecret(secret: string | undefined): void {
-  if (secret && secret.length >= 4) registered.add(secret);
+  if (!secret || secret.length < 4 || registered.has(secret)) return;
+  registered.add(secret);
+  longestFirst = [...registered].sort((a, b) => b.length - a.length);
 }
 
 /**
@@ -36,7 +40,7 @@ export function registerUrlCredentials(url: string): void {
 /** Hides URL credentials and registered secrets in `text`. */
 export function redact(text: string): string {
   let out = text.replace(URL_CREDENTIALS, "$1***@");
-  for (const secret of registered) {
+  for (const secret of longestFirst) {
     if (out.includes(secret)) out = out.split(secret).join("***");
   }
   return out;

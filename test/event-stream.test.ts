@@ -7,6 +7,9 @@ import { followStream, type StreamMessage } from "../src/client.ts";
 import { EventStream, type StreamEvent } from "../src/event-stream.ts";
 import { createHandler } from "../src/server.ts";
 import type { EventName, TelemetryEvent } from "../src/telemetry.ts";
+import { spawnProcess } from "../src/exec.ts";
+import { cliCommand, runCli } from "./helpers/cli.ts";
+import { until } from "./helpers/e2e.ts";
 import { FakeRuntime } from "./helpers/fake-runtime.ts";
 import { gitopsRepo, yamlSpec } from "./helpers/gitops-repo.ts";
 
@@ -185,4 +188,57 @@ test("an open event stream ends when the agent stops, so stopping does not wait 
   await agent.stop();
   await open; // resolves: the server ended the stream
   assert.ok(messages.length > 0);
+});
+
+/** Runs `bc-gitops events <args>` in the background; its stdout so far. */
+async function eventsCli(t: TestContext, args: string[]): Promise<() => string> {
+  const [command, prefix] = cliCommand();
+  const child = await spawnProcess(command, [...prefix, "events", ...args], {
+    env: { ...(process.env as Record<string, string>), NO_COLOR: "1", FORCE_COLOR: "0" },
+  });
+  t.after(() => child.terminate(2000));
+  let out = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => (out += chunk));
+  child.stderr.resume();
+  return () => out;
+}
+
+test("bc-gitops events prints the recent events, then follows new ones (readable lines, or JSON lines)", async (t) => {
+  const { repo, agent, url } = await servedAgent(t);
+  const readable = await eventsCli(t, ["-n", "3", "--url", url]);
+  const json = await eventsCli(t, ["--json", "-n", "0", "--url", url]);
+  // The last three events of the first tick, as lines: time, app, what, details.
+  await until("the backlog", async () => (readable().split("\n").length > 3 ? true : undefined));
+  const backlog = readable().trimEnd().split("\n");
+  assert.match(backlog.at(-1)!, /^\S+Z {2}- {2}reconcile:stop {2}synced {2}commit [0-9a-f]{12} {2}\d+ ms$/);
+  assert.match(backlog.join("\n"), /^\S+Z {2}db {2}deploy:stop {2}1\.0\.0 {2}commit [0-9a-f]{12} {2}\d+ ms$/m);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(json(), "", "--json -n 0: nothing from before");
+  // Both follow the next tick as it happens.
+  await repo.commit({ "apps/db/app.yaml": yamlSpec("db", "1.1.0") });
+  await agent.reconcile();
+  await until("the upgrade, live", async () =>
+    /upgrade:stop {2}1\.0\.0 -> 1\.1\.0/.test(readable()) ? true : undefined,
+  );
+  const lines = await until("JSON lines of the tick", async () => {
+    const parsed = json()
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as StreamEvent);
+    return parsed.some((e) => e.name === "bc_gitops:reconcile:stop") ? parsed : undefined;
+  });
+  const upgrade = lines.find((e) => e.name === "bc_gitops:upgrade:stop");
+  assert.equal(upgrade?.app, "db");
+  assert.equal(upgrade?.metadata.to_version, "1.1.0");
+  assert.ok(
+    lines.every((e, i) => i === 0 || e.id === lines[i - 1]!.id + 1),
+    "consecutive ids, none missed",
+  );
+});
+
+test("bc-gitops events says so when no agent answers", async () => {
+  const result = await runCli(["events", "--url", "http://127.0.0.1:9"]);
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:9/);
 });
