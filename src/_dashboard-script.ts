@@ -75,6 +75,9 @@ const VIEW = String.raw`
     var d = new Date(iso);
     return isNaN(d.getTime()) ? "" : d.toLocaleTimeString();
   }
+  function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
   function short(rev) {
     return rev ? String(rev).slice(0, 12) : "none";
   }
@@ -218,6 +221,7 @@ const VIEW = String.raw`
     card = {
       root: el("li", { class: "app", id: id, "data-app": app.name }),
       head: el("div", { class: "app-head" }),
+      description: el("p", { class: "description" }),
       facts: el("dl", { class: "facts" }),
       why: el("div"),
       actions: el("div", { class: "actions" }, [reload]),
@@ -227,6 +231,7 @@ const VIEW = String.raw`
       follow: null,
     };
     card.root.appendChild(card.head);
+    card.root.appendChild(card.description);
     card.root.appendChild(card.facts);
     card.root.appendChild(card.why);
     card.root.appendChild(card.actions);
@@ -250,6 +255,8 @@ const VIEW = String.raw`
     card.head.appendChild(iconOf(app));
     card.head.appendChild(el("h2", { text: app.name }));
     card.head.appendChild(el("span", { class: "version", text: app.version || "" }));
+    card.description.textContent = app.description || "";
+    card.description.hidden = !app.description;
     card.facts.textContent = "";
     fact(card.facts, "status", word(app.status));
     fact(card.facts, "health", word(app.health));
@@ -260,7 +267,7 @@ const VIEW = String.raw`
     fact(card.facts, "reloads", String(app.reloads || 0));
     fact(card.facts, "memory", typeof app.memory_mb === "number" ? app.memory_mb.toFixed(1) + " MB" : "-");
     card.why.textContent = "";
-    if (app.pending_reason) card.why.appendChild(el("p", { class: "why", "data-kind": "wait", text: "Waiting: " + app.pending_reason }));
+    if (app.pending_reason) card.why.appendChild(el("p", { class: "why", "data-kind": "wait", text: sentence(app.pending_reason) }));
     if (app.retry_at)
       card.why.appendChild(el("p", { class: "why", "data-kind": "wait", text: "Backing off: next try " + (Date.parse(app.retry_at) > Date.now() ? "in " + span(Date.parse(app.retry_at) - Date.now()) : "now") }));
     if (app.stalled) card.why.appendChild(el("p", { class: "why", "data-kind": "wait", text: "Waiting for a new commit: retrying cannot help" }));
@@ -296,7 +303,9 @@ const VIEW = String.raw`
       .slice()
       .reverse()
       .forEach(function (e) {
-        var what = e.area + ":" + e.phase + (e.duration_ms !== undefined ? " (" + e.duration_ms + " ms)" : "") + (e.error ? " - " + e.error : "");
+        var m = e.metadata || {};
+        var change = m.to_version ? " " + (m.from_version || "?") + " -> " + m.to_version : m.to ? " " + m.from + " -> " + m.to : "";
+        var what = e.area + ":" + e.phase + change + (e.duration_ms !== undefined ? " (" + e.duration_ms + " ms)" : "") + (e.error ? " - " + e.error : "");
         card.events.appendChild(el("li", {}, [el("time", { datetime: e.at, text: clock(e.at) }), document.createTextNode(what)]));
       });
   }

@@ -60,6 +60,7 @@ main { padding: 1rem; max-width: 90rem; margin: 0 auto; }
 .icon { width: 40px; height: 40px; border-radius: 6px; flex: none; background: var(--bg); display: grid;
   place-items: center; font-weight: 700; color: var(--muted); }
 .version { color: var(--muted); }
+.description { margin: .35rem 0 0; color: var(--muted); }
 .word { font-weight: 600; }
 .word[data-tone="ok"] { color: var(--ok); }
 .word[data-tone="warn"] { color: var(--warn); }
