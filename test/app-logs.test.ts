@@ -79,12 +79,16 @@ test("following a log file survives its rotation: new lines of the new file foll
   assert.deepEqual(got, ["old 2", "new 3", "new 4", "rotated 5"]);
 });
 
-/** A real agent running chatty twice: embedded (its ctx.log lines) and as a process (its stdout). */
+/** A real agent running chatty three times: embedded and in a worker (their ctx.log lines) and as a process (its stdout). */
 async function chattyAgent(t: TestContext) {
   const spec = (name: string, lines: string[]) =>
     [`name: ${name}`, `version: "1.0.0"`, "source: { type: path, path: code/chatty }", ...lines].join("\n") + "\n";
   const repo = await gitopsRepo(t, {
     "apps/inproc/app.yaml": spec("inproc", [`env: { port: 0, api_token: ${SECRET} }`]),
+    "apps/inworker/app.yaml": spec("inworker", [
+      "isolation: worker",
+      `env: { port: 0, api_token: ${SECRET}, use_console: true }`,
+    ]),
     "apps/proc/app.yaml": spec("proc", [
       "isolation: process",
       "entry: server.js",
@@ -110,7 +114,7 @@ async function chattyAgent(t: TestContext) {
   return { agent, url, get };
 }
 
-test("GET /apps/:name/logs serves a process app's file and an embedded app's ctx.log lines, secrets hidden", async (t) => {
+test("GET /apps/:name/logs serves a process app's file, an embedded app's ctx.log lines and a worker's console too, secrets hidden", async (t) => {
   const { url, get } = await chattyAgent(t);
   assert.equal(await get("inproc", "/a"), "chatty: /a");
   assert.equal(await get("proc", "/b"), "chatty: /b");
@@ -139,7 +143,20 @@ test("GET /apps/:name/logs serves a process app's file and an embedded app's ctx
     proc.lines.some((l) => /\[bc-gitops\] started pid \d+/.test(l)),
     "the agent's own lines are in the file",
   );
-  for (const line of [...inproc.lines, ...proc.lines]) assert.ok(!line.includes(SECRET), line);
+  assert.equal(await get("inworker", "/c"), "chatty: /c");
+  const inworker = await until("the worker's lines", async () => {
+    const answer = await logs("inworker");
+    return answer.lines.some((l) => l.includes("console:")) ? answer : undefined;
+  });
+  assert.ok(
+    inworker.lines.some((l) => /Z request \/c with token \*\*\*$/.test(l)),
+    inworker.lines.join("\n"),
+  );
+  assert.ok(
+    inworker.lines.some((l) => /Z console: \/c \{ token: '\*\*\*' \}$/.test(l)),
+    `a worker's console.log is its log: ${inworker.lines.join("\n")}`,
+  );
+  for (const line of [...inproc.lines, ...proc.lines, ...inworker.lines]) assert.ok(!line.includes(SECRET), line);
   assert.equal((await logs("proc")).lines.length <= 50, true);
 });
 
