@@ -318,12 +318,15 @@ function jsonResponse(body: unknown, status = 200): Response {
   });
 }
 
-/** Redacts one log line: {@link redact}, then each of `secrets` wherever it appears. */
+/**
+ * Redacts one log line: each of `secrets` wherever it appears (longest first, so a secret is hidden
+ * whole even when a shorter registered one is part of it), then {@link redact}.
+ */
 export function cleaner(secrets: readonly string[]): (line: string) => string {
   const sorted = [...secrets].sort((a, b) => b.length - a.length);
   return (line) => {
-    let out = redact(line);
+    let out = line;
     for (const secret of sorted) if (out.includes(secret)) out = out.split(secret).join("***");
-    return out;
+    return redact(out);
   };
 }
