@@ -16,7 +16,7 @@ import type { Checkout } from "./_desired.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
-import { Notifier, type NotificationStats, type NotifyTarget } from "./notify.ts";
+import { Notifier, type NotificationStats, type NotifyTargetInput } from "./notify.ts";
 import type { DeployedSpec } from "./plan.ts";
 import { Reconciler, type ReconcileOptions, type TickResult } from "./reconciler.ts";
 import { registerSecret } from "./redact.ts";
@@ -70,12 +70,6 @@ export interface AgentOptions {
   /** The clock (tests). */
   now?: () => number;
 }
-
-/** A `notify` target as given (`format` and `events` may be left out). */
-export type NotifyTargetInput = Pick<NotifyTarget, "url"> &
-  Partial<Omit<NotifyTarget, "url" | "events">> & {
-    events?: readonly string[];
-  };
 
 /** The agent (SPEC section 10). */
 export interface Agent {

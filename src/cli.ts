@@ -10,7 +10,7 @@ import { runtimeName, runtimeVersion } from "./_platform.ts";
 import { agentOptionsOf, createAgent } from "./agent.ts";
 import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
-import { DEFAULT_API_URL, apiRequest, apiUrlFor, followStream, type ClientOptions } from "./client.ts";
+import { DEFAULT_API_URL, apiRequest, apiUrlFor, followEvents, followStream, type ClientOptions } from "./client.ts";
 import type { LogTail } from "./app-logs.ts";
 import type { StreamEvent } from "./event-stream.ts";
 import { formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
@@ -300,40 +300,20 @@ clientFlags(cli.command("events", "Follow the agent's live event stream (readabl
   .option("--json", "Print each event as one JSON line")
   .option("-n, --lines <count>", "Past events to print first (default 10)")
   .action(async (options: { url?: string; token?: string; json?: boolean; lines?: unknown }) => {
-    const api = client(options);
-    const backlog = count(options.lines, 10, "--lines");
-    let lastEventId: string | undefined;
-    let connected = false;
-    for (;;) {
-      try {
-        await followStream(
-          api,
-          `/events?backlog=${backlog}`,
-          (message) => {
-            connected = true;
-            if (message.id) lastEventId = message.id;
-            if (message.event === "gap") {
-              const { missed } = JSON.parse(message.data) as { missed: number | null };
-              process.stderr.write(
-                colors.dim(
-                  missed === null
-                    ? "(the agent restarted: showing the events it kept since)\n"
-                    : `(${missed} event(s) missed: older than the agent's history)\n`,
-                ),
-              );
-              return;
-            }
-            print(options.json ? message.data : eventLine(JSON.parse(message.data) as StreamEvent));
-          },
-          lastEventId ? { lastEventId } : {},
-        );
-      } catch (error) {
-        // The first connection failing is an error; later ones are the agent restarting: keep trying.
-        if (!connected) throw error;
-      }
-      process.stderr.write(colors.dim("(the event stream ended; reconnecting…)\n"));
-      await new Promise((resolveWait) => setTimeout(resolveWait, 2000));
-    }
+    await followEvents(client(options), {
+      backlog: count(options.lines, 10, "--lines"),
+      onEvent: (data) => print(options.json ? data : eventLine(JSON.parse(data) as StreamEvent)),
+      onGap: (missed) =>
+        process.stderr.write(
+          colors.dim(
+            missed === null
+              ? "(the agent restarted: showing the events it kept since)\n"
+              : `(${missed} event(s) missed: older than the agent's history)\n`,
+          ),
+        ),
+      onReconnect: () => process.stderr.write(colors.dim("(the event stream ended; reconnecting…)\n")),
+    });
+    return 0;
   });
 
 clientFlags(cli.command("logs <app>", "Print the last lines of an app's log; -f keeps printing new ones"))

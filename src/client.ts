@@ -1,7 +1,7 @@
 /**
  * A small client of the control API for the CLI (`status`, `reconcile`, `reload`, `plan`): one
  * request, JSON in and out, errors that say what to check; and {@link followStream}, a reader of
- * its Server-Sent Events (`events`, `logs -f`).
+ * its Server-Sent Events (`events`, `logs -f`), reconnecting to `/events` as a browser would.
  */
 import { GitopsError } from "./errors.ts";
 import { redact } from "./redact.ts";
@@ -158,6 +158,52 @@ export async function followStream(
       retry: "backoff",
       cause: error,
     });
+  }
+}
+
+/** What {@link followEvents} reports. */
+export interface EventsFollower {
+  /** Past events to get first (`?backlog=N`). */
+  backlog: number;
+  /** Each event, as the JSON text the stream carries. */
+  onEvent(data: string): void;
+  /** Events the agent could not give (`null`: it restarted). */
+  onGap(missed: number | null): void;
+  /** The stream ended or broke; a new connection is tried after `retryMs`. */
+  onReconnect(): void;
+  /** Ends the follow. */
+  signal?: AbortSignal;
+  /** Wait before reconnecting (default 2000 ms). */
+  retryMs?: number;
+}
+
+/**
+ * Follows `GET /events` until `follower.signal` aborts: the recent events, then each new one. When
+ * the stream ends or breaks (the agent restarts), reconnects with `Last-Event-ID`, so nothing is
+ * missed or repeated. Throws when the first connection fails (no agent there, 401…).
+ */
+export async function followEvents(options: ClientOptions, follower: EventsFollower): Promise<void> {
+  let lastEventId: string | undefined;
+  let connected = false;
+  while (!follower.signal?.aborted) {
+    try {
+      await followStream(
+        options,
+        `/events?backlog=${follower.backlog}`,
+        (message) => {
+          connected = true;
+          if (message.id) lastEventId = message.id;
+          if (message.event === "gap") follower.onGap((JSON.parse(message.data) as { missed: number | null }).missed);
+          else if (message.event === "message") follower.onEvent(message.data);
+        },
+        { ...(lastEventId ? { lastEventId } : {}), ...(follower.signal ? { signal: follower.signal } : {}) },
+      );
+    } catch (error) {
+      if (!connected) throw error;
+    }
+    if (follower.signal?.aborted) return;
+    follower.onReconnect();
+    await new Promise((resolve) => setTimeout(resolve, follower.retryMs ?? 2000));
   }
 }
 

@@ -15,7 +15,7 @@ export const DEFAULT_EVENT_HISTORY = 1000;
 
 /** One event as the stream carries it (the `data:` of each message, JSON). */
 export interface StreamEvent {
-  /** Increasing from 1 for the life of the agent; the SSE `id:`. */
+  /** Increasing from 1 for the life of the agent (the SSE `id:` is `<run>.<id>`). */
   id: number;
   /** ISO-8601 time the event was emitted. */
   at: string;
@@ -42,6 +42,8 @@ export interface EventStreamOptions {
   capacity?: number;
   /** The clock (ms since the epoch). */
   now?: () => number;
+  /** Names this agent's run in the SSE ids (default: random), so an id of an earlier run is told apart. */
+  run?: string;
 }
 
 /** What a client resuming after `Last-Event-ID` gets from the history. */
@@ -65,8 +67,11 @@ export class EventStream {
   readonly #history: StreamEvent[] = [];
   readonly #listeners = new Set<(event: StreamEvent) => void>();
   #lastId = 0;
+  /** This run's name: SSE ids are `<run>.<id>`, and a `Last-Event-ID` of another run resumes nothing. */
+  readonly run: string;
 
   constructor(options: EventStreamOptions) {
+    this.run = options.run ?? Math.random().toString(36).slice(2, 8);
     this.#host = options.host;
     this.#capacity = Math.max(1, options.capacity ?? DEFAULT_EVENT_HISTORY);
     this.#now = options.now ?? Date.now;
@@ -103,11 +108,12 @@ export class EventStream {
 
   /**
    * The events after `lastEventId` still in the history. Without an id (a new client): the newest
-   * `backlog` events (default: all kept). An id past the newest one was given by an agent that has
-   * restarted since: everything kept, `missed: null`.
+   * `backlog` events (default: all kept). An id of another run (`otherRun`; or past the newest one)
+   * was given by the agent before it restarted: everything kept, `missed: null`.
    */
-  since(lastEventId?: number, backlog?: number): Resume {
+  since(lastEventId?: number, backlog?: number, otherRun = false): Resume {
     const oldest = this.#history[0]?.id ?? this.#lastId + 1;
+    if (otherRun) return { events: [...this.#history], missed: null };
     if (lastEventId === undefined) {
       const count = backlog === undefined ? this.#history.length : Math.max(0, Math.floor(backlog));
       return { events: count === 0 ? [] : this.#history.slice(-count) };
@@ -128,11 +134,13 @@ export class EventStream {
    * The answer to `GET /events`: the history after the request's `Last-Event-ID` (or, without one,
    * the newest `?backlog=N` events, default all kept), then each new event as it happens. Events
    * the client cannot get any more are announced first as an `event: gap` message whose data is
-   * `{ "missed": N }` (`null`: unknown, the agent restarted).
+   * `{ "missed": N }` (`null`: unknown, the agent restarted). Each message's `id:` is
+   * `<run>.<id>`; a bare number is taken as an id of this run.
    */
   response(request: Request, signal?: AbortSignal): Response {
-    const header = request.headers.get("last-event-id")?.trim() ?? "";
-    const lastEventId = /^\d{1,15}$/.test(header) ? Number(header) : undefined;
+    const header = /^(?:([0-9a-z]{1,16})\.)?(\d{1,15})$/.exec(request.headers.get("last-event-id")?.trim() ?? "");
+    const otherRun = header?.[1] !== undefined && header[1] !== this.run;
+    const lastEventId = header && !otherRun ? Number(header[2]) : undefined;
     const param = new URL(request.url, "http://localhost").searchParams.get("backlog");
     const backlog = param !== null && /^\d{1,9}$/.test(param) ? Number(param) : undefined;
     return sseResponse({
@@ -145,10 +153,10 @@ export class EventStream {
         const deliver = (event: StreamEvent) => {
           if (event.id <= sent) return;
           sent = event.id;
-          sink.send({ id: event.id, data: JSON.stringify(event) });
+          sink.send({ id: `${this.run}.${event.id}`, data: JSON.stringify(event) });
         };
         const unsubscribe = this.subscribe((event) => (live ? deliver(event) : pending.push(event)));
-        const resume = this.since(lastEventId, backlog);
+        const resume = this.since(lastEventId, backlog, otherRun);
         if (resume.missed !== undefined) sink.send({ event: "gap", data: JSON.stringify({ missed: resume.missed }) });
         if (resume.missed === null) sent = 0;
         for (const event of resume.events) deliver(event);

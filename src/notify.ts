@@ -74,6 +74,8 @@ export const NotifyTarget = z
   });
 /** A validated `notify` target. */
 export type NotifyTarget = z.output<typeof NotifyTarget>;
+/** A `notify` target as given (`format` and `events` may be left out). */
+export type NotifyTargetInput = z.input<typeof NotifyTarget>;
 
 /** A target's URL as it may be shown: scheme and host, the rest (path, query, credentials) hidden. */
 export function shownUrl(url: string): string {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { createAgent } from "../src/agent.ts";
-import { followStream, type StreamMessage } from "../src/client.ts";
+import { followEvents, followStream, type StreamMessage } from "../src/client.ts";
 import { EventStream, type StreamEvent } from "../src/event-stream.ts";
 import { createHandler } from "../src/server.ts";
 import type { EventName, TelemetryEvent } from "../src/telemetry.ts";
@@ -52,6 +52,9 @@ test("the history resumes after a Last-Event-ID, and says what it can no longer 
     assert.deepEqual(ids(resume.events), expected, what);
     assert.equal(resume.missed, missed, what);
   }
+  const otherRun = streamOf(5, 10).since(3, undefined, true);
+  assert.deepEqual(ids(otherRun.events), [1, 2, 3, 4, 5], "an id of an earlier run: everything, from the start");
+  assert.equal(otherRun.missed, null);
 });
 
 test("each recorded event carries its id, time, host, app, action, duration and redacted error", () => {
@@ -132,7 +135,9 @@ test("GET /events streams every event with an id; a client that reconnects with 
   // A new client gets the history: the first tick, deploy included.
   const first = await read(url, (m) => names(m).includes("bc_gitops:reconcile:stop"));
   assert.ok(names(first).includes("bc_gitops:deploy:stop"), names(first).join(" "));
-  const ids = first.map((m) => Number(m.id));
+  const idOf = (m: StreamMessage) => Number(m.id!.split(".")[1]);
+  const ids = first.map(idOf);
+  assert.match(first[0]!.id!, /^[0-9a-z]+\.1$/, "an id names the agent's run and the event");
   assert.deepEqual(
     ids,
     ids.map((_, i) => i + 1),
@@ -145,7 +150,7 @@ test("GET /events streams every event with an id; a client that reconnects with 
   await agent.reconcile();
 
   const resumed = await read(url, (m) => names(m).includes("bc_gitops:reconcile:stop"), { lastEventId: lastSeen });
-  assert.equal(Number(resumed[0]!.id), Number(lastSeen) + 1, "resumes right after the last event seen");
+  assert.equal(idOf(resumed[0]!), idOf(first.at(-1)!) + 1, "resumes right after the last event seen");
   assert.ok(names(resumed).includes("bc_gitops:deploy:stop"));
   const deployed = resumed
     .map((m) => JSON.parse(m.data) as StreamEvent)
@@ -174,10 +179,10 @@ test("a client resuming from before what the history keeps is told how many even
   assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
   const reader = response.body!.getReader();
   let text = "";
-  while (!/id: 6\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+  while (!/id: \w+\.6\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
   await reader.cancel();
-  assert.match(text, /^retry: 2000\n\nevent: gap\ndata: \{"missed":2\}\n\nid: 4\ndata: \{"id":4,/);
-  assert.match(text, /\n\nid: 5\ndata: .*\n\nid: 6\ndata: /s);
+  assert.match(text, /^retry: 2000\n\nevent: gap\ndata: \{"missed":2\}\n\nid: \w+\.4\ndata: \{"id":4,/);
+  assert.match(text, /\n\nid: \w+\.5\ndata: .*\n\nid: \w+\.6\ndata: /s);
 });
 
 test("an open event stream ends when the agent stops, so stopping does not wait for clients", async (t) => {
@@ -241,4 +246,53 @@ test("bc-gitops events says so when no agent answers", async () => {
   const result = await runCli(["events", "--url", "http://127.0.0.1:9"]);
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:9/);
+});
+
+test("following the events across an agent restart reconnects by itself and says the history began again", async (t) => {
+  const repo = await gitopsRepo(t, { "apps/db/app.yaml": yamlSpec("db", "1.0.0") });
+  const start = async (listen: string) => {
+    const agent = createAgent({
+      repoUrl: repo.bare,
+      localPath: join(repo.root, "local"),
+      runtime: new FakeRuntime(),
+      reconcileInterval: "1h",
+      listen,
+    });
+    t.after(() => agent.stop());
+    await agent.start();
+    return agent;
+  };
+  const first = await start("127.0.0.1:0");
+  const address = first.address!;
+  const seen: StreamEvent[] = [];
+  const gaps: (number | null)[] = [];
+  let reconnects = 0;
+  const stop = new AbortController();
+  t.after(() => stop.abort());
+  const following = followEvents(
+    { url: `http://${address}` },
+    {
+      backlog: 1000,
+      onEvent: (data) => seen.push(JSON.parse(data) as StreamEvent),
+      onGap: (missed) => gaps.push(missed),
+      onReconnect: () => reconnects++,
+      signal: stop.signal,
+      retryMs: 100,
+    },
+  );
+  await until("the first agent's tick", async () =>
+    seen.some((e) => e.name === "bc_gitops:reconcile:stop") ? true : undefined,
+  );
+  const before = seen.length;
+  await first.stop();
+  await until("a reconnection attempt", async () => (reconnects > 0 ? true : undefined));
+  const second = await start(address);
+  await second.reconcile();
+  await until("the second agent's events", async () =>
+    seen.slice(before).filter((e) => e.name === "bc_gitops:reconcile:stop").length >= 2 ? true : undefined,
+  );
+  assert.deepEqual(gaps, [null], "told once that the history began again");
+  assert.equal(seen[before]!.id, 1, "the second agent's events, from its first");
+  stop.abort();
+  await following;
 });

@@ -204,7 +204,7 @@ test("the built agent serves the dashboard and streams its events over node:http
   let text = "";
   const reader = events.body.getReader();
   while (!text.includes('"name":"bc_gitops:reconcile:stop"')) text += decoder.decode((await reader.read()).value);
-  assert.match(text, /^retry: 2000\n\nid: 1\ndata: \{"id":1,/);
+  assert.match(text, /^retry: 2000\n\nid: [0-9a-z]+\.1\ndata: \{"id":1,/);
   assert.match(text, /"name":"bc_gitops:deploy:stop".*"app":"db"/);
   // The agent ends open streams when it stops, so its server closes without waiting for them.
   await agent.stop();
