@@ -6,7 +6,7 @@
  * returns the app's new durable entry and state, it never writes the reconciler's.
  */
 import { Backoff } from "./backoff.ts";
-import { codeOf, messageOf, retryClassOf } from "./errors.ts";
+import { GitopsError, codeOf, messageOf, retryClassOf } from "./errors.ts";
 import { pendingReason, waitingOn, type Action, type CurrentApp, type PlanError } from "./plan.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Logger } from "./logger.ts";
@@ -217,7 +217,14 @@ export class Applier {
       const message = redact(messageOf(error));
       const duration_ms = this.#d.now() - started;
       this.fail(app, error);
-      this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, { ...meta, error: message });
+      // A rolled-back upgrade says so (notifications tell a rollback from a failure by it).
+      const rolledBack = error instanceof GitopsError ? error.details.rolled_back_to : undefined;
+      const failed = {
+        ...meta,
+        error: message,
+        ...(typeof rolledBack === "string" ? { rolled_back_to: rolledBack } : {}),
+      };
+      this.#d.emit(`bc_gitops:${event}:error` as EventName, { duration_ms }, failed);
       this.#d.logger.error(`${describe(action)} failed: ${message}`);
       return { outcome: { type: action.type, app, outcome: "failed", error: message, duration_ms }, error };
     }

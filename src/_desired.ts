@@ -242,7 +242,7 @@ export class DesiredSource {
     const running = this.#read?.commit;
     this.#error = `not applying ${commit.slice(0, 12)}: ${verdict.reason}; ${running ? `still at the verified commit ${running.slice(0, 12)}` : "no verified commit yet"}`;
     this.#errorCode = "E_UNSAFE";
-    this.#d.emit("bc_gitops:reconcile:error", {}, { commit, error: this.#error });
+    this.#d.emit("bc_gitops:reconcile:error", {}, { commit, error: this.#error, verified: false });
     this.#d.logger.warn(this.#error);
     return false;
   }

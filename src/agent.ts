@@ -5,6 +5,7 @@
 import { chmod, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { AppLogs } from "./app-logs.ts";
 import { AgentConfig, CONFIG_KEYS } from "./config.ts";
 import { GitopsError } from "./errors.ts";
 import { Fleet } from "./fleet/fleet.ts";
@@ -15,6 +16,7 @@ import type { Checkout } from "./_desired.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
+import { Notifier, type NotificationStats, type NotifyTargetInput } from "./notify.ts";
 import type { DeployedSpec } from "./plan.ts";
 import { Reconciler, type ReconcileOptions, type TickResult } from "./reconciler.ts";
 import { registerSecret } from "./redact.ts";
@@ -61,6 +63,8 @@ export interface AgentOptions {
   jitterFirstTick?: boolean;
   /** Random numbers in [0, 1) for the jitter (tests). */
   random?: () => number;
+  /** Where to send notifications (config `notify`). */
+  notify?: readonly NotifyTargetInput[];
   /** Where the library logs (default: nowhere). */
   logger?: Logger;
   /** The clock (tests). */
@@ -100,6 +104,12 @@ export interface Agent {
   readonly config: AgentConfig;
   /** Where the control API listens once started (`127.0.0.1:PORT`, the real port when `listen` asked for 0); `undefined` when off or not started. */
   readonly address: string | undefined;
+  /** The apps' logs (`GET /apps/:name/logs`): process apps' files, the in-memory rings of the others. */
+  readonly appLogs: AppLogs;
+  /** The host name events and notifications carry. */
+  readonly host: string;
+  /** Each `notify` target's counters. */
+  notificationStats(): NotificationStats[];
 }
 
 /** The configuration keys that are agent options (the log settings belong to the CLI's logger). */
@@ -157,6 +167,11 @@ class AgentImpl implements Agent {
   #stopped = false;
   readonly #abort = new AbortController();
   #server: HttpServer | undefined;
+  readonly appLogs: AppLogs;
+  readonly host: string;
+  readonly #notifier: Notifier;
+  /** The last commit's committer date, once read. */
+  #commitAt: { commit: string; at: string } | undefined;
 
   constructor(config: AgentConfig, options: AgentOptions) {
     this.config = config;
@@ -172,6 +187,14 @@ class AgentImpl implements Agent {
     this.#telemetry = new Telemetry({
       context: () => ({ host: this.#fleet.identity.host, labels: this.#fleet.identity.labels }),
     });
+    this.host = this.#fleet.identity.host;
+    this.appLogs = new AppLogs({ localPath: config.local_path, ...(options.now ? { now: options.now } : {}) });
+    this.#notifier = new Notifier({ targets: config.notify, host: this.host, logger: this.#logger });
+    if (config.notify.length > 0) this.#telemetry.on("*", this.#notifier.observe);
+  }
+
+  notificationStats(): NotificationStats[] {
+    return this.#notifier.stats();
   }
 
   get address(): string | undefined {
@@ -194,7 +217,7 @@ class AgentImpl implements Agent {
     const { config } = this;
     const listen = controlApiAddress(config.listen, config.token);
     // Created first so its metrics count the restore and the first tick.
-    const api = listen && createHandler(this, { logger: this.#logger });
+    const api = listen && createHandler(this, { logger: this.#logger, signal: this.#abort.signal });
     // Private: the clone's config can hold the credentials of repo_url, and state.json lists what runs.
     await mkdir(config.local_path, { recursive: true, mode: 0o700 });
     await mkdir(join(config.local_path, "git"), { recursive: true, mode: 0o700 });
@@ -233,7 +256,8 @@ class AgentImpl implements Agent {
       remembered: () => state.apps,
       requestReconcile: () => void this.#loop?.trigger().catch(() => {}),
       reloadBudget: config.reload_budget,
-      logger: this.#logger,
+      // What apps log through ctx.log also goes to their in-memory log (GET /apps/:name/logs).
+      logger: this.appLogs.tee(this.#logger),
       emit: this.#telemetry.emit,
     });
     const reconciler = new Reconciler({
@@ -304,23 +328,37 @@ class AgentImpl implements Agent {
           .catch((error) => this.#logger.warn(`stopping ${name} failed: ${(error as Error).message}`));
       }
     }
+    await this.#notifier.close();
     this.#logger.info("agent stopped");
   }
 
   async status(): Promise<AgentStatus> {
     const { host, labels } = this.#fleet.identity;
+    const status = this.#reconciler?.status();
+    const at = status?.last_commit ? await this.#lastCommitAt(status.last_commit) : null;
     return {
-      ...(this.#reconciler?.status() ?? {
-        status: "initializing",
-        last_commit: null,
-        app_count: 0,
-        healthy_count: 0,
-        last_reconcile: { at: null, duration_ms: null, error: null },
-        errors: [],
-      }),
+      ...(status
+        ? { ...status, last_commit_at: at }
+        : {
+            status: "initializing",
+            last_commit: null,
+            app_count: 0,
+            healthy_count: 0,
+            last_reconcile: { at: null, duration_ms: null, error: null },
+            errors: [],
+          }),
       host,
       labels: { ...labels },
     };
+  }
+
+  /** When `commit` was made (its committer date, from the clone's object store); `null` when it cannot be read. */
+  async #lastCommitAt(commit: string): Promise<string | null> {
+    if (this.#commitAt?.commit === commit) return this.#commitAt.at;
+    const info = await this.#git?.objects.commit(commit).catch(() => undefined);
+    if (!info || !Number.isFinite(info.committedAt)) return null;
+    this.#commitAt = { commit, at: new Date(info.committedAt * 1000).toISOString() };
+    return this.#commitAt.at;
   }
 
   reconcile(options: ReconcileOptions = {}): Promise<TickResult> {

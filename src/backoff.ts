@@ -33,6 +33,12 @@ export class Backoff {
     return (this.#entries.get(key)?.retryAt ?? 0) > now;
   }
 
+  /** When `key` may be tried again, if it is waiting at `now`. */
+  retryAt(key: string, now: number): number | undefined {
+    const at = this.#entries.get(key)?.retryAt;
+    return at !== undefined && at > now ? at : undefined;
+  }
+
   /** Consecutive failures of `key`. */
   failures(key: string): number {
     return this.#entries.get(key)?.failures ?? 0;

@@ -10,14 +10,16 @@ import { runtimeName, runtimeVersion } from "./_platform.ts";
 import { agentOptionsOf, createAgent } from "./agent.ts";
 import { CONFIG_KEYS, defaultLocalPath, loadConfig, type ConfigKey } from "./config.ts";
 import { createConsoleLogger } from "./console-logger.ts";
-import { DEFAULT_API_URL, apiRequest, apiUrlFor, type ClientOptions } from "./client.ts";
+import { DEFAULT_API_URL, apiRequest, apiUrlFor, followEvents, followStream, type ClientOptions } from "./client.ts";
+import type { LogTail } from "./app-logs.ts";
+import type { StreamEvent } from "./event-stream.ts";
 import { formatIssue, loadApps, resolveAppsDir, type SpecIssue } from "./loader.ts";
 import { fleetStatusCommand, type FleetStatusFlags } from "./fleet/status.ts";
 import { formatLabels, identityOf } from "./fleet/host.ts";
 import { runnableApps, type HostedApp } from "./fleet/view.ts";
 import { preview } from "./preview.ts";
 import type { TickResult } from "./reconciler.ts";
-import { placementReport, planReport, statusReport, tickReport } from "./report.ts";
+import { eventLine, placementReport, planReport, statusReport, tickReport } from "./report.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import { runDemo } from "./demo.ts";
 import { scaffold } from "./scaffold.ts";
@@ -162,6 +164,7 @@ const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
   host: ["name", "This host's name in the fleet (default the machine's host name)"],
   labels: ["key=value", "A label of this host, e.g. role=web; repeat for more (BC_GITOPS_LABELS=role=web,region=eu)"],
   reconcile_jitter: ["jitter", 'Random offset of each poll, a duration or a fraction of the interval (default "10%")'],
+  notify: ["json", `Notification targets, e.g. '[{"url":"https://hooks.slack.com/services/…","format":"slack"}]'`],
 };
 
 /** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
@@ -290,6 +293,45 @@ clientFlags(cli.command("reload <app>", "Hot-reload one app now (same version, c
           ? `reloaded ${result.app} at ${result.revision.slice(0, 12)}: ${result.modules.join(", ")}`
           : `${result.app}: nothing changed, nothing reloaded`,
       );
+    return 0;
+  });
+
+clientFlags(cli.command("events", "Follow the agent's live event stream (readable lines, or --json)"))
+  .option("--json", "Print each event as one JSON line")
+  .option("-n, --lines <count>", "Past events to print first (default 10)")
+  .action(async (options: { url?: string; token?: string; json?: boolean; lines?: unknown }) => {
+    await followEvents(client(options), {
+      backlog: count(options.lines, 10, "--lines"),
+      onEvent: (data) => print(options.json ? data : eventLine(JSON.parse(data) as StreamEvent)),
+      onGap: (missed) =>
+        process.stderr.write(
+          colors.dim(
+            missed === null
+              ? "(the agent restarted: showing the events it kept since)\n"
+              : `(${missed} event(s) missed: older than the agent's history)\n`,
+          ),
+        ),
+      onReconnect: () => process.stderr.write(colors.dim("(the event stream ended; reconnecting…)\n")),
+    });
+    return 0;
+  });
+
+clientFlags(cli.command("logs <app>", "Print the last lines of an app's log; -f keeps printing new ones"))
+  .option("-n, --lines <count>", "Lines to print (default 100)")
+  .option("-f, --follow", "Keep printing lines as the app writes them")
+  .action(async (app: string, options: { url?: string; token?: string; lines?: unknown; follow?: boolean }) => {
+    const api = client(options);
+    const lines = count(options.lines, 100, "--lines");
+    const path = `/apps/${encodeURIComponent(app)}/logs?lines=${lines}`;
+    if (!options.follow) {
+      const tail = await apiRequest<LogTail>(api, "GET", path);
+      for (const line of tail.lines) print(line);
+      return 0;
+    }
+    await followStream(api, `${path}&follow=1`, (message) =>
+      print((JSON.parse(message.data) as { line: string }).line),
+    );
+    process.stderr.write(colors.dim("(the agent ended the log stream)\n"));
     return 0;
   });
 
@@ -454,6 +496,14 @@ function keepRawValues(options: Record<string, unknown>, argv: readonly string[]
       else if (argv[i]!.startsWith(`${flag}=`)) options[key] = argv[i]!.slice(flag.length + 1);
     }
   }
+}
+
+/** A count option (`-n 20`): a whole number, `fallback` when absent. */
+function count(value: unknown, fallback: number, flag: string): number {
+  if (value === undefined) return fallback;
+  const text = String(value);
+  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`${flag}: expected a number of lines, got ${JSON.stringify(text)}`);
+  return Number(text);
 }
 
 function summary(valid: number, errors: SpecIssue[], warnings: SpecIssue[]): string {

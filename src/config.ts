@@ -12,6 +12,7 @@ import { GitopsError } from "./errors.ts";
 import { isLocalPath } from "./_git.ts";
 import { defaultHostName, hostNameProblem, labelsProblem, parseLabelList } from "./fleet/host.ts";
 import { DEFAULT_JITTER, jitterMs, parseJitter } from "./fleet/jitter.ts";
+import { NotifyTarget } from "./notify.ts";
 import type { Runtime } from "./runtime.ts";
 import { suggest } from "./suggest.ts";
 
@@ -35,6 +36,7 @@ export const CONFIG_KEYS = [
   "host",
   "labels",
   "reconcile_jitter",
+  "notify",
 ] as const;
 /** A configuration key. */
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
@@ -112,6 +114,8 @@ export const AgentConfig = z
           `expected a duration like "5s" or a fraction of the interval like "10%", got ${JSON.stringify(iss.input)}`,
       })
       .default(DEFAULT_JITTER),
+    /** Where to send notifications (`notify.ts`). */
+    notify: z.array(NotifyTarget).default([]),
   })
   .superRefine((config, ctx) => {
     if (jitterMs(config.reconcile_jitter, config.reconcile_interval) > config.reconcile_interval)
@@ -125,6 +129,8 @@ export const AgentConfig = z
 export type AgentConfig = z.output<typeof AgentConfig>;
 
 const DURATION_KEYS: ReadonlySet<string> = new Set(["reconcile_interval", "git_timeout"]);
+/** Keys whose value is structured: JSON in an environment variable or a flag. */
+const JSON_KEYS: ReadonlySet<string> = new Set(["verify", "notify"]);
 
 /** `/var/lib/bc-gitops` as root, else `$XDG_STATE_HOME/bc-gitops` or `~/.local/state/bc-gitops`. */
 export function defaultLocalPath(): string {
@@ -163,7 +169,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
     merged[key] =
       key === "reload_budget"
         ? Number(value)
-        : key === "verify"
+        : JSON_KEYS.has(key)
           ? parseJson(name, value)
           : key === "labels"
             ? mergeLabels(merged.labels, labelList(name, value))
@@ -179,7 +185,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<AgentConf
     merged[key] =
       key === "reload_budget"
         ? Number(value)
-        : key === "verify" && typeof value === "string"
+        : JSON_KEYS.has(key) && typeof value === "string"
           ? parseJson(flag, value)
           : key === "labels"
             ? mergeLabels(merged.labels, labelList(flag, (Array.isArray(value) ? value : [value]).map(String)))
@@ -249,7 +255,11 @@ function parseJson(origin: string, value: string): unknown {
   try {
     return JSON.parse(value);
   } catch {
-    throw configError(`${origin}: expected JSON, e.g. {"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}`);
+    throw configError(
+      origin.toLowerCase().endsWith("notify")
+        ? `${origin}: expected JSON, e.g. [{"url":"https://hooks.slack.com/services/…","format":"slack"}]`
+        : `${origin}: expected JSON, e.g. {"mode":"ssh","allowed_signers":"/etc/bc-gitops/signers"}`,
+    );
   }
 }
 

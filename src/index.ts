@@ -5,9 +5,19 @@
  * identicons) are in `bc-gitops/tools` (`src/tools.ts`). Re-exports only.
  */
 export { createAgent, type Agent, type AgentOptions, type RuntimeOption } from "./agent.ts";
+export type { AppLogs, LogTail } from "./app-logs.ts";
 export type { AppContext, EnvChange } from "./app-context.ts";
 export { GitopsError, type ErrorCode, type RetryClass } from "./errors.ts";
+export type { StreamEvent } from "./event-stream.ts";
 export type { Logger } from "./logger.ts";
+export type {
+  Notification,
+  NotificationStats,
+  NotifyEvent,
+  NotifyFormat,
+  NotifyTarget,
+  NotifyTargetInput,
+} from "./notify.ts";
 export type { ActionOutcome, ReconcileOptions, TickResult } from "./reconciler.ts";
 export type {
   AppHealth,

@@ -6,7 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { messageOf } from "./errors.ts";
 
 /** Options of {@link RotatingLog}. */
@@ -26,6 +26,11 @@ export interface RotatingLogOptions {
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 /** Default number of rotated files kept. */
 export const DEFAULT_LOG_KEEP = 3;
+
+/** Where a process app's output is written: `<local_path>/logs/<app>.log` (rotated to `.1`, `.2`, …). */
+export function appLogPath(localPath: string, app: string): string {
+  return join(localPath, "logs", `${app}.log`);
+}
 
 /** One rotating log file. Opened on the first write; the directory is created then. */
 export class RotatingLog {

@@ -4,6 +4,7 @@
  * snapshot at scrape time. Every name starts with `bc_gitops_`; durations are in seconds.
  */
 import { runtimeName, runtimeVersion } from "./_platform.ts";
+import { DROP_REASONS, type NotificationStats } from "./notify.ts";
 import { redact } from "./redact.ts";
 import type { AppState } from "./runtime.ts";
 import type { AgentStatus, AgentStatusName } from "./status.ts";
@@ -27,6 +28,8 @@ type Labels = Record<string, string>;
 export interface MetricsSnapshot {
   status: AgentStatus;
   apps: Record<string, AppState>;
+  /** Each `notify` target's counters (absent: no notifications configured). */
+  notifications?: readonly NotificationStats[];
 }
 
 class Histogram {
@@ -254,6 +257,24 @@ export class Metrics {
           Math.round(a.memory_mb * 1024 * 1024),
         );
     }
+
+    const targets = snapshot.notifications ?? [];
+    out.family(
+      "bc_gitops_notifications_sent_total",
+      "counter",
+      "Notifications delivered, by target (URL shown as scheme://host/***).",
+    );
+    for (const t of targets) out.sample("bc_gitops_notifications_sent_total", { target: t.target }, t.sent);
+    out.family(
+      "bc_gitops_notifications_dropped_total",
+      "counter",
+      "Notifications given up on, by target and reason: overflow (queue full), deadline (retried until its deadline), rejected (a 4xx answer), shutdown (the agent stopped).",
+    );
+    for (const t of targets)
+      for (const reason of DROP_REASONS)
+        out.sample("bc_gitops_notifications_dropped_total", { target: t.target, reason }, t.dropped[reason]);
+    out.family("bc_gitops_notifications_queued", "gauge", "Notifications waiting for delivery, by target.");
+    for (const t of targets) out.sample("bc_gitops_notifications_queued", { target: t.target }, t.queued);
 
     const memory = process.memoryUsage();
     out.family(

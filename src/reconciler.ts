@@ -331,6 +331,11 @@ export class Reconciler {
         revision: deployed?.revision,
         path: deployed?.workspace,
       });
+      // Why a failed app is not being tried now: a backoff (until retry_at), or only a new commit can help.
+      const retryAt = this.#applier.backoff.retryAt(name, this.#d.now());
+      if (retryAt !== undefined && out[name]!.status !== "running")
+        out[name]!.retry_at = new Date(retryAt).toISOString();
+      if (info.stalled) out[name]!.stalled = true;
     }
     return out;
   }

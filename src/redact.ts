@@ -9,10 +9,14 @@ const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]+@/gi;
 
 /** Extra secrets (tokens, webhook secrets) registered by the agent at start-up. */
 const registered = new Set<string>();
+/** {@link registered}, longest first: a secret that contains another is hidden whole. */
+let longestFirst: string[] = [];
 
 /** Registers a literal secret that {@link redact} must hide wherever it appears. */
 export function registerSecret(secret: string | undefined): void {
-  if (secret && secret.length >= 4) registered.add(secret);
+  if (!secret || secret.length < 4 || registered.has(secret)) return;
+  registered.add(secret);
+  longestFirst = [...registered].sort((a, b) => b.length - a.length);
 }
 
 /**
@@ -36,7 +40,7 @@ export function registerUrlCredentials(url: string): void {
 /** Hides URL credentials and registered secrets in `text`. */
 export function redact(text: string): string {
   let out = text.replace(URL_CREDENTIALS, "$1***@");
-  for (const secret of registered) {
+  for (const secret of longestFirst) {
     if (out.includes(secret)) out = out.split(secret).join("***");
   }
   return out;
@@ -57,6 +61,26 @@ export const SECRET_KEY =
  * `Basic …` or `Token …` at the start) or a URL with user info (`scheme://user:pass@host`).
  */
 export const SECRET_VALUE = /\bbearer\s+\S|^\s*(?:basic|token)\s+\S|[a-z][a-z0-9+.-]*:\/\/[^\s/?#]*@/i;
+
+/**
+ * The values an env shows as `"***"` (see {@link SECRET_KEY} and {@link SECRET_VALUE}), as text, at
+ * any depth (at most 10 levels), so they can be hidden wherever they appear (an app's log lines).
+ * Values shorter than 4 characters are left out: hiding every "1" would hide nothing useful.
+ */
+export function secretValues(env: Record<string, unknown> | undefined): string[] {
+  const found = new Set<string>();
+  const visit = (value: unknown, secret: boolean, depth: number) => {
+    if (depth > 10 || value === null || value === undefined) return;
+    if (typeof value === "object") {
+      for (const [k, v] of Object.entries(value)) visit(v, secret || SECRET_KEY.test(k), depth + 1);
+      return;
+    }
+    const text = String(value);
+    if ((secret || SECRET_VALUE.test(text)) && text.length >= 4) found.add(text);
+  };
+  visit(env ?? {}, false, 0);
+  return [...found];
+}
 
 /** Deepest nesting {@link redactValue} copies (spec files may nest at most 1000 levels). */
 export const MAX_SHOWN_DEPTH = 1024;

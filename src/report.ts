@@ -1,8 +1,9 @@
 /**
- * Text the CLI prints for people: the status table, a tick's result, a plan. Pure functions from
+ * Text the CLI prints for people: the status table, a tick's result, a plan, an event. Pure functions from
  * data to strings, so the CLI stays the only place that writes to the terminal.
  */
 import { colors } from "consola/utils";
+import type { StreamEvent } from "./event-stream.ts";
 import { formatLabels, type HostIdentity } from "./fleet/host.ts";
 import type { HostedApp, NotPlaced } from "./fleet/view.ts";
 import type { Action } from "./plan.ts";
@@ -144,4 +145,26 @@ export function placementReport(
   }
   for (const app of notPlaced) lines.push(`${colors.dim("-")} ${app.name}  ${colors.dim(`not placed: ${app.reason}`)}`);
   return lines.join("\n");
+}
+
+/**
+ * One event of the stream (`bc-gitops events`) as a line: time, app (or `-`), what happened and
+ * its details, the duration, and the error in red.
+ */
+export function eventLine(event: StreamEvent): string {
+  const m = event.metadata;
+  const details: string[] = [];
+  if (typeof m.from_version === "string" && typeof m.to_version === "string")
+    details.push(`${m.from_version} -> ${m.to_version}`);
+  else if (typeof m.version === "string") details.push(m.version);
+  if (event.name === "bc_gitops:health:change") details.push(`${String(m.from)} -> ${String(m.to)}`);
+  if (event.name === "bc_gitops:reconcile:stop" && typeof m.status === "string") details.push(m.status);
+  if (Array.isArray(m.modules)) details.push(`${m.modules.length} module(s) changed`);
+  if (typeof m.reason === "string") details.push(m.reason);
+  if (typeof m.commit === "string" && event.area !== "health") details.push(`commit ${m.commit.slice(0, 12)}`);
+  if (event.duration_ms !== undefined) details.push(colors.dim(`${event.duration_ms} ms`));
+  const what = `${event.area}:${event.phase}`;
+  const painted = event.phase === "error" ? colors.red(what) : event.phase === "stop" ? colors.green(what) : what;
+  const line = `${colors.dim(event.at)}  ${event.app ?? "-"}  ${painted}${details.length ? `  ${details.join("  ")}` : ""}`;
+  return event.error ? `${line}  ${colors.red(event.error)}` : line;
 }

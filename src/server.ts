@@ -3,9 +3,16 @@
  * (Request) => Promise<Response>`, testable without a socket; `http-server.ts` puts it on an
  * address. JSON everywhere except `/healthz`, `/readyz` (text) and `/metrics` (Prometheus text).
  * Every string in a response passes through `redact()`, and env values of secret-looking keys are
- * masked, so credentials never leave through the API.
+ * masked, so credentials never leave through the API. The dashboard (`GET /`), the event stream
+ * (`GET /events`) and app logs (`GET /apps/:name/logs`) live in their own modules; this one routes
+ * to them and applies the same guards to every route.
  */
+import { hostname } from "node:os";
+import { logsResponse, type AppLogs } from "./app-logs.ts";
 import type { AgentConfig } from "./config.ts";
+import { dashboardResponse } from "./dashboard.ts";
+import { EventStream } from "./event-stream.ts";
+import type { NotificationStats } from "./notify.ts";
 import type { DeployedSpec } from "./plan.ts";
 import type { ReconcileOptions, TickResult } from "./reconciler.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
@@ -13,7 +20,7 @@ import type { AppSpec } from "./spec.ts";
 import type { AgentStatus } from "./status.ts";
 import type { EventHandler, EventName } from "./telemetry.ts";
 import { GitopsError, messageOf } from "./errors.ts";
-import { isLoopback, isLoopbackHost, parseListen, type ListenAddress } from "./http-server.ts";
+import { isLoopback, isLoopbackHost, parseListen, readBody, type ListenAddress } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { METRICS_CONTENT_TYPE, Metrics } from "./metrics.ts";
 import { redact, redactValue } from "./redact.ts";
@@ -38,6 +45,10 @@ export interface HandlerOptions {
   maxBodyBytes?: number;
   /** Where metrics are kept (default: a new {@link Metrics} subscribed to every agent event). */
   metrics?: Metrics;
+  /** The event history `GET /events` serves (default: a new {@link EventStream} subscribed to every agent event). */
+  events?: EventStream;
+  /** Ends the open event and log streams (the agent passes its stop signal). */
+  signal?: AbortSignal;
   logger?: Logger;
 }
 
@@ -88,6 +99,12 @@ export interface ControlledAgent {
   getAppStatus(name: string): Promise<AppState | undefined>;
   hotReload(name: string): Promise<HotReloadResult>;
   on(name: EventName | "*", handler: EventHandler): () => void;
+  /** The host name events carry and the dashboard shows (default: this machine's). */
+  readonly host?: string;
+  /** The apps' logs; without them `GET /apps/:name/logs` answers 501. */
+  readonly appLogs?: AppLogs;
+  /** The `notify` targets' counters, for `/metrics`. */
+  notificationStats?(): readonly NotificationStats[];
 }
 
 /**
@@ -112,6 +129,10 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
   const loopbackOnly = listen.trim().toLowerCase() !== "off" && isLoopback(parseListen(listen).hostname);
   const metrics = options.metrics ?? new Metrics();
   if (!options.metrics) agent.on("*", metrics.observe);
+  const host = agent.host ?? hostname();
+  const events = options.events ?? new EventStream({ host });
+  if (!options.events) agent.on("*", events.observe);
+  const signal = options.signal;
 
   const trigger = (why: string, head?: string) =>
     void agent
@@ -119,6 +140,12 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       .catch((error: unknown) => logger.warn(`reconcile triggered by ${why} failed: ${redact(messageOf(error))}`));
 
   const routes: Route[] = [
+    {
+      method: "GET",
+      path: /^\/(?:ui)?$/,
+      run: async () => dashboardResponse({ host, branch: agent.config.branch }),
+    },
+    { method: "GET", path: /^\/events$/, run: async (request) => events.response(request, signal) },
     { method: "GET", path: /^\/healthz$/, run: async () => text("ok") },
     {
       method: "GET",
@@ -136,6 +163,20 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       run: async (_, { 1: name = "" }) => {
         const app = await agent.getAppStatus(name);
         return app ? json(app) : error(404, `no app named "${name}"`);
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/apps\/([^/]+)\/logs$/,
+      // App output can hold anything an app prints: like a mutating call, it needs the token.
+      auth: true,
+      run: async (request, { 1: name = "" }) => {
+        const app = await agent.getAppStatus(name);
+        if (!app) return error(404, `no app named "${name}"`);
+        if (!agent.appLogs) return error(501, "this agent keeps no app logs", "E_UNSUPPORTED");
+        const [desired, deployed] = await Promise.all([agent.getDesiredState(), agent.getDeployedState()]);
+        const env = [desired[name]?.env, deployed[name]?.spec.env];
+        return logsResponse({ request, logs: agent.appLogs, app, env, ...(signal ? { signal } : {}) });
       },
     },
     {
@@ -199,7 +240,11 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       method: "GET",
       path: /^\/metrics$/,
       run: async () => {
-        const body = metrics.render({ status: await agent.status(), apps: await agent.getCurrentState() });
+        const body = metrics.render({
+          status: await agent.status(),
+          apps: await agent.getCurrentState(),
+          ...(agent.notificationStats ? { notifications: agent.notificationStats() } : {}),
+        });
         return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" } });
       },
     },
@@ -265,7 +310,15 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
     );
   }
 
-  function authorize(request: Request): Response | undefined {
+  function authorize(request: Request, url: URL): Response | undefined {
+    // A page of another site may send requests here (a form, fetch without CORS): never act on one.
+    const origin = request.headers.get("origin");
+    if (origin !== null && !sameOrigin(origin, request.headers.get("host") ?? url.host)) {
+      return error(
+        403,
+        `refusing a browser request from another origin (${origin.slice(0, 100)}): use the dashboard this agent serves, or a client that sends no Origin`,
+      );
+    }
     if (!token) {
       // No token: only non-browser clients may mutate. Browsers always send Origin on a POST, so
       // this stops any web page (or a DNS-rebinding one) from driving a loopback agent.
@@ -307,10 +360,12 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       if (!found.params) return error(400, `malformed path ${url.pathname}`);
       const misdirected = checkHost(request, url, found.route);
       if (misdirected) return misdirected;
-      const denied = found.route.auth ? authorize(request) : undefined;
+      const denied = found.route.auth ? authorize(request, url) : undefined;
       if (denied) return denied;
       const response = await found.route.run(request, found.params);
-      return method === "HEAD" ? new Response(null, { status: response.status, headers: response.headers }) : response;
+      if (method !== "HEAD") return response;
+      await response.body?.cancel().catch(() => {}); // an event stream's producer ends with it
+      return new Response(null, { status: response.status, headers: response.headers });
     } catch (e) {
       const status = statusOf(e);
       const message = redact(messageOf(e));
@@ -318,6 +373,15 @@ export function createHandler(agent: ControlledAgent, options: HandlerOptions = 
       return error(status, message, e instanceof GitopsError ? e.code : undefined);
     }
   };
+}
+
+/** Whether an `Origin` header names the host the request was sent to (`Host`): the page is this agent's own. */
+function sameOrigin(origin: string, host: string): boolean {
+  try {
+    return new URL(origin).host.toLowerCase() === host.trim().toLowerCase();
+  } catch {
+    return false;
+  }
 }
 
 function decodeParams(match: RegExpExecArray): Params | undefined {
@@ -378,30 +442,4 @@ function text(body: string, status = 200): Response {
     status,
     headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
   });
-}
-
-/** The body bytes, or `undefined` when they exceed `limit` (the rest is not read). */
-async function readBody(request: Request, limit: number): Promise<Uint8Array | undefined> {
-  if (Number(request.headers.get("content-length") ?? 0) > limit) return undefined;
-  if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
 }

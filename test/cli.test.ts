@@ -111,6 +111,10 @@ const BAD_FLAG_VALUES: Record<ConfigKey, [value: string, message: RegExp]> = {
   host: ["web 1", /^error --host: "web 1" is not a valid host name/],
   labels: ["role", /^error --label: expected key=value, got "role"/],
   reconcile_jitter: ["often", /^error --reconcile-jitter: expected a duration like "5s" or a fraction/],
+  notify: [
+    '[{"url":"ftp://example.com/x"}]',
+    /^error --notify: notify\.0\.url: expected an http:\/\/ or https:\/\/ URL$/,
+  ],
 };
 
 test("every configuration key is a flag of run and plan, listed in their --help and checked like its variable", async (t) => {

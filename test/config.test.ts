@@ -26,6 +26,7 @@ test("defaults fill every key but repo_url", async () => {
     host: hostname().toLowerCase(),
     labels: {},
     reconcile_jitter: "10%",
+    notify: [],
   });
 });
 

@@ -597,3 +597,42 @@ test("a signed push webhook's `after` is fetched directly: the tick applies it w
   assert.equal(asked(), before, "no ls-remote for the webhook's tick");
   assert.ok(logger.debugs.some((line) => line.startsWith(`fetched main at ${after}`)));
 });
+
+test("mutating calls from another origin are refused even with the token; the agent's own page is not", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db() });
+  await h.agent.start();
+  const ticks = () => h.events.filter((e) => e.name === "bc_gitops:reconcile:start").length;
+  const before = ticks();
+  for (const origin of ["https://evil.example", "http://agent.test.evil.example", "http://agent.test:8080", "null"]) {
+    const refused = await h.call("POST", "/reconcile", { headers: { ...auth.headers, origin } });
+    assert.equal(refused.status, 403, origin);
+    assert.match(refused.json.error, /browser request from another origin/, origin);
+  }
+  assert.equal(ticks(), before, "no refused call ran a tick");
+  const own = await h.call("POST", "/reconcile", { headers: { ...auth.headers, origin: "http://agent.test" } });
+  assert.equal(own.status, 200, "the page this agent serves (same origin) may act with the token");
+  const logs = await h.call("GET", "/apps/db/logs", { headers: { ...auth.headers, origin: "https://evil.example" } });
+  assert.equal(logs.status, 403, "an app's log is not read from another origin either");
+});
+
+test("GET / and /ui answer the dashboard page with a strict content policy; app logs need the token", async (t) => {
+  const h = await harness(t, { "apps/db/app.yaml": db() });
+  await h.agent.start();
+  for (const path of ["/", "/ui", "/ui/"]) {
+    const page = await h.call("GET", path);
+    assert.equal(page.status, 200, path);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'.*connect-src 'self'/);
+    assert.equal(page.headers.get("x-frame-options"), "DENY");
+    assert.match(page.text, /<title>bc-gitops · /);
+  }
+  assert.equal((await h.call("HEAD", "/")).status, 200);
+  assert.equal((await h.call("GET", "/apps/db/logs")).status, 401);
+  const logs = await h.call("GET", "/apps/db/logs?lines=5", auth);
+  assert.equal(logs.status, 200);
+  assert.deepEqual({ ...logs.json, lines: [] }, { app: "db", source: "memory", lines: [] });
+  assert.equal((await h.call("GET", "/apps/nope/logs", auth)).status, 404);
+  const bad = await h.call("GET", "/apps/db/logs?lines=many", auth);
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error, /lines: expected a number of lines/);
+});

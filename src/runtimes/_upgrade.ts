@@ -12,8 +12,8 @@ import type { AppOps, AppRecord } from "./_app-record.ts";
  * Upgrades the running app `old` (on `oldVersion`) to `spec`; returns the record of the new
  * version, which then runs, healthy and monitored. A driver whose instances can run side by side
  * starts the new one before it stops the old; others stop the old first. On failure the old
- * version runs again and this throws a stalled `GitopsError` that says so (`backoff` when even
- * the old version could not start again).
+ * version runs again and this throws a stalled `GitopsError` that says so, with
+ * `details.rolled_back_to` (`backoff` when even the old version could not start again).
  */
 export async function upgradeApp(old: AppRecord, spec: AppSpec, oldVersion: string, ops: AppOps): Promise<AppRecord> {
   const what = `upgrade ${spec.name} ${oldVersion} -> ${spec.version}`;
@@ -67,7 +67,11 @@ export async function upgradeApp(old: AppRecord, spec: AppSpec, oldVersion: stri
     throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "backoff", cause: error });
   }
   old.lastError = `${what} failed: ${reason}; rolled back to ${oldVersion}`;
-  throw new GitopsError(old.lastError, { code: "E_RUNTIME", retry: "stalled" });
+  throw new GitopsError(old.lastError, {
+    code: "E_RUNTIME",
+    retry: "stalled",
+    details: { rolled_back_to: oldVersion },
+  });
 }
 
 /** Checks `app` until it is healthy or `windowMs` passed; true when healthy. */

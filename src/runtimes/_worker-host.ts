@@ -3,8 +3,10 @@
  * one revision of one app into this Worker's own module graph and runs it on the agent's
  * messages: lifecycle calls (`start`, `stop`, `reconfigure`, `health`, `memory`) and, for a fetch
  * app, the requests the agent's listener forwards (the response streams back in chunks).
- * Terminating the Worker frees the whole graph. Imported by the parent only for its types.
+ * Terminating the Worker frees the whole graph. Its console is the app's: lines go to the parent as
+ * log messages. Imported by the parent only for its types.
  */
+import { format } from "node:util";
 import { getHeapStatistics } from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
@@ -65,6 +67,19 @@ if (parentPort) void main(parentPort, workerData as HostData);
 async function main(port: NonNullable<typeof parentPort>, data: HostData): Promise<void> {
   const post = (message: FromHost, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
   const log = (level: keyof Logger) => (message: string) => post({ type: "log", level, message });
+  // This Worker runs one app only, so what it prints is the app's: its console goes where ctx.log
+  // goes (the agent's log, tagged with the app, and the app's log that `bc-gitops logs` reads).
+  const consoleTo =
+    (level: keyof Logger) =>
+    (...args: unknown[]) =>
+      log(level)(format(...args));
+  Object.assign(console, {
+    log: consoleTo("info"),
+    info: consoleTo("info"),
+    debug: consoleTo("debug"),
+    warn: consoleTo("warn"),
+    error: consoleTo("error"),
+  });
   let controller = new AbortController();
   const ctx: AppContext = {
     ...data.ctx,

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { hasProc, isZombie, procStat } from "../_proc.ts";
 import { GitopsError } from "../errors.ts";
 import { endGroup } from "../exec.ts";
-import { RotatingLog } from "../log-file.ts";
+import { RotatingLog, appLogPath } from "../log-file.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Driver, DriverStartOptions, Instance } from "./driver.ts";
@@ -145,7 +145,7 @@ export class ProcessDriver implements Driver, InstanceHost {
     const record = this.record(app);
     if (!record.log) {
       const file = new RotatingLog({
-        path: join(this.localPath, "logs", `${app}.log`),
+        path: appLogPath(this.localPath, app),
         ...this.#log,
         onError: (message) => this.logger.warn(`${message}`, { app }),
       });

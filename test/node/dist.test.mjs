@@ -156,3 +156,57 @@ test("the built library hot-reloads a fetch app in place under Node, embedded an
   assert.deepEqual(await get("inworker"), { word: "two", isMainThread: false });
   assert.equal((await agent.getAppStatus("inworker")).reloads, 1);
 });
+
+test("the built agent serves the dashboard and streams its events over node:http", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "bc-gitops-node-events-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const work = join(dir, "work");
+  await mkdir(join(work, "apps", "db"), { recursive: true });
+  await writeFile(join(work, "apps", "db", "app.yaml"), 'name: db\nversion: "1.0.0"\n');
+  git(dir, "init", "-q", "-b", "main", work);
+  git(work, "add", "-A");
+  git(work, "commit", "-q", "-m", "init");
+  const { createAgent } = await import("../../dist/index.js");
+  const apps = {};
+  const runtime = {
+    async deploy(spec) {
+      return (apps[spec.name] = { name: spec.name, version: spec.version, status: "running", health: "healthy" });
+    },
+    async remove(name) {
+      delete apps[name];
+    },
+    async upgrade(spec) {
+      return this.deploy(spec);
+    },
+    async reconfigure(spec) {
+      return this.deploy(spec);
+    },
+    async getCurrentState() {
+      return { ...apps };
+    },
+  };
+  const agent = createAgent({
+    repoUrl: work,
+    localPath: join(dir, "local"),
+    runtime,
+    reconcileInterval: "1h",
+    listen: "127.0.0.1:0",
+  });
+  t.after(() => agent.stop());
+  await agent.start();
+  const url = `http://${agent.address}`;
+  const page = await fetch(`${url}/`);
+  assert.match(page.headers.get("content-security-policy"), /default-src 'none'/);
+  assert.match(await page.text(), /<title>bc-gitops · /);
+  const events = await fetch(`${url}/events`);
+  assert.equal(events.headers.get("content-type"), "text/event-stream; charset=utf-8");
+  const decoder = new TextDecoder();
+  let text = "";
+  const reader = events.body.getReader();
+  while (!text.includes('"name":"bc_gitops:reconcile:stop"')) text += decoder.decode((await reader.read()).value);
+  assert.match(text, /^retry: 2000\n\nid: [0-9a-z]+\.1\ndata: \{"id":1,/);
+  assert.match(text, /"name":"bc_gitops:deploy:stop".*"app":"db"/);
+  // The agent ends open streams when it stops, so its server closes without waiting for them.
+  await agent.stop();
+  for (;;) if ((await reader.read()).done) break;
+});
