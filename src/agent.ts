@@ -1,12 +1,13 @@
 /**
  * The library entry point (SPEC section 10): `createAgent(options)` wires configuration, the git
- * source, the runtime, the reconciler, the loop and telemetry, and exposes the agent's API.
+ * source, the runtime, the reconciler, the loop and telemetry, and exposes the agent's API. Its
+ * options, their validation and the runtime option's loading are in `_agent-options.ts`.
  */
 import { chmod, mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { agentConfigOf, loadRuntime, type AgentOptions } from "./_agent-options.ts";
 import { AppLogs } from "./app-logs.ts";
-import { AgentConfig, CONFIG_KEYS } from "./config.ts";
+import type { AgentConfig } from "./config.ts";
 import { GitopsError } from "./errors.ts";
 import { Fleet } from "./fleet/fleet.ts";
 import { hostIdentity } from "./fleet/host.ts";
@@ -16,11 +17,11 @@ import type { Checkout } from "./_desired.ts";
 import { serve, type HttpServer } from "./http-server.ts";
 import { silentLogger, type Logger } from "./logger.ts";
 import { Loop } from "./loop.ts";
-import { Notifier, type NotificationStats, type NotifyTargetInput } from "./notify.ts";
+import { Notifier, type NotificationStats } from "./notify.ts";
 import type { DeployedSpec } from "./plan.ts";
 import { Reconciler, type ReconcileOptions, type TickResult } from "./reconciler.ts";
 import { registerSecret } from "./redact.ts";
-import type { AppState, HotReloadResult, Runtime, RuntimeContext } from "./runtime.ts";
+import type { AppState, HotReloadResult, Runtime } from "./runtime.ts";
 import { controlApiAddress, createHandler } from "./server.ts";
 import { AppSpec, type AppSpecInput } from "./spec.ts";
 import { readState, statePath, writeState } from "./state.ts";
@@ -30,46 +31,8 @@ import { checkVerifyConfig } from "./verify.ts";
 import type { AgentStatus } from "./status.ts";
 import { Telemetry, type EventHandler, type EventName } from "./telemetry.ts";
 
-/** A runtime given to {@link createAgent}: the object, a factory, `"default"`, or a module path whose default export is one of those. */
-export type RuntimeOption = "default" | string | Runtime | ((context: RuntimeContext) => Runtime | Promise<Runtime>);
-
-/** Options of {@link createAgent}: the configuration keys of SPEC section 6 in camelCase, plus injected collaborators. */
-export interface AgentOptions {
-  repoUrl: string;
-  branch?: string;
-  localPath?: string;
-  appsDir?: string;
-  /** Milliseconds or a duration string (`"60s"`). */
-  reconcileInterval?: number | string;
-  runtime?: RuntimeOption;
-  /** Control API address, or `"off"`. */
-  listen?: string;
-  token?: string;
-  webhookSecret?: string;
-  verify?: AgentConfig["verify"];
-  /** Deadline of every git call (ms or duration string). */
-  gitTimeout?: number | string;
-  /** Hot reloads of an embedded app before status warns to use `worker` isolation. */
-  reloadBudget?: number;
-  /** age identities file for apps' SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
-  ageKeyFile?: string;
-  /** This host's name in the fleet (default: the machine's host name, lower-cased). */
-  host?: string;
-  /** This host's labels (`{ role: "web" }`); `host`, `os`, `arch` and `runtime` are added. */
-  labels?: Record<string, string>;
-  /** Random offset of each timed poll: a duration, or a fraction of the interval (`"10%"`, the default). */
-  reconcileJitter?: number | string;
-  /** Delay the first poll of an agent restoring apps by a random part of the jitter (`run` does, when not in a terminal). */
-  jitterFirstTick?: boolean;
-  /** Random numbers in [0, 1) for the jitter (tests). */
-  random?: () => number;
-  /** Where to send notifications (config `notify`). */
-  notify?: readonly NotifyTargetInput[];
-  /** Where the library logs (default: nowhere). */
-  logger?: Logger;
-  /** The clock (tests). */
-  now?: () => number;
-}
+// The options live with their validation; the public API names them here, as before.
+export { agentOptionsOf, type AgentOptions, type RuntimeOption } from "./_agent-options.ts";
 
 /** The agent (SPEC section 10). */
 export interface Agent {
@@ -112,37 +75,9 @@ export interface Agent {
   notificationStats(): NotificationStats[];
 }
 
-/** The configuration keys that are agent options (the log settings belong to the CLI's logger). */
-const OPTION_KEYS = CONFIG_KEYS.filter((key) => key !== "log_level" && key !== "log_format");
-
-/** `repo_url` -> `repoUrl`. */
-function optionName(key: string): string {
-  return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-}
-
-/** The `createAgent` options of a loaded configuration (`bc-gitops run`), each key in camelCase. */
-export function agentOptionsOf(config: AgentConfig): AgentOptions {
-  const out: Record<string, unknown> = {};
-  for (const key of OPTION_KEYS) if (config[key] !== undefined) out[optionName(key)] = config[key];
-  return out as unknown as AgentOptions;
-}
-
 /** Creates an agent. Validates the options at once (throws `GitopsError` E_CONFIG); does nothing else until `start()`. */
 export function createAgent(options: AgentOptions): Agent {
-  const given = options as unknown as Record<string, unknown>;
-  const raw: Record<string, unknown> = {};
-  for (const key of OPTION_KEYS) if (given[optionName(key)] !== undefined) raw[key] = given[optionName(key)];
-  if (typeof options.runtime === "function") raw.runtime = "default";
-  const parsed = AgentConfig.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new GitopsError(`invalid agent option ${issue.path.join(".")}: ${issue.message}`, {
-      code: "E_CONFIG",
-      retry: "stalled",
-    });
-  }
-  const config = parsed.data;
-  config.local_path = resolve(config.local_path);
+  const config = agentConfigOf(options);
   controlApiAddress(config.listen, config.token); // refuses a non-loopback address without a token now, not at start()
   registerSecret(config.token);
   registerSecret(config.webhook_secret);
@@ -459,45 +394,4 @@ class AgentImpl implements Agent {
       });
     return this.#reconciler;
   }
-}
-
-/** Resolves the `runtime` option into a runtime object. */
-async function loadRuntime(
-  option: RuntimeOption,
-  context: RuntimeContext & { logger: Logger; emit: Telemetry["emit"]; reloadBudget: number },
-): Promise<Runtime> {
-  if (typeof option === "function") return option(context);
-  if (typeof option === "object") return option;
-  if (option === "default") {
-    const { createDefaultRuntime } = await import("./runtimes/default.ts");
-    return createDefaultRuntime(context);
-  }
-  let module: { default?: unknown };
-  try {
-    module = (await import(pathToFileURL(resolve(option)).href)) as { default?: unknown };
-  } catch (error) {
-    throw new GitopsError(`cannot load the runtime module ${option}: ${(error as Error).message}`, {
-      code: "E_CONFIG",
-      retry: "stalled",
-      cause: error,
-    });
-  }
-  const exported = module.default;
-  const runtime =
-    typeof exported === "function"
-      ? await (exported as (c: RuntimeContext) => Runtime | Promise<Runtime>)(context)
-      : exported;
-  const missing = ["deploy", "remove", "upgrade", "reconfigure", "getCurrentState"].filter(
-    (m) => typeof (runtime as Record<string, unknown> | undefined)?.[m] !== "function",
-  );
-  if (missing.length) {
-    throw new GitopsError(
-      `the runtime module ${option} must export (default) a runtime object or a function returning one; missing: ${missing.join(", ")}`,
-      {
-        code: "E_CONFIG",
-        retry: "stalled",
-      },
-    );
-  }
-  return runtime as Runtime;
 }
