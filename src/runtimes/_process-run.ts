@@ -310,9 +310,13 @@ function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (te
     });
   const both = Promise.all([pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then(() => {});
   // After the exit and the reaping, a pipe can only stay open through a process outside the group.
-  return child.exited.then(() =>
-    Promise.race([both, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref?.())]),
-  );
+  // The deadline is not unref'd: someone awaits this, and Deno ends a test whose only pending
+  // work is an unref'd timer ("the event loop has already resolved").
+  return child.exited.then(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)));
+    return Promise.race([both, deadline]).finally(() => clearTimeout(timer));
+  });
 }
 
 /** A line of the agent's own in the app's log file. */
