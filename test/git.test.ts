@@ -774,6 +774,43 @@ describe("GitSource.snapshot and prune", () => {
       assert.deepEqual(await readdir(join(fx.dir, "snapshots")), []);
     }),
   );
+
+  test(
+    "the first operation sweeps what a killed agent left (temp and old clones, half-written snapshots), not a live writer's",
+    withFixture(async (fx) => {
+      await fx.commit(APP);
+      // A pid above any pid_max: no process has it, as after the agent that wrote these was killed.
+      const gone = `${2 ** 31 - 2}-0123abcd`;
+      const live = `${process.pid}-4567ef01`;
+      const left = [`.tmp-clone-${gone}`, `.old-${gone}`, `snapshots/.tmp-${gone}`, `snapshots/.tmp-${gone}.index`];
+      const kept = [`.tmp-clone-${live}`, `snapshots/.tmp-${live}`];
+      for (const name of [...left, ...kept]) await mkdir(join(fx.dir, name), { recursive: true });
+      await fx.source().fetch(undefined);
+      for (const name of left) assert.equal(await exists(join(fx.dir, name)), false, `${name} is swept`);
+      for (const name of kept) assert.equal(await exists(join(fx.dir, name)), true, `${name} is a live process's`);
+    }),
+  );
+
+  test(
+    "after a re-clone the next snapshot links nothing from one written before it",
+    withFixture(async (fx) => {
+      const first = await fx.commit({ ...APP, "lib/same.js": "unchanged\n" });
+      const source = fx.source();
+      await source.fetch(undefined);
+      const ino = async (dir: string) => (await stat(join(dir, "lib/same.js"))).ino;
+      const original = await ino(await source.snapshot(first));
+      const second = await fx.commit({ ...APP, "lib/same.js": "unchanged\n", b: "b" });
+      await source.fetch(first);
+      const linked = await source.snapshot(second);
+      assert.equal(await ino(linked), original, "without a re-clone an unchanged file is reused (linked or moved)");
+      await rm(join(fx.dir, "repo"), { recursive: true });
+      const third = await fx.commit({ ...APP, "lib/same.js": "unchanged\n", c: "c" });
+      assert.equal((await source.fetch(second)).recloned, true);
+      const after = await source.snapshot(third);
+      assert.notEqual(await ino(after), await ino(linked), "the new clone's snapshot is written from its own objects");
+      assert.equal(await readFile(join(after, "lib/same.js"), "utf8"), "unchanged\n");
+    }),
+  );
 });
 
 describe("GitSource options", () => {

@@ -173,7 +173,7 @@ try {
       "git://": `git://127.0.0.1:${proxy.port}/${name}`,
       "http://": `http://127.0.0.1:${httpProxy.port}/${name}`,
     };
-    // A poll, as the agent makes it (git.ts #lsRemote).
+    // A poll, as the agent makes it (_git-clone.ts #lsRemote).
     for (const [scheme, url] of Object.entries(urls)) {
       const counter = scheme === "git://" ? proxy : httpProxy;
       const up: number[] = [];
