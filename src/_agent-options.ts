@@ -33,6 +33,8 @@ export interface AgentOptions {
   gitTimeout?: number | string;
   /** Hot reloads of an embedded app before status warns to use `worker` isolation. */
   reloadBudget?: number;
+  /** Actions a tick applies at once where the dependency order allows (default: twice the core count, from 4 to 8; 1: one after another). */
+  applyConcurrency?: number;
   /** age identities file for apps' SOPS secrets files (also `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`). */
   ageKeyFile?: string;
   /** This host's name in the fleet (default: the machine's host name, lower-cased). */

@@ -79,8 +79,10 @@ export interface ApplyContext {
 }
 
 /**
- * Applies planned actions one at a time and keeps the per-app bookkeeping. Not concurrency-safe:
- * the reconciler runs ticks and manual operations one at a time.
+ * Applies planned actions and keeps the per-app bookkeeping. Actions of different apps may run at
+ * the same time (a tick applies independent apps concurrently: each touches only its own app's
+ * bookkeeping); two of one app never do: the reconciler runs ticks and manual operations one at a
+ * time, and a tick has at most one action per app.
  */
 export class Applier {
   /**

@@ -1,7 +1,7 @@
 /**
  * Per-key serialisation: tasks for one key run one at a time in call order, tasks for different
- * keys never wait for each other. Shared by the workspaces (one app's directories) and the default
- * runtime (one app's lifecycle).
+ * keys never wait for each other. Shared by the workspaces (one app's directories), the default
+ * runtime (one app's lifecycle) and the state journal (its appends).
  */
 
 /** Runs tasks one at a time per key; a failed task does not stop the ones queued after it. */

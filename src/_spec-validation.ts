@@ -4,6 +4,7 @@
  * on each file of an apps directory.
  */
 import type { z } from "zod";
+import { plainSpec } from "./_spec-fast.ts";
 import { AppSpec, KNOWN_KEYS, SOURCE_KEYS } from "./spec.ts";
 import { SpecSyntaxError, parseSpecText, type ParsedFile, type SpecFormat } from "./spec-file.ts";
 import { suggest } from "./suggest.ts";
@@ -48,6 +49,9 @@ export async function validateText(text: string, format: SpecFormat): Promise<Fi
   }
   const input = dropNulls(value as Record<string, unknown>);
   const name = typeof input.name === "string" ? input.name : undefined;
+  // Most files take one plain shape: validated without zod's cold start (see _spec-fast.ts).
+  const plain = plainSpec(input);
+  if (plain) return { spec: plain, name, errors: [], warnings: await lint(plain, parsed) };
   const warnings: FileIssue[] = [];
   let outcome = AppSpec.safeParse(input);
   // Unknown keys are warnings (real bc_gitops repos carry extra keys such as `license`): report, drop, validate again.
@@ -147,8 +151,8 @@ function position(error: SpecSyntaxError): { line?: number; column?: number } {
     : { line: error.line, ...(error.column === undefined ? {} : { column: error.column }) };
 }
 
-/** Erlang `undefined` and YAML `~` mean "not set": drop them, except inside `env` where null is a value. */
-function dropNulls(value: Record<string, unknown>, depth = 0): Record<string, unknown> {
+/** Erlang `undefined` and YAML `~` mean "not set": drop them, except inside `env` where null is a value (the input of the schema). */
+export function dropNulls(value: Record<string, unknown>, depth = 0): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {
     if (v === null || v === undefined) continue;

@@ -10,6 +10,7 @@ import { GitopsError, codeOf, messageOf } from "./errors.ts";
 import type { Fleet } from "./fleet/fleet.ts";
 import type { GitSource } from "./git.ts";
 import type { LoadResult } from "./loader.ts";
+import { runPlan } from "./_schedule.ts";
 import {
   currentState,
   desiredState,
@@ -20,6 +21,7 @@ import {
   type Action,
   type CurrentApp,
   type DeployedSpec,
+  type DesiredState,
   type PlanError,
 } from "./plan.ts";
 import { redact } from "./redact.ts";
@@ -104,6 +106,11 @@ export class Reconciler {
     this.#savedState = savedFingerprint(deps.state);
   }
 
+  /** How many actions a tick (or a restore) applies at once. */
+  get #limit(): number {
+    return this.#d.config.apply_concurrency;
+  }
+
   /** The checkout the current specs were read from (path sources are relative to it). */
   get repoDir(): string | undefined {
     return this.#source.current?.repoDir;
@@ -145,24 +152,24 @@ export class Reconciler {
       desired,
       {},
     );
-    for (const action of actions) {
-      if (signal?.aborted) return;
-      const app = this.#d.state.apps[action.app]!;
+    // Each app once the apps it depends on were restored (or not), independent ones at the same time.
+    const restore = async ({ app: name }: Action) => {
+      const app = this.#d.state.apps[name]!;
       const waiting = waitingOn(app.spec, this.#current());
       if (waiting.length > 0) {
         // The first tick plans a (gated) restart for it once its dependencies are running and healthy.
-        this.#d.logger.info(`${action.app} waits: ${pendingReason(waiting, this.#current())}`);
-        continue;
+        this.#d.logger.info(`${name} waits: ${pendingReason(waiting, this.#current())}`);
+        return;
       }
       try {
-        const state = await this.#d.runtime.deploy(await this.#secrets.resolve(app.spec));
-        this.#runtimeState[action.app] = state;
-        this.#d.logger.info(`restored ${action.app} ${app.version}`);
+        this.#runtimeState[name] = await this.#d.runtime.deploy(await this.#secrets.resolve(app.spec));
+        this.#d.logger.info(`restored ${name} ${app.version}`);
       } catch (error) {
-        this.#applier.fail(action.app, error);
-        this.#d.logger.warn(`could not restore ${action.app}: ${redact(messageOf(error))}`);
+        this.#applier.fail(name, error);
+        this.#d.logger.warn(`could not restore ${name}: ${redact(messageOf(error))}`);
       }
-    }
+    };
+    await runPlan(actions, desired, {}, restore, { limit: this.#limit, signal });
   }
 
   /** Runs `task` after every tick and manual operation before it has finished (one at a time). */
@@ -192,15 +199,15 @@ export class Reconciler {
       const read = this.#source.current;
       if (read && !signal.aborted) {
         // Specs are read from the object store, never from files on disk that could be damaged.
-        const { planned, current } = await this.#plan(signal);
+        const { planned, current, desired } = await this.#plan(signal);
         this.#planErrors = planned.errors;
         for (const problem of planned.errors) this.#applier.planFailed(problem);
         this.#applier.clearSettled(planned.actions, planned.errors);
         this.#workPending = planned.actions.length > 0;
-        for (const action of planned.actions) {
-          if (signal.aborted) break;
-          outcomes.push((await this.#applyAndRecord(action, current)).outcome);
-        }
+        // Independent actions at the same time, at most apply_concurrency at once; outcomes in plan order.
+        const apply = (action: Action) => this.#applyAndRecord(action, current);
+        const applied = await runPlan(planned.actions, desired, current, apply, { limit: this.#limit, signal });
+        outcomes.push(...applied.map((a) => a.outcome));
         this.#d.state.commit = read.commit;
         // Old snapshots go after the apply, off the tick's critical path (git serialises it with the next fetch).
         if (changed) void this.#d.git.prune([read.commit]).catch(() => {});
@@ -437,7 +444,7 @@ export class Reconciler {
    */
   async #plan(
     signal: AbortSignal,
-  ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp> }> {
+  ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp>; desired: DesiredState }> {
     // Host references are read each tick: a changed file or variable is an env change of its key.
     const read = this.#source.current!;
     const load = await this.#secrets.stampAll(this.#load()!);
@@ -458,7 +465,7 @@ export class Reconciler {
       if (deployed && deployed.spec !== want.spec && !touched.has(app) && !desired.invalid.has(app))
         this.#d.state.apps[app] = { ...deployed, spec: want.spec };
     }
-    return { planned: order(actions, desired, current), current };
+    return { planned: order(actions, desired, current), current, desired };
   }
 
   /** The specs of the commit read last as this host plans from them: placed apps, overrides applied. */

@@ -58,13 +58,14 @@ const Port = z
   .min(1, { error: "expected a port from 1 to 65535" })
   .max(65535, { error: "expected a port from 1 to 65535" });
 
+/** Whether `p` is a relative path inside a package or repository: not empty, not absolute, no `..` segment. */
+export const isInnerPath = (p: string): boolean =>
+  p.length > 0 && !p.startsWith("/") && !p.split(/[\\/]/).includes("..");
+
 /** A relative path inside a package or repository: no absolute paths, no `..` segments. */
-const InnerPath = text("a relative path").refine(
-  (p) => p.length > 0 && !p.startsWith("/") && !p.split(/[\\/]/).includes(".."),
-  {
-    error: (iss) => `${show(iss.input)} must be a relative path inside the app (no leading "/", no "..")`,
-  },
-);
+const InnerPath = text("a relative path").refine(isInnerPath, {
+  error: (iss) => `${show(iss.input)} must be a relative path inside the app (no leading "/", no "..")`,
+});
 
 const noDash = (what: string) =>
   text(what)
@@ -73,10 +74,13 @@ const noDash = (what: string) =>
       error: `must not start with "-" (it would be read as an option)`,
     });
 
+/** An npm package name (`web`, `@acme/web`). */
+export const NPM_PACKAGE = /^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i;
+
 const NpmSource = z.strictObject({
   type: z.literal("npm"),
   package: text("an npm package name")
-    .regex(/^(@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i, {
+    .regex(NPM_PACKAGE, {
       error: (iss) => `${show(iss.input)} is not an npm package name (e.g. "web" or "@acme/web")`,
     })
     .optional(),
@@ -93,7 +97,7 @@ const GitSource = z.strictObject({
 });
 
 /** Whether a relative path climbs above where it starts (`..`, `a/../..`); absolute paths do not. */
-const escapes = (p: string): boolean => {
+export const escapes = (p: string): boolean => {
   if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return false;
   let depth = 0;
   for (const part of p.split(/[\\/]/)) {
@@ -132,15 +136,18 @@ const TarballSource = z
     path: ["sha256"],
   });
 
-const SOURCE_TYPES = ["npm", "git", "path", "tarball"] as const;
+/** The source types, in the order error messages list them. */
+export const SOURCE_TYPES = ["npm", "git", "path", "tarball"] as const;
+
+/** The `source: npm` shorthand, and bc_gitops's `release` source (url + sha256), which is our tarball source. */
+export const sourceAliases = (v: unknown): unknown => {
+  if (typeof v === "string") return { type: v };
+  return isRecord(v) && v.type === "release" ? { ...v, type: "tarball" } : v;
+};
 
 /** Where an app's code comes from. */
 export const Source = z.preprocess(
-  // bc_gitops's `release` source (url + sha256) is our tarball source.
-  (v) => {
-    if (typeof v === "string") return { type: v }; // `source: npm` shorthand
-    return isRecord(v) && v.type === "release" ? { ...v, type: "tarball" } : v;
-  },
+  sourceAliases,
   z.discriminatedUnion("type", [NpmSource, GitSource, PathSource, TarballSource], {
     error: (iss) => {
       const type = isRecord(iss.input) ? iss.input.type : undefined;
@@ -159,10 +166,14 @@ export const Source = z.preprocess(
 /** A validated source. */
 export type Source = z.output<typeof Source>;
 
-const HEALTH_TYPES = ["http", "tcp", "module", "none"] as const;
+/** The health check types. */
+export const HEALTH_TYPES = ["http", "tcp", "module", "none"] as const;
+
+/** bc_gitops's `custom` health check is our `module` one. */
+export const healthTypeAlias = (v: unknown): unknown => (v === "custom" ? "module" : v);
 
 const HealthType = z.preprocess(
-  (v) => (v === "custom" ? "module" : v),
+  healthTypeAlias,
   z.enum(HEALTH_TYPES, {
     error: (iss) => `expected one of ${HEALTH_TYPES.join(", ")}, got ${show(iss.input)}`,
   }),
@@ -206,10 +217,13 @@ export const Icon = z
     path: ["value"],
   });
 
-const ISOLATIONS = ["embedded", "worker", "process", "vm"] as const;
+/** The isolation levels a spec may name (`vm` is read as `process`). */
+export const ISOLATIONS = ["embedded", "worker", "process", "vm"] as const;
+/** The signals a process app may be told to reload with. */
+export const RELOAD_SIGNALS = ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const;
 
 /** `depends_on` entries become names whatever the format wrote (strings, atoms, `{name: x}`). */
-const dependencyNames = (v: unknown): unknown => {
+export const dependencyNames = (v: unknown): unknown => {
   if (typeof v === "string") return [v];
   if (!Array.isArray(v)) return v;
   return v.map((d) => (isRecord(d) && typeof d.name === "string" ? d.name : d));
@@ -304,7 +318,7 @@ export const AppSpecObject = z.strictObject({
       z.array(AppName, { error: (iss) => `expected a list of app names, got ${typeName(iss.input)}` }),
     )
     .default([]),
-  reload_signal: z.enum(["SIGHUP", "SIGUSR1", "SIGUSR2"], { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" }).optional(),
+  reload_signal: z.enum(RELOAD_SIGNALS, { error: "expected SIGHUP, SIGUSR1 or SIGUSR2" }).optional(),
   /** Which hosts run the app (absent: every host). */
   placement: SelectorField.optional(),
   /** Per-host values, in order; later matches win. */
@@ -387,13 +401,13 @@ export const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = {
   limits: ["memory_mb"],
 };
 
+/** The schema of each source type. */
+export const SOURCE_VARIANTS = { npm: NpmSource, git: GitSource, path: PathSource, tarball: TarballSource } as const;
+
 /** The keys each source type takes, to say which type an unknown source key belongs to. */
-export const SOURCE_KEYS: Readonly<Record<string, readonly string[]>> = {
-  npm: keysOf(NpmSource),
-  git: keysOf(GitSource),
-  path: keysOf(PathSource),
-  tarball: keysOf(TarballSource),
-};
+export const SOURCE_KEYS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(SOURCE_VARIANTS).map(([type, schema]) => [type, keysOf(schema)]),
+);
 
 function keysOf(schema: unknown): string[] {
   const shape = (schema as { shape?: Record<string, unknown> }).shape;

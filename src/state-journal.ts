@@ -6,11 +6,15 @@
  *
  * Appends are plain writes, not flushed to the device: they survive the agent being killed (the
  * kernel holds them), not a power loss, which can cost the actions since the last state.json.
+ * Actions that complete at the same time (a tick applies independent apps concurrently) are
+ * written one after another, in the order they were recorded: each line whole, and the last line
+ * of an app the one replayed.
  */
 import { appendFile, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "./logger.ts";
 import { splitSecrets } from "./secrets/secrets-file.ts";
+import { SerialQueues } from "./_serial.ts";
 import { AppSpec } from "./spec.ts";
 import type { DeployedApp, DurableState } from "./state.ts";
 
@@ -29,23 +33,34 @@ export function journalPath(localPath: string): string {
 export class StateJournal {
   readonly #file: string;
   #dirty = false;
+  /** Each write starts once the one before it settled. */
+  readonly #writes = new SerialQueues();
 
   constructor(file: string) {
     this.#file = file;
   }
 
-  /** Records `app`'s entry after an action (`undefined`: the app was removed). */
-  async record(app: string, entry: DeployedApp | undefined): Promise<void> {
+  /** Records `app`'s entry after an action (`undefined`: the app was removed); after every earlier record. */
+  record(app: string, entry: DeployedApp | undefined): Promise<void> {
     const line: JournalLine = { app, entry: entry ?? null };
-    await appendFile(this.#file, `${JSON.stringify(line)}\n`, { mode: 0o600 });
-    this.#dirty = true;
+    const text = `${JSON.stringify(line)}\n`;
+    return this.#serial(async () => {
+      await appendFile(this.#file, text, { mode: 0o600 });
+      this.#dirty = true;
+    });
   }
 
-  /** Empties the journal (state.json was just written with everything in it). */
-  async clear(): Promise<void> {
-    if (!this.#dirty) return;
-    await rm(this.#file, { force: true });
-    this.#dirty = false;
+  /** Empties the journal (state.json was just written with everything in it), once the records before it are written. */
+  clear(): Promise<void> {
+    return this.#serial(async () => {
+      if (!this.#dirty) return;
+      await rm(this.#file, { force: true });
+      this.#dirty = false;
+    });
+  }
+
+  #serial(write: () => Promise<void>): Promise<void> {
+    return this.#writes.run(this.#file, write);
   }
 
   /**

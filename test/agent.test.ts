@@ -468,6 +468,10 @@ test("invalid options are refused at once with a clear message", () => {
     () => createAgent({ repoUrl: "/r", reconcileInterval: "soon" }),
     /reconcile_interval.*expected a duration/,
   );
+  assert.throws(
+    () => createAgent({ repoUrl: "/r", applyConcurrency: 0 }),
+    /^GitopsError: invalid agent option apply_concurrency: expected how many actions to apply at once, a whole number of at least 1 \(1: one after another\), got 0$/,
+  );
 });
 
 test("a stalled failure is not retried until a new commit", async (t) => {
@@ -571,24 +575,31 @@ test("a crash-looping app is restarted with growing delays, and its crash stays 
   assert.match((await h.agent.getAppStatus("db"))?.last_error ?? "", /exited with code 1/);
 });
 
-test("stop() during a slow first reconcile returns after the app in progress, not after all of them", async (t) => {
-  const h = await harness(t, {
-    "apps/a/app.yaml": yamlSpec("a", "1"),
-    "apps/b/app.yaml": yamlSpec("b", "1"),
-    "apps/c/app.yaml": yamlSpec("c", "1"),
+for (const applyConcurrency of [1, 2]) {
+  test(`stop() during a slow first reconcile returns after the apps in progress (apply_concurrency ${applyConcurrency}), not after all of them`, async (t) => {
+    const h = await harness(
+      t,
+      {
+        "apps/a/app.yaml": yamlSpec("a", "1"),
+        "apps/b/app.yaml": yamlSpec("b", "1"),
+        "apps/c/app.yaml": yamlSpec("c", "1"),
+      },
+      { applyConcurrency },
+    );
+    let release!: () => void;
+    h.runtime.gate = new Promise((r) => (release = r));
+    const starting = h.agent.start();
+    await new Promise((r) => setTimeout(r, 300));
+    const stopping = h.agent.stop();
+    release();
+    h.runtime.gate = undefined;
+    await stopping;
+    await starting.catch(() => {});
+    const deploys = h.runtime.calls.filter((c) => c.startsWith("deploy"));
+    assert.ok(deploys.length <= applyConcurrency, h.runtime.calls.join(", "));
+    await assert.rejects(h.agent.start(), /the agent is stopped/);
   });
-  let release!: () => void;
-  h.runtime.gate = new Promise((r) => (release = r));
-  const starting = h.agent.start();
-  await new Promise((r) => setTimeout(r, 300));
-  const stopping = h.agent.stop();
-  release();
-  h.runtime.gate = undefined;
-  await stopping;
-  await starting.catch(() => {});
-  assert.ok(h.runtime.calls.filter((c) => c.startsWith("deploy")).length <= 1, h.runtime.calls.join(", "));
-  await assert.rejects(h.agent.start(), /the agent is stopped/);
-});
+}
 
 test("a broken spec file protects its running app even when the file no longer says its name", async (t) => {
   const h = await harness(t, { "apps/web-dir/app.yaml": yamlSpec("hello", "1.0.0") });

@@ -115,6 +115,10 @@ const BAD_FLAG_VALUES: Record<ConfigKey, [value: string, message: RegExp]> = {
     '[{"url":"ftp://example.com/x"}]',
     /^error --notify: notify\.0\.url: expected an http:\/\/ or https:\/\/ URL$/,
   ],
+  apply_concurrency: [
+    "0",
+    /^error --apply-concurrency: expected how many actions to apply at once, a whole number of at least 1 \(1: one after another\), got 0$/,
+  ],
 };
 
 test("every configuration key is a flag of run and plan, listed in their --help and checked like its variable", async (t) => {

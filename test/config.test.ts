@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
-import { defaultLocalPath, loadConfig } from "../src/config.ts";
+import { defaultApplyConcurrency, defaultLocalPath, loadConfig } from "../src/config.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
 
 test("defaults fill every key but repo_url", async () => {
@@ -27,7 +27,26 @@ test("defaults fill every key but repo_url", async () => {
     labels: {},
     reconcile_jitter: "10%",
     notify: [],
+    apply_concurrency: defaultApplyConcurrency(),
   });
+});
+
+test("apply_concurrency defaults to twice the core count, at least 4 and at most 8", () => {
+  assert.equal(defaultApplyConcurrency(), Math.min(8, Math.max(4, 2 * availableParallelism())));
+});
+
+test("apply_concurrency comes from the file, the environment or a flag, as a whole number", async (t) => {
+  const dir = await tempDir(t);
+  await writeTree(dir, { "c.yaml": "repo_url: /r\napply_concurrency: 3\n" });
+  const file = join(dir, "c.yaml");
+  assert.equal((await loadConfig({ file, env: {} })).apply_concurrency, 3);
+  assert.equal((await loadConfig({ file, env: { BC_GITOPS_APPLY_CONCURRENCY: "5" } })).apply_concurrency, 5);
+  const flagged = await loadConfig({
+    file,
+    env: { BC_GITOPS_APPLY_CONCURRENCY: "5" },
+    flags: { applyConcurrency: "1" },
+  });
+  assert.equal(flagged.apply_concurrency, 1);
 });
 
 test("flags beat env, env beats the file, the file beats defaults", async (t) => {
@@ -109,6 +128,21 @@ const BAD: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
     "verify JSON that does not parse",
     { env: { BC_GITOPS_VERIFY: "{mode" }, flags: { repoUrl: "/r" } },
     /BC_GITOPS_VERIFY: expected JSON/,
+  ],
+  [
+    "an apply_concurrency of 0 from a flag",
+    { env: {}, flags: { repoUrl: "/r", applyConcurrency: "0" } },
+    /^--apply-concurrency: expected how many actions to apply at once, a whole number of at least 1 \(1: one after another\), got 0$/,
+  ],
+  [
+    "a fractional apply_concurrency from the environment",
+    { env: { BC_GITOPS_APPLY_CONCURRENCY: "1.5" }, flags: { repoUrl: "/r" } },
+    /^BC_GITOPS_APPLY_CONCURRENCY: expected how many actions to apply at once, .* got 1\.5$/,
+  ],
+  [
+    "an apply_concurrency that is not a number",
+    { env: { BC_GITOPS_APPLY_CONCURRENCY: "many" }, flags: { repoUrl: "/r" } },
+    /^BC_GITOPS_APPLY_CONCURRENCY: expected how many actions to apply at once, .* got "many"$/,
   ],
   [
     "a missing config file given explicitly",

@@ -191,9 +191,13 @@ export default {
   t.after(() => child.terminate(1000));
   child.stdout.resume();
   child.stderr.resume();
+  // a and b upgrade at the same time: kill once b hangs and a's upgrade is recorded in the journal.
+  const journalled = async () =>
+    (await readFile(join(localPath, "state.journal"), "utf8").catch(() => "")).includes('"app":"a"');
   await until(
-    "the agent to start upgrading b",
-    async () => ((await readFile(calls, "utf8").catch(() => "")).includes("upgrade b") ? true : undefined),
+    "the agent to start upgrading b after recording a",
+    async () =>
+      (await readFile(calls, "utf8").catch(() => "")).includes("upgrade b") && (await journalled()) ? true : undefined,
     60_000,
   );
   child.killGroup("SIGKILL");

@@ -4,16 +4,23 @@
  *    driver: spawn, wait until it listens, one HTTP health check; median of RUNS runs, next to the
  *    bare cost of starting the runtime on an empty script;
  *  - the agent's own CPU (process.cpuUsage) while it supervises APPS idle process apps with http
- *    health checks every 30 s, over WINDOW seconds, as % of one core; and the apps' total RSS.
- * Apps run with the runtime this script runs on.   bun scripts/bench/process.ts [runs] [apps] [window_s]
+ *    health checks every 30 s, over WINDOW seconds, as % of one core; and the apps' total RSS;
+ *  - APPS process apps deployed by one commit through a real agent (the tick from the fetch to the
+ *    last app started and checked), with apply_concurrency 1 (one after another) and the default,
+ *    alternately, median of DEPLOY_RUNS each (issue 13); BENCH_APPLY_CONCURRENCY=1,2,4 measures
+ *    other bounds too.
+ * Apps run with the runtime this script runs on.
+ *   bun scripts/bench/process.ts [runs] [apps] [window_s] [deploy_runs]
  */
 import { cpus, tmpdir } from "node:os";
-import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runtimeName, runtimeVersion, scriptCommand } from "../../src/_platform.ts";
 import { residentBytes } from "../../src/_proc.ts";
-import { spawnProcess } from "../../src/exec.ts";
+import { createAgent } from "../../src/agent.ts";
+import { defaultApplyConcurrency } from "../../src/config.ts";
+import { exec, spawnProcess } from "../../src/exec.ts";
 import { httpProbe } from "../../src/health.ts";
 import { createDefaultRuntime } from "../../src/runtimes/default.ts";
 import { ProcessDriver } from "../../src/runtimes/process.ts";
@@ -25,6 +32,8 @@ import { median, ms, table } from "./_stats.ts";
 const RUNS = Number(process.argv[2] ?? 11);
 const APPS = Number(process.argv[3] ?? 50);
 const WINDOW_S = Number(process.argv[4] ?? 30);
+const DEPLOY_RUNS = Number(process.argv[5] ?? 3);
+const BOUNDS = (process.env.BENCH_APPLY_CONCURRENCY ?? `1,${defaultApplyConcurrency()}`).split(",").map(Number);
 const FIXTURE = fileURLToPath(new URL("../../test/fixtures/apps/proc-server", import.meta.url));
 
 const root = await mkdtemp(join(tmpdir(), "bc-gitops-bench-proc-"));
@@ -41,6 +50,63 @@ const spec = (name: string) =>
     env: { port: 0 },
     health: { type: "http", path: "/health", interval: "30s", timeout: 5000 },
   });
+
+const gitEnv = {
+  GIT_AUTHOR_NAME: "b",
+  GIT_AUTHOR_EMAIL: "b@b",
+  GIT_COMMITTER_NAME: "b",
+  GIT_COMMITTER_EMAIL: "b@b",
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
+const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env: gitEnv });
+const appYaml = (name: string) =>
+  `name: ${name}\nversion: "1.0.0"\nisolation: process\nsource: { type: path, path: proc-server }\nenv: { port: 0 }\nhealth: { type: http, path: /health, interval: 30s, timeout: 5s }\n`;
+
+/**
+ * One commit adding APPS process apps to a repository an agent already tracks (its apps
+ * directory empty), applied by `agent.reconcile()` with `applyConcurrency`; returns the tick's
+ * wall time. Every app runs its own workspace and process; the agent stops them all after.
+ */
+async function deployByCommit(applyConcurrency: number): Promise<number> {
+  const dir = await mkdtemp(join(root, "commit-"));
+  const work = join(dir, "work");
+  const bare = join(dir, "remote.git");
+  await cp(FIXTURE, join(work, "proc-server"), { recursive: true });
+  await mkdir(join(work, "apps"), { recursive: true });
+  await writeFile(join(work, "apps", ".gitkeep"), "");
+  await git(dir, "init", "-q", "-b", "main", work);
+  await git(work, "add", "-A");
+  await git(work, "commit", "-q", "-m", "no apps yet");
+  await git(dir, "clone", "-q", "--bare", work, bare);
+  await git(work, "remote", "add", "origin", bare);
+  const agent = createAgent({
+    repoUrl: bare,
+    localPath: join(dir, "local"),
+    reconcileInterval: "1h",
+    listen: "off",
+    applyConcurrency,
+  });
+  try {
+    await agent.start();
+    for (let i = 0; i < APPS; i++) {
+      await mkdir(join(work, "apps", `idle_${i}`), { recursive: true });
+      await writeFile(join(work, "apps", `idle_${i}`, "app.yaml"), appYaml(`idle_${i}`));
+    }
+    await git(work, "add", "-A");
+    await git(work, "commit", "-q", "-m", `${APPS} apps`);
+    await git(work, "push", "-q", "origin", "main");
+    const started = performance.now();
+    const result = await agent.reconcile();
+    const elapsed = performance.now() - started;
+    const ok = result.actions.filter((a) => a.type === "deploy" && a.outcome === "ok").length;
+    if (ok !== APPS) throw new Error(`apply_concurrency ${applyConcurrency}: ${ok} of ${APPS} deploys succeeded`);
+    return elapsed;
+  } finally {
+    await agent.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 const stopAfter: (() => Promise<void>)[] = [];
 try {
@@ -103,6 +169,27 @@ try {
     0,
   );
   const agentRss = process.memoryUsage().rss;
+  for (const stop of stopAfter.splice(0)) await stop();
+
+  // 3. APPS apps deployed by one commit, through the agent, for each bound in turn (interleaved runs).
+  const byBound = new Map<number, number[]>(BOUNDS.map((b) => [b, []]));
+  for (let run = 0; run < DEPLOY_RUNS; run++) {
+    for (const bound of BOUNDS) byBound.get(bound)!.push(await deployByCommit(bound));
+  }
+  const sequential = median(byBound.get(1) ?? [NaN]);
+  const commitRows = BOUNDS.map((bound) => {
+    const value = median(byBound.get(bound)!);
+    const label =
+      bound === 1
+        ? "1, one after another"
+        : `${bound}${bound === defaultApplyConcurrency() ? ", the default here" : ""}`;
+    const ratio =
+      bound === 1 || Number.isNaN(sequential) ? "" : ` (${((value / sequential) * 100).toFixed(0)}% of sequential)`;
+    return [
+      `${APPS} process apps deployed by one commit, apply_concurrency ${label} (median of ${DEPLOY_RUNS})`,
+      `${ms(value)} ms${ratio}`,
+    ];
+  });
 
   process.stdout.write(
     `Process isolation on ${runtimeName} ${runtimeVersion}, ${cpus().length} × ${cpus()[0]?.model ?? "?"}\n\n`,
@@ -124,6 +211,7 @@ try {
           `${(rss / 1048576).toFixed(0)} MB (${(rss / APPS / 1048576).toFixed(1)} MB each)`,
         ],
         ["agent RSS while supervising them", `${(agentRss / 1048576).toFixed(0)} MB`],
+        ...commitRows,
       ],
     ) + "\n",
   );

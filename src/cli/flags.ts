@@ -31,6 +31,10 @@ const CONFIG_FLAGS: Record<ConfigKey, [placeholder: string, help: string]> = {
   labels: ["key=value", "A label of this host, e.g. role=web; repeat for more (BC_GITOPS_LABELS=role=web,region=eu)"],
   reconcile_jitter: ["jitter", 'Random offset of each poll, a duration or a fraction of the interval (default "10%")'],
   notify: ["json", `Notification targets, e.g. '[{"url":"https://hooks.slack.com/services/…","format":"slack"}]'`],
+  apply_concurrency: [
+    "count",
+    "Actions applied at once where dependencies allow (default: twice the core count, from 4 to 8; 1: one after another)",
+  ],
 };
 
 /** The configuration flags shared by `run` and `plan` (SPEC section 6): one per key of CONFIG_KEYS, plus --config. */
