@@ -97,7 +97,7 @@ export async function loadApps(appsDir: string, options: LoadOptions = {}): Prom
       file: relative(root, path) || found.name,
       link: found.link,
       read: () => readFileSync(path),
-      secrets: secretsFilesOnDisk(join(appsDir, dir), root),
+      secrets: secretsFilesOnDisk(join(appsDir, dir), root, found.entries),
     });
   }
   return loadListing(listing, options);
@@ -264,7 +264,7 @@ export function findSpecFile(dir: string): string | undefined {
 }
 
 /** The spec file name of `dir` by priority, and whether it is a symlink (an error, never followed). */
-function specFileIn(dir: string): { name: string; link: boolean } | undefined {
+function specFileIn(dir: string): { name: string; link: boolean; entries: ReadonlyMap<string, Dirent> } | undefined {
   let entries: Map<string, Dirent>;
   try {
     entries = new Map(
@@ -276,7 +276,7 @@ function specFileIn(dir: string): { name: string; link: boolean } | undefined {
     return undefined;
   }
   const name = SPEC_FILE_NAMES.find((n) => entries.has(n));
-  return name === undefined ? undefined : { name, link: entries.get(name)!.isSymbolicLink() };
+  return name === undefined ? undefined : { name, link: entries.get(name)!.isSymbolicLink(), entries };
 }
 
 /** The entries of the apps directory; a clear error, naming it relative to the repository, when there is none. */

@@ -16,7 +16,7 @@ import { spawnProcess, type ProcessExit, type SpawnedProcess } from "../exec.ts"
 import type { RotatingLog } from "../log-file.ts";
 import type { Logger } from "../logger.ts";
 import { exportEnv } from "../process-env.ts";
-import { AGE_KEY_VARIABLES } from "../secrets/age-keys.ts";
+import { AGE_KEY_VARIABLES } from "../secrets/env-refs.ts";
 import type { AppSpec } from "../spec.ts";
 import type { Emit } from "../telemetry.ts";
 import type { PreparedWorkspace } from "../workspace.ts";

@@ -24,13 +24,7 @@ export interface AgeIdentity {
   readonly source: string;
 }
 
-/** Environment variables that hold or point at age keys: they are the agent's, never an app's. */
-export const AGE_KEY_VARIABLES = [
-  "SOPS_AGE_KEY",
-  "SOPS_AGE_KEY_FILE",
-  "SOPS_AGE_KEY_CMD",
-  "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-] as const;
+export { AGE_KEY_VARIABLES } from "./env-refs.ts";
 
 /** A key file or variable that cannot be used; names the source and line, never the key. */
 export class AgeKeyError extends Error {

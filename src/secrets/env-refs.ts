@@ -7,7 +7,17 @@
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { GitopsError } from "../errors.ts";
-import { AGE_KEY_VARIABLES } from "./age-keys.ts";
+
+/**
+ * Environment variables that hold or point at age keys: they are the agent's, never an app's.
+ * Here rather than in age-keys.ts, so that loading specs does not load the age implementation.
+ */
+export const AGE_KEY_VARIABLES = [
+  "SOPS_AGE_KEY",
+  "SOPS_AGE_KEY_FILE",
+  "SOPS_AGE_KEY_CMD",
+  "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+] as const;
 
 /** A reference as written in a spec. */
 export type EnvRef = { from_file: string } | { from_env: string };

@@ -9,7 +9,7 @@ import { lstatSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { z } from "zod";
 import { refProblems } from "./env-refs.ts";
-import { formatOfFile, parseSopsFile, SopsError, structureProblems, type SopsFile } from "./sops.ts";
+import type { SopsFile } from "./sops.ts";
 import type { SopsNode } from "./sops-tree.ts";
 
 /** Secrets file names, first found wins: YAML, then JSON, then dotenv (SPEC section 12). */
@@ -64,18 +64,26 @@ export interface SecretsFileRef {
   read(): Uint8Array | Promise<Uint8Array>;
 }
 
-/** The secrets files of the app directory `dir` on disk, in priority order ({@link SECRETS_FILE_NAMES}); `root` makes names repo-relative. */
-export function secretsFilesOnDisk(dir: string, root: string): SecretsFileRef[] {
+/**
+ * The secrets files of the app directory `dir` on disk, in priority order ({@link SECRETS_FILE_NAMES});
+ * `root` makes names repo-relative. `entries`, the directory's files and links when the caller
+ * listed it already, saves a look-up per name.
+ */
+export function secretsFilesOnDisk(
+  dir: string,
+  root: string,
+  entries?: ReadonlyMap<string, { isFile(): boolean; isSymbolicLink(): boolean }>,
+): SecretsFileRef[] {
   const out: SecretsFileRef[] = [];
   for (const name of SECRETS_FILE_NAMES) {
     const path = join(dir, name);
     let info;
     try {
-      info = lstatSync(path);
+      info = entries ? entries.get(name) : lstatSync(path);
     } catch {
       continue;
     }
-    if (!info.isFile() && !info.isSymbolicLink()) continue;
+    if (!info || (!info.isFile() && !info.isSymbolicLink())) continue;
     out.push({ name, file: relative(root, path) || name, link: info.isSymbolicLink(), read: () => readFileSync(path) });
   }
   return out;
@@ -109,6 +117,8 @@ export async function secretsOfApp<S extends { env: Record<string, unknown>; sec
     });
     return { spec, errors, warnings };
   }
+  // Loaded only for an app that has a secrets file: loading specs need not load SOPS and age.
+  const sops = await import("./sops.ts");
   const bytes = await first.read();
   if (bytes.length > MAX_BYTES) {
     errors.push({ file, message: "is larger than 1 MB; a secrets file holds a few values" });
@@ -116,14 +126,17 @@ export async function secretsOfApp<S extends { env: Record<string, unknown>; sec
   }
   let parsed;
   try {
-    parsed = parseSopsFile(new TextDecoder("utf-8", { fatal: true }).decode(bytes), formatOfFile(first.name)!);
+    parsed = sops.parseSopsFile(
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+      sops.formatOfFile(first.name)!,
+    );
   } catch (error) {
-    const line = error instanceof SopsError ? error.line : undefined;
+    const line = error instanceof sops.SopsError ? error.line : undefined;
     const message = error instanceof TypeError ? "is not UTF-8 text" : (error as Error).message;
     errors.push({ file, ...(line ? { line } : {}), message });
     return { spec, errors, warnings };
   }
-  for (const message of await structureProblems(parsed)) errors.push({ file, message });
+  for (const message of await sops.structureProblems(parsed)) errors.push({ file, message });
   for (const [key] of parsed.tree.entries) {
     if (Object.hasOwn(spec.env, key))
       errors.push({
