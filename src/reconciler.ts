@@ -3,14 +3,18 @@
  * plan against what runs, apply in dependency order with per-app failure isolation and backoff,
  * and remember what was deployed. The reconciler owns what is deployed (state.json) and what the
  * runtime reports; `DesiredSource` owns what the repository says; the loop decides when it runs.
+ * Its status views, state.json saving and manual operations are in `_reconciler-views.ts`,
+ * `_state-save.ts` and `_manual-actions.ts`.
  */
 import { Applier, type ActionOutcome, type Applied, type ApplierDeps } from "./_apply.ts";
 import { DesiredSource, type Checkout } from "./_desired.ts";
-import { GitopsError, codeOf, messageOf } from "./errors.ts";
+import { ManualActions, hotReloadUnsupported } from "./_manual-actions.ts";
+import { ReconcilerViews, type TickRecord } from "./_reconciler-views.ts";
+import { runPlan } from "./_schedule.ts";
+import { StateSaver } from "./_state-save.ts";
+import { codeOf, messageOf } from "./errors.ts";
 import type { Fleet } from "./fleet/fleet.ts";
 import type { GitSource } from "./git.ts";
-import type { LoadResult } from "./loader.ts";
-import { runPlan } from "./_schedule.ts";
 import {
   currentState,
   desiredState,
@@ -22,15 +26,14 @@ import {
   type CurrentApp,
   type DeployedSpec,
   type DesiredState,
-  type PlanError,
 } from "./plan.ts";
 import { redact } from "./redact.ts";
 import { SecretResolver } from "./secrets/resolve.ts";
 import type { AppState, HotReloadResult } from "./runtime.ts";
 import type { AppSpec } from "./spec.ts";
-import { writeState, type DurableState } from "./state.ts";
+import type { DurableState } from "./state.ts";
 import type { StateJournal } from "./state-journal.ts";
-import { appView, statusName, type AgentStatus, type StatusError } from "./status.ts";
+import type { AgentStatus, StatusError } from "./status.ts";
 
 export type { ActionOutcome } from "./_apply.ts";
 
@@ -72,15 +75,16 @@ export class Reconciler {
   readonly #source: DesiredSource;
   /** Applies actions and keeps per-app failures, pending reasons, restarts and their backoff. */
   readonly #applier: Applier;
-  /** Deployed apps the last plan kept only because a broken spec file might still be them, with why. */
-  #kept: Readonly<Record<string, string>> = {};
+  /** What the runtime reported last. */
   #runtimeState: Record<string, AppState> = {};
-  /** A tick that failed unexpectedly (a runtime's getCurrentState threw, state.json could not be written). */
-  #tickError: { message: string; code?: string } | undefined;
-  #planErrors: PlanError[] = [];
-  #workPending = false;
-  #lastTick: { at: number; duration_ms: number } | undefined;
-  #savedState: StateFingerprint;
+  /** How the ticks went, for status. */
+  readonly #record: TickRecord = { last: undefined, error: undefined, planErrors: [], kept: {}, workPending: false };
+  /** Status, app views, desired and deployed specs. */
+  readonly #views: ReconcilerViews;
+  /** Library `deploy`/`remove`/`upgrade` and hot reloads outside a tick. */
+  readonly #manual: ManualActions;
+  /** Writes state.json when it changed. */
+  readonly #saver: StateSaver;
   #pendingTicks = 0;
   /** Ticks and manual operations run one at a time: they share state and state.json. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -103,7 +107,31 @@ export class Reconciler {
       specFile: (app) => this.#source.fileOf(app),
       commit: () => this.#source.current?.commit,
     });
-    this.#savedState = savedFingerprint(deps.state);
+    // Views, state saving and manual operations share this reconciler's state: `state` and the tick
+    // record by reference, what the runtime reported through a function (each observation replaces it).
+    const { state, fleet, now } = deps;
+    const source = this.#source;
+    const applier = this.#applier;
+    this.#views = new ReconcilerViews({
+      state,
+      source,
+      applier,
+      fleet,
+      now,
+      record: this.#record,
+      runtimeState: () => this.#runtimeState,
+    });
+    this.#saver = new StateSaver({ ...deps, warnOnce: (message) => source.warnOnce(message) });
+    this.#manual = new ManualActions({
+      state,
+      source,
+      applier,
+      observe: async () => {
+        this.#runtimeState = await deps.runtime.getCurrentState();
+      },
+      applyAndRecord: (action) => this.#applyAndRecord(action, this.#current()),
+      saveState: () => this.#saver.save(),
+    });
   }
 
   /** How many actions a tick (or a restore) applies at once. */
@@ -200,10 +228,10 @@ export class Reconciler {
       if (read && !signal.aborted) {
         // Specs are read from the object store, never from files on disk that could be damaged.
         const { planned, current, desired } = await this.#plan(signal);
-        this.#planErrors = planned.errors;
+        this.#record.planErrors = planned.errors;
         for (const problem of planned.errors) this.#applier.planFailed(problem);
         this.#applier.clearSettled(planned.actions, planned.errors);
-        this.#workPending = planned.actions.length > 0;
+        this.#record.workPending = planned.actions.length > 0;
         // Independent actions at the same time, at most apply_concurrency at once; outcomes in plan order.
         const apply = (action: Action) => this.#applyAndRecord(action, current);
         const applied = await runPlan(planned.actions, desired, current, apply, { limit: this.#limit, signal });
@@ -212,29 +240,31 @@ export class Reconciler {
         // Old snapshots go after the apply, off the tick's critical path (git serialises it with the next fetch).
         if (changed) void this.#d.git.prune([read.commit]).catch(() => {});
         if (outcomes.length > 0) this.#runtimeState = await this.#d.runtime.getCurrentState();
-        this.#workPending = outcomes.some((o) => o.outcome !== "ok");
+        this.#record.workPending = outcomes.some((o) => o.outcome !== "ok");
       }
-      await this.#saveState();
-      this.#tickError = undefined;
+      await this.#saver.save();
+      this.#record.error = undefined;
     } catch (error) {
       // Unexpected (a runtime's getCurrentState threw, state.json could not be written): report, keep going next tick.
       const code = codeOf(error);
-      this.#tickError = { message: redact(messageOf(error)), ...(code ? { code } : {}) };
-      emit("bc_gitops:reconcile:error", {}, { error: this.#tickError.message });
-      this.#d.logger.error(`reconcile failed: ${this.#tickError.message}`);
+      const failure = { message: redact(messageOf(error)), ...(code ? { code } : {}) };
+      this.#record.error = failure;
+      emit("bc_gitops:reconcile:error", {}, { error: failure.message });
+      this.#d.logger.error(`reconcile failed: ${failure.message}`);
     } finally {
-      this.#lastTick = { at: started, duration_ms: this.#d.now() - started };
+      this.#record.last = { at: started, duration_ms: this.#d.now() - started };
     }
+    const { duration_ms } = this.#record.last;
     const status = this.status();
     emit(
       "bc_gitops:reconcile:stop",
-      { duration_ms: this.#lastTick.duration_ms },
+      { duration_ms },
       { commit: status.last_commit ?? undefined, status: status.status },
     );
     return {
       commit: this.#source.current?.commit ?? null,
       changed,
-      duration_ms: this.#lastTick.duration_ms,
+      duration_ms,
       actions: outcomes,
       errors: status.errors,
       status: status.status,
@@ -275,76 +305,17 @@ export class Reconciler {
 
   /** The agent status (`GET /status`). */
   status(): AgentStatus {
-    const apps = Object.values(this.apps());
-    const errors = this.errors();
-    return {
-      status: statusName({
-        initialized: this.#lastTick !== undefined,
-        repoError: this.#repoError() !== undefined,
-        apps,
-        errors: errors.length,
-        workPending: this.#workPending || this.#d.fleet?.waiting === true,
-      }),
-      last_commit: this.#source.current?.commit ?? this.#d.state.commit ?? null,
-      app_count: apps.length,
-      healthy_count: apps.filter((a) => a.status === "running" && a.health === "healthy").length,
-      last_reconcile: {
-        at: this.#lastTick ? new Date(this.#lastTick.at).toISOString() : null,
-        duration_ms: this.#lastTick?.duration_ms ?? null,
-        // The repository's error as of now, like `status` itself: a tick that has read the repository
-        // fine clears it at once, so the two never disagree while the rest of the tick runs.
-        error: this.#lastTick ? (this.#repoError() ?? null) : null,
-      },
-      errors,
-    };
+    return this.#views.status();
   }
 
   /** Every problem status shows: the repository's, spec errors, plan errors and app failures. */
   errors(): StatusError[] {
-    const out: StatusError[] = [];
-    const repoError =
-      this.#source.error !== undefined
-        ? { message: this.#source.error, code: this.#source.errorCode }
-        : this.#tickError;
-    if (repoError) out.push({ ...(repoError.code ? { code: repoError.code } : {}), message: repoError.message });
-    for (const e of this.#load()?.errors ?? []) out.push({ code: "E_SPEC", ...e });
-    for (const [app, message] of Object.entries(this.#kept)) out.push({ code: "E_SPEC", app, message });
-    for (const [app, message] of this.#source.refused) out.push({ code: "E_UNSAFE", app, message });
-    const planned = new Set(this.#planErrors.map((p) => p.app));
-    for (const p of this.#planErrors) out.push({ code: "E_SPEC", app: p.app, message: p.message });
-    for (const [app, info] of this.#applier.info) {
-      if (!info.last_error || planned.has(app)) continue;
-      if (info.crashed && this.#runtimeState[app]?.status === "running") continue; // restarted: shown in the app's state only
-      out.push({ ...(info.last_error_code ? { code: info.last_error_code } : {}), app, message: info.last_error });
-    }
-    return out;
+    return this.#views.errors();
   }
 
   /** Every app the agent knows (desired, deployed or running), as `AppState` views. */
   apps(): Record<string, AppState> {
-    const desired = this.desiredSpecs();
-    const names = new Set([
-      ...Object.keys(desired),
-      ...Object.keys(this.#d.state.apps),
-      ...Object.keys(this.#runtimeState),
-    ]);
-    const out: Record<string, AppState> = {};
-    for (const name of [...names].sort()) {
-      const deployed = this.#d.state.apps[name];
-      const spec = deployed?.spec ?? desired[name];
-      const info = this.#applier.infoOf(name);
-      out[name] = appView(name, spec, this.#runtimeState[name], {
-        ...info,
-        revision: deployed?.revision,
-        path: deployed?.workspace,
-      });
-      // Why a failed app is not being tried now: a backoff (until retry_at), or only a new commit can help.
-      const retryAt = this.#applier.backoff.retryAt(name, this.#d.now());
-      if (retryAt !== undefined && out[name]!.status !== "running")
-        out[name]!.retry_at = new Date(retryAt).toISOString();
-      if (info.stalled) out[name]!.stalled = true;
-    }
-    return out;
+    return this.#views.apps();
   }
 
   /** Deployed apps in the order to stop them: dependents before their dependencies. */
@@ -357,16 +328,7 @@ export class Reconciler {
 
   /** What is deployed, as the planner sees it: each app's spec, code revision and spec file. */
   deployedApps(): Record<string, DeployedSpec> {
-    return Object.fromEntries(
-      Object.entries(this.#d.state.apps).map(([name, app]) => [
-        name,
-        {
-          spec: app.spec,
-          ...(app.revision ? { revision: app.revision } : {}),
-          ...(app.file ? { file: app.file } : {}),
-        },
-      ]),
-    );
+    return this.#views.deployedApps();
   }
 
   /** The spec an app was last applied from, if it is deployed. */
@@ -376,30 +338,12 @@ export class Reconciler {
 
   /** The desired specs (`GET /state/desired`). */
   desiredSpecs(): Record<string, AppSpec> {
-    if (!this.#d.fleet) return this.#source.specs();
-    return Object.fromEntries((this.#load()?.apps ?? []).map(({ spec }) => [spec.name, spec]));
+    return this.#views.desiredSpecs();
   }
 
   /** Applies one action outside the git flow (library `deploy`/`remove`/`upgrade`); throws on failure. */
   applyManual(action: Action): Promise<ActionOutcome> {
-    return this.exclusive(async () => (await this.#applyManual(action)).outcome);
-  }
-
-  /** Applies one action now (no backoff); throws on failure, the runtime's own error with `rethrow`. */
-  async #applyManual(action: Action, options: { rethrow?: boolean } = {}): Promise<Applied> {
-    this.#runtimeState = await this.#d.runtime.getCurrentState();
-    this.#applier.retryNow(action.app);
-    const applied = await this.#applyAndRecord(action, this.#current());
-    this.#runtimeState = await this.#d.runtime.getCurrentState();
-    await this.#saveState();
-    const { outcome } = applied;
-    if (outcome.outcome !== "ok") {
-      if (options.rethrow && applied.error !== undefined) throw applied.error;
-      throw new GitopsError(`${action.type} ${action.app}: ${outcome.error ?? outcome.reason ?? outcome.outcome}`, {
-        code: "E_RUNTIME",
-      });
-    }
-    return applied;
+    return this.exclusive(async () => (await this.#manual.apply(action)).outcome);
   }
 
   /**
@@ -409,33 +353,11 @@ export class Reconciler {
    * anything else the new commit changed.
    */
   hotReload(name: string, signal: AbortSignal = new AbortController().signal): Promise<HotReloadResult> {
-    if (!this.#d.runtime.hotReload) {
-      return Promise.reject(
-        new GitopsError("this runtime cannot hot-reload apps", { code: "E_UNSUPPORTED", retry: "stalled" }),
-      );
-    }
-    return this.exclusive(async () => {
-      // Fetch first, as a tick does: a reload right after a push must see the pushed code (the next
-      // tick still treats that commit as new: see #tick).
-      if (await this.#source.sync(signal))
-        for (const app of Object.keys(this.#source.specs())) this.#applier.retryNow(app);
-      // What is deployed now, not before the wait: a tick may have upgraded or removed the app meanwhile.
-      const deployed = this.#d.state.apps[name];
-      if (!deployed)
-        throw new GitopsError(`no app named "${name}" is deployed`, { code: "E_NOT_FOUND", retry: "stalled" });
-      const fromRevision = deployed.revision ?? "";
-      const action: Action = { type: "hot_reload", app: name, spec: deployed.spec, fromRevision, toRevision: "" };
-      const applied = await this.#applyManual(action, { rethrow: true });
-      return applied.reload ?? { app: name, revision: applied.deployed?.revision ?? fromRevision, modules: [] };
-    });
+    if (!this.#d.runtime.hotReload) return Promise.reject(hotReloadUnsupported());
+    return this.exclusive(() => this.#manual.hotReload(name, signal));
   }
 
   // -------------------------------------------------------------------------------------------
-
-  /** Why the repository (or the last tick) failed, if it did: status is `error` meanwhile. */
-  #repoError(): string | undefined {
-    return this.#source.error ?? this.#tickError?.message;
-  }
 
   /**
    * Plans the tick: desired state from the specs read last (with the code revisions of floating
@@ -447,12 +369,12 @@ export class Reconciler {
   ): Promise<{ planned: ReturnType<typeof order>; current: Record<string, CurrentApp>; desired: DesiredState }> {
     // Host references are read each tick: a changed file or variable is an env change of its key.
     const read = this.#source.current!;
-    const load = await this.#secrets.stampAll(this.#load()!);
+    const load = await this.#secrets.stampAll(this.#views.load()!);
     let desired = desiredState(load, this.#d.state.apps, await this.#source.revisions(signal, load.apps));
     // Changes waiting for this host's rollout wave keep what runs as desired until the wave is due.
     if (this.#d.fleet) desired = await this.#d.fleet.hold(desired, this.#d.state.apps, read, this.#d.now(), signal);
     const current = this.#current();
-    this.#kept = desired.kept;
+    this.#record.kept = desired.kept;
     for (const [app, why] of Object.entries(desired.kept)) this.#source.warnOnce(`${app}: ${why}`);
     const actions = plan(desired, current);
     // An app the plan leaves alone runs exactly its desired spec: remember the desired object (the
@@ -468,42 +390,8 @@ export class Reconciler {
     return { planned: order(actions, desired, current), current, desired };
   }
 
-  /** The specs of the commit read last as this host plans from them: placed apps, overrides applied. */
-  #load(): LoadResult | undefined {
-    const load = this.#source.current?.load;
-    return load && this.#d.fleet ? this.#d.fleet.view(load).load : load;
-  }
-
   /** What runs, for the planner: the spec each app was last applied from, and what the runtime observes now. */
   #current(): Record<string, CurrentApp> {
     return currentState(this.#d.state.apps, this.#runtimeState);
   }
-
-  async #saveState(): Promise<void> {
-    const text = savedFingerprint(this.#d.state);
-    if (!sameFingerprint(text, this.#savedState)) {
-      const omitted = await writeState(this.#d.statePath, this.#d.state);
-      // The app keeps running; after a restart it is deployed from git instead of restored.
-      for (const why of Object.values(omitted)) this.#source.warnOnce(why);
-      this.#savedState = text;
-    }
-    // state.json now holds every action the journal recorded.
-    await this.#d.journal?.clear().catch((error: unknown) => {
-      this.#source.warnOnce(`cannot clear the state journal: ${redact(messageOf(error))}`);
-    });
-  }
-}
-
-/** What state.json was written from: its commit and the entry object of each app (entries are replaced, never changed in place). */
-type StateFingerprint = { commit: string | undefined; version: number; apps: Map<string, unknown> };
-
-function savedFingerprint(state: DurableState): StateFingerprint {
-  return { commit: state.commit, version: state.version, apps: new Map(Object.entries(state.apps)) };
-}
-
-/** Whether two fingerprints name the same commit and the same entry objects (no serialization). */
-function sameFingerprint(a: StateFingerprint, b: StateFingerprint): boolean {
-  if (a.commit !== b.commit || a.version !== b.version || a.apps.size !== b.apps.size) return false;
-  for (const [name, entry] of a.apps) if (b.apps.get(name) !== entry) return false;
-  return true;
 }
