@@ -83,6 +83,19 @@ function viewEnv(spec: AppSpec): Record<string, unknown> {
  * The API view of one app: what the runtime reports, completed from the spec (for apps that do not
  * run yet) and from the agent's own bookkeeping (pending reason, last error, restarts).
  */
+/**
+ * The status an app shows: the runtime's, unless the agent knows better (no runtime state yet, or
+ * a failure the runtime does not see because the app is not running). {@link appView} and the
+ * agent status's counts both use it.
+ */
+export function shownStatus(
+  runtime: Pick<AppState, "status"> | undefined,
+  agentStatus: AppState["status"] | undefined,
+): AppState["status"] {
+  if (agentStatus && (!runtime || (agentStatus === "failed" && runtime.status !== "running"))) return agentStatus;
+  return runtime?.status ?? agentStatus ?? "pending";
+}
+
 export function appView(
   name: string,
   spec: AppSpec | undefined,
@@ -106,10 +119,7 @@ export function appView(
     version: base.version || spec?.version || "",
     description: base.description ?? spec?.description,
     icon: base.icon ?? iconFor(name, spec?.icon),
-    status:
-      info.status && (!runtime || (info.status === "failed" && runtime.status !== "running"))
-        ? info.status
-        : base.status,
+    status: shownStatus(runtime, info.status),
     revision: base.revision ?? info.revision,
     source: base.source ?? spec?.source,
     isolation: base.isolation ?? spec?.isolation,
