@@ -253,6 +253,9 @@ export async function startRun(o: RunOptions): Promise<Run> {
   return run;
 }
 
+/** How long the output of an exited run may take to arrive before it is given up on. */
+const OUTPUT_GRACE_MS = 5000;
+
 /**
  * Splits the child's stdout and stderr into lines for the agent's log (with the app as a field, at most
  * `linesPerSecond` a second, the rest counted) and the log file (timestamped, stderr marked).
@@ -310,11 +313,12 @@ function wireOutput(child: SpawnedProcess, o: RunOptions, pid: number, keep: (te
     });
   const both = Promise.all([pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then(() => {});
   // After the exit and the reaping, a pipe can only stay open through a process outside the group.
-  // The deadline is not unref'd: someone awaits this, and Deno ends a test whose only pending
-  // work is an unref'd timer ("the event loop has already resolved").
+  // The deadline is generous (a loaded machine can take seconds to deliver the last output, which
+  // the start error quotes) and not unref'd: someone awaits this, and Deno ends a test whose only
+  // pending work is an unref'd timer ("the event loop has already resolved").
   return child.exited.then(() => {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)));
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, OUTPUT_GRACE_MS)));
     return Promise.race([both, deadline]).finally(() => clearTimeout(timer));
   });
 }
