@@ -11,6 +11,20 @@ import { exec, spawnProcess } from "./exec.ts";
 import type { ExecResult, SpawnedProcess } from "./exec.ts";
 import { redact, registerUrlCredentials } from "./redact.ts";
 
+/** The git executable every call runs: `git` from PATH (see {@link useGitCommand}). */
+let gitCommand = "git";
+
+/**
+ * Runs `command` instead of `git` from PATH for every git call of this module instance, and
+ * returns the one it replaces (to put back). @internal For tests: a logging or failing shim,
+ * without changing PATH, which test files running in parallel in one process share.
+ */
+export function useGitCommand(command: string): string {
+  const previous = gitCommand;
+  gitCommand = command;
+  return previous;
+}
+
 /** A full object name as git prints it: SHA-1 (40 lowercase hex digits) or SHA-256 (64). */
 export const FULL_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
@@ -61,7 +75,7 @@ export interface RunGitOptions {
  * https:ssh:git:file (plus http for an `http://` `url`). Throws what exec throws.
  */
 export function runGit(args: readonly string[], options: RunGitOptions): Promise<ExecResult> {
-  return exec("git", args, {
+  return exec(gitCommand, args, {
     cwd: options.cwd,
     timeoutMs: options.timeoutMs,
     ...(options.signal ? { signal: options.signal } : {}),
@@ -82,7 +96,7 @@ export function spawnGit(
   for (const [name, value] of Object.entries({ ...process.env, ...gitEnv(options) })) {
     if (value !== undefined) env[name] = value;
   }
-  return spawnProcess("git", args, { cwd: options.cwd, env, stdin: "pipe", background: true });
+  return spawnProcess(gitCommand, args, { cwd: options.cwd, env, stdin: "pipe", background: true });
 }
 
 /** The variables every git call gets over the inherited environment (`undefined`: unset). */

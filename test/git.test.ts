@@ -7,6 +7,7 @@ import type { Socket } from "node:net";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
+import { useGitCommand } from "../src/_git.ts";
 import { GitopsError } from "../src/errors.ts";
 import { exec } from "../src/exec.ts";
 import { GitSource } from "../src/git.ts";
@@ -108,19 +109,19 @@ async function recordGitCalls(root: string, fn: () => Promise<void>): Promise<st
   const log = join(root, "git-calls.log");
   await mkdir(bin, { recursive: true });
   await writeFile(log, "");
-  // Only calls made from inside this fixture count: tests running in parallel share process.env.PATH.
+  // Only calls made from inside this fixture count.
   await writeFile(
     join(bin, "git"),
     `#!/bin/sh\ncase "$PWD" in '${root}'*) echo "$1" >> '${log}';; esac\nexec '${realGit}' "$@"\n`,
     { mode: 0o755 },
   );
-  const savedPath = process.env.PATH;
-  process.env.PATH = `${bin}:${savedPath ?? ""}`;
+  // The agent's git calls go to the shim; PATH is left alone (test files running in parallel in
+  // one process share it, and could find a shim already deleted).
+  const previous = useGitCommand(join(bin, "git"));
   try {
     await fn();
   } finally {
-    if (savedPath === undefined) delete process.env.PATH;
-    else process.env.PATH = savedPath;
+    useGitCommand(previous);
   }
   return (await readFile(log, "utf8")).split("\n").filter(Boolean);
 }
@@ -142,13 +143,11 @@ async function withGitFailing(root: string, failures: Record<string, string>, fn
     `#!/bin/sh\ncase "$PWD" in '${root}'*) if [ -f '${root}'/fail-"$1" ]; then cat '${root}'/fail-"$1" >&2; exit 128; fi;; esac\nexec '${realGit}' "$@"\n`,
     { mode: 0o755 },
   );
-  const savedPath = process.env.PATH;
-  process.env.PATH = `${bin}:${savedPath ?? ""}`;
+  const previous = useGitCommand(join(bin, "git"));
   try {
     await fn();
   } finally {
-    if (savedPath === undefined) delete process.env.PATH;
-    else process.env.PATH = savedPath;
+    useGitCommand(previous);
     for (const subcommand of Object.keys(failures)) await rm(join(root, `fail-${subcommand}`), { force: true });
   }
 }
