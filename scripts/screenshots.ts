@@ -16,10 +16,10 @@ import { chromium } from "playwright-core";
 import { runtimeName } from "../src/_platform.ts";
 import { createAgent } from "../src/agent.ts";
 import { exec, spawnProcess } from "../src/exec.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "../test/helpers/browser.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const out = process.argv.includes("--out") ? process.argv[process.argv.indexOf("--out") + 1]! : join(root, "docs");
-const CHROMIUM = process.env.BC_GITOPS_CHROMIUM ?? "/usr/bin/chromium";
 const TOKEN = "screenshot-token-42";
 const GIT_ENV = {
   GIT_AUTHOR_NAME: "Ops",
@@ -120,16 +120,7 @@ try {
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 900 },
   });
   try {

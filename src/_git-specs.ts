@@ -89,23 +89,23 @@ export async function readCommit(
   options: { cache?: SpecCache; signal?: AbortSignal | undefined } = {},
 ): Promise<CommitRead> {
   const { signal } = options;
-  const { load, tree, committedAt } = await git.read(
+  // One read of the object store: the commit, its specs, and the tree ids of the path sources
+  // they name (in a fleet, an override may give some hosts another source: every one counts).
+  const { load, committedAt, possible, trees } = await git.read(
     commit,
     async (objects) => {
       const { tree, committedAt } = await objects.commit(commit);
       const listing = await listSpecs(objects, tree, appsDir);
-      return { tree, committedAt, load: await loadListing(listing, options.cache ? { cache: options.cache } : {}) };
+      const load = await loadListing(listing, options.cache ? { cache: options.cache } : {});
+      const possible = load.apps.flatMap(({ spec }) => possibleSources(spec));
+      const sources = possible.flatMap((source) =>
+        source.type === "path" && !isAbsolute(source.path) ? [source.path] : [],
+      );
+      const trees = sources.length ? await treesOf(objects, tree, sources) : new Map<string, string>();
+      return { load, committedAt, possible, trees };
     },
     signal,
   );
-  // In a fleet, an override may give some hosts another source: the files of every one are needed.
-  const possible = load.apps.flatMap(({ spec }) => possibleSources(spec));
-  const sources = possible.flatMap((source) =>
-    source.type === "path" && !isAbsolute(source.path) ? [source.path] : [],
-  );
-  const trees = sources.length
-    ? await git.read(commit, (objects) => treesOf(objects, tree, sources), signal)
-    : new Map<string, string>();
   const repoDir = await git.snapshot(commit, {
     // Secrets files too: the runtime's specs are resolved from them (`secrets/resolve.ts`).
     paths: [

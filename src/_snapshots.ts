@@ -67,11 +67,6 @@ export class Snapshots {
     }
   }
 
-  /** Removes the snapshot of `commit`, if any. */
-  async drop(commit: string): Promise<void> {
-    await rm(this.pathOf(commit), { recursive: true, force: true });
-  }
-
   /** Removes the temp entries a crashed writer left behind. */
   async sweep(): Promise<void> {
     await sweepAbandoned(this.dir, [TEMP]);

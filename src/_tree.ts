@@ -62,38 +62,25 @@ async function sourceEntries(dir: string): Promise<Entry[]> {
 }
 
 /**
- * Like {@link copyTree}, but regular files are hard links to `from`'s (a copy where the file
- * system refuses a link): for a source that never changes in place, such as a snapshot of a commit.
- */
-export async function linkTree(from: string, to: string): Promise<void> {
-  await mkdir(to, { recursive: true });
-  for (const entry of await sourceEntries(from)) {
-    const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
-    if (entry.kind === "dir") await mkdir(dst);
-    else if (entry.kind === "link") await symlink(entry.target ?? "", dst);
-    else {
-      try {
-        await link(src, dst);
-      } catch {
-        const { bytes, mode } = await readRegular(src);
-        await writeFile(dst, bytes, { mode: mode & 0o777 });
-      }
-    }
-  }
-}
-
-/**
  * Copies `from` into `to` (created), node_modules and .git left out. Symlinks are recreated as they
  * were, never followed: one that leads outside `from` is refused (`E_UNSAFE`), and a file is opened
- * without following a symlink swapped in since the walk.
+ * without following a symlink swapped in since the walk. With `link`, regular files are hard links
+ * to `from`'s instead (a copy where the file system refuses a link): for a source that never
+ * changes in place, such as a snapshot of a commit.
  */
-export async function copyTree(from: string, to: string): Promise<void> {
+export async function copyTree(from: string, to: string, options: { link?: boolean } = {}): Promise<void> {
   await mkdir(to, { recursive: true });
   for (const entry of await sourceEntries(from)) {
     const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
     if (entry.kind === "dir") await mkdir(dst);
     else if (entry.kind === "link") await symlink(entry.target ?? "", dst);
-    else {
+    else if (!(
+      options.link &&
+      (await link(src, dst).then(
+        () => true,
+        () => false,
+      ))
+    )) {
       const { bytes, mode } = await readRegular(src);
       await writeFile(dst, bytes, { mode: mode & 0o777 });
     }

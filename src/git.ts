@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { join } from "node:path";
 import { GitClone, type FetchResult, type GitCloneOptions } from "./_git-clone.ts";
 import { isAbort, missingCommit, reasonOf } from "./_git-errors.ts";
 import type { GitObjects } from "./_git-objects.ts";
@@ -104,25 +104,19 @@ export class GitSource {
       };
       try {
         await write();
-        return target;
       } catch (error) {
         if (isAbort(error) || signal?.aborted) throw error;
         const disk = this.#clone.diskError(error);
         if (disk) throw disk;
-        // A sound clone (its branch resolves) that lacks the commit cannot be helped by a re-clone.
-        const state = await this.#clone.verify(signal);
-        const sound = state.ok && state.commit !== undefined;
-        if (sound && !(await this.#clone.hasCommit(commit, signal)))
-          throw missingCommit(commit, this.#clone.origin, error);
-        await this.#clone.reclone(state.ok ? `cannot check out ${commit}: ${reasonOf(error)}` : state.reason, signal);
+        await this.#repair(commit, error, "check out", signal);
         try {
           await write();
         } catch (again) {
           if (isAbort(again)) throw again;
           throw this.#clone.diskError(again) ?? missingCommit(commit, this.#clone.origin, again);
         }
-        return target;
       }
+      return target;
     });
   }
 
@@ -138,15 +132,10 @@ export class GitSource {
     } catch (error) {
       if (isAbort(error) || signal?.aborted) throw error;
       if (!(error instanceof GitopsError) || (error.code !== "E_GIT" && error.code !== "E_TIMEOUT")) throw error;
-      const recovered = await this.#clone.exclusive(async () => {
-        const state = await this.#clone.verify(signal);
-        const sound = state.ok && state.commit !== undefined;
-        if (sound && !(await this.#clone.hasCommit(commit, signal)))
-          throw missingCommit(commit, this.#clone.origin, error);
-        if (sound && (await this.#clone.intactObjects(signal))) return false;
-        await this.#clone.reclone(state.ok ? `cannot read ${commit}: ${reasonOf(error)}` : state.reason, signal);
-        return true;
-      });
+      // An intact store that still fails this read is not the clone's fault: no re-clone.
+      const recovered = await this.#clone.exclusive(() =>
+        this.#repair(commit, error, "read", signal, { keepIntact: true }),
+      );
       if (!recovered) throw error;
       try {
         return await task(this.#clone.objects);
@@ -157,33 +146,29 @@ export class GitSource {
     }
   }
 
+  /**
+   * After `error` reading `commit`, inside the queue: a sound clone (its branch resolves) that lacks
+   * the commit cannot be helped by a re-clone (E_GIT, stalled); with `keepIntact`, neither can one
+   * whose history `git fsck` finds complete (returns false). Else the clone is re-cloned (true).
+   */
+  async #repair(
+    commit: string,
+    error: unknown,
+    doing: string,
+    signal: AbortSignal | undefined,
+    options: { keepIntact?: boolean } = {},
+  ): Promise<boolean> {
+    const state = await this.#clone.verify(signal);
+    const sound = state.ok && state.commit !== undefined;
+    if (sound && !(await this.#clone.hasCommit(commit, signal))) throw missingCommit(commit, this.#clone.origin, error);
+    if (sound && options.keepIntact && (await this.#clone.intactObjects(signal))) return false;
+    await this.#clone.reclone(state.ok ? `cannot ${doing} ${commit}: ${reasonOf(error)}` : state.reason, signal);
+    return true;
+  }
+
   /** Removes every snapshot (and leftover temp directory) whose name is not in `keep`. */
   async prune(keep: readonly string[]): Promise<void> {
     await this.#clone.exclusive(() => this.#snapshots.prune(keep));
-  }
-
-  /** Removes the snapshot of `commit` (if any), so the next {@link snapshot} checks it out again from the object store. */
-  async dropSnapshot(commit: string): Promise<void> {
-    if (typeof commit !== "string" || !FULL_SHA.test(commit)) return;
-    await this.#clone.exclusive(() => this.#snapshots.drop(commit));
-  }
-
-  /**
-   * The regular files under `dir` in `commit`, relative to `dir`, read from the object store with
-   * one `git ls-tree` (no checkout): what a snapshot of the commit must show there.
-   */
-  async filesIn(commit: string, dir: string, signal?: AbortSignal): Promise<string[]> {
-    if (typeof commit !== "string" || !FULL_SHA.test(commit))
-      throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
-    const prefix = posix
-      .normalize(dir.replaceAll("\\", "/"))
-      .replace(/^\.\/?|\/$/g, "")
-      .replace(/^\.$/, "");
-    const { stdout } = await this.#clone.exclusive(() =>
-      this.#clone.git(["ls-tree", "-r", "-z", commit, ...(prefix ? ["--", `${prefix}/`] : [])], signal),
-    );
-    const regular = stdout.split("\0").filter((record) => /^100(644|755) blob [0-9a-f]+\t/.test(record));
-    return regular.map((record) => record.slice(record.indexOf("\t") + 1 + (prefix ? prefix.length + 1 : 0)));
   }
 
   /**
@@ -191,8 +176,7 @@ export class GitSource {
    * committer date, `git log -1 --format=%ct`), read from the clone: the same answer on every host.
    */
   async commitTime(commit: string, path: string, signal?: AbortSignal): Promise<number> {
-    if (typeof commit !== "string" || !FULL_SHA.test(commit))
-      throw new GitopsError(`not a full commit id: ${JSON.stringify(commit)}`, { code: "E_UNSAFE" });
+    checkCommit(commit);
     const { stdout } = await this.#clone.exclusive(() =>
       this.#clone.git(["log", "-1", "--format=%ct", commit, "--", path], signal),
     );

@@ -242,21 +242,6 @@ export function dependencyIssues(result: Pick<LoadResult, "apps" | "invalid">): 
 const SYMLINK =
   "is a symbolic link: bc-gitops reads only regular files and directories of the repository (a link could point outside it); commit the file itself";
 
-/**
- * The app directories that hold a spec file, given the file paths of an apps directory (relative
- * to it, `/`-separated): directories directly under it, not hidden, with a file named as in
- * {@link SPEC_FILE_NAMES}. What {@link loadApps} reads, decided from a file list alone.
- */
-export function specDirsOf(files: readonly string[]): string[] {
-  const names: readonly string[] = SPEC_FILE_NAMES;
-  const dirs = new Set<string>();
-  for (const file of files) {
-    const parts = file.split("/");
-    if (parts.length === 2 && !parts[0]!.startsWith(".") && names.includes(parts[1]!)) dirs.add(parts[0]!);
-  }
-  return [...dirs].sort();
-}
-
 /** The spec file an app directory uses, by the priority of {@link SPEC_FILE_NAMES}; `undefined` if none. */
 export function findSpecFile(dir: string): string | undefined {
   const found = specFileIn(dir);

@@ -15,7 +15,7 @@ import { download, npmTarball, verify } from "./_npm.ts";
 import { SerialQueues } from "./_serial.ts";
 import { dependencyKey, installDependencies, linkDependencies, withHomes } from "./_dependencies.ts";
 import { entryOf } from "./_entry.ts";
-import { checkLinks, copyTree, exists, linkTree, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
+import { checkLinks, copyTree, exists, readJson, sourceDir, treeHash, unpack } from "./_tree.ts";
 import { GitopsError, messageOf, redactedError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { silentLogger } from "./logger.ts";
@@ -248,7 +248,7 @@ export class Workspaces {
       const { dir, what } = await this.#pathSource(spec, context.repoDir);
       // A path the commit's tree names is read from a snapshot that never changes: its files are
       // hard-linked, not copied.
-      await named(what, treeOf(spec, context) ? linkTree(dir, tree) : copyTree(dir, tree));
+      await named(what, copyTree(dir, tree, { link: treeOf(spec, context) !== undefined }));
       return tree;
     }
     if (source.type === "git") {

@@ -496,18 +496,3 @@ test("a relative path source that climbs out of the repository is an error at so
     assert.deepEqual(result.errors, [], path);
   }
 });
-
-test("specDirsOf names the directories a file list holds specs in, as loadApps would read them", async () => {
-  const { specDirsOf } = await import("../src/loader.ts");
-  const files = [
-    "web/app.yaml",
-    "web/src/index.js",
-    "db/config",
-    ".hidden/app.yaml",
-    "README.md",
-    "deep/x/app.yaml",
-    "notes/readme.txt",
-    "legacy/app.config",
-  ];
-  assert.deepEqual(specDirsOf(files), ["db", "legacy", "web"]);
-});

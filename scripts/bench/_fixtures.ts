@@ -1,7 +1,8 @@
 /** Generates gitops repositories of N app specs for the benchmarks. */
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createAgent } from "../../src/agent.ts";
 import type { AppState, Runtime } from "../../src/runtime.ts";
 
 /** Spec file formats the benchmarks cover. */
@@ -72,4 +73,29 @@ export function noopRuntime(): Runtime {
     remove: async (n) => void apps.delete(n),
     getCurrentState: async () => Object.fromEntries(apps),
   };
+}
+
+/**
+ * Times `runs` first ticks of a fresh agent on `bare` (a no-op runtime, a new local path each:
+ * clone, read every spec, deploy every app); each must deploy `apps` apps. Returns the times (ms).
+ */
+export async function timeFirstTicks(bare: string, apps: number, runs: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const localPath = `${bare}-first-${i}`;
+    const fresh = createAgent({
+      repoUrl: bare,
+      localPath,
+      runtime: noopRuntime(),
+      reconcileInterval: "1h",
+      listen: "off",
+    });
+    const t = performance.now();
+    const result = await fresh.start();
+    times.push(performance.now() - t);
+    await fresh.stop();
+    await rm(localPath, { recursive: true, force: true });
+    if (result.actions.length !== apps) throw new Error(`first tick: ${result.actions.length} actions`);
+  }
+  return times;
 }

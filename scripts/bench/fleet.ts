@@ -14,19 +14,11 @@ import { rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { exec, spawnProcess } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { makeSpecRepo } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, makeSpecRepo } from "./_fixtures.ts";
 import { median, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 7);
-const env = {
-  GIT_AUTHOR_NAME: "b",
-  GIT_AUTHOR_EMAIL: "b@b",
-  GIT_COMMITTER_NAME: "b",
-  GIT_COMMITTER_EMAIL: "b@b",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env, timeoutMs: 120_000 });
+const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env: BENCH_GIT_ENV, timeoutMs: 120_000 });
 
 /** Bytes a proxy saw on its connections since the last reset: up (client to server) and down. */
 interface Counter {
@@ -146,7 +138,7 @@ try {
       `--port=${daemonPort}`,
       base,
     ],
-    { env: { ...(process.env as Record<string, string>), ...env } },
+    { env: { ...(process.env as Record<string, string>), ...BENCH_GIT_ENV } },
   );
   daemon.stdout.resume();
   daemon.stderr.resume();
@@ -159,7 +151,7 @@ try {
   // The daemon takes a moment to listen.
   for (let i = 0; i < 100; i++) {
     const ok = await exec("git", ["ls-remote", `git://127.0.0.1:${daemonPort}/bench-fleet-100-${process.pid}.git`], {
-      env,
+      env: BENCH_GIT_ENV,
       allowExitCodes: [0, 128],
     });
     if (ok.exitCode === 0) break;
@@ -210,7 +202,7 @@ try {
       await git(work, "push", "-q", bare, "HEAD:refs/heads/main");
       proxy.reset();
       await exec("git", ["fetch", "--force", "--no-tags", "--", "origin", "+refs/heads/main:refs/heads/main"], {
-        env: { ...env, GIT_DIR: clone },
+        env: { ...BENCH_GIT_ENV, GIT_DIR: clone },
       });
       up.push(proxy.up);
       down.push(proxy.down);

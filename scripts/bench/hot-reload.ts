@@ -22,6 +22,7 @@ import { createAgent } from "../../src/agent.ts";
 import { signWebhook } from "../../src/webhook.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
+import { BENCH_GIT_ENV } from "./_fixtures.ts";
 import { PM2_SERVER, versionModule, writeBenchApp } from "./_reload-app.ts";
 import { median, ms, table } from "./_stats.ts";
 
@@ -33,15 +34,7 @@ const RELOADS = Number(option("--reloads", "1000"));
 const WRITE = args.includes("--write") ? option("--write", "docs/benchmarks.md") : undefined;
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const LOAD_SCRIPT = fileURLToPath(new URL("./_reload-load.ts", import.meta.url));
-const gitEnv = {
-  GIT_AUTHOR_NAME: "b",
-  GIT_AUTHOR_EMAIL: "b@b",
-  GIT_COMMITTER_NAME: "b",
-  GIT_COMMITTER_EMAIL: "b@b",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-const git = (cwd: string, ...argv: string[]) => exec("git", argv, { cwd, env: gitEnv });
+const git = (cwd: string, ...argv: string[]) => exec("git", argv, { cwd, env: BENCH_GIT_ENV });
 const sleep = (n: number) => new Promise((resolve) => setTimeout(resolve, n));
 
 async function freePort(): Promise<number> {

@@ -27,6 +27,7 @@ import { ProcessDriver } from "../../src/runtimes/process.ts";
 import { AppSpec } from "../../src/spec.ts";
 import { noEmit } from "../../src/telemetry.ts";
 import { Workspaces } from "../../src/workspace.ts";
+import { BENCH_GIT_ENV } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 11);
@@ -51,15 +52,7 @@ const spec = (name: string) =>
     health: { type: "http", path: "/health", interval: "30s", timeout: 5000 },
   });
 
-const gitEnv = {
-  GIT_AUTHOR_NAME: "b",
-  GIT_AUTHOR_EMAIL: "b@b",
-  GIT_COMMITTER_NAME: "b",
-  GIT_COMMITTER_EMAIL: "b@b",
-  GIT_CONFIG_NOSYSTEM: "1",
-  GIT_CONFIG_GLOBAL: "/dev/null",
-};
-const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env: gitEnv });
+const git = (cwd: string, ...args: string[]) => exec("git", args, { cwd, env: BENCH_GIT_ENV });
 const appYaml = (name: string) =>
   `name: ${name}\nversion: "1.0.0"\nisolation: process\nsource: { type: path, path: proc-server }\nenv: { port: 0 }\nhealth: { type: http, path: /health, interval: 30s, timeout: 5s }\n`;
 

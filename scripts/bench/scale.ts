@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createAgent } from "../../src/agent.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime, timeFirstTicks } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 7);
@@ -82,23 +82,7 @@ try {
   const oneHinted = await measure(1, true);
   const hundred = await measure(100);
 
-  const firstTicks: number[] = [];
-  for (let i = 0; i < Math.min(RUNS, 5); i++) {
-    const localPath = `${work}-first-${i}`;
-    const fresh = createAgent({
-      repoUrl: bare,
-      localPath,
-      runtime: noopRuntime(),
-      reconcileInterval: "1h",
-      listen: "off",
-    });
-    const t = performance.now();
-    const result = await fresh.start();
-    firstTicks.push(performance.now() - t);
-    await fresh.stop();
-    await rm(localPath, { recursive: true, force: true });
-    if (result.actions.length !== APPS) throw new Error(`first tick: ${result.actions.length} actions`);
-  }
+  const firstTicks = await timeFirstTicks(bare, APPS, Math.min(RUNS, 5));
   gc();
   await new Promise((r) => setTimeout(r, 50));
   gc();

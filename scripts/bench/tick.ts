@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createAgent } from "../../src/agent.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime, timeFirstTicks } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 21);
@@ -65,23 +65,7 @@ try {
       throw new Error(`changed tick: ${JSON.stringify(result.actions)}`);
   }
   // A first tick on a fresh local path: clone, read 100 specs, deploy 100 apps, record each one.
-  const firstTick: number[] = [];
-  for (let i = 0; i < Math.min(RUNS, 5); i++) {
-    const localPath = `${work}-first-${i}`;
-    const fresh = createAgent({
-      repoUrl: bare,
-      localPath,
-      runtime: noopRuntime(),
-      reconcileInterval: "1h",
-      listen: "off",
-    });
-    const t = performance.now();
-    const result = await fresh.start();
-    firstTick.push(performance.now() - t);
-    await fresh.stop();
-    await rm(localPath, { recursive: true, force: true });
-    if (result.actions.length !== 100) throw new Error(`first tick: ${result.actions.length} actions`);
-  }
+  const firstTick = await timeFirstTicks(bare, 100, Math.min(RUNS, 5));
   const noChange = median(tick);
   const fetchMs = median(fetch);
   process.stdout.write(`Reconcile tick on ${runtimeName} ${runtimeVersion}, 100 apps, median of ${RUNS} runs (ms)\n\n`);

@@ -13,6 +13,21 @@ import { chromium, type BrowserContext } from "playwright-core";
 /** Where Debian's package installs the browser (`apt-get install chromium`; `.ci/run` does). */
 export const CHROMIUM = process.env.BC_GITOPS_CHROMIUM ?? "/usr/bin/chromium";
 
+/**
+ * How Chromium runs here: headless, as root, and without its background connections (this
+ * machine's closed network refuses them, many at a time).
+ */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 /** Why the browser tests cannot run here, or `false` when they can (pass as the test's `skip`). */
 export const noBrowser: string | false = existsSync(CHROMIUM)
   ? false
@@ -31,16 +46,7 @@ export async function browser(t: Pick<TestContext, "after">): Promise<BrowserCon
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 860 },
   });
   return context;
