@@ -173,6 +173,12 @@ export async function startRun(o: RunOptions): Promise<Run> {
   const child = await spawnProcess(cmd.command, cmd.args, { cwd: prepared.dir, env: childEnv(o, runId, cmd.env) });
   const pid = child.pid;
   const startedAt = Date.now();
+  note(o.log, `started pid ${pid}: ${app} ${spec.version} (${prepared.revision}) in ${prepared.dir}`);
+  // Read the output before anything else is awaited: an app that prints why it refuses to start
+  // and exits at once must have that in its start error (on Deno, output a child wrote before its
+  // pipes were listened to could be missing once the run ended).
+  let tail = "";
+  const output = wireOutput(child, o, pid, (text) => void (tail = (tail + text).slice(-TAIL)));
   const pidFile = join(o.runDir, "pids", `${pid}.json`);
   const stat = await procStat(pid);
   const saved: PidFile = { pid, start: stat?.startTime ?? null, run: runId };
@@ -182,11 +188,7 @@ export async function startRun(o: RunOptions): Promise<Run> {
     persist: (descendants) => writeFile(pidFile, JSON.stringify({ ...saved, descendants } satisfies PidFile)),
   });
   o.watch.add(tree);
-  note(o.log, `started pid ${pid}: ${app} ${spec.version} (${prepared.revision}) in ${prepared.dir}`);
   o.emit("bc_gitops:process:spawn", {}, { app, pid, version: spec.version, revision: prepared.revision });
-
-  let tail = "";
-  const output = wireOutput(child, o, pid, (text) => void (tail = (tail + text).slice(-TAIL)));
 
   // Bun cannot cap its heap: the agent watches the resident size of what it started itself.
   const limitMb = spec.limits?.memory_mb;
