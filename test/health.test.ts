@@ -1,7 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
+import {
+  connect as connectTcp,
+  createServer as createTcpServer,
+  type Server as TcpServer,
+  type Socket,
+} from "node:net";
 import type { TestContext } from "node:test";
 import { HealthMonitor, httpProbe, moduleProbe, probeFor, tcpProbe, type Probe } from "../src/health.ts";
 import type { AppHealth } from "../src/runtime.ts";
@@ -39,14 +44,35 @@ async function tcpListener(t: TestContext): Promise<{ host: string; port: number
     socket.on("close", () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const port = (server.address() as { port: number }).port;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= new Promise<void>((resolve) => {
       server.close(() => resolve());
       for (const socket of sockets) socket.destroy();
-    }));
+    }).then(() => refused(host, port)));
   t.after(close);
-  return { host, port: (server.address() as { port: number }).port, close };
+  return { host, port, close };
+}
+
+/**
+ * Resolves once a connection to `host:port` is refused. Deno's `server.close` calls back before
+ * its listening socket is gone from the kernel, so a probe right after it can still connect.
+ */
+async function refused(host: string, port: number): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const connected = await new Promise<boolean>((resolve) => {
+      const socket = connectTcp({ host, port });
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (!connected) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`${host}:${port} still accepts connections 2 s after its server closed`);
 }
 
 function monitor(t: TestContext, probe: Probe, extra: Partial<ConstructorParameters<typeof HealthMonitor>[0]> = {}) {
