@@ -121,6 +121,15 @@ export class Applier {
     });
   }
 
+  /**
+   * {@link retryNow} for every app `which` accepts, looking only at apps that are backing off or
+   * stalled (a new commit: a tick of 1000 apps does not visit the 1000).
+   */
+  retryEvery(which: (app: string) => boolean): void {
+    for (const app of this.backoff.keys()) if (which(app)) this.backoff.reset(app);
+    for (const [app, info] of this.#info) if ("stalled" in info && which(app)) delete info.stalled;
+  }
+
   /** Lets `app` be tried at once: forgets its backoff and that it was stalled. */
   retryNow(app: string): void {
     this.backoff.reset(app);

@@ -18,6 +18,64 @@ export interface DependencyGraph {
  * dependent pending); a running app the repo dropped is being removed, so it does not count.
  */
 export function graphProblems(desired: DependencyGraph): Map<string, string[]> {
+  // Nothing depends on anything (most repositories): no missing dependency, no cycle.
+  if (!hasDependencies(desired)) return new Map();
+  // The same graph as last time (most ticks): the same answer, without sorting every app again.
+  if (last && sameGraph(last, desired)) return new Map(last.problems);
+  const problems = computeProblems(desired);
+  last = {
+    deps: new Map(Object.keys(desired.apps).map((app) => [app, dependsOn(desired, app)])),
+    invalid: new Set(desired.invalid),
+    problems: new Map(problems),
+  };
+  return problems;
+}
+
+/** The graph {@link graphProblems} answered last, and its answer. */
+let last:
+  { deps: Map<string, readonly string[]>; invalid: ReadonlySet<string>; problems: Map<string, string[]> } | undefined;
+
+const NONE: readonly string[] = [];
+const dependsOn = (desired: DependencyGraph, app: string): readonly string[] =>
+  own(desired.apps, app)?.spec.depends_on ?? NONE;
+
+function hasDependencies(desired: DependencyGraph): boolean {
+  for (const app in desired.apps) if (dependsOn(desired, app).length > 0) return true;
+  return false;
+}
+
+function sameGraph(before: NonNullable<typeof last>, desired: DependencyGraph): boolean {
+  if (before.invalid.size !== desired.invalid.size || [...desired.invalid].some((app) => !before.invalid.has(app)))
+    return false;
+  let count = 0;
+  for (const app in desired.apps) {
+    if (!Object.hasOwn(desired.apps, app)) continue;
+    count++;
+    const was = before.deps.get(app);
+    const now = dependsOn(desired, app);
+    if (was === undefined || (was !== now && (was.length !== now.length || was.some((d, i) => d !== now[i]))))
+      return false;
+  }
+  return count === before.deps.size;
+}
+
+/**
+ * The apps in `roots` and every app they depend on, transitively (`deps`), each once: what must be
+ * ordered to order `roots`.
+ */
+export function dependencyClosure(roots: readonly string[], deps: (app: string) => readonly string[]): string[] {
+  const seen = new Set<string>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const app = stack.pop()!;
+    if (seen.has(app)) continue;
+    seen.add(app);
+    stack.push(...deps(app));
+  }
+  return [...seen];
+}
+
+function computeProblems(desired: DependencyGraph): Map<string, string[]> {
   const problems = new Map<string, string[]>();
   const add = (app: string, message: string) => problems.set(app, [...(problems.get(app) ?? []), message]);
   const names = Object.keys(desired.apps).sort(byName);

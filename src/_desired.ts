@@ -109,6 +109,11 @@ export class DesiredSource {
     return Object.fromEntries([...(this.#read?.byName ?? [])].map(([name, { spec }]) => [name, spec]));
   }
 
+  /** Whether `app` is a valid app of the commit read last. */
+  has(app: string): boolean {
+    return this.#read?.byName.has(app) ?? false;
+  }
+
   /** The spec file a valid app of the commit read last came from (`apps/web/app.yaml`). */
   fileOf(app: string): string | undefined {
     return this.#read?.byName.get(app)?.file;

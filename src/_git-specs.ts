@@ -4,7 +4,7 @@
  * by its blob id, so the loader reads and validates only blobs it has not seen.
  */
 import { isAbsolute } from "node:path";
-import { treePath, type GitObjects } from "./_git-objects.ts";
+import { treePath, type GitObjects, type TreeEntry } from "./_git-objects.ts";
 import { treesOf } from "./_sparse-snapshot.ts";
 import { possibleSources } from "./fleet/overrides.ts";
 import type { GitSource } from "./git.ts";
@@ -35,36 +35,71 @@ export async function listSpecs(objects: GitObjects, root: string, appsDir: stri
   if (entry.type !== "tree") throw appsDirError(shown, "ENOTDIR");
   const at = (name: string) => (prefix ? `${prefix}/${name}` : name);
   const listing: SpecListing = { files: [], links: [] };
-  const dirs = (await objects.tree(entry.id))
-    .filter((e) => !e.name.startsWith("."))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const link of dirs.filter((e) => e.type === "link")) listing.links.push({ dir: link.name, file: at(link.name) });
-  const trees = dirs.filter((e) => e.type === "tree");
+  // One pass over what may be thousands of entries: git lists a tree by name already, except that
+  // it compares a directory as `name/`; sorted again only when that put one out of order.
+  const entries = await objects.tree(entry.id);
+  let dirs: TreeEntry[] = [];
+  let sorted = true;
+  for (const e of entries) {
+    if (e.name.startsWith(".")) continue;
+    if (sorted && dirs.length > 0 && dirs[dirs.length - 1]!.name > e.name) sorted = false;
+    dirs.push(e);
+  }
+  if (!sorted) dirs = dirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // An app directory with the tree id it had before gives the same ref: the loader remembers what
+  // a ref came to, so an unchanged app costs a lookup here and one there.
+  let known = refsByTree.get(objects);
+  if (!known || known.size > MAX_REMEMBERED_REFS) refsByTree.set(objects, (known = new Map()));
+  const trees: { dir: TreeEntry; key: string }[] = [];
+  const unseen: { dir: TreeEntry; key: string }[] = [];
+  for (const dir of dirs) {
+    if (dir.type === "link") listing.links.push({ dir: dir.name, file: at(dir.name) });
+    if (dir.type !== "tree") continue;
+    const tree = { dir, key: `${prefix}\0${dir.name}\0${dir.id}` };
+    trees.push(tree);
+    if (!known.has(tree.key)) unseen.push(tree);
+  }
   // Every tree request is in flight at once: git answers them in one stream.
-  const contents = await Promise.all(trees.map((dir) => objects.tree(dir.id)));
-  trees.forEach((dir, i) => {
-    const files = new Map(contents[i]!.filter((e) => e.type === "blob" || e.type === "link").map((e) => [e.name, e]));
-    const name = SPEC_FILE_NAMES.find((n) => files.has(n));
-    if (name === undefined) return;
-    const file = files.get(name)!;
-    const ref: SpecFileRef = {
-      dir: dir.name,
-      name,
-      file: at(`${dir.name}/${name}`),
-      link: file.type === "link",
-      id: file.id,
-      read: () => objects.blob(file.id),
-      secrets: SECRETS_FILE_NAMES.flatMap((n) => {
-        const entry = files.get(n);
-        if (!entry) return [];
-        return [
-          { name: n, file: at(`${dir.name}/${n}`), link: entry.type === "link", read: () => objects.blob(entry.id) },
-        ];
-      }),
-    };
-    listing.files.push(ref);
-  });
+  const contents = await Promise.all(unseen.map(({ dir }) => objects.tree(dir.id)));
+  unseen.forEach(({ dir, key }, i) => known.set(key, specRef(objects, dir, contents[i]!, at)));
+  for (const { key } of trees) {
+    const ref = known.get(key);
+    if (ref) listing.files.push(ref);
+  }
   return listing;
+}
+
+/** The spec file refs of app directories already listed, by object store, then apps directory, name and tree id (`null`: no spec file). */
+const refsByTree = new WeakMap<GitObjects, Map<string, SpecFileRef | null>>();
+/** Past this many, the remembered refs of an object store are forgotten and listed again. */
+const MAX_REMEMBERED_REFS = 20_000;
+
+/** The ref of the spec file in the app directory `dir` (whose entries are `entries`), or `null` when it has none. */
+function specRef(
+  objects: GitObjects,
+  dir: TreeEntry,
+  entries: readonly TreeEntry[],
+  at: (name: string) => string,
+): SpecFileRef | null {
+  const files = new Map(entries.filter((e) => e.type === "blob" || e.type === "link").map((e) => [e.name, e]));
+  const name = SPEC_FILE_NAMES.find((n) => files.has(n));
+  if (name === undefined) return null;
+  const file = files.get(name)!;
+  return {
+    dir: dir.name,
+    name,
+    file: at(`${dir.name}/${name}`),
+    link: file.type === "link",
+    id: file.id,
+    read: () => objects.blob(file.id),
+    secrets: SECRETS_FILE_NAMES.flatMap((n) => {
+      const entry = files.get(n);
+      if (!entry) return [];
+      return [
+        { name: n, file: at(`${dir.name}/${n}`), link: entry.type === "link", read: () => objects.blob(entry.id) },
+      ];
+    }),
+  };
 }
 
 /** What {@link readCommit} gives. */

@@ -4,8 +4,8 @@
  * sees a half-written one. What fills a snapshot (git) is the caller's; this module owns the
  * directory, its temp entries and their clean-up.
  */
-import { mkdirSync } from "node:fs";
-import { readdir, rename, rm } from "node:fs/promises";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { isAbandoned, sweepAbandoned, tempName } from "./_temp.ts";
 import { isDir } from "./_tree.ts";
@@ -39,15 +39,20 @@ export class Snapshots {
     const target = this.pathOf(commit);
     const tmp = join(this.dir, tempName(TEMP));
     const index = `${tmp}.index`;
+    // Synchronous calls where they are single and small (see _fs-sync.ts).
+    let placed = false;
     try {
-      mkdirSync(tmp); // synchronous: a promise-based mkdir costs a trip through the thread pool
+      mkdirSync(tmp);
       await fill(tmp, index);
-      await rename(tmp, target).catch(async (error: NodeJS.ErrnoException) => {
+      try {
+        renameSync(tmp, target);
+        placed = true;
+      } catch (error) {
         if (!(await isDir(target))) throw error;
-      });
+      }
     } finally {
-      await rm(tmp, { recursive: true, force: true });
-      await rm(index, { force: true });
+      if (!placed) await rm(tmp, { recursive: true, force: true });
+      rmSync(index, { force: true });
     }
   }
 

@@ -7,8 +7,8 @@
  * exactly as in a full checkout and the path rules (`sourceDir`) judge them the same way.
  */
 import { linkSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
-import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { dirname, join, posix } from "node:path";
+import { slicer } from "./_fs-sync.ts";
 import { treePath, type GitObjects, type TreeEntry } from "./_git-objects.ts";
 
 /**
@@ -53,13 +53,8 @@ export async function writeSparse(
 ): Promise<SnapshotManifest> {
   const manifest: SnapshotManifest = new Map();
   const done = new Set<string>();
-  // Synchronous file system calls: each is a few microseconds, where a promise-based one costs a
-  // trip through the thread pool (measured ten times slower on Bun). Yield now and then instead.
-  let calls = 0;
-  const sys = async <T>(call: () => T): Promise<T> => {
-    if (++calls % 256 === 0) await yieldToEventLoop();
-    return call();
-  };
+  // Synchronous file system calls, yielding now and then (see _fs-sync.ts).
+  const sys = slicer();
   const mkdir = (dir: string) => sys(() => mkdirSync(dir, { recursive: true }));
   const covered = (path: string) => [...done].some((d) => d === "" || path === d || path.startsWith(`${d}/`));
 

@@ -4,10 +4,24 @@
  */
 import { createHash } from "node:crypto";
 import type { Buffer } from "node:buffer";
-import { closeSync, constants, fstatSync, openSync, readFile as readFileFd } from "node:fs";
-import { link, lstat, mkdir, readdir, readFile, readlink, realpath, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFile as readFileFd,
+  readlinkSync,
+  realpathSync,
+  symlinkSync,
+} from "node:fs";
+import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, posix, relative, resolve, sep } from "node:path";
 import { messageOf, redactedError } from "./errors.ts";
+import { readJsonSync, slicer, statIfAny, type Slicer } from "./_fs-sync.ts";
 import { exec } from "./exec.ts";
 
 /** What content hashes and copies of a source tree leave out. */
@@ -41,14 +55,21 @@ export interface Entry {
  * out at any depth), parents before children. Other kinds (sockets, FIFOs, devices) are left out:
  * they are never copied or hashed.
  */
-export async function walk(dir: string, skip: ReadonlySet<string>, rel = "", out: Entry[] = []): Promise<Entry[]> {
-  for (const dirent of await readdir(join(dir, rel), { withFileTypes: true })) {
+export async function walk(
+  dir: string,
+  skip: ReadonlySet<string>,
+  rel = "",
+  out: Entry[] = [],
+  sys: Slicer = slicer(),
+): Promise<Entry[]> {
+  for (const dirent of await sys(() => readdirSync(join(dir, rel), { withFileTypes: true }))) {
     if (skip.has(dirent.name)) continue;
     const path = rel ? `${rel}/${dirent.name}` : dirent.name;
-    if (dirent.isSymbolicLink()) out.push({ rel: path, kind: "link", target: await readlink(join(dir, path)) });
+    if (dirent.isSymbolicLink())
+      out.push({ rel: path, kind: "link", target: await sys(() => readlinkSync(join(dir, path))) });
     else if (dirent.isDirectory()) {
       out.push({ rel: path, kind: "dir" });
-      await walk(dir, skip, path, out);
+      await walk(dir, skip, path, out, sys);
     } else if (dirent.isFile()) out.push({ rel: path, kind: "file" });
   }
   return out;
@@ -69,21 +90,26 @@ async function sourceEntries(dir: string): Promise<Entry[]> {
  * changes in place, such as a snapshot of a commit.
  */
 export async function copyTree(from: string, to: string, options: { link?: boolean } = {}): Promise<void> {
-  await mkdir(to, { recursive: true });
+  const sys = slicer();
+  await sys(() => mkdirSync(to, { recursive: true }));
   for (const entry of await sourceEntries(from)) {
     const [src, dst] = [join(from, entry.rel), join(to, entry.rel)];
-    if (entry.kind === "dir") await mkdir(dst);
-    else if (entry.kind === "link") await symlink(entry.target ?? "", dst);
-    else if (!(
-      options.link &&
-      (await link(src, dst).then(
-        () => true,
-        () => false,
-      ))
-    )) {
+    if (entry.kind === "dir") await sys(() => mkdirSync(dst));
+    else if (entry.kind === "link") await sys(() => symlinkSync(entry.target ?? "", dst));
+    else if (!(options.link && (await sys(() => linked(src, dst))))) {
       const { bytes, mode } = await readRegular(src);
       await writeFile(dst, bytes, { mode: mode & 0o777 });
     }
+  }
+}
+
+/** Hard-links `src` as `dst`; false where the file system refuses (another device, no links). */
+function linked(src: string, dst: string): boolean {
+  try {
+    linkSync(src, dst);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -153,7 +179,7 @@ export function inside(root: string, path: string): boolean {
 async function realish(path: string): Promise<string> {
   const absolute = resolve(path);
   try {
-    return await realpath(absolute);
+    return realpathSync(absolute);
   } catch {
     const parent = dirname(absolute);
     return parent === absolute ? absolute : join(await realish(parent), basename(absolute));
@@ -273,32 +299,20 @@ export async function unpack(archive: string, into: string, timeoutMs: number, s
 }
 
 /** True when something (even a dangling symlink) is at `path`. */
-export const exists = (path: string): Promise<boolean> =>
-  lstat(path).then(
-    () => true,
-    () => false,
-  );
-/** True when `path` is (or links to) a directory. */
-export const isDir = (path: string): Promise<boolean> =>
-  stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-/** True when `path` is (or links to) a regular file. */
-export const isFile = (path: string): Promise<boolean> =>
-  stat(path).then(
-    (s) => s.isFile(),
-    () => false,
-  );
-
-/** The JSON object in `file`, or `undefined` when it is missing, unreadable or not an object. */
-export async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
+export const exists = async (path: string): Promise<boolean> => {
   try {
-    const value: unknown = JSON.parse(await readFile(file, "utf8"));
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
+    lstatSync(path);
+    return true;
   } catch {
-    return undefined;
+    return false;
   }
+};
+/** True when `path` is (or links to) a directory. */
+export const isDir = async (path: string): Promise<boolean> => statIfAny(path)?.isDirectory() ?? false;
+/** True when `path` is (or links to) a regular file. */
+export const isFile = async (path: string): Promise<boolean> => statIfAny(path)?.isFile() ?? false;
+
+/** The JSON object in `file` (a small one), or `undefined` when it is missing, unreadable or not an object. */
+export async function readJson(file: string): Promise<Record<string, unknown> | undefined> {
+  return readJsonSync(file);
 }

@@ -24,6 +24,11 @@ export class Backoff {
   }
 
   /** Forgets the failures of `key` (it succeeded, or is gone). */
+  /** The keys that have failed since their last reset. */
+  keys(): string[] {
+    return [...this.#entries.keys()];
+  }
+
   reset(key: string): void {
     this.#entries.delete(key);
   }

@@ -5,7 +5,7 @@
  * half-updated; reads of the object store that re-clone a damaged store once.
  */
 import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { GitClone, type FetchResult, type GitCloneOptions } from "./_git-clone.ts";
 import { isAbort, missingCommit, reasonOf } from "./_git-errors.ts";
@@ -93,7 +93,7 @@ export class GitSource {
     return this.#clone.exclusive(async () => {
       if (await isDirectory(target)) return target;
       const write = async () => {
-        await mkdir(this.#snapshots.dir, { recursive: true });
+        mkdirSync(this.#snapshots.dir, { recursive: true });
         const { tree } = await this.#clone.objects.commit(commit);
         let manifest: SnapshotManifest | undefined;
         await this.#snapshots.create(name, async (into) => {

@@ -9,7 +9,12 @@ import { join, relative } from "node:path";
 import { validateText, type FileIssue, type FileResult } from "./_spec-validation.ts";
 import { GitopsError, messageOf } from "./errors.ts";
 import type { AppSpec } from "./spec.ts";
-import { secretsFilesOnDisk, secretsOfApp, type SecretsFileRef } from "./secrets/secrets-file.ts";
+import {
+  secretsFilesOnDisk,
+  secretsOfApp,
+  type AppSecretsResult,
+  type SecretsFileRef,
+} from "./secrets/secrets-file.ts";
 import { SPEC_FILE_NAMES, decodeSpec, formatOf, parseSpecText, type SpecFormat } from "./spec-file.ts";
 import { order, plan } from "./plan.ts";
 
@@ -53,6 +58,12 @@ export interface LoadOptions {
  */
 export class SpecCache {
   readonly #entries = new Map<string, FileResult>();
+  /**
+   * What a listing's file ref came to, by the ref object: a store whose files never change (a git
+   * commit's trees) hands out the same ref for an unchanged app directory, so an unchanged app
+   * costs one lookup. Refs listed from a directory on disk are new objects each time: never found.
+   */
+  readonly #byRef = new WeakMap<SpecFileRef, ListedFile>();
   readonly maxEntries: number;
 
   constructor(maxEntries = 10_000) {
@@ -67,6 +78,20 @@ export class SpecCache {
     if (this.#entries.size >= this.maxEntries) this.#entries.clear();
     this.#entries.set(key, result);
   }
+  /** @internal */
+  listed(ref: SpecFileRef): ListedFile | undefined {
+    return this.#byRef.get(ref);
+  }
+  /** @internal */
+  remember(ref: SpecFileRef, listed: ListedFile): void {
+    this.#byRef.set(ref, listed);
+  }
+}
+
+/** One spec file of a listing, validated, with its secrets file and references checked. */
+interface ListedFile {
+  outcome: FileResult;
+  secrets: AppSecretsResult<AppSpec> | undefined;
 }
 
 /**
@@ -143,7 +168,7 @@ export async function loadListing(listing: SpecListing, options: LoadOptions = {
   // promise-based fs on Deno and as fast on Bun, and yielding between batches keeps apps served
   // in-process from stalling.
   // A batch's reads from an object store are in flight together (git answers them in one stream).
-  const files: { ref: SpecFileRef; outcome: FileResult }[] = [];
+  const files: { ref: SpecFileRef; listed: ListedFile }[] = [];
   let yielded = performance.now();
   for (let i = 0; i < listing.files.length; i += 100) {
     // Unchanged files are cache hits and cost microseconds: yield only when a batch took a while.
@@ -152,22 +177,21 @@ export async function loadListing(listing: SpecListing, options: LoadOptions = {
       yielded = performance.now();
     }
     const batch = listing.files.slice(i, i + 100);
-    const outcomes = await Promise.all(
-      batch.map((ref): Promise<FileResult> | FileResult =>
-        ref.link ? { errors: [{ message: SYMLINK }], warnings: [] } : loadFile(ref, formatOf(ref.name), options),
-      ),
-    );
-    batch.forEach((ref, j) => files.push({ ref, outcome: outcomes[j]! }));
+    const known = batch.map((ref) => options.cache?.listed(ref));
+    // Only refs not seen before are awaited: an unchanged repository costs no promise per app.
+    const fresh = known.includes(undefined)
+      ? await Promise.all(batch.map((ref, j) => known[j] ?? listFile(ref, options)))
+      : (known as ListedFile[]);
+    batch.forEach((ref, j) => files.push({ ref, listed: fresh[j]! }));
   }
 
   const byName = new Map<string, LoadedApp[]>();
   const refs = new Map<string, SpecFileRef>();
-  for (const { ref, outcome } of files) {
+  for (const { ref, listed } of files) {
     const { dir, file } = ref;
-    result.errors.push(...outcome.errors.map((i) => ({ file, ...i })));
-    result.warnings.push(...outcome.warnings.map((i) => ({ file, ...i })));
-    // The app's secrets file and env references (src/secrets/): a broken one makes the app invalid.
-    const secrets = outcome.spec && (await secretsOfApp(ref.secrets ?? [], outcome.spec, { specFile: file }));
+    const { outcome, secrets } = listed;
+    for (const i of outcome.errors) result.errors.push({ file, ...i });
+    for (const i of outcome.warnings) result.warnings.push({ file, ...i });
     if (secrets) {
       result.errors.push(...secrets.errors);
       result.warnings.push(...secrets.warnings);
@@ -297,6 +321,18 @@ export function appsDirError(shown: string, reason: string, cause?: unknown): Gi
 async function locateName(ref: SpecFileRef): Promise<{ line?: number; column?: number }> {
   const text = decodeSpec(await ref.read());
   return (await (await parseSpecText(text, formatOf(ref.name))).locate(["name"])) ?? {};
+}
+
+/** Validates the spec file `ref` and checks the app's secrets file and references (remembered by `ref` in the cache). */
+async function listFile(ref: SpecFileRef, options: LoadOptions): Promise<ListedFile> {
+  const outcome: FileResult = ref.link
+    ? { errors: [{ message: SYMLINK }], warnings: [] }
+    : await loadFile(ref, formatOf(ref.name), options);
+  // The app's secrets file and env references (src/secrets/): a broken one makes the app invalid.
+  const secrets = outcome.spec && (await secretsOfApp(ref.secrets ?? [], outcome.spec, { specFile: ref.file }));
+  const listed = { outcome, secrets };
+  options.cache?.remember(ref, listed);
+  return listed;
 }
 
 async function loadFile(ref: SpecFileRef, format: SpecFormat, options: LoadOptions): Promise<FileResult> {

@@ -4,7 +4,7 @@
  * never mutated: the same inputs always give the same plan. The dependency graph it orders by
  * (missing dependencies, cycles, topological order) is `_dependency-order.ts`.
  */
-import { byName, graphProblems, rankOf, sortBy, topo } from "./_dependency-order.ts";
+import { byName, dependencyClosure, graphProblems, rankOf, sortBy, topo } from "./_dependency-order.ts";
 import type { AppSpec } from "./spec.ts";
 import type { AppHealth, AppStatus } from "./runtime.ts";
 
@@ -184,15 +184,16 @@ export function order(
   // A removed app must wait for every removed app that depends on it (dependents go first).
   const removeRank = rankOf(topo(removed, (app) => removed.filter((other) => runningDeps(other).includes(app))));
 
-  const nodes = [...new Set([...Object.keys(desired.apps), ...others.map((a) => a.app)])].filter(
-    (app) => !problems.has(app),
-  );
-  const nodeSet = new Set(nodes);
+  const acted = new Set(others.map((a) => a.app));
+  const isNode = (app: string) => !problems.has(app) && (Object.hasOwn(desired.apps, app) || acted.has(app));
   const deps = (app: string): string[] =>
     [
       ...(own(desired.apps, app)?.spec.depends_on ?? specOf(others.find((a) => a.app === app))?.depends_on ?? []),
-    ].filter((d) => nodeSet.has(d));
-  const startRank = rankOf(topo(nodes, deps));
+    ].filter(isNode);
+  // Only the apps with actions and what they depend on, transitively, are ordered: the order of
+  // those among themselves is the one the whole graph gives (topo picks the first ready name, and
+  // nothing outside the closure is a prerequisite of anything in it), at the cost of the change.
+  const startRank = rankOf(topo(dependencyClosure([...acted].filter(isNode), deps), deps));
 
   const errors = [...problems]
     .sort(([a], [b]) => byName(a, b))

@@ -222,7 +222,7 @@ export class Reconciler {
       // A commit not applied yet is new to the tick, also when a manual reload fetched it first.
       changed = (await this.#source.sync(signal, hint)) || this.#source.current?.commit !== this.#d.state.commit;
       // A new commit may fix what failed: retry every app now rather than after its backoff.
-      if (changed) for (const name of Object.keys(this.#source.specs())) this.#applier.retryNow(name);
+      if (changed) this.#applier.retryEvery((name) => this.#source.has(name));
       this.#runtimeState = await this.#d.runtime.getCurrentState();
       const read = this.#source.current;
       if (read && !signal.aborted) {

@@ -4,7 +4,8 @@
  * mid-write never leaves a torn file. A restarted agent reads it to bring apps back before (and
  * even without) network access.
  */
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdirSync, renameSync } from "node:fs";
+import { open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { splitSecrets } from "./secrets/secrets-file.ts";
 import { AppSpec } from "./spec.ts";
@@ -164,7 +165,8 @@ export async function writeState(file: string, state: DurableState): Promise<Omi
   const top = Object.entries(head).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
   if (Object.keys(omitted).length > 0) top.push(`  "omitted": ${JSON.stringify(omitted)}`);
   top.push(lines.length > 0 ? `  "apps": {\n${lines.join(",\n")}\n  }` : `  "apps": {}`);
-  await mkdir(dirname(file), { recursive: true });
+  // Synchronous where the call is single and small (see _fs-sync.ts); the write and its flush are not.
+  mkdirSync(dirname(file), { recursive: true });
   const temp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const handle = await open(temp, "w", 0o600);
   try {
@@ -174,7 +176,7 @@ export async function writeState(file: string, state: DurableState): Promise<Omi
     await handle.close();
   }
   try {
-    await rename(temp, file);
+    renameSync(temp, file);
   } catch (error) {
     await rm(temp, { force: true });
     throw error;

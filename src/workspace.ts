@@ -7,6 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmdirSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -130,8 +131,9 @@ export class Workspaces {
       if (spec.source.type === "path") await this.#pathSource(spec, context.repoDir).catch(notFoundOk);
       let revision = checkRevision(context.revision ?? (await this.resolveRevision(spec, context)));
       const appDir = join(this.#root, app);
-      await mkdir(appDir, { recursive: true });
-      for (const name of await readdir(appDir)) {
+      // Synchronous calls where they are single and small (see _fs-sync.ts).
+      mkdirSync(appDir, { recursive: true });
+      for (const name of readdirSync(appDir)) {
         if (name.startsWith(".tmp-")) await rm(join(appDir, name), { recursive: true, force: true });
       }
       const key = sourceKey(spec.source);
@@ -146,7 +148,7 @@ export class Workspaces {
       if (existing) return existing;
 
       const started = performance.now();
-      const tmp = await mkdtemp(join(appDir, ".tmp-"));
+      const tmp = mkdtempSync(join(appDir, ".tmp-"));
       try {
         const root = await named(describe(spec), this.#materialise(spec, revision, tmp, context));
         await named(describe(spec), checkLinks(root));
@@ -168,13 +170,10 @@ export class Workspaces {
         const deps = await this.#dependencies(spec, appDir, root, revision, context);
         // A package without a usable entry never becomes a workspace.
         const entry = relative(root, await entryOf(root, spec));
-        await writeFile(
-          join(root, WORKSPACE_MARKER),
-          JSON.stringify({ format: 1, source: key, deps } satisfies Marker),
-        );
+        writeFileSync(join(root, WORKSPACE_MARKER), JSON.stringify({ format: 1, source: key, deps } satisfies Marker));
         const dir = join(appDir, revision);
-        if (await exists(dir)) await rename(dir, join(tmp, "replaced"));
-        await rename(root, dir);
+        if (await exists(dir)) renameSync(dir, join(tmp, "replaced"));
+        renameSync(root, dir);
         this.#logger.debug(`prepared ${app} ${revision} in ${Math.round(performance.now() - started)} ms`, {
           app,
           revision,
@@ -182,7 +181,8 @@ export class Workspaces {
         });
         return { app, revision, dir, entry: join(dir, entry), reused: false };
       } finally {
-        await rm(tmp, { recursive: true, force: true });
+        // Empty once the workspace moved out of it; else (a failure, a replaced workspace) removed whole.
+        if (!removedEmpty(tmp)) await rm(tmp, { recursive: true, force: true });
       }
     });
   }
@@ -374,6 +374,16 @@ function checkRevision(revision: string): string {
 function sourceKey(source: Source): string {
   if (source.type === "npm") return `npm:${source.package ?? ""}`;
   return source.type === "git" ? `git:${source.subdir ?? ""}` : source.type;
+}
+
+/** Removes `dir` when it is an empty directory; false when it is not (or is gone). */
+function removedEmpty(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Rethrows anything but `E_NOT_FOUND`. */

@@ -609,6 +609,62 @@ describe("order", () => {
   });
 });
 
+describe("order at the cost of the change", () => {
+  /** A seeded generator (mulberry32): the same graphs on every run and runtime. */
+  function random(seed: number): () => number {
+    return () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  test("the actions of a few apps among many are ordered exactly as the whole graph orders them", () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const next = random(seed);
+      const names = Array.from({ length: 30 }, (_, i) => `app${String(i).padStart(2, "0")}`);
+      // A DAG: an app depends only on apps later in a shuffled sequence.
+      const sequence = [...names].sort(() => next() - 0.5);
+      const deps = new Map(
+        sequence.map((name, i) => [name, sequence.slice(i + 1).filter(() => next() < 0.08)] as const),
+      );
+      const desired = desiredOf(names.map((name) => want(spec(name, { depends_on: deps.get(name)! }))));
+      const everything = order(plan(desired, {}), desired, {});
+      const changed = new Set(names.filter(() => next() < 0.2));
+      const current = currentOf(
+        names.filter((name) => !changed.has(name)).map((name) => running(desired.apps[name]!.spec)),
+      );
+      const actions = plan(desired, current);
+      assert.deepEqual(
+        actions.map((a) => a.app).sort(),
+        [...changed].sort(),
+        `seed ${seed}: only the changed apps act`,
+      );
+      const ordered = order(actions, desired, current);
+      assert.deepEqual(
+        ordered.actions.map((a) => a.app),
+        everything.actions.map((a) => a.app).filter((app) => changed.has(app)),
+        `seed ${seed}`,
+      );
+      assert.deepEqual(ordered.errors, []);
+    }
+  });
+
+  test("a graph that changes between calls is judged afresh: a cycle appears and goes", () => {
+    const acyclic = desiredOf([want(spec("a", { depends_on: ["b"] })), want(spec("b"))]);
+    const cyclic = desiredOf([want(spec("a", { depends_on: ["b"] })), want(spec("b", { depends_on: ["a"] }))]);
+    const missing = desiredOf([want(spec("a", { depends_on: ["b"] }))]);
+    const errorsOf = (desired: DesiredState) => order(plan(desired, {}), desired, {}).errors.map((e) => e.message);
+    assert.deepEqual(errorsOf(acyclic), []);
+    assert.deepEqual(errorsOf(cyclic), ["dependency cycle: a -> b -> a", "dependency cycle: a -> b -> a"]);
+    assert.deepEqual(errorsOf(cyclic), ["dependency cycle: a -> b -> a", "dependency cycle: a -> b -> a"]);
+    assert.deepEqual(errorsOf(missing), ['depends on "b", which is not in the repository']);
+    assert.deepEqual(errorsOf(desiredOf([want(spec("a", { depends_on: ["b"] }))], ["b"])), []);
+    assert.deepEqual(errorsOf(acyclic), []);
+  });
+});
+
 describe("waitingOn and pendingReason", () => {
   const db = spec("db", { health: { type: "tcp", port: 5432 } });
   const cases: { name: string; current: CurrentState; waiting: string[]; reason: string }[] = [

@@ -5,7 +5,8 @@
  * and swaps the instance when some do.
  */
 import { createHash } from "node:crypto";
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { statIfAny } from "../_fs-sync.ts";
 import { extname, join } from "node:path";
 import { walk } from "../_tree.ts";
 import { GitopsError, messageOf, retryClassOf } from "../errors.ts";
@@ -62,7 +63,7 @@ async function moduleFiles(root: string): Promise<Map<string, { dev: number; ino
   for (const { rel, kind } of await walk(root, SKIP)) {
     if (kind === "dir" || !MODULE_EXTENSIONS.has(extname(rel))) continue;
     // Workspaces only keep links that stay inside; a linked directory is not followed.
-    const info = await stat(join(root, rel)).catch(() => undefined);
+    const info = statIfAny(join(root, rel)); // synchronous: see _fs-sync.ts
     if (info?.isFile()) out.set(rel, { dev: info.dev, ino: info.ino, size: info.size });
   }
   return out;

@@ -12,7 +12,11 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { Decrypter, Encrypter, armor, identityToRecipient } from "age-encryption";
+/**
+ * The age implementation, loaded on first use: an agent whose repository holds no secrets file
+ * never loads it (about 10 MB of memory on Bun).
+ */
+const age = () => import("age-encryption");
 
 /** One identity and the recipient (public key) it decrypts for. */
 export interface AgeIdentity {
@@ -45,7 +49,7 @@ export async function parseIdentities(text: string, source: string): Promise<Age
       );
     let recipient: string;
     try {
-      recipient = await identityToRecipient(line);
+      recipient = await (await age()).identityToRecipient(line);
     } catch {
       throw new AgeKeyError(`${where}: not a valid age identity (bad checksum or length)`);
     }
@@ -113,6 +117,7 @@ export async function unwrapDataKey(
   );
   const problems: string[] = [];
   if (identities.length > 0) {
+    const { Decrypter, armor } = await age();
     const decrypter = new Decrypter();
     for (const id of identities) decrypter.addIdentity(id.identity);
     for (const stanza of ordered) {
@@ -136,6 +141,7 @@ export async function unwrapDataKey(
  * armored (`-----BEGIN AGE ENCRYPTED FILE-----`, with a final newline).
  */
 export async function wrapDataKey(dataKey: Uint8Array, recipient: string): Promise<string> {
+  const { Encrypter, armor } = await age();
   const encrypter = new Encrypter();
   encrypter.addRecipient(recipient);
   return armor.encode(await encrypter.encrypt(dataKey));
@@ -144,7 +150,7 @@ export async function wrapDataKey(dataKey: Uint8Array, recipient: string): Promi
 /** Whether `recipient` is an age public key this package can encrypt to (`age1…`), checked by trying. */
 export async function checkRecipient(recipient: string): Promise<void> {
   try {
-    new Encrypter().addRecipient(recipient);
+    new (await age()).Encrypter().addRecipient(recipient);
     await wrapDataKey(new Uint8Array(32), recipient);
   } catch {
     throw new AgeKeyError(

@@ -40,6 +40,12 @@ export function refsOf(env: Readonly<Record<string, unknown>>): Record<string, E
   return Object.fromEntries(Object.entries(env).filter(([, v]) => looksLikeRef(v))) as Record<string, EnvRef>;
 }
 
+/** Whether `env` holds a host reference (no allocation: asked for every app on every tick). */
+export function hasRefs(env: Readonly<Record<string, unknown>>): boolean {
+  for (const key in env) if (Object.hasOwn(env, key) && looksLikeRef(env[key])) return true;
+  return false;
+}
+
 /**
  * What is wrong with the references of an env, as `{ path, message }` (path `env.KEY`): extra keys,
  * a non-string or relative `from_file`, a `from_env` that is not a variable name or that names the
