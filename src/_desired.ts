@@ -109,6 +109,11 @@ export class DesiredSource {
     return Object.fromEntries([...(this.#read?.byName ?? [])].map(([name, { spec }]) => [name, spec]));
   }
 
+  /** The valid apps of the commit read last, by name. */
+  names(): Iterable<string> {
+    return this.#read?.byName.keys() ?? [];
+  }
+
   /** Whether `app` is a valid app of the commit read last. */
   has(app: string): boolean {
     return this.#read?.byName.has(app) ?? false;

@@ -80,17 +80,22 @@ export class ReconcilerViews {
 
   /** Each app's status and health, exactly as {@link apps} shows them. */
   #statuses(): Pick<AppState, "status" | "health">[] {
-    const { state, applier } = this.#c;
+    const { state, applier, source, fleet } = this.#c;
     const runtimeState = this.#c.runtimeState();
-    const names = new Set([
-      ...Object.keys(this.desiredSpecs()),
-      ...Object.keys(state.apps),
-      ...Object.keys(runtimeState),
-    ]);
-    return [...names].map((name) => {
+    // Asked at the end of every tick: the names are visited where they are, not copied into objects first.
+    const out: Pick<AppState, "status" | "health">[] = [];
+    const seen = new Set<string>();
+    const visit = (name: string) => {
+      if (seen.has(name)) return;
+      seen.add(name);
       const runtime = runtimeState[name];
-      return { status: shownStatus(runtime, applier.infoOf(name).status), health: runtime?.health ?? "unknown" };
-    });
+      out.push({ status: shownStatus(runtime, applier.info.get(name)?.status), health: runtime?.health ?? "unknown" });
+    };
+    if (fleet) for (const { spec } of this.load()?.apps ?? []) visit(spec.name);
+    else for (const name of source.names()) visit(name);
+    for (const name of Object.keys(state.apps)) visit(name);
+    for (const name of Object.keys(runtimeState)) visit(name);
+    return out;
   }
 
   /** Every problem status shows: the repository's, spec errors, plan errors and app failures. */

@@ -5,7 +5,8 @@
  *  - a tick applying one changed spec among 1000;
  *  - a tick applying 100 changed specs among 1000;
  *  - a first tick on a fresh local path (clone, read 1000 specs, 1000 deploys);
- *  - the agent's RSS after these (in this process, after a full GC).
+ *  - the agent's RSS after the changed ticks (in this process, after a full GC, before the first-tick
+ *    runs start other agents), next to the RSS of the same process before the agent existed.
  * Medians of RUNS runs; each changed tick is interleaved with a baseline fetch of its own commit.
  *
  *   bun scripts/bench/scale.ts [runs]
@@ -51,6 +52,16 @@ async function pushChange(count: number): Promise<{ head: string; fetchMs: numbe
 const gc = () =>
   (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true) ?? (globalThis as { gc?: () => void }).gc?.();
 
+const gcNow = async () => {
+  gc();
+  await new Promise((r) => setTimeout(r, 50));
+  gc();
+};
+const rssMb = () => process.memoryUsage().rss / 1024 / 1024;
+// What the process holds before any agent: the runtime, the modules, the repository fixture.
+await gcNow();
+const rssBefore = rssMb();
+
 const agent = createAgent({
   repoUrl: bare,
   localPath: `${work}-agent`,
@@ -81,12 +92,12 @@ try {
   const one = await measure(1);
   const oneHinted = await measure(1, true);
   const hundred = await measure(100);
+  // Measured before the first-tick runs below, which start (and stop) five more agents in this process.
+  await gcNow();
+  const rss = rssMb();
+  const heap = process.memoryUsage().heapUsed / 1024 / 1024;
 
   const firstTicks = await timeFirstTicks(bare, APPS, Math.min(RUNS, 5));
-  gc();
-  await new Promise((r) => setTimeout(r, 50));
-  gc();
-  const rss = process.memoryUsage().rss / 1024 / 1024;
 
   const floor = median(fetches);
   const row = (what: string, value: number, target: number) => [
@@ -110,7 +121,10 @@ try {
       ],
     ) + "\n",
   );
-  process.stdout.write(`\nagent RSS after these, after a full GC: ${rss.toFixed(0)} MB (target ≤ 80 MB)\n`);
+  process.stdout.write(
+    `\nagent RSS after the changed ticks, after a full GC: ${rss.toFixed(0)} MB (target ≤ 80 MB, ${rss <= 80 ? "met" : "not met"}); ` +
+      `the same process before createAgent: ${rssBefore.toFixed(0)} MB; JS heap in use: ${heap.toFixed(1)} MB\n`,
+  );
 } finally {
   await agent.stop();
   for (const dir of [work, bare, fetchClone, `${work}-agent`]) await rm(dir, { recursive: true, force: true });
