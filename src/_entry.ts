@@ -3,7 +3,7 @@
  * (the `.` export, under the conditions of the runtime the agent runs on), `module` or `main`, else
  * `index.js|ts|mjs`; always a file inside the package.
  */
-import { realpath } from "node:fs/promises";
+import { realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runtimeName } from "./_platform.ts";
 import { inside, isFile, readJson } from "./_tree.ts";
@@ -37,7 +37,7 @@ export async function entryOf(root: string, spec: AppSpec): Promise<string> {
   // Like Node's `main`: the file, then with `.js`, then the directory's index.js.
   for (const candidate of [base, `${base}.js`, join(base, "index.js")]) {
     if (!(await isFile(candidate))) continue;
-    if (!inside(await realpath(root), await realpath(candidate))) throw outside();
+    if (!inside(realpathSync(root), realpathSync(candidate))) throw outside(); // synchronous: see _fs-sync.ts
     return candidate;
   }
   throw fail(`the entry ${chosen} of ${spec.name} does not exist in its package`, "E_NOT_FOUND");

@@ -9,7 +9,7 @@
  * Reading or writing file contents stays asynchronous, except for small JSON files (a
  * `package.json`, a workspace marker): their cost grows with the file.
  */
-import { readFileSync, statSync, type Stats } from "node:fs";
+import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 
 /** How many synchronous calls run back to back before the event loop gets a turn. */
@@ -31,6 +31,15 @@ export function slicer(): Slicer {
 export function statIfAny(path: string): Stats | undefined {
   try {
     return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `realpathSync(path)`, or `undefined` when it does not resolve. */
+export function realIfAny(path: string): string | undefined {
+  try {
+    return realpathSync(path);
   } catch {
     return undefined;
   }

@@ -54,6 +54,8 @@ interface Pending {
 
 /** Trees kept parsed; an agent of 1000 apps needs about 1000 + the depth of its path sources. */
 const TREE_CACHE = 4096;
+/** How many parsed commits a reader remembers. */
+const COMMIT_CACHE = 16;
 
 /**
  * The object store of one repository (`gitDir`), read through one `git cat-file --batch`
@@ -66,6 +68,7 @@ export class GitObjects {
   readonly #cwd: string;
   readonly #timeoutMs: number;
   readonly #trees = new Map<string, TreeEntry[]>();
+  readonly #commits = new Map<string, CommitInfo>();
   #proc: SpawnedProcess | undefined;
   #starting: Promise<SpawnedProcess> | undefined;
   #pending: Pending[] = [];
@@ -99,8 +102,17 @@ export class GitObjects {
     return entries;
   }
 
-  /** The tree, parents and committer time of commit `id`. */
+  /** The tree, parents and committer time of commit `id` (the last few remembered: a tick reads its commit twice). */
   async commit(id: string): Promise<CommitInfo> {
+    const known = this.#commits.get(id);
+    if (known) return known;
+    const info = await this.#readCommit(id);
+    if (this.#commits.size >= COMMIT_CACHE) this.#commits.delete(this.#commits.keys().next().value!);
+    this.#commits.set(id, info);
+    return info;
+  }
+
+  async #readCommit(id: string): Promise<CommitInfo> {
     const text = (await this.#get(id, "commit")).toString("utf8");
     const head = text.slice(0, text.indexOf("\n\n") >>> 0);
     const tree = /^tree ([0-9a-f]+)$/m.exec(head)?.[1];

@@ -5,7 +5,8 @@
  * its source (a child's pipe) instead of buffering without bound.
  */
 import { Buffer } from "node:buffer";
-import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { messageOf } from "./errors.ts";
 
@@ -132,7 +133,7 @@ export class RotatingLog {
   }
 
   async #open(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
+    mkdirSync(dirname(this.path), { recursive: true }); // synchronous: see _fs-sync.ts
     this.#handle = await open(this.path, "a");
     this.#size = (await this.#handle.stat()).size;
   }

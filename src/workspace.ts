@@ -232,7 +232,7 @@ export class Workspaces {
   /** `<localPath>/data/<app>`, created on demand; survives upgrades and workspace removal. */
   async dataDir(app: string): Promise<string> {
     const dir = join(this.#data, checkApp(app));
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true }); // synchronous: see _fs-sync.ts
     return dir;
   }
 

@@ -5,7 +5,8 @@
  * and stops the whole process group.
  */
 import { connect } from "node:net";
-import { mkdir, rename, rm, symlink } from "node:fs/promises";
+import { mkdirSync, renameSync, symlinkSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { probeAddress } from "../_address.ts";
 import { groupMembers, hasProc, listensOn, residentBytes } from "../_proc.ts";
@@ -342,9 +343,10 @@ export class ProcessInstance implements Instance {
     const link = join(this.#driver.localPath, "run", this.#app, "current");
     const tmp = `${link}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
     try {
-      await mkdir(dirname(link), { recursive: true });
-      await symlink(dir, tmp);
-      await rename(tmp, link);
+      // Synchronous: single small calls (see _fs-sync.ts).
+      mkdirSync(dirname(link), { recursive: true });
+      symlinkSync(dir, tmp);
+      renameSync(tmp, link);
     } catch (error) {
       await rm(tmp, { force: true });
       this.#o.logger.debug(`cannot point ${link} at ${dir}: ${messageOf(error)}`, { app: this.#app });

@@ -6,7 +6,8 @@
  * `process:spawn` telemetry, and why it exited ("out of memory (limit 64 MB)", "killed by SIGSEGV", …).
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { connectHost, envPort } from "../_address.ts";
@@ -168,7 +169,7 @@ export async function startRun(o: RunOptions): Promise<Run> {
   const { spec, prepared } = o;
   const app = spec.name;
   const cmd = commandOf(spec, prepared);
-  await mkdir(join(o.runDir, "pids"), { recursive: true });
+  mkdirSync(join(o.runDir, "pids"), { recursive: true }); // synchronous: see _fs-sync.ts
   const runId = randomUUID();
   const child = await spawnProcess(cmd.command, cmd.args, { cwd: prepared.dir, env: childEnv(o, runId, cmd.env) });
   const pid = child.pid;

@@ -6,7 +6,7 @@
  * asynchronously and reports it to the app whose files the stack mentions, so an app's bug never
  * takes the agent down.
  */
-import { realpath } from "node:fs/promises";
+import { realIfAny } from "../_fs-sync.ts";
 import { join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { checkAppModule, type AppContext, type AppModule, type EnvChange } from "../app-context.ts";
@@ -338,9 +338,10 @@ export class EmbeddedDriver implements Driver {
   };
 
   async #watch(app: string, dir: string, onCrash: (error: unknown) => void): Promise<Owner> {
-    const real = await realpath(dir).catch(() => dir);
+    // Synchronous: single small calls (see _fs-sync.ts).
+    const real = realIfAny(dir) ?? dir;
     // Dependencies linked from the revision that installed them run from that revision's node_modules.
-    const packages = await realpath(join(dir, "node_modules")).catch(() => undefined);
+    const packages = realIfAny(join(dir, "node_modules"));
     const prefixes = [...new Set([dir, real, ...(packages ? [packages] : [])])].flatMap((d) => [
       d + sep,
       pathToFileURL(d).href + "/",
