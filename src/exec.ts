@@ -1,5 +1,6 @@
 /**
- * The one subprocess runner of bc-gitops (the only module that imports tinyexec). Commands are
+ * The one subprocess runner of bc-gitops (the only module that imports tinyexec; on Bun, short-lived
+ * children go through Bun's own spawn, see `nativeRun` in _platform.ts). Commands are
  * always an argument vector, never a shell string; every call has a timeout, honours an
  * AbortSignal, and reports failures as {@link GitopsError}s whose text is redacted.
  * {@link spawnProcess} starts the long-running children that process isolation supervises.
@@ -13,6 +14,7 @@ import type { Output, Result } from "tinyexec";
 import { GitopsError } from "./errors.ts";
 import type { ErrorCode, RetryClass } from "./errors.ts";
 import { redact } from "./redact.ts";
+import { nativeRun } from "./_platform.ts";
 import { groupMembers, hasProc } from "./_proc.ts";
 import type { Readable, Writable } from "node:stream";
 
@@ -86,25 +88,12 @@ export async function exec(command: string, args: readonly string[], options: Ex
   if (options.signal?.aborted) throw fail(`${label} was aborted before it started`, "E_ABORTED", {});
 
   const started = performance.now();
-  let proc: Result;
+  let proc: Child;
   try {
-    proc = x(command, args, {
-      nodePath: false, // never let a node_modules/.bin shadow a system tool such as git
-      throwOnError: false,
-      ...(options.input === undefined ? {} : { stdin: options.input }),
-      nodeOptions: {
-        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-        // tinyexec spreads process.env first, so undefined values here unset inherited variables.
-        ...(options.env === undefined ? {} : { env: options.env as NodeJS.ProcessEnv }),
-        detached: !isWindows,
-        stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      },
-    });
+    proc = startChild(command, args, options);
   } catch (error) {
     throw await spawnError(command, options.cwd, error, fail);
   }
-  // A child that exits without reading its input makes the write fail; that is not our error.
-  proc.process?.stdin?.on("error", () => {});
   const pid = proc.pid;
   if (pid !== undefined && !isWindows) trackGroup(pid);
 
@@ -120,11 +109,11 @@ export async function exec(command: string, args: readonly string[], options: Ex
   const onAbort = () => kill("abort");
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  let output: Output | undefined;
+  let output: ChildOutput | undefined;
   let spawnFailure: unknown;
   try {
-    output = await new Promise<Output>((resolve, reject) => {
-      proc.then(resolve, reject);
+    output = await new Promise<ChildOutput>((resolve, reject) => {
+      proc.output.then(resolve, reject);
       // Pipes inherited by a process that escaped the group could keep `close` from ever firing.
       giveUp = () => {
         setTimer(
@@ -159,7 +148,7 @@ export async function exec(command: string, args: readonly string[], options: Ex
 
   const exitCode = output.exitCode;
   if (exitCode === undefined) {
-    const signal = proc.signalCode ?? "a signal";
+    const signal = output.signal ?? "a signal";
     throw fail(`${label} was killed by ${signal}${tail ? `: ${tail}` : ""}`, "E_EXEC", {
       stderr: redact(tail),
       signal,
@@ -173,6 +162,57 @@ export async function exec(command: string, args: readonly string[], options: Ex
     });
   }
   return { stdout, stderr, exitCode, durationMs };
+}
+
+/** What a finished child of {@link exec} produced (`exitCode` `undefined`: a signal ended it). */
+interface ChildOutput {
+  stdout: string;
+  stderr: string;
+  exitCode: number | undefined;
+  signal: string | undefined;
+}
+
+/** A child of {@link exec}, however it was started. */
+interface Child {
+  pid: number | undefined;
+  output: Promise<ChildOutput>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/**
+ * Starts `command`: on its own process group (POSIX), stdin from `input` or nothing, `env` merged
+ * over `process.env` (an `undefined` value removes a variable). Bun's own spawn where there is
+ * one (see `nativeRun`), else tinyexec over `node:child_process`. Throws when it cannot spawn.
+ */
+function startChild(command: string, args: readonly string[], options: ExecOptions): Child {
+  if (nativeRun) {
+    const env: Record<string, string> = {};
+    for (const [name, value] of Object.entries({ ...process.env, ...options.env }))
+      if (value !== undefined) env[name] = value;
+    const run = nativeRun(command, args, { cwd: options.cwd, env, input: options.input, detached: !isWindows });
+    return { pid: run.pid, output: run.output, kill: (signal) => run.kill(signal) };
+  }
+  const proc: Result = x(command, args, {
+    nodePath: false, // never let a node_modules/.bin shadow a system tool such as git
+    throwOnError: false,
+    ...(options.input === undefined ? {} : { stdin: options.input }),
+    nodeOptions: {
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      // tinyexec spreads process.env first, so undefined values here unset inherited variables.
+      ...(options.env === undefined ? {} : { env: options.env as NodeJS.ProcessEnv }),
+      detached: !isWindows,
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    },
+  });
+  // A child that exits without reading its input makes the write fail; that is not our error.
+  proc.process?.stdin?.on("error", () => {});
+  const output = Promise.resolve(proc).then((out: Output) => ({
+    stdout: out.stdout,
+    stderr: out.stderr,
+    exitCode: out.exitCode,
+    signal: out.exitCode === undefined ? (proc.signalCode ?? undefined) : undefined,
+  }));
+  return { pid: proc.pid, output, kill: (signal) => proc.kill(signal) };
 }
 
 /** `git fetch`: the command's base name and its first argument, enough to say what failed. */
@@ -219,7 +259,7 @@ async function isDirectory(path: string): Promise<boolean> {
 }
 
 /** SIGKILL the child's whole process group (POSIX), or the child alone where groups do not exist. */
-function killTree(proc: Result): void {
+function killTree(proc: Child): void {
   const pid = proc.pid;
   if (pid !== undefined && !isWindows) {
     try {

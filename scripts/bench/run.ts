@@ -5,7 +5,7 @@
 import { fileURLToPath } from "node:url";
 import { exec } from "../../src/exec.ts";
 
-const ALL = ["specs", "tick", "scale", "runtime", "binary", "process", "hot-reload", "fleet"];
+const ALL = ["specs", "tick", "scale", "spawn", "runtime", "binary", "process", "hot-reload", "fleet"];
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : ALL;
 for (const name of chosen) {
   const script = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
