@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, readdir } from "node:fs/promises";
+import { appendFile, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { silentLogger } from "../src/logger.ts";
 import { StateJournal, journalPath } from "../src/state-journal.ts";
@@ -49,4 +49,37 @@ test("a clear requested while records are being written happens after them and l
   const cleared = journal.clear();
   await Promise.all([...writes, cleared]);
   assert.deepEqual(await readdir(dir), []);
+});
+
+test("records made while a write is in flight go out together: 200 concurrent records take a few writes", async (t) => {
+  const dir = await tempDir(t);
+  let writes = 0;
+  const journal = new StateJournal(journalPath(dir), {
+    append: (file, text) => {
+      writes++;
+      return appendFile(file, text);
+    },
+  });
+  const names = Array.from({ length: 200 }, (_, i) => `app_${i}`);
+  await Promise.all(names.map((name, i) => journal.record(name, entry(name, i))));
+  const lines = (await readFile(journalPath(dir), "utf8")).split("\n").filter(Boolean);
+  assert.deepEqual(
+    lines.map((line) => (JSON.parse(line) as { app: string }).app),
+    names,
+  );
+  assert.ok(writes >= 1 && writes <= 2, `${writes} writes for 200 records made at once`);
+});
+
+test("a record made after a clear was requested is written after the clear, and kept", async (t) => {
+  const dir = await tempDir(t);
+  const journal = new StateJournal(journalPath(dir));
+  const before = journal.record("app_a", entry("app_a", 1));
+  const cleared = journal.clear();
+  const after = journal.record("app_b", entry("app_b", 2));
+  await Promise.all([before, cleared, after]);
+  const lines = (await readFile(journalPath(dir), "utf8")).split("\n").filter(Boolean);
+  assert.deepEqual(
+    lines.map((line) => (JSON.parse(line) as { app: string }).app),
+    ["app_b"],
+  );
 });
