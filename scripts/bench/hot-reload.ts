@@ -368,7 +368,7 @@ const lines = [
   "Where the time goes: from the push, the tick's git fetch (`ls-remote`, `fetch`) takes most of the time; a webhook-driven",
   "tick skips the `ls-remote`. Between the fetch and the action (issue 13): reading the commit's trees through the running",
   "`cat-file --batch` (only changed blobs), the sparse snapshot of the path sources (unchanged directories moved over,",
-  "unchanged files hard-linked; a directory creation costs about 1 ms on this disk), and the plan. The runtime's part (last",
+  "unchanged files hard-linked, every small file system call synchronous: see src/_fs-sync.ts), and the plan. The runtime's part (last",
   "column) is the revision directory (hard links to the snapshot, named by the git tree id: no hashing), the module diff",
   "(same inode: unchanged, unread) and the import; a `worker`",
   "reload adds a Worker start (about 20 ms on Bun). The `worker` RSS growth is Bun's own: its JS heap stays flat (4.7 MB",
