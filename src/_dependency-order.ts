@@ -24,7 +24,8 @@ export function graphProblems(desired: DependencyGraph): Map<string, string[]> {
   if (last && sameGraph(last, desired)) return new Map(last.problems);
   const problems = computeProblems(desired);
   last = {
-    deps: new Map(Object.keys(desired.apps).map((app) => [app, dependsOn(desired, app)])),
+    // Copies: a list changed in place must not look like the one remembered.
+    deps: new Map(Object.keys(desired.apps).map((app) => [app, [...dependsOn(desired, app)]])),
     invalid: new Set(desired.invalid),
     problems: new Map(problems),
   };

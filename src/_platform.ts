@@ -97,29 +97,30 @@ export const nativeRun:
       args: readonly string[],
       options: { cwd?: string | undefined; env: Record<string, string>; input?: string | undefined; detached: boolean },
     ) => NativeRun)
-  | undefined = bun?.spawn
-  ? (command, args, options) => {
-      const child = bun.spawn({
-        cmd: [command, ...args],
-        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-        env: options.env,
-        stdin: options.input === undefined ? "ignore" : new TextEncoder().encode(options.input),
-        stdout: "pipe",
-        stderr: "pipe",
-        detached: options.detached,
-      });
-      const output = (async (): Promise<NativeRunOutput> => {
-        const [stdout, stderr] = await Promise.all([
-          new Response(child.stdout).text(),
-          new Response(child.stderr).text(),
-        ]);
-        const code = await child.exited;
-        const signal = child.signalCode ?? undefined;
-        return { stdout, stderr, exitCode: signal === undefined ? code : undefined, signal };
-      })();
-      return { pid: child.pid, output, kill: (signal) => child.kill(signal) };
-    }
-  : undefined;
+  | undefined =
+  // Not on Windows, where tinyexec resolves `.cmd` shims.
+  bun?.spawn && process.platform !== "win32"
+    ? (command, args, options) => {
+        const child = bun.spawn({
+          cmd: [command, ...args],
+          ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+          env: options.env,
+          stdin: options.input === undefined ? "ignore" : new TextEncoder().encode(options.input),
+          stdout: "pipe",
+          stderr: "pipe",
+          detached: options.detached,
+        });
+        const output = (async (): Promise<NativeRunOutput> => {
+          // A pipe that fails mid-read loses what it had not delivered, not the run (as with tinyexec).
+          const text = (stream: ReadableStream<Uint8Array>) => new Response(stream).text().catch(() => "");
+          const [stdout, stderr] = await Promise.all([text(child.stdout), text(child.stderr)]);
+          const code = await child.exited;
+          const signal = child.signalCode ?? undefined;
+          return { stdout, stderr, exitCode: signal === undefined ? code : undefined, signal };
+        })();
+        return { pid: child.pid, output, kill: (signal) => child.kill(signal) };
+      }
+    : undefined;
 
 /** How to install a package's dependencies: run `command args…` in the package directory with `env` added. */
 export interface DependencyInstaller {

@@ -23,12 +23,12 @@ export class Backoff {
     return retryAt;
   }
 
-  /** Forgets the failures of `key` (it succeeded, or is gone). */
   /** The keys that have failed since their last reset. */
   keys(): string[] {
     return [...this.#entries.keys()];
   }
 
+  /** Forgets the failures of `key` (it succeeded, or is gone). */
   reset(key: string): void {
     this.#entries.delete(key);
   }

@@ -325,17 +325,35 @@ async function locateName(ref: SpecFileRef): Promise<{ line?: number; column?: n
 
 /** Validates the spec file `ref` and checks the app's secrets file and references (remembered by `ref` in the cache). */
 async function listFile(ref: SpecFileRef, options: LoadOptions): Promise<ListedFile> {
-  const outcome: FileResult = ref.link
-    ? { errors: [{ message: SYMLINK }], warnings: [] }
+  const loaded = ref.link
+    ? { outcome: { errors: [{ message: SYMLINK }], warnings: [] }, readFailed: false }
     : await loadFile(ref, formatOf(ref.name), options);
+  const { outcome } = loaded;
   // The app's secrets file and env references (src/secrets/): a broken one makes the app invalid.
   const secrets = outcome.spec && (await secretsOfApp(ref.secrets ?? [], outcome.spec, { specFile: ref.file }));
   const listed = { outcome, secrets };
-  options.cache?.remember(ref, listed);
+  // A file that could not be read (a store that did not answer in time) is read again next time.
+  if (!loaded.readFailed) options.cache?.remember(ref, listed);
   return listed;
 }
 
-async function loadFile(ref: SpecFileRef, format: SpecFormat, options: LoadOptions): Promise<FileResult> {
+async function loadFile(
+  ref: SpecFileRef,
+  format: SpecFormat,
+  options: LoadOptions,
+): Promise<{ outcome: FileResult; readFailed: boolean }> {
+  try {
+    return { outcome: await loadFileOnce(ref, format, options), readFailed: false };
+  } catch (error) {
+    if (!(error instanceof ReadFailure)) throw error;
+    return { outcome: { errors: [{ message: error.message }], warnings: [] }, readFailed: true };
+  }
+}
+
+/** A spec file's bytes could not be read (not remembered: the next read may work). */
+class ReadFailure extends Error {}
+
+async function loadFileOnce(ref: SpecFileRef, format: SpecFormat, options: LoadOptions): Promise<FileResult> {
   const byId = ref.id === undefined ? undefined : `${format}\0#${ref.id}`;
   const known = byId === undefined ? undefined : options.cache?.get(byId);
   if (known) return known;
@@ -343,7 +361,7 @@ async function loadFile(ref: SpecFileRef, format: SpecFormat, options: LoadOptio
   try {
     bytes = await ref.read();
   } catch (error) {
-    return { errors: [{ message: `cannot read file: ${messageOf(error)}` }], warnings: [] };
+    throw new ReadFailure(`cannot read file: ${messageOf(error)}`);
   }
   let text: string;
   try {

@@ -2,7 +2,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { SpecCache, formatIssue, loadApps, resolveAppsDir, type LoadResult } from "../src/loader.ts";
+import {
+  SpecCache,
+  formatIssue,
+  loadApps,
+  loadListing,
+  resolveAppsDir,
+  type LoadResult,
+  type SpecFileRef,
+} from "../src/loader.ts";
 import { GitopsError } from "../src/errors.ts";
 import { SPEC_FILE_NAMES } from "../src/spec-file.ts";
 import { tempDir, writeTree } from "./helpers/tmp.ts";
@@ -434,6 +442,39 @@ test("a cache returns the same result for unchanged files and re-validates chang
   const second = await loadApps(join(root, "apps"), { cache });
   assert.equal(second.apps[0]!.spec, first.apps[0]!.spec, "unchanged file: the very same validated object");
   assert.equal(second.apps[1]!.spec.version, "2");
+});
+
+test("a listed file whose read failed is read again next time; one that was read is remembered by its ref", async () => {
+  // Refs as a git commit's trees give them: the same object while the app directory is unchanged.
+  let reads = 0;
+  let failing = true;
+  const flaky: SpecFileRef = {
+    dir: "a",
+    name: "app.yaml",
+    file: "apps/a/app.yaml",
+    link: false,
+    id: "1".repeat(40),
+    read: () => {
+      reads++;
+      if (failing) throw new Error("git cat-file --batch did not answer within 60000 ms");
+      return new TextEncoder().encode('name: a\nversion: "1"\n');
+    },
+  };
+  const cache = new SpecCache();
+  const listing = { files: [flaky], links: [] };
+  const first = await loadListing(listing, { cache });
+  assert.deepEqual(first.invalid, ["a"]);
+  assert.match(first.errors[0]?.message ?? "", /cannot read file: git cat-file --batch did not answer/);
+  failing = false;
+  const second = await loadListing(listing, { cache });
+  assert.deepEqual(
+    second.apps.map((app) => app.spec.name),
+    ["a"],
+    "the failed read was not remembered",
+  );
+  const third = await loadListing(listing, { cache });
+  assert.equal(third.apps[0]!.spec, second.apps[0]!.spec);
+  assert.equal(reads, 2, "the successful read is remembered by the ref");
 });
 
 test("resolveAppsDir accepts a repository or its apps directory", async (t) => {

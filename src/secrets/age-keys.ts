@@ -47,9 +47,10 @@ export async function parseIdentities(text: string, source: string): Promise<Age
       throw new AgeKeyError(
         `${where}: expected an age identity (AGE-SECRET-KEY-1…, as age-keygen writes), found something else`,
       );
+    const { identityToRecipient } = await age();
     let recipient: string;
     try {
-      recipient = await (await age()).identityToRecipient(line);
+      recipient = await identityToRecipient(line);
     } catch {
       throw new AgeKeyError(`${where}: not a valid age identity (bad checksum or length)`);
     }
