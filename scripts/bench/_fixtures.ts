@@ -1,5 +1,6 @@
 /** Generates gitops repositories of N app specs for the benchmarks. */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createAgent } from "../../src/agent.ts";
@@ -75,6 +76,25 @@ export function noopRuntime(): Runtime {
   };
 }
 
+/** An agent on `bare` with a {@link noopRuntime}, no control API and no timed ticks: the benchmarks' subject. */
+export function noopAgent(bare: string, localPath: string): ReturnType<typeof createAgent> {
+  return createAgent({ repoUrl: bare, localPath, runtime: noopRuntime(), reconcileInterval: "1h", listen: "off" });
+}
+
+/** A full garbage collection where the runtime offers one (Bun; Node and Deno with `--expose-gc`). */
+export function fullGc(): void {
+  (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true) ?? (globalThis as { gc?: () => void }).gc?.();
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 /**
  * Times `runs` first ticks of a fresh agent on `bare` (a no-op runtime, a new local path each:
  * clone, read every spec, deploy every app); each must deploy `apps` apps. Returns the times (ms).
@@ -83,13 +103,7 @@ export async function timeFirstTicks(bare: string, apps: number, runs: number): 
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const localPath = `${bare}-first-${i}`;
-    const fresh = createAgent({
-      repoUrl: bare,
-      localPath,
-      runtime: noopRuntime(),
-      reconcileInterval: "1h",
-      listen: "off",
-    });
+    const fresh = noopAgent(bare, localPath);
     const t = performance.now();
     const result = await fresh.start();
     times.push(performance.now() - t);

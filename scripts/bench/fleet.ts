@@ -14,7 +14,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { exec, spawnProcess } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV, makeSpecRepo } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, freePort, makeSpecRepo } from "./_fixtures.ts";
 import { median, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 7);
@@ -54,14 +54,6 @@ async function countingProxy(target: number): Promise<Counter> {
   await new Promise<void>((resolve) => counter.server.listen(0, "127.0.0.1", resolve));
   counter.port = (counter.server.address() as { port: number }).port;
   return counter;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /**

@@ -13,7 +13,6 @@
  *   bun scripts/bench/hot-reload.ts [--runs 7] [--reloads 1000] [--no-pm2] [--write docs/benchmarks.md]
  */
 import { cpus, totalmem, tmpdir } from "node:os";
-import { createServer } from "node:net";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,7 +21,7 @@ import { createAgent } from "../../src/agent.ts";
 import { signWebhook } from "../../src/webhook.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, freePort } from "./_fixtures.ts";
 import { PM2_SERVER, versionModule, writeBenchApp } from "./_reload-app.ts";
 import { median, ms, table } from "./_stats.ts";
 
@@ -36,14 +35,6 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const LOAD_SCRIPT = fileURLToPath(new URL("./_reload-load.ts", import.meta.url));
 const git = (cwd: string, ...argv: string[]) => exec("git", argv, { cwd, env: BENCH_GIT_ENV });
 const sleep = (n: number) => new Promise((resolve) => setTimeout(resolve, n));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function version(port: number): Promise<string | undefined> {
   const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) });

@@ -13,10 +13,9 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createAgent } from "../../src/agent.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime, timeFirstTicks } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, fullGc, makeSpecRepo, noopAgent, timeFirstTicks } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 7);
@@ -49,26 +48,17 @@ async function pushChange(count: number): Promise<{ head: string; fetchMs: numbe
   return { head, fetchMs: performance.now() - t };
 }
 
-const gc = () =>
-  (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true) ?? (globalThis as { gc?: () => void }).gc?.();
-
 const gcNow = async () => {
-  gc();
+  fullGc();
   await new Promise((r) => setTimeout(r, 50));
-  gc();
+  fullGc();
 };
 const rssMb = () => process.memoryUsage().rss / 1024 / 1024;
 // What the process holds before any agent: the runtime, the modules, the repository fixture.
 await gcNow();
 const rssBefore = rssMb();
 
-const agent = createAgent({
-  repoUrl: bare,
-  localPath: `${work}-agent`,
-  runtime: noopRuntime(),
-  reconcileInterval: "1h",
-  listen: "off",
-});
+const agent = noopAgent(bare, `${work}-agent`);
 try {
   const first = await agent.start();
   if (first.status !== "synced" || first.actions.length !== APPS)

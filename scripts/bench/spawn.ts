@@ -11,13 +11,12 @@ import { execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
 import { exec } from "../../src/exec.ts";
+import { fullGc } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const [mode, runsArg] = process.argv.slice(2);
 const RUNS = Number((mode === "exec" || mode === "child_process" ? runsArg : mode) ?? 500);
 
-const gc = () =>
-  (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true) ?? (globalThis as { gc?: () => void }).gc?.();
 const rssMb = () => process.memoryUsage().rss / 1024 / 1024;
 
 /** One variant, in this process: prints `{ ms, before, after }` as JSON. */
@@ -30,7 +29,7 @@ async function measure(variant: "exec" | "child_process"): Promise<void> {
             execFile("git", ["--version"], (error) => (error ? reject(error) : resolve())),
           );
   await once(); // the first call loads what both need
-  gc();
+  fullGc();
   const before = rssMb();
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) {
@@ -38,9 +37,9 @@ async function measure(variant: "exec" | "child_process"): Promise<void> {
     await once();
     times.push(performance.now() - t);
   }
-  gc();
+  fullGc();
   await new Promise((r) => setTimeout(r, 50));
-  gc();
+  fullGc();
   process.stdout.write(`${JSON.stringify({ ms: median(times), before, after: rssMb() })}\n`);
 }
 

@@ -6,10 +6,9 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createAgent } from "../../src/agent.ts";
 import { exec } from "../../src/exec.ts";
 import { runtimeName, runtimeVersion } from "../../src/_platform.ts";
-import { BENCH_GIT_ENV, makeSpecRepo, noopRuntime, timeFirstTicks } from "./_fixtures.ts";
+import { BENCH_GIT_ENV, makeSpecRepo, noopAgent, timeFirstTicks } from "./_fixtures.ts";
 import { median, ms, table } from "./_stats.ts";
 
 const RUNS = Number(process.argv[2] ?? 21);
@@ -24,13 +23,7 @@ await git(work, "clone", "-q", "--bare", work, bare);
 const fetchClone = `${work}-fetch`;
 await git(work, "clone", "-q", "--bare", bare, fetchClone);
 
-const agent = createAgent({
-  repoUrl: bare,
-  localPath: `${work}-agent`,
-  runtime: noopRuntime(),
-  reconcileInterval: "1h",
-  listen: "off",
-});
+const agent = noopAgent(bare, `${work}-agent`);
 try {
   const first = await agent.start();
   if (first.status !== "synced" || first.actions.length !== 100)
